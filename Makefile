@@ -1,0 +1,45 @@
+# Ratatoskr: `make run` starts ratd on the embedded default config; `make test` runs
+# everything. Both set up .venv first when needed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := npx --yes @bufbuild/buf@1.75.0
+PROTOS := $(wildcard proto/ratatoskr/v1/*.proto)
+
+.PHONY: install run test lint proto check-proto bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[server,cpu,dev]"
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/ratd $(RATD_ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check client/ratatoskr server cli tests benchmarks
+	$(VENV)/bin/mypy
+	$(BUF) lint
+	if [ -f ../shared/tools/check_wire_compat.py ]; then \
+		$(PY) ../shared/tools/check_wire_compat.py proto/ > /tmp/ratatoskr-wire.txt \
+		|| { cat /tmp/ratatoskr-wire.txt; exit 1; }; tail -n 1 /tmp/ratatoskr-wire.txt; \
+	else echo "wire check skipped: ../shared is not beside this checkout"; fi
+
+# Regenerate the committed Python stubs from proto/ (grpcio-tools is pinned in [dev]).
+proto: install
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --pyi_out=client \
+		--grpc_python_out=client $(PROTOS)
+
+bench: install
+	$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

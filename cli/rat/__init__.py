@@ -1,0 +1,1 @@
+"""``rat``: the command line of the Ratatoskr gateway."""

@@ -1,0 +1,5 @@
+import sys
+
+from rat.main import main
+
+sys.exit(main())

@@ -1,0 +1,454 @@
+"""``rat``: talk to a running ratd from a shell.
+
+    rat health
+    rat chat "hello" -m openai/gpt-4o-mini
+    echo "some text" | rat embed -m all-MiniLM-L6-v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rat import output
+from rat.output import Dim, print_json, table, to_dict
+from ratatoskr import ChatOptions, GenerateOptions, Message, ServiceClient, errors
+from ratatoskr.address import DEFAULT_ADDRESS
+from ratatoskr.v1 import inference_pb2, models_pb2
+
+Handler = Callable[[ServiceClient, argparse.Namespace], Awaitable[None]]
+COMMANDS: dict[str, Handler] = {}
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def text_argument(values: list[str] | str | None, what: str) -> str:
+    """The text from the arguments, or from stdin when none (or "-") is given."""
+    if isinstance(values, list):
+        values = " ".join(values) if values else None
+    if values is None or values == "-":
+        if sys.stdin.isatty():
+            raise UsageError(f"no {what} given (pass it as an argument or on stdin)")
+        values = sys.stdin.read()
+        if values.endswith("\n"):
+            values = values[:-1]
+    return values
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+@command("health")
+async def health(client: ServiceClient, args: argparse.Namespace) -> None:
+    reply = await client.health()
+    if args.json:
+        print_json(reply)
+        return
+    sha = f" (git {reply.git_sha[:12]})" if reply.HasField("git_sha") else ""
+    state = "healthy" if reply.healthy else "NOT healthy"
+    print(f"ratd {reply.version}{sha} at {args.address}: {state}")
+    if not reply.healthy:
+        raise SystemExit(3)
+
+
+@command("models")
+async def models(client: ServiceClient, args: argparse.Namespace) -> None:
+    found = await client.list_models(args.provider or "")
+    if args.json:
+        print_json({"models": [to_dict(m) for m in found]})
+        return
+    rows = []
+    for m in found:
+        pricing = m.pricing if m.HasField("pricing") else None
+        rows.append(
+            (
+                m.provider,
+                m.id,
+                str(m.context_window) if m.HasField("context_window") else "-",
+                output.price(pricing.prompt_cost_per_mtok if pricing and pricing.HasField("prompt_cost_per_mtok") else None),
+                output.price(pricing.completion_cost_per_mtok if pricing and pricing.HasField("completion_cost_per_mtok") else None),
+                output.capability_names(m.capabilities),
+            )
+        )
+    table(rows, ("PROVIDER", "MODEL", "CONTEXT", "IN/MTOK", "OUT/MTOK", "CAPABILITIES"))
+
+
+@command("status")
+async def status(client: ServiceClient, args: argparse.Namespace) -> None:
+    reply = await client.model_status(args.model)
+    if args.json:
+        print_json(reply)
+        return
+    name = models_pb2.ModelStatus.Name(reply.status).removeprefix("MODEL_STATUS_").lower()
+    reason = f": {reply.reason}" if reply.HasField("reason") else ""
+    print(f"{args.model}: {name}{reason}")
+
+
+@command("metadata")
+async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
+    found = await (client.fetch_model_metadata if args.fetch else client.model_metadata)(args.model)
+    if found is None:
+        raise errors.ModelNotFound(f"ratd has no metadata for {args.model}")
+    if args.json:
+        print_json(found)
+        return
+    info = found.info
+    print(f"model     {info.id}")
+    print(f"provider  {info.provider}")
+    if info.HasField("context_window"):
+        print(f"context   {info.context_window} tokens")
+    if found.HasField("max_output_tokens"):
+        print(f"output    {found.max_output_tokens} tokens max")
+    if found.HasField("pricing"):
+        p = found.pricing
+        print(f"price     in {output.price(p.prompt_cost_per_mtok)} / out {output.price(p.completion_cost_per_mtok)} per Mtok")
+    print(f"caps      {output.capability_names(info.capabilities)}")
+    rows = []
+    for entry in found.parameters:
+        kind = entry.availability.WhichOneof("kind") or "-"
+        detail = ""
+        if kind == "mutable_range":
+            r = entry.availability.mutable_range
+            parts = [f"{label} {getattr(r, f):g}" for f, label in (("min", "min"), ("max", "max"), ("default_value", "default")) if r.HasField(f)]
+            detail = ", ".join(parts)
+            kind = "mutable"
+        elif kind == "read_only_json":
+            detail, kind = entry.availability.read_only_json, "read-only"
+        rows.append((entry.name, kind, detail))
+    if rows:
+        print()
+        table(rows, ("PARAMETER", "AVAILABILITY", "RANGE / VALUE"))
+
+
+@command("presets")
+async def presets(client: ServiceClient, args: argparse.Namespace) -> None:
+    tiers = await client.list_presets()
+    if args.json:
+        print_json({"tiers": [to_dict(t) for t in tiers]})
+        return
+    for tier in tiers:
+        print(f"{tier.tier}: {', '.join(tier.capabilities)}")
+
+
+def _chat_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "reasoning_effort": args.reasoning_effort,
+    }
+
+
+@command("chat")
+async def chat(client: ServiceClient, args: argparse.Namespace) -> None:
+    messages = [Message.system(args.system)] if args.system else []
+    messages.append(Message.user(text_argument(args.message, "message")))
+    options = ChatOptions(**_chat_options(args))
+    if args.json or args.no_stream:
+        reply = await client.chat(messages, options=options)
+        if args.json:
+            print_json(reply)
+            return
+        if reply.HasField("reasoning") and reply.reasoning:
+            Dim(sys.stderr).write(reply.reasoning + "\n")
+        print(reply.content)
+        for call in reply.tool_calls:
+            print(f"[tool call {call.id}] {call.name}({call.arguments})")
+        return
+    dim = Dim(sys.stderr)
+    calls: dict[int, list[str]] = {}
+    ended_with_newline = True
+    async for event in client.chat_stream(messages, options=options):
+        kind = event.WhichOneof("event")
+        if kind == "content":
+            sys.stdout.write(event.content)
+            sys.stdout.flush()
+            ended_with_newline = event.content.endswith("\n")
+        elif kind == "reasoning":
+            dim.write(event.reasoning)
+        elif kind == "tool_call_start":
+            calls[event.tool_call_start.index] = [event.tool_call_start.id, event.tool_call_start.name, ""]
+        elif kind == "tool_call_delta":
+            calls[event.tool_call_delta.index][2] += event.tool_call_delta.arguments
+        elif kind == "tool_call_end":
+            call_id, name, arguments = calls[event.tool_call_end.index]
+            prefix = "" if ended_with_newline else "\n"
+            sys.stdout.write(f"{prefix}[tool call {call_id}] {name}({arguments})\n")
+            ended_with_newline = True
+    if not ended_with_newline:
+        sys.stdout.write("\n")
+
+
+@command("generate")
+async def generate(client: ServiceClient, args: argparse.Namespace) -> None:
+    prompt = text_argument(args.prompt, "prompt")
+    options = GenerateOptions(args.model, temperature=args.temperature, max_tokens=args.max_tokens)
+    if args.json or args.no_stream:
+        reply = await client.generate(prompt, options)
+        if args.json:
+            print_json(reply)
+        else:
+            print(reply.text)
+        return
+    ended_with_newline = True
+    async for event in client.generate_stream(prompt, options):
+        if event.WhichOneof("event") == "text":
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+            ended_with_newline = event.text.endswith("\n")
+        elif event.WhichOneof("event") == "reasoning":
+            Dim(sys.stderr).write(event.reasoning)
+    if not ended_with_newline:
+        sys.stdout.write("\n")
+
+
+@command("embed")
+async def embed(client: ServiceClient, args: argparse.Namespace) -> None:
+    texts = args.text or [text_argument(None, "text")]
+    embeddings = await client.embed_batch(texts, args.model)
+    for embedding in embeddings:
+        if args.json:
+            print_json(embedding)
+        else:
+            print("[" + ", ".join(f"{v:.6g}" for v in embedding.values) + "]")
+
+
+def _scores(pairs: list[tuple[str, float]], top: str) -> None:
+    width = max(len(label) for label, _ in pairs)
+    for label, score in sorted(pairs, key=lambda p: -p[1]):
+        marker = "  <-" if label == top else ""
+        print(f"{label.ljust(width)}  {score:.4f}{marker}")
+
+
+@command("nli")
+async def nli(client: ServiceClient, args: argparse.Namespace) -> None:
+    reply = await client.infer_nli(args.premise, args.hypothesis, args.model)
+    if args.json:
+        print_json(reply)
+        return
+    top = inference_pb2.NliLabel.Name(reply.label).removeprefix("NLI_LABEL_").lower()
+    _scores([("entailment", reply.entailment), ("neutral", reply.neutral), ("contradiction", reply.contradiction)], top)
+
+
+@command("classify")
+async def classify(client: ServiceClient, args: argparse.Namespace) -> None:
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    text = text_argument(args.text, "text")
+    reply = await client.classify_zero_shot(text, labels, args.model, multi_label=args.multi_label or None)
+    if args.json:
+        print_json(reply)
+        return
+    _scores(list(reply.scores.items()), reply.top_label)
+
+
+@command("stance")
+async def stance(client: ServiceClient, args: argparse.Namespace) -> None:
+    reply = await client.classify_stance(text_argument(args.text, "text"), args.target, args.model)
+    if args.json:
+        print_json(reply)
+        return
+    top = inference_pb2.StanceLabel.Name(reply.label).removeprefix("STANCE_LABEL_").lower()
+    _scores([("favor", reply.favor), ("against", reply.against), ("neutral", reply.neutral)], top)
+
+
+@command("tokens")
+async def tokens(client: ServiceClient, args: argparse.Namespace) -> None:
+    count = await client.count_tokens(text_argument(args.text, "text"), args.model)
+    if args.json:
+        print_json({"count": count})
+    else:
+        print(count)
+
+
+@command("tokenize")
+async def tokenize(client: ServiceClient, args: argparse.Namespace) -> None:
+    found = await client.tokenize(text_argument(args.text, "text"), args.model)
+    if args.json:
+        print_json({"tokens": [to_dict(t) for t in found]})
+        return
+    for token in found:
+        print(f"{token.id}\t{token.start}-{token.end}\t{token.text!r}")
+
+
+@command("ps")
+async def ps(client: ServiceClient, args: argparse.Namespace) -> None:
+    loaded = await client.list_loaded()
+    if args.json:
+        print_json({"models": [to_dict(m) for m in loaded]})
+        return
+    rows = [
+        (
+            m.name,
+            m.kind,
+            models_pb2.ModelStatus.Name(m.status).removeprefix("MODEL_STATUS_").lower(),
+            output.human_bytes(m.bytes),
+            m.device,
+            output.when(m.last_used),
+            "pinned" if m.pinned else output.when(m.expires_at),
+        )
+        for m in loaded
+    ]
+    table(rows, ("NAME", "KIND", "STATUS", "SIZE", "DEVICE", "LAST USED", "UNTIL"))
+
+
+@command("load")
+async def load(client: ServiceClient, args: argparse.Namespace) -> None:
+    model = await client.load_model(args.model, pin=args.pin)
+    if args.json:
+        print_json(model)
+    else:
+        print(f"loaded {model.name} on {model.device} ({output.human_bytes(model.bytes)})")
+
+
+@command("unload")
+async def unload(client: ServiceClient, args: argparse.Namespace) -> None:
+    unloaded = await client.unload_model(args.model)
+    if args.json:
+        print_json({"unloaded": unloaded})
+    else:
+        print(f"unloaded {args.model}" if unloaded else f"{args.model} was not loaded")
+
+
+@command("download")
+async def download(client: ServiceClient, args: argparse.Namespace) -> None:
+    last_path = ""
+    async for progress in client.download_model(args.model, args.revision or ""):
+        if args.json:
+            print_json(progress)
+            continue
+        if progress.done:
+            last_path = progress.path
+            continue
+        total = progress.total_bytes
+        done = progress.downloaded_bytes
+        bar = ""
+        if total:
+            filled = int(30 * done / total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * done / total:5.1f}% "
+        sys.stderr.write(f"\r{bar}{output.human_bytes(done)} {progress.file}\x1b[K")
+        sys.stderr.flush()
+    if not args.json:
+        sys.stderr.write("\n")
+        print(f"downloaded {args.model} to {last_path}")
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rat", description="Command line of the Ratatoskr gateway (ratd).")
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RATD_ADDRESS", DEFAULT_ADDRESS),
+        help="ratd address: host:port or unix:/path (env RATD_ADDRESS; default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document per result")
+    parser.add_argument("--timeout", type=float, help="deadline of each call in seconds")
+    # --json is accepted after the command too: `rat chat --json ...`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[common])
+
+    def model_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-m", "--model", required=True)
+
+    add("health", "is ratd up? version and health")
+    p = add("models", "list models with provider, context, price and capabilities")
+    p.add_argument("--provider")
+    p = add("status", "status of one model")
+    p.add_argument("model")
+    p = add("metadata", "everything ratd knows of a model: context, prices, parameters")
+    p.add_argument("model")
+    p.add_argument("--fetch", action="store_true", help="ask the provider for fresh metadata")
+    add("presets", "list the ratatoskr:<tier>/<capability> presets")
+    for name, arg in (("chat", "message"), ("generate", "prompt")):
+        p = add(name, f"{name} (streams by default; text from stdin when no {arg} is given)")
+        p.add_argument(arg, nargs="*")
+        model_arg(p)
+        p.add_argument("--temperature", type=float)
+        p.add_argument("--max-tokens", type=int)
+        p.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+        if name == "chat":
+            p.add_argument("--system", help="a system message")
+            p.add_argument(
+                "--reasoning-effort", choices=("none", "minimal", "low", "medium", "high", "xhigh")
+            )
+    p = add("embed", "embeddings, one line per text")
+    p.add_argument("text", nargs="*")
+    model_arg(p)
+    p = add("nli", "natural language inference of a premise and a hypothesis")
+    p.add_argument("premise")
+    p.add_argument("hypothesis")
+    model_arg(p)
+    p = add("classify", "zero-shot classification")
+    p.add_argument("text", nargs="?")
+    p.add_argument("--labels", required=True, help="comma-separated labels")
+    p.add_argument("--multi-label", action="store_true")
+    model_arg(p)
+    p = add("stance", "stance of a text toward a target")
+    p.add_argument("text", nargs="?")
+    p.add_argument("--target", required=True)
+    model_arg(p)
+    for name, help_text in (("tokens", "count tokens"), ("tokenize", "tokens with ids and offsets")):
+        p = add(name, help_text)
+        p.add_argument("text", nargs="?")
+        model_arg(p)
+    add("ps", "local models the daemon holds")
+    p = add("load", "load a local model now")
+    p.add_argument("model")
+    p.add_argument("--pin", action="store_true", help="keep it loaded")
+    p = add("unload", "unload a local model")
+    p.add_argument("model")
+    p = add("download", "download a local model into the cache")
+    p.add_argument("model")
+    p.add_argument("--revision")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> None:
+    client = await ServiceClient.connect(args.address, timeout=args.timeout)
+    try:
+        await COMMANDS[args.command](client, args)
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        asyncio.run(_run(args))
+    except errors.ConnectionFailed as err:
+        print(f"rat: cannot reach ratd at {args.address}: {err.message}", file=sys.stderr)
+        return output.exit_code(err)
+    except errors.RatatoskrError as err:
+        print(f"rat: {output.describe_error(err)}", file=sys.stderr)
+        return output.exit_code(err)
+    except UsageError as err:
+        print(f"rat: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Python client of the Ratatoskr gateway daemon (ratd).
+
+    from ratatoskr import ServiceClient, Message
+
+    async with await ServiceClient.connect("127.0.0.1:9741") as client:
+        reply = await client.chat([Message.user("hello")], model="gpt-4o-mini")
+        print(reply.content)
+
+The generated messages live in ``ratatoskr.v1`` (``chat_pb2``, ``inference_pb2``,
+``models_pb2``, ``admin_pb2``); the helpers here build them.
+"""
+
+from ratatoskr.address import DEFAULT_ADDRESS
+from ratatoskr.client import ServiceClient
+from ratatoskr.errors import (
+    AuthenticationFailed,
+    Cancelled,
+    ConnectionFailed,
+    ContentFiltered,
+    ContextLengthExceeded,
+    DeadlineExceeded,
+    InternalError,
+    InvalidInput,
+    ModelNotAvailable,
+    ModelNotFound,
+    NotImplementedByServer,
+    Overloaded,
+    PresetNotFound,
+    QuotaExceeded,
+    RateLimited,
+    RatatoskrError,
+    UnsupportedParameter,
+)
+from ratatoskr.helpers import ChatOptions, GenerateOptions, Message, ToolCall, ToolDefinition
+from ratatoskr.sync import SyncServiceClient
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2
+
+__version__ = "0.1.0"
+
+# Upstream names of the stream event messages.
+ChatEvent = chat_pb2.ChatStreamResponse
+GenerateEvent = chat_pb2.GenerateStreamResponse
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "AuthenticationFailed",
+    "Cancelled",
+    "ChatEvent",
+    "ChatOptions",
+    "ConnectionFailed",
+    "ContentFiltered",
+    "ContextLengthExceeded",
+    "DeadlineExceeded",
+    "GenerateEvent",
+    "GenerateOptions",
+    "InternalError",
+    "InvalidInput",
+    "Message",
+    "ModelNotAvailable",
+    "ModelNotFound",
+    "NotImplementedByServer",
+    "Overloaded",
+    "PresetNotFound",
+    "QuotaExceeded",
+    "RateLimited",
+    "RatatoskrError",
+    "ServiceClient",
+    "SyncServiceClient",
+    "ToolCall",
+    "ToolDefinition",
+    "UnsupportedParameter",
+    "admin_pb2",
+    "chat_pb2",
+    "inference_pb2",
+    "models_pb2",
+    "ratatoskr_pb2",
+]

@@ -1,0 +1,327 @@
+"""The asynchronous client of ratd: ``ServiceClient``.
+
+Methods are named as in the upstream ``ModelGateway`` trait, take plain Python values
+where that is natural, and return the generated ``ratatoskr.v1`` messages. A failed call
+raises a subclass of ``ratatoskr.errors.RatatoskrError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from ratatoskr.address import DEFAULT_ADDRESS, normalize_address
+from ratatoskr.errors import ConnectionFailed, from_rpc_error
+from ratatoskr.helpers import ChatOptions, GenerateOptions, Message
+from ratatoskr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    chat_pb2,
+    inference_pb2,
+    models_pb2,
+    ratatoskr_pb2,
+    ratatoskr_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+MessagesArg = str | chat_pb2.Message | Iterable[chat_pb2.Message]
+
+
+def _messages(messages: MessagesArg) -> list[chat_pb2.Message]:
+    if isinstance(messages, str):
+        return [Message.user(messages)]
+    if isinstance(messages, chat_pb2.Message):
+        return [messages]
+    return list(messages)
+
+
+def _merge(base: Any, overrides: Any) -> Any:
+    merged = type(base)()
+    merged.CopyFrom(base)
+    merged.MergeFrom(overrides)
+    return merged
+
+
+class ServiceClient:
+    """Async client of ratd. Use ``await ServiceClient.connect(address)``."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = None) -> None:
+        self._channel = channel
+        self._stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = None,
+        wait_ready: float | None = None,
+    ) -> ServiceClient:
+        """Open a channel to ratd. ``timeout`` is the default per-call deadline in seconds;
+        ``wait_ready`` waits up to that many seconds for the channel to connect."""
+        channel = grpc.aio.insecure_channel(normalize_address(address), options=CHANNEL_OPTIONS)
+        if wait_ready is not None:
+            try:
+                await asyncio.wait_for(channel.channel_ready(), wait_ready)
+            except TimeoutError:
+                await channel.close()
+                raise ConnectionFailed(
+                    f"ratd at {address} did not answer within {wait_ready}s",
+                    code=grpc.StatusCode.UNAVAILABLE,
+                ) from None
+        return cls(channel, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> ServiceClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+        try:
+            return await method(request, timeout=timeout if timeout is not None else self.timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    async def _stream(self, method: Callable[..., Any], request: Any, timeout: float | None) -> AsyncIterator[Any]:
+        call = method(request, timeout=timeout if timeout is not None else self.timeout)
+        try:
+            async for event in call:
+                yield event
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
+    # -- chat and generation --------------------------------------------------------
+
+    @staticmethod
+    def chat_request(
+        messages: MessagesArg,
+        tools: Sequence[chat_pb2.ToolDefinition] | None = None,
+        options: chat_pb2.ChatOptions | None = None,
+        **option_kwargs: Any,
+    ) -> chat_pb2.ChatRequest:
+        """The ChatRequest that ``chat`` sends; keyword options override ``options``."""
+        opts = options or chat_pb2.ChatOptions()
+        if option_kwargs:
+            opts = _merge(opts, ChatOptions(**option_kwargs))
+        return chat_pb2.ChatRequest(messages=_messages(messages), tools=tools or [], options=opts)
+
+    async def chat(
+        self,
+        messages: MessagesArg,
+        tools: Sequence[chat_pb2.ToolDefinition] | None = None,
+        options: chat_pb2.ChatOptions | None = None,
+        *,
+        timeout: float | None = None,
+        **option_kwargs: Any,
+    ) -> chat_pb2.ChatResponse:
+        """One chat completion. ``messages`` may be a plain string (one user message);
+        options come as a ``ChatOptions`` message, keyword arguments, or both."""
+        request = self.chat_request(messages, tools, options, **option_kwargs)
+        return await self._call(self._stub.Chat, request, timeout)
+
+    def chat_stream(
+        self,
+        messages: MessagesArg,
+        tools: Sequence[chat_pb2.ToolDefinition] | None = None,
+        options: chat_pb2.ChatOptions | None = None,
+        *,
+        timeout: float | None = None,
+        **option_kwargs: Any,
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        """Stream chat events (content, reasoning, tool calls, usage, done) as they arrive."""
+        chat = self.chat_request(messages, tools, options, **option_kwargs)
+        request = chat_pb2.ChatStreamRequest(
+            messages=chat.messages, tools=chat.tools, options=chat.options
+        )
+        return self._stream(self._stub.ChatStream, request, timeout)
+
+    @staticmethod
+    def _generate_options(
+        options: chat_pb2.GenerateOptions | None, option_kwargs: dict[str, Any]
+    ) -> chat_pb2.GenerateOptions:
+        opts = options or chat_pb2.GenerateOptions()
+        return _merge(opts, GenerateOptions(**option_kwargs)) if option_kwargs else opts
+
+    async def generate(
+        self,
+        prompt: str,
+        options: chat_pb2.GenerateOptions | None = None,
+        *,
+        timeout: float | None = None,
+        **option_kwargs: Any,
+    ) -> chat_pb2.GenerateResponse:
+        request = chat_pb2.GenerateRequest(
+            prompt=prompt, options=self._generate_options(options, option_kwargs)
+        )
+        return await self._call(self._stub.Generate, request, timeout)
+
+    def generate_stream(
+        self,
+        prompt: str,
+        options: chat_pb2.GenerateOptions | None = None,
+        *,
+        timeout: float | None = None,
+        **option_kwargs: Any,
+    ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
+        request = chat_pb2.GenerateStreamRequest(
+            prompt=prompt, options=self._generate_options(options, option_kwargs)
+        )
+        return self._stream(self._stub.GenerateStream, request, timeout)
+
+    # -- inference --------------------------------------------------------------------
+
+    async def embed(
+        self, text: str, model: str, *, timeout: float | None = None
+    ) -> inference_pb2.EmbedResponse:
+        request = inference_pb2.EmbedRequest(text=text, model=model)
+        return await self._call(self._stub.Embed, request, timeout)
+
+    async def embed_batch(
+        self, texts: Sequence[str], model: str, *, timeout: float | None = None
+    ) -> list[inference_pb2.Embedding]:
+        request = inference_pb2.EmbedBatchRequest(texts=list(texts), model=model)
+        response = await self._call(self._stub.EmbedBatch, request, timeout)
+        return list(response.embeddings)
+
+    async def infer_nli(
+        self, premise: str, hypothesis: str, model: str, *, timeout: float | None = None
+    ) -> inference_pb2.InferNliResponse:
+        request = inference_pb2.InferNliRequest(premise=premise, hypothesis=hypothesis, model=model)
+        return await self._call(self._stub.InferNli, request, timeout)
+
+    async def infer_nli_batch(
+        self, pairs: Sequence[tuple[str, str]], model: str, *, timeout: float | None = None
+    ) -> list[inference_pb2.NliResult]:
+        request = inference_pb2.InferNliBatchRequest(
+            pairs=[inference_pb2.NliPair(premise=p, hypothesis=h) for p, h in pairs], model=model
+        )
+        response = await self._call(self._stub.InferNliBatch, request, timeout)
+        return list(response.results)
+
+    async def classify_zero_shot(
+        self,
+        text: str,
+        labels: Sequence[str],
+        model: str,
+        *,
+        multi_label: bool | None = None,
+        hypothesis_template: str | None = None,
+        timeout: float | None = None,
+    ) -> inference_pb2.ClassifyZeroShotResponse:
+        request = inference_pb2.ClassifyZeroShotRequest(
+            text=text,
+            labels=list(labels),
+            model=model,
+            multi_label=multi_label,
+            hypothesis_template=hypothesis_template,
+        )
+        return await self._call(self._stub.ClassifyZeroShot, request, timeout)
+
+    async def classify_stance(
+        self, text: str, target: str, model: str, *, timeout: float | None = None
+    ) -> inference_pb2.ClassifyStanceResponse:
+        request = inference_pb2.ClassifyStanceRequest(text=text, target=target, model=model)
+        return await self._call(self._stub.ClassifyStance, request, timeout)
+
+    async def count_tokens(self, text: str, model: str, *, timeout: float | None = None) -> int:
+        request = inference_pb2.CountTokensRequest(text=text, model=model)
+        return (await self._call(self._stub.CountTokens, request, timeout)).count
+
+    async def tokenize(
+        self, text: str, model: str, *, timeout: float | None = None
+    ) -> list[inference_pb2.Token]:
+        request = inference_pb2.TokenizeRequest(text=text, model=model)
+        return list((await self._call(self._stub.Tokenize, request, timeout)).tokens)
+
+    # -- models ---------------------------------------------------------------------
+
+    async def list_models(
+        self, provider: str = "", *, timeout: float | None = None
+    ) -> list[models_pb2.ModelInfo]:
+        request = models_pb2.ListModelsRequest(provider=provider)
+        return list((await self._call(self._stub.ListModels, request, timeout)).models)
+
+    async def model_status(
+        self, model: str, *, timeout: float | None = None
+    ) -> models_pb2.ModelStatusResponse:
+        request = models_pb2.ModelStatusRequest(model=model)
+        return await self._call(self._stub.ModelStatus, request, timeout)
+
+    async def model_metadata(
+        self, model: str, *, timeout: float | None = None
+    ) -> models_pb2.ModelMetadata | None:
+        """What ratd knows of the model, from memory; None when it knows nothing."""
+        request = models_pb2.GetModelMetadataRequest(model=model)
+        response = await self._call(self._stub.GetModelMetadata, request, timeout)
+        return response.metadata if response.found else None
+
+    async def fetch_model_metadata(
+        self, model: str, *, timeout: float | None = None
+    ) -> models_pb2.ModelMetadata | None:
+        """Like ``model_metadata``, but ratd may ask the provider first."""
+        request = models_pb2.FetchModelMetadataRequest(model=model)
+        response = await self._call(self._stub.FetchModelMetadata, request, timeout)
+        return response.metadata if response.found else None
+
+    async def capabilities(self, *, timeout: float | None = None) -> list[int]:
+        """The ``ModelCapability`` values the daemon offers."""
+        request = models_pb2.GetCapabilitiesRequest()
+        return list((await self._call(self._stub.GetCapabilities, request, timeout)).capabilities)
+
+    async def resolve_preset(
+        self, tier: str, capability: str, *, timeout: float | None = None
+    ) -> models_pb2.ResolvePresetResponse:
+        request = models_pb2.ResolvePresetRequest(tier=tier, capability=capability)
+        return await self._call(self._stub.ResolvePreset, request, timeout)
+
+    async def list_presets(
+        self, *, timeout: float | None = None
+    ) -> list[models_pb2.PresetTierEntry]:
+        request = models_pb2.ListPresetsRequest()
+        return list((await self._call(self._stub.ListPresets, request, timeout)).tiers)
+
+    async def health(self, *, timeout: float | None = None) -> ratatoskr_pb2.HealthResponse:
+        return await self._call(self._stub.Health, ratatoskr_pb2.HealthRequest(), timeout)
+
+    # -- administration of local models -------------------------------------------------
+
+    async def list_loaded(self, *, timeout: float | None = None) -> list[models_pb2.LoadedModel]:
+        request = admin_pb2.ListLoadedModelsRequest()
+        return list((await self._call(self._admin.ListLoadedModels, request, timeout)).models)
+
+    async def load_model(
+        self, model: str, *, pin: bool = False, timeout: float | None = None
+    ) -> models_pb2.LoadedModel:
+        request = admin_pb2.LoadModelRequest(model=model, pin=pin)
+        return (await self._call(self._admin.LoadModel, request, timeout)).model
+
+    async def unload_model(self, model: str, *, timeout: float | None = None) -> bool:
+        request = admin_pb2.UnloadModelRequest(model=model)
+        return (await self._call(self._admin.UnloadModel, request, timeout)).unloaded
+
+    def download_model(
+        self, model: str, revision: str = "", *, timeout: float | None = None
+    ) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+        request = admin_pb2.DownloadModelRequest(model=model, revision=revision)
+        return self._stream(self._admin.DownloadModel, request, timeout)
+
+    async def reload_config(self, *, timeout: float | None = None) -> admin_pb2.ReloadConfigResponse:
+        return await self._call(self._admin.ReloadConfig, admin_pb2.ReloadConfigRequest(), timeout)
+

@@ -1,0 +1,80 @@
+"""A blocking wrapper of ``ServiceClient`` for scripts and synchronous code.
+
+It runs the async client on a private event loop in a daemon thread, so there is one
+implementation of every call, and it works from inside code that already runs an event
+loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from ratatoskr.address import DEFAULT_ADDRESS
+from ratatoskr.client import ServiceClient
+
+T = TypeVar("T")
+
+_STREAMING = {"chat_stream", "generate_stream", "download_model"}
+
+
+class SyncServiceClient:
+    """``SyncServiceClient(address)`` offers every ``ServiceClient`` method, blocking.
+
+    Streaming methods return ordinary iterators.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = None,
+        wait_ready: float | None = None,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="ratatoskr-client", daemon=True
+        )
+        self._thread.start()
+        self._client = self._run(
+            ServiceClient.connect(address, timeout=timeout, wait_ready=wait_ready)
+        )
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _iterate(self, stream: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self._run(anext(stream))  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None and not self._loop.is_closed():
+                self._run(aclose())
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method) or name.startswith("_"):
+            return method
+        if name in _STREAMING:
+            return lambda *args, **kwargs: self._iterate(method(*args, **kwargs))
+        return lambda *args, **kwargs: self._run(method(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> SyncServiceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

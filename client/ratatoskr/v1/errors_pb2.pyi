@@ -1,0 +1,48 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_INVALID_INPUT: _ClassVar[ErrorReason]
+    ERROR_REASON_UNSUPPORTED_PARAMETER: _ClassVar[ErrorReason]
+    ERROR_REASON_UPSTREAM_INVALID_REQUEST: _ClassVar[ErrorReason]
+    ERROR_REASON_MODEL_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_PRESET_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_PROVIDER_UNAVAILABLE: _ClassVar[ErrorReason]
+    ERROR_REASON_PROVIDER_OVERLOADED: _ClassVar[ErrorReason]
+    ERROR_REASON_NO_PROVIDER: _ClassVar[ErrorReason]
+    ERROR_REASON_MODEL_NOT_AVAILABLE: _ClassVar[ErrorReason]
+    ERROR_REASON_RATE_LIMITED: _ClassVar[ErrorReason]
+    ERROR_REASON_QUOTA_EXCEEDED: _ClassVar[ErrorReason]
+    ERROR_REASON_OVERLOADED: _ClassVar[ErrorReason]
+    ERROR_REASON_AUTHENTICATION_FAILED: _ClassVar[ErrorReason]
+    ERROR_REASON_CONTENT_FILTERED: _ClassVar[ErrorReason]
+    ERROR_REASON_CONTEXT_LENGTH_EXCEEDED: _ClassVar[ErrorReason]
+    ERROR_REASON_NOT_IMPLEMENTED: _ClassVar[ErrorReason]
+    ERROR_REASON_TIMEOUT: _ClassVar[ErrorReason]
+    ERROR_REASON_UPSTREAM_PROTOCOL: _ClassVar[ErrorReason]
+    ERROR_REASON_SHUTTING_DOWN: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_INVALID_INPUT: ErrorReason
+ERROR_REASON_UNSUPPORTED_PARAMETER: ErrorReason
+ERROR_REASON_UPSTREAM_INVALID_REQUEST: ErrorReason
+ERROR_REASON_MODEL_NOT_FOUND: ErrorReason
+ERROR_REASON_PRESET_NOT_FOUND: ErrorReason
+ERROR_REASON_PROVIDER_UNAVAILABLE: ErrorReason
+ERROR_REASON_PROVIDER_OVERLOADED: ErrorReason
+ERROR_REASON_NO_PROVIDER: ErrorReason
+ERROR_REASON_MODEL_NOT_AVAILABLE: ErrorReason
+ERROR_REASON_RATE_LIMITED: ErrorReason
+ERROR_REASON_QUOTA_EXCEEDED: ErrorReason
+ERROR_REASON_OVERLOADED: ErrorReason
+ERROR_REASON_AUTHENTICATION_FAILED: ErrorReason
+ERROR_REASON_CONTENT_FILTERED: ErrorReason
+ERROR_REASON_CONTEXT_LENGTH_EXCEEDED: ErrorReason
+ERROR_REASON_NOT_IMPLEMENTED: ErrorReason
+ERROR_REASON_TIMEOUT: ErrorReason
+ERROR_REASON_UPSTREAM_PROTOCOL: ErrorReason
+ERROR_REASON_SHUTTING_DOWN: ErrorReason

@@ -1,0 +1,5 @@
+import sys
+
+from ratd.main import main
+
+sys.exit(main())

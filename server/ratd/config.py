@@ -1,0 +1,321 @@
+"""ratd's configuration: TOML in, frozen dataclasses out, with errors that name the file,
+the key and what was expected.
+
+The dataclasses below are the schema. Unknown keys and wrong types are errors, never
+ignored, because a silently ignored typo in a daemon's config is a production incident.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ratd.secrets import ENV_KEYS, Secret, default_secrets_path, load_secrets
+
+REMOTE_KINDS = ("openrouter", "openai", "anthropic", "google", "ollama", "huggingface")
+DEFAULT_BASE_URLS = {
+    "openrouter": "https://openrouter.ai/api/v1",
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "google": "https://generativelanguage.googleapis.com",
+    "ollama": "http://localhost:11434",
+    "huggingface": "https://router.huggingface.co/hf-inference",
+}
+CAPABILITIES = ("chat", "generate", "embed", "nli", "classify", "stance", "tokens")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = "127.0.0.1:9741"
+    metrics_address: str = "127.0.0.1:9742"
+    max_concurrent_requests: int = 256
+    request_timeout_secs: float = 120.0
+    # How long SIGTERM waits for in-flight calls before cancelling them.
+    shutdown_grace_secs: float = 10.0
+    # Largest text a request may carry in any one field (and in total).
+    max_request_bytes: int = 8 * 1024 * 1024
+    log_level: str = "info"
+    log_format: str = "text"
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """A remote provider. The table name is the provider's name; ``kind`` says which API
+    it speaks (defaults to the name, so ``[providers.openai]`` needs no kind)."""
+
+    kind: str = ""
+    base_url: str = ""
+    connect_timeout_secs: float = 10.0
+    # Longest silence allowed while reading a response (first byte or between chunks).
+    read_timeout_secs: float = 300.0
+    max_connections: int = 256
+    # Extra HTTP headers sent with every request (e.g. OpenRouter HTTP-Referer, X-Title).
+    headers: dict[str, str] = field(default_factory=dict)
+    # Environment variable holding the key, for providers with names of their own.
+    api_key_env: str = ""
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    device: str = "cpu"
+    models_dir: str = "~/.cache/ratatoskr/models"
+    ram_budget_mb: int = 1024
+    idle_timeout_secs: float = 300.0
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    """``match`` is a shell-style pattern on the model name; first match wins."""
+
+    match: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    chat: list[str] = field(default_factory=list)
+    generate: list[str] = field(default_factory=list)
+    embed: list[str] = field(default_factory=list)
+    nli: list[str] = field(default_factory=list)
+    classify: list[str] = field(default_factory=list)
+    stance: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    # Checked before the built-in table.
+    rules: list[RoutingRule] = field(default_factory=list)
+
+    def chain(self, capability: str) -> list[str]:
+        return list(getattr(self, capability))
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    # What to do with a parameter the target model does not support: warn (drop it and
+    # log once), error (INVALID_ARGUMENT, so a fallback can try elsewhere) or ignore
+    # (send it anyway).
+    parameter_policy: str = "warn"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    local: LocalConfig | None = None
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    keys: dict[str, Secret] = field(default_factory=dict)
+    source: str = "<embedded default>"
+
+    def api_key(self, provider: str) -> Secret | None:
+        return self.keys.get(provider)
+
+
+_CHOICES = {
+    ("server", "log_level"): ("debug", "info", "warning", "error"),
+    ("server", "log_format"): ("text", "json"),
+    ("validation", "parameter_policy"): ("warn", "error", "ignore"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        item = typing.get_args(tp)[0]
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
+        return f"a list of {plural.get(item, 'tables')}"
+    if origin is dict:
+        return "a table"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; build dataclasses for tables."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, inner[0], where, source)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {where} must be a table")
+        return _build(tp, value, where, source)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {where} must be {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {where} must be a table, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {k: _convert(v, item, f"{where}.{k}", source) for k, v in value.items()}
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{source}: {where} must be {_type_name(tp)}, got {value!r}")
+
+
+# Config fields that are filled by the loader, not read from the document's top level.
+_DERIVED = {"keys", "source", "providers", "local"}
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _build(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    if cls is Config:
+        names -= _DERIVED
+    for key in data:
+        if key not in names:
+            expected = ", ".join(sorted(names))
+            raise ConfigError(
+                f"{source}: unknown key {_join(where, key)} (expected one of: {expected})"
+            )
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _convert(value, hints[key], _join(where, key), source)
+        allowed = _CHOICES.get((where, key))
+        if allowed and kwargs[key] not in allowed:
+            raise ConfigError(
+                f"{source}: {where}.{key} must be one of {', '.join(allowed)}, got {value!r}"
+            )
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in kwargs
+    ]
+    if missing:
+        raise ConfigError(f"{source}: {where} is missing required key {missing[0]!r}")
+    return cls(**kwargs)
+
+
+def _providers(table: dict[str, Any], source: str) -> tuple[dict[str, ProviderConfig], LocalConfig | None]:
+    remote: dict[str, ProviderConfig] = {}
+    local = None
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: providers.{name} must be a table")
+        if name == "local":
+            local = _build(LocalConfig, body, "providers.local", source)
+            continue
+        conf = _build(ProviderConfig, body, f"providers.{name}", source)
+        kind = conf.kind or name
+        if kind not in REMOTE_KINDS:
+            raise ConfigError(
+                f"{source}: providers.{name}: unknown provider kind {kind!r} "
+                f"(expected one of: {', '.join(REMOTE_KINDS)}; set kind = \"...\" for a custom name)"
+            )
+        remote[name] = dataclasses.replace(
+            conf, kind=kind, base_url=(conf.base_url or DEFAULT_BASE_URLS[kind]).rstrip("/")
+        )
+    return remote, local
+
+
+def _auto_providers(keys: dict[str, Secret]) -> dict[str, ProviderConfig]:
+    """With no provider tables at all: every remote provider whose key is known, plus Ollama."""
+    enabled = {kind for kind in ENV_KEYS if kind in keys and kind in REMOTE_KINDS}
+    enabled.add("ollama")
+    return {
+        kind: ProviderConfig(kind=kind, base_url=DEFAULT_BASE_URLS[kind])
+        for kind in REMOTE_KINDS
+        if kind in enabled
+    }
+
+
+def _check_routing(config: Config) -> None:
+    known = set(config.providers) | ({"local"} if config.local else set())
+    for capability in CAPABILITIES:
+        for name in config.routing.chain(capability):
+            if name not in known:
+                raise ConfigError(
+                    f"{config.source}: routing.{capability} names provider {name!r}, "
+                    f"which is not configured (configured: {', '.join(sorted(known)) or 'none'})"
+                )
+    for i, rule in enumerate(config.routing.rules):
+        if rule.provider not in known:
+            raise ConfigError(
+                f"{config.source}: routing.rules[{i}] names provider {rule.provider!r}, "
+                "which is not configured"
+            )
+
+
+def parse_config(
+    text: str,
+    source: str,
+    *,
+    secrets_path: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Config:
+    """Parse and validate a config document, then attach the keys."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    env = dict(os.environ) if env is None else env
+    providers_table = data.pop("providers", {})
+    if not isinstance(providers_table, dict):
+        raise ConfigError(f"{source}: providers must be a table")
+    base = _build(Config, data, "", source)
+    keys = load_secrets(secrets_path, env)
+    remote, local = _providers(providers_table, source)
+    for name, conf in remote.items():
+        if name not in keys and conf.api_key_env and env.get(conf.api_key_env):
+            keys[name] = Secret(env[conf.api_key_env])
+        elif name not in keys and conf.kind in keys:
+            keys[name] = keys[conf.kind]
+    if not providers_table:
+        remote, local = _auto_providers(keys), LocalConfig()
+    config = dataclasses.replace(base, providers=remote, local=local, keys=keys, source=source)
+    _check_routing(config)
+    return config
+
+
+def embedded_default_text() -> str:
+    return resources.files("ratd").joinpath("default_config.toml").read_text()
+
+
+def find_config_path() -> Path | None:
+    """``$XDG_CONFIG_HOME/ratatoskr/config.toml``, then ``/etc/ratatoskr/config.toml``."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(xdg) / "ratatoskr" / "config.toml", Path("/etc/ratatoskr/config.toml")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_config(
+    path: Path | None = None,
+    secrets_path: Path | None = None,
+    *,
+    use_embedded: bool = False,
+) -> Config:
+    """Load from ``path`` (or the usual places, or the embedded default) and the secrets."""
+    if path is None and not use_embedded:
+        path = find_config_path()
+    if secrets_path is None:
+        secrets_path = default_secrets_path()
+    if path is None:
+        return parse_config(embedded_default_text(), "<embedded default>", secrets_path=secrets_path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from None
+    return parse_config(text, str(path), secrets_path=secrets_path)

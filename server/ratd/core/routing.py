@@ -1,0 +1,110 @@
+"""From a model string to the ordered list of (provider, model) candidates to try.
+
+Order of resolution (SPEC §3): a ``ratatoskr:`` preset; ``provider:model`` naming a
+configured provider; the routing rules (the config's first, then the built-in table),
+first match wins; then the capability's fallback chain from ``[routing]``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from ratd import errors
+from ratd.config import Config, RoutingRule
+
+PRESET_PREFIX = "ratatoskr:"
+
+# The upstream README's table. Providers are named by kind; a configured provider of that
+# kind with another name serves too.
+DEFAULT_RULES: tuple[RoutingRule, ...] = (
+    RoutingRule("*/*", "openrouter"),
+    RoutingRule("claude-*", "anthropic"),
+    RoutingRule("gpt-*", "openai"),
+    RoutingRule("chatgpt-*", "openai"),
+    RoutingRule("o1*", "openai"),
+    RoutingRule("o3*", "openai"),
+    RoutingRule("o4*", "openai"),
+    RoutingRule("text-embedding-*", "openai"),
+    RoutingRule("gemini-*", "google"),
+    RoutingRule("*:*", "ollama"),
+)
+
+# The fallback chain of a capability whose [routing] list is empty: OpenRouter serves
+# every vendor's chat models, local ONNX and HuggingFace the deterministic tasks.
+DEFAULT_CHAINS: dict[str, tuple[str, ...]] = {
+    "chat": ("openrouter",),
+    "generate": ("openrouter",),
+    "embed": ("local", "huggingface"),
+    "nli": ("local", "huggingface"),
+    "classify": ("local", "huggingface"),
+    "stance": ("local", "huggingface"),
+    "tokens": ("local",),
+}
+
+# OpenRouter names models "vendor/model"; these kinds are vendors there.
+_OPENROUTER_VENDORS = {"anthropic": "anthropic", "openai": "openai", "google": "google"}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    provider: str
+    model: str
+
+
+class Router:
+    def __init__(self, config: Config, local_models: frozenset[str] = frozenset()) -> None:
+        self._kinds = {name: conf.kind for name, conf in config.providers.items()}
+        if config.local is not None:
+            self._kinds["local"] = "local"
+        self._rules = (*config.routing.rules, *DEFAULT_RULES)
+        self._routing = config.routing
+        self._local_models = local_models
+
+    def _by_name_or_kind(self, wanted: str) -> str | None:
+        if wanted in self._kinds:
+            return wanted
+        return next((name for name, kind in self._kinds.items() if kind == wanted), None)
+
+    def _model_for(self, provider: str, model: str, vendor_kind: str | None) -> str:
+        """The model's name as ``provider`` knows it (OpenRouter's vendor prefixes)."""
+        kind = self._kinds[provider]
+        if kind == "openrouter" and "/" not in model and vendor_kind in _OPENROUTER_VENDORS:
+            return f"{_OPENROUTER_VENDORS[vendor_kind]}/{model}"
+        vendor = _OPENROUTER_VENDORS.get(kind)
+        if vendor and model.startswith(f"{vendor}/"):
+            return model[len(vendor) + 1 :]
+        return model
+
+    def resolve(self, model: str, capability: str) -> list[Candidate]:
+        """The providers to try for ``model``, in order. Raises when none can serve."""
+        if model.startswith(PRESET_PREFIX):
+            raise errors.NotImplementedYet(
+                f"presets ({model}) are not available in this version of ratd", model=model
+            )
+        prefix, sep, rest = model.partition(":")
+        if sep and rest and prefix in self._kinds:
+            return [Candidate(prefix, rest)]
+        primary: str | None = None
+        vendor_kind: str | None = None
+        if model in self._local_models and "local" in self._kinds:
+            primary = "local"
+        else:
+            for rule in self._rules:
+                if fnmatch.fnmatchcase(model, rule.match):
+                    vendor_kind = self._kinds.get(rule.provider, rule.provider)
+                    primary = self._by_name_or_kind(rule.provider)
+                    break
+        names = [primary] if primary else []
+        chain = self._routing.chain(capability) or DEFAULT_CHAINS.get(capability, ())
+        for wanted in chain:
+            name = self._by_name_or_kind(wanted)
+            if name and name not in names:
+                names.append(name)
+        if not names:
+            raise errors.NoProvider(
+                f"no configured provider can serve model {model!r} for {capability}; "
+                f"configure its provider or set [routing] {capability} = [...]",
+                model=model,
+            )
+        return [Candidate(name, self._model_for(name, model, vendor_kind)) for name in names]

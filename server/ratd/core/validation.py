@@ -1,0 +1,254 @@
+"""Request validation: every malformed request is refused before any provider sees it,
+with INVALID_ARGUMENT naming the field (``messages[2].role``) and saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from ratd.errors import InvalidInput
+from ratd.providers.base import ChatLike, GenerateLike
+from ratatoskr.v1 import chat_pb2, inference_pb2
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ROLES = frozenset(chat_pb2.Role.values()) - {chat_pb2.ROLE_UNSPECIFIED}
+_EFFORTS = frozenset(chat_pb2.ReasoningEffort.values()) - {chat_pb2.REASONING_EFFORT_UNSPECIFIED}
+
+# Closed ranges of the sampling options every provider shares.
+RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "presence_penalty": (-2.0, 2.0),
+}
+
+
+def _fail(field: str, problem: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {problem}", field=field)
+
+
+class Limits:
+    """Size limits of one request."""
+
+    def __init__(self, max_request_bytes: int) -> None:
+        self.max_bytes = max_request_bytes
+        self._total = 0
+
+    def text(self, field: str, value: str | bytes) -> None:
+        size = len(value) if isinstance(value, bytes) else len(value.encode())
+        if size > self.max_bytes:
+            raise _fail(
+                field,
+                f"{size} bytes exceeds the limit of {self.max_bytes} bytes (server.max_request_bytes)",
+            )
+        self._total += size
+        if self._total > self.max_bytes:
+            raise _fail(
+                field,
+                f"the request's text reaches {self._total} bytes here, over the limit of "
+                f"{self.max_bytes} bytes (server.max_request_bytes)",
+            )
+
+
+def json_object(field: str, text: str, *, allow_empty: bool = False) -> dict[str, Any] | None:
+    """Parse ``text`` as a JSON object or fail naming ``field``."""
+    if not text.strip():
+        if allow_empty:
+            return None
+        raise _fail(field, "must be a JSON object, got an empty string")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as err:
+        raise _fail(field, f"is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise _fail(field, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _model(field: str, model: str) -> None:
+    if not model.strip():
+        raise _fail(field, "must name a model")
+    if len(model) > 512:
+        raise _fail(field, "is longer than 512 characters")
+
+
+def _number(field: str, value: float, low: float, high: float) -> None:
+    if not math.isfinite(value):
+        raise _fail(field, f"must be a finite number, got {value}")
+    if not low <= value <= high:
+        raise _fail(field, f"must be between {low:g} and {high:g}, got {value:g}")
+
+
+def _sampling(prefix: str, options: Any, limits: Limits) -> None:
+    for name, (low, high) in RANGES.items():
+        if options.HasField(name):
+            _number(f"{prefix}.{name}", getattr(options, name), low, high)
+    if options.HasField("max_tokens") and options.max_tokens < 1:
+        raise _fail(f"{prefix}.max_tokens", "must be at least 1")
+    if options.HasField("top_k") and options.top_k < 1:
+        raise _fail(f"{prefix}.top_k", "must be at least 1")
+    if options.HasField("reasoning"):
+        reasoning = options.reasoning
+        if reasoning.HasField("effort") and reasoning.effort not in _EFFORTS:
+            raise _fail(f"{prefix}.reasoning.effort", f"unknown effort {reasoning.effort}")
+    if options.HasField("raw_provider_options"):
+        limits.text(f"{prefix}.raw_provider_options", options.raw_provider_options)
+        json_object(f"{prefix}.raw_provider_options", options.raw_provider_options)
+
+
+def _stops(field: str, stops: Iterable[str], limits: Limits) -> None:
+    for i, stop in enumerate(stops):
+        if not stop:
+            raise _fail(f"{field}[{i}]", "must not be empty")
+        limits.text(f"{field}[{i}]", stop)
+
+
+def _image(field: str, image: chat_pb2.ImagePart, limits: Limits) -> None:
+    source = image.WhichOneof("source")
+    if source is None:
+        raise _fail(field, "needs a url or data")
+    if source == "data":
+        if not image.data:
+            raise _fail(f"{field}.data", "is empty")
+        if image.mime_type not in IMAGE_TYPES:
+            raise _fail(
+                f"{field}.mime_type",
+                f"must be one of {', '.join(sorted(IMAGE_TYPES))}, got {image.mime_type!r}",
+            )
+        limits.text(f"{field}.data", image.data)
+    else:
+        if not image.url.startswith(("http://", "https://", "data:")):
+            raise _fail(f"{field}.url", "must be an http(s) or data: URL")
+        limits.text(f"{field}.url", image.url)
+    if image.mime_type and image.mime_type not in IMAGE_TYPES:
+        raise _fail(f"{field}.mime_type", f"unsupported image type {image.mime_type!r}")
+
+
+def _message(i: int, message: chat_pb2.Message, limits: Limits, call_ids: set[str]) -> None:
+    field = f"messages[{i}]"
+    if message.role not in _ROLES:
+        problem = "must be set" if message.role == 0 else f"unknown role {message.role}"
+        raise _fail(f"{field}.role", problem)
+    limits.text(f"{field}.content", message.content)
+    for j, part in enumerate(message.parts):
+        kind = part.WhichOneof("part")
+        if kind is None:
+            raise _fail(f"{field}.parts[{j}]", "is empty")
+        if kind == "text":
+            limits.text(f"{field}.parts[{j}].text", part.text)
+        else:
+            _image(f"{field}.parts[{j}].image", part.image, limits)
+    if message.tool_calls and message.role != chat_pb2.ROLE_ASSISTANT:
+        raise _fail(f"{field}.tool_calls", "only assistant messages carry tool calls")
+    for j, call in enumerate(message.tool_calls):
+        if not call.id:
+            raise _fail(f"{field}.tool_calls[{j}].id", "must not be empty")
+        if not call.name:
+            raise _fail(f"{field}.tool_calls[{j}].name", "must not be empty")
+        limits.text(f"{field}.tool_calls[{j}].arguments", call.arguments)
+        json_object(f"{field}.tool_calls[{j}].arguments", call.arguments, allow_empty=True)
+        call_ids.add(call.id)
+    if message.role == chat_pb2.ROLE_TOOL:
+        if not message.tool_call_id:
+            raise _fail(f"{field}.tool_call_id", "a tool message must name the call it answers")
+        if message.tool_call_id not in call_ids:
+            raise _fail(
+                f"{field}.tool_call_id",
+                f"{message.tool_call_id!r} matches no tool call of an earlier assistant message",
+            )
+
+
+def _tools(tools: Sequence[chat_pb2.ToolDefinition], limits: Limits) -> set[str]:
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        field = f"tools[{i}]"
+        if not _TOOL_NAME.match(tool.name):
+            raise _fail(f"{field}.name", "must be 1-64 letters, digits, '_', '.' or '-'")
+        if tool.name in names:
+            raise _fail(f"{field}.name", f"duplicate tool name {tool.name!r}")
+        names.add(tool.name)
+        limits.text(f"{field}.description", tool.description)
+        limits.text(f"{field}.parameters_json", tool.parameters_json)
+        json_object(f"{field}.parameters_json", tool.parameters_json, allow_empty=True)
+        json_object(f"{field}.cache_control_json", tool.cache_control_json, allow_empty=True)
+    return names
+
+
+def _chat_options(options: chat_pb2.ChatOptions, tool_names: set[str], limits: Limits) -> None:
+    _model("options.model", options.model)
+    _sampling("options", options, limits)
+    _stops("options.stop", options.stop, limits)
+    if options.HasField("tool_choice"):
+        choice = options.tool_choice
+        which = choice.WhichOneof("choice")
+        if which in ("required", "function") and not tool_names:
+            raise _fail("options.tool_choice", f"{which} needs at least one tool in tools")
+        if which == "function" and choice.function not in tool_names:
+            raise _fail("options.tool_choice.function", f"no tool named {choice.function!r}")
+    if options.HasField("response_format"):
+        fmt = options.response_format
+        if fmt.WhichOneof("format") == "json_schema":
+            limits.text("options.response_format.json_schema", fmt.json_schema)
+            json_object("options.response_format.json_schema", fmt.json_schema)
+
+
+def validate_chat(request: ChatLike, max_bytes: int) -> None:
+    limits = Limits(max_bytes)
+    if not request.messages:
+        raise _fail("messages", "must contain at least one message")
+    tool_names = _tools(request.tools, limits)
+    _chat_options(request.options, tool_names, limits)
+    call_ids: set[str] = set()
+    for i, message in enumerate(request.messages):
+        _message(i, message, limits, call_ids)
+
+
+def validate_generate(request: GenerateLike, max_bytes: int) -> None:
+    limits = Limits(max_bytes)
+    if not request.prompt:
+        raise _fail("prompt", "must not be empty")
+    limits.text("prompt", request.prompt)
+    _model("options.model", request.options.model)
+    _sampling("options", request.options, limits)
+    _stops("options.stop_sequences", request.options.stop_sequences, limits)
+
+
+def validate_texts(field: str, texts: Sequence[str], max_bytes: int, max_items: int) -> None:
+    limits = Limits(max_bytes)
+    if not texts:
+        raise _fail(field, "must contain at least one text")
+    if len(texts) > max_items:
+        raise _fail(field, f"holds {len(texts)} items, more than the limit of {max_items}")
+    for i, text in enumerate(texts):
+        name = f"{field}[{i}]" if field.endswith("s") else field
+        if not text.strip():
+            raise _fail(name, "must not be empty")
+        limits.text(name, text)
+
+
+def validate_pairs(pairs: Sequence[inference_pb2.NliPair], max_bytes: int, max_items: int) -> None:
+    limits = Limits(max_bytes)
+    if not pairs:
+        raise _fail("pairs", "must contain at least one pair")
+    if len(pairs) > max_items:
+        raise _fail("pairs", f"holds {len(pairs)} items, more than the limit of {max_items}")
+    for i, pair in enumerate(pairs):
+        for name in ("premise", "hypothesis"):
+            value = getattr(pair, name)
+            if not value.strip():
+                raise _fail(f"pairs[{i}].{name}", "must not be empty")
+            limits.text(f"pairs[{i}].{name}", value)
+
+
+def validate_model(field: str, model: str) -> None:
+    _model(field, model)
+
+
+def validate_size(field: str, text: str, max_bytes: int) -> None:
+    Limits(max_bytes).text(field, text)

@@ -1,0 +1,76 @@
+"""``ratd``: the command line of the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+from ratd import __version__
+from ratd.config import Config, ConfigError, load_config
+from ratd.logs import setup_logging
+from ratd.secrets import SecretsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratd", description="Ratatoskr, the gRPC LLM gateway daemon."
+    )
+    parser.add_argument("--config", type=Path, help="config file (TOML)")
+    parser.add_argument("--secrets", type=Path, help="secrets file with API keys (mode 600)")
+    parser.add_argument(
+        "--default-config",
+        action="store_true",
+        help="ignore config files on disk and use the embedded default",
+    )
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("--address", help="listen here instead of [server] address")
+    parser.add_argument(
+        "--ready-file", type=Path, help="write the bound address here once serving"
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--version", action="version", version=f"ratd {__version__}")
+    return parser
+
+
+def _summary(config: Config) -> str:
+    lines = [f"config OK: {config.source}", f"  listen: {config.server.address}"]
+    for name, provider in sorted(config.providers.items()):
+        key = "key set" if config.api_key(name) else "no key"
+        lines.append(f"  provider {name} ({provider.kind}): {provider.base_url} [{key}]")
+    if config.local is not None:
+        lines.append(f"  provider local: device {config.local.device}, {config.local.ram_budget_mb} MB budget")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.secrets, use_embedded=args.default_config)
+    except (ConfigError, SecretsError) as err:
+        print(f"ratd: {err}", file=sys.stderr)
+        return 2
+    if args.address or args.log_level:
+        server = dataclasses.replace(
+            config.server,
+            address=args.address or config.server.address,
+            log_level=args.log_level or config.server.log_level,
+        )
+        config = dataclasses.replace(config, server=server)
+    if args.check_config:
+        print(_summary(config))
+        return 0
+    setup_logging(config.server.log_level, config.server.log_format)
+    return asyncio.run(_serve(config, args.ready_file))
+
+
+async def _serve(config: Config, ready_file: Path | None) -> int:
+    from ratd.server import Daemon  # the server stack loads only when serving
+
+    return await Daemon(config, ready_file=ready_file).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

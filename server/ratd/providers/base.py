@@ -1,0 +1,145 @@
+"""What every provider offers the gateway core, and sensible defaults for what it lacks.
+
+A provider speaks one upstream API. It takes the generated ratatoskr.v1 requests (with
+the model already resolved by routing) and returns the generated responses; it never
+sees gRPC. Operations it does not implement raise ``NotImplementedYet``, which lets the
+fallback chain move on to a provider that can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar
+
+from ratd import errors
+from ratd.config import ProviderConfig
+from ratd.secrets import Secret
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+
+ChatLike = chat_pb2.ChatRequest | chat_pb2.ChatStreamRequest
+GenerateLike = chat_pb2.GenerateRequest | chat_pb2.GenerateStreamRequest
+
+# GenerateOptions fields that ChatOptions has under the same name.
+_SHARED_OPTIONS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "reasoning",
+    "raw_provider_options",
+)
+
+
+class Provider:
+    """Base of all providers. Subclasses set ``kind`` and override what their API does."""
+
+    kind: ClassVar[str] = ""
+    # The operations this provider serves, by routing capability name.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        self.name = name
+        self.config = config
+        self.api_key = api_key
+
+    async def start(self) -> None:
+        """Prepare for requests (nothing by default; connections open lazily)."""
+
+    async def close(self) -> None:
+        """Release connections and anything else held."""
+
+    def _unsupported(self, operation: str, model: str = "") -> errors.NotImplementedYet:
+        return errors.NotImplementedYet(
+            f"{self.name} does not support {operation}", provider=self.name, model=model
+        )
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        """ChatOptions fields this API cannot take for ``model`` (validated by the core)."""
+        return frozenset()
+
+    # -- chat and generation ----------------------------------------------------------
+
+    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        raise self._unsupported("chat", model)
+
+    def chat_stream(self, request: ChatLike, model: str) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        raise self._unsupported("streaming chat", model)
+
+    async def generate(self, request: GenerateLike, model: str) -> chat_pb2.GenerateResponse:
+        """Generation as a one-message chat, for APIs without a completion endpoint."""
+        reply = await self.chat(chat_request_for(request), model)
+        return chat_pb2.GenerateResponse(
+            text=reply.content,
+            usage=reply.usage if reply.HasField("usage") else None,
+            model=reply.model if reply.HasField("model") else None,
+            finish_reason=reply.finish_reason,
+            provider=reply.provider,
+            reasoning=reply.reasoning if reply.HasField("reasoning") else None,
+        )
+
+    async def generate_stream(
+        self, request: GenerateLike, model: str
+    ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
+        """Streaming generation as a one-message chat stream."""
+        async for event in self.chat_stream(chat_request_for(request), model):
+            kind = event.WhichOneof("event")
+            if kind == "content":
+                yield chat_pb2.GenerateStreamResponse(text=event.content)
+            elif kind == "reasoning":
+                yield chat_pb2.GenerateStreamResponse(reasoning=event.reasoning)
+            elif kind == "usage":
+                yield chat_pb2.GenerateStreamResponse(usage=event.usage)
+            elif kind == "done":
+                yield chat_pb2.GenerateStreamResponse(
+                    done=True,
+                    finish_reason=event.finish_reason,
+                    model=event.model,
+                    provider=event.provider,
+                )
+
+    # -- inference ----------------------------------------------------------------------
+
+    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+        raise self._unsupported("embeddings", model)
+
+    async def infer_nli(
+        self, pairs: Sequence[inference_pb2.NliPair], model: str
+    ) -> list[inference_pb2.NliResult]:
+        raise self._unsupported("NLI", model)
+
+    async def classify_zero_shot(
+        self, request: inference_pb2.ClassifyZeroShotRequest, model: str
+    ) -> inference_pb2.ClassifyZeroShotResponse:
+        raise self._unsupported("zero-shot classification", model)
+
+    async def classify_stance(
+        self, request: inference_pb2.ClassifyStanceRequest, model: str
+    ) -> inference_pb2.ClassifyStanceResponse:
+        raise self._unsupported("stance classification", model)
+
+    async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
+        raise self._unsupported("token counting", model)
+
+    # -- models ---------------------------------------------------------------------------
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        """The provider's model list, asked of the provider (used by the registry refresh)."""
+        return []
+
+
+def chat_request_for(request: GenerateLike) -> chat_pb2.ChatRequest:
+    """The one-user-message chat that stands in for a generation request."""
+    source = request.options
+    options = chat_pb2.ChatOptions(model=source.model, stop=list(source.stop_sequences))
+    for name in _SHARED_OPTIONS:
+        if source.HasField(name):
+            value = getattr(source, name)
+            if name == "reasoning":
+                options.reasoning.CopyFrom(value)
+            else:
+                setattr(options, name, value)
+    message = chat_pb2.Message(role=chat_pb2.ROLE_USER, content=request.prompt)
+    return chat_pb2.ChatRequest(messages=[message], options=options)

@@ -1,0 +1,229 @@
+"""Upstream HTTP for every remote provider: one pooled aiohttp session per provider, and
+the translation of transport failures and HTTP error statuses into ratd's errors.
+
+Provider modules add what is particular to their API (how the error body names a
+missing model, say); everything that HTTP itself means lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ratd import errors
+from ratd.config import ProviderConfig
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+class HttpClient:
+    """A provider's connection pool to its ``base_url``."""
+
+    def __init__(self, provider: str, config: ProviderConfig, headers: Mapping[str, str]) -> None:
+        """``headers`` go with every request: the provider's defaults, the configured
+        extras and its authentication, already merged in that order."""
+        self.provider = provider
+        self.base_url = config.base_url
+        self._config = config
+        self._headers = {"Content-Type": "application/json", **headers}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._config.max_connections,
+                limit_per_host=0,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+            )
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._config.connect_timeout_secs,
+                sock_read=self._config.read_timeout_secs,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                headers=self._headers,
+                raise_for_status=False,
+                read_bufsize=2**18,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        model: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request and yield the response with its body unread.
+
+        Transport failures (refused, reset, timeouts, cut bodies), whether they happen
+        while connecting or while the caller reads the body, come out as ratd errors.
+        """
+        data = orjson.dumps(payload) if payload is not None else None
+        url = self.url(path)
+        try:
+            async with self._get_session().request(
+                method, url, data=data, headers=headers
+            ) as response:
+                yield response
+        except aiohttp.ClientConnectorError as err:
+            raise errors.ProviderUnavailable(
+                f"{self.provider}: cannot connect to {self.base_url}: {err.os_error.strerror or err}",
+                provider=self.provider,
+                model=model,
+            ) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise errors.ProviderUnavailable(
+                f"{self.provider}: {self.base_url} did not answer in time",
+                provider=self.provider,
+                model=model,
+            ) from None
+        except aiohttp.ClientPayloadError as err:
+            raise errors.UpstreamProtocolError(
+                f"{self.provider}: the response was cut off: {err}",
+                provider=self.provider,
+                model=model,
+            ) from None
+        except aiohttp.ClientError as err:
+            raise errors.ProviderUnavailable(
+                f"{self.provider}: request to {self.base_url} failed: {err}",
+                provider=self.provider,
+                model=model,
+            ) from None
+
+    async def json(self, method: str, path: str, payload: Any = None, *, model: str = "") -> tuple[int, Mapping[str, str], Any]:
+        """Send a request and read the whole body; JSON bodies come back parsed."""
+        async with self.request(method, path, payload, model=model) as response:
+            body = await response.read()
+            return response.status, response.headers, parse_body(body)
+
+
+def parse_body(body: bytes) -> Any:
+    """JSON when the body is JSON, else its text (some error pages are plain text)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", errors="replace").strip()
+
+
+def loads_or_protocol_error(data: str | bytes, provider: str, model: str) -> Any:
+    """Parse one streamed JSON document; anything else is the upstream's protocol fault."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        snippet = data[:200] if isinstance(data, str) else data[:200].decode(errors="replace")
+        raise errors.UpstreamProtocolError(
+            f"{provider}: malformed JSON in the response: {snippet!r}", provider=provider, model=model
+        ) from None
+
+
+def _parse_duration(text: str) -> float | None:
+    """OpenAI's reset durations: "20s", "1m30s", "6ms", "0.5s"."""
+    total, matched = 0.0, False
+    for value, unit in _DURATION_RE.findall(text):
+        matched = True
+        total += float(value) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total if matched else None
+
+
+def retry_after_from_headers(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait, from whichever retry hint the provider sent.
+
+    ``Retry-After-Ms``, ``Retry-After`` (seconds or an HTTP date), ``X-Ratelimit-Reset``
+    (OpenRouter: epoch milliseconds; others: epoch seconds or a delta), OpenAI's
+    ``X-Ratelimit-Reset-Requests``/``-Tokens`` for the limit that is exhausted.
+    """
+    now = time.time() if now is None else now
+    if value := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    if value := headers.get("retry-after"):
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - now)
+    if value := headers.get("x-ratelimit-reset"):
+        try:
+            number = float(value)
+        except ValueError:
+            return _parse_duration(value)
+        if number > 1e12:
+            return max(0.0, number / 1000 - now)
+        if number > 1e9:
+            return max(0.0, number - now)
+        return max(0.0, number)
+    for kind in ("requests", "tokens"):
+        if headers.get(f"x-ratelimit-remaining-{kind}") == "0":
+            reset = headers.get(f"x-ratelimit-reset-{kind}")
+            if reset:
+                return _parse_duration(reset)
+    return None
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    model: str,
+    headers: Mapping[str, str] | None = None,
+    upstream_code: str = "",
+) -> errors.GatewayError:
+    """The ratd error an HTTP error status means, before any API-specific refinement."""
+    meta = {"upstream_status": str(status)}
+    if upstream_code:
+        meta["upstream_code"] = upstream_code
+    text = f"{provider}: {message}" if message else f"{provider}: HTTP {status}"
+    common: dict[str, Any] = {"provider": provider, "model": model, "metadata": meta}
+    if status in (401, 403):
+        return errors.AuthenticationFailed(text, **common)
+    if status == 402:
+        return errors.QuotaExceeded(text, **common)
+    if status == 404:
+        return errors.ModelNotFound(text, **common)
+    if status == 429:
+        return errors.RateLimited(
+            text, retry_after=retry_after_from_headers(headers or {}), **common
+        )
+    if status in (503, 529):
+        return errors.ProviderOverloaded(
+            text, retry_after=retry_after_from_headers(headers or {}), **common
+        )
+    if status >= 500 or status in (408, 409):
+        return errors.ProviderUnavailable(text, **common)
+    return errors.UpstreamInvalidRequest(text, **common)
+
+
+async def cancel_safely(task: asyncio.Task[Any]) -> None:
+    """Cancel a helper task and wait for it, without letting its cancellation escape."""
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass

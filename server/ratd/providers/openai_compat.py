@@ -1,0 +1,523 @@
+"""The OpenAI Chat Completions API, as OpenAI and OpenRouter speak it.
+
+One adapter, two configurations: ``openai`` (``max_completion_tokens``,
+``reasoning_effort``, embeddings) and ``openrouter`` (``max_tokens``, ``top_k``, the
+``reasoning`` object, comment lines in streams, errors inside 200 streams, cost in
+usage). Any other OpenAI-compatible server can be configured as either kind with its
+own ``base_url``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import orjson
+
+from ratd import errors
+from ratd.config import ProviderConfig
+from ratd.providers.base import ChatLike, Provider
+from ratd.providers.http import (
+    HttpClient,
+    error_for_status,
+    loads_or_protocol_error,
+    parse_body,
+)
+from ratd.providers.streams import iter_sse
+from ratd.secrets import Secret
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+
+log = logging.getLogger(__name__)
+
+_ROLES = {
+    chat_pb2.ROLE_SYSTEM: "system",
+    chat_pb2.ROLE_USER: "user",
+    chat_pb2.ROLE_ASSISTANT: "assistant",
+    chat_pb2.ROLE_TOOL: "tool",
+}
+_FINISH = {
+    "stop": chat_pb2.FINISH_REASON_STOP,
+    "end_turn": chat_pb2.FINISH_REASON_STOP,
+    "length": chat_pb2.FINISH_REASON_LENGTH,
+    "max_tokens": chat_pb2.FINISH_REASON_LENGTH,
+    "tool_calls": chat_pb2.FINISH_REASON_TOOL_CALLS,
+    "function_call": chat_pb2.FINISH_REASON_TOOL_CALLS,
+    "content_filter": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+}
+_EFFORT = {
+    chat_pb2.REASONING_EFFORT_NONE: "none",
+    chat_pb2.REASONING_EFFORT_MINIMAL: "minimal",
+    chat_pb2.REASONING_EFFORT_LOW: "low",
+    chat_pb2.REASONING_EFFORT_MEDIUM: "medium",
+    chat_pb2.REASONING_EFFORT_HIGH: "high",
+    chat_pb2.REASONING_EFFORT_XHIGH: "xhigh",
+}
+_CONTEXT_LIMIT_RE = re.compile(r"maximum context length is (\d+)")
+
+
+def finish_reason(value: str | None) -> int:
+    return _FINISH.get(value or "", chat_pb2.FINISH_REASON_UNSPECIFIED)
+
+
+def _image_url(image: chat_pb2.ImagePart) -> dict[str, Any]:
+    if image.WhichOneof("source") == "data":
+        url = f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode()}"
+    else:
+        url = image.url
+    body: dict[str, Any] = {"url": url}
+    if image.HasField("detail"):
+        body["detail"] = image.detail
+    return {"type": "image_url", "image_url": body}
+
+
+def _content(message: chat_pb2.Message) -> str | list[dict[str, Any]]:
+    if not message.parts:
+        return message.content
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for part in message.parts:
+        if part.WhichOneof("part") == "text":
+            parts.append({"type": "text", "text": part.text})
+        else:
+            parts.append(_image_url(part.image))
+    return parts
+
+
+def message_to_wire(message: chat_pb2.Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": _ROLES[message.role], "content": _content(message)}
+    if message.HasField("name"):
+        wire["name"] = message.name
+    if message.role == chat_pb2.ROLE_TOOL:
+        wire["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        wire["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments or "{}"},
+            }
+            for call in message.tool_calls
+        ]
+        if not wire["content"]:
+            wire["content"] = None
+    return wire
+
+
+def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = (
+        orjson.loads(tool.parameters_json) if tool.parameters_json else {"type": "object"}
+    )
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: chat_pb2.ToolChoice) -> Any:
+    which = choice.WhichOneof("choice")
+    if which == "function":
+        return {"type": "function", "function": {"name": choice.function}}
+    return which or "auto"
+
+
+def response_format_to_wire(fmt: chat_pb2.ResponseFormat) -> dict[str, Any] | None:
+    which = fmt.WhichOneof("format")
+    if which == "text":
+        return {"type": "text"}
+    if which == "json_object":
+        return {"type": "json_object"}
+    if which == "json_schema":
+        schema = orjson.loads(fmt.json_schema)
+        if "schema" in schema and isinstance(schema["schema"], dict):
+            wrapper = {"name": schema.get("name", "response"), "schema": schema["schema"]}
+            if "strict" in schema:
+                wrapper["strict"] = schema["strict"]
+        else:
+            wrapper = {"name": "response", "schema": schema}
+        return {"type": "json_schema", "json_schema": wrapper}
+    return None
+
+
+def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    result = chat_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(usage.get("total_tokens") or prompt + completion),
+    )
+    details = usage.get("completion_tokens_details") or {}
+    if details.get("reasoning_tokens") is not None:
+        result.reasoning_tokens = int(details["reasoning_tokens"])
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    if prompt_details.get("cached_tokens") is not None:
+        result.cached_prompt_tokens = int(prompt_details["cached_tokens"])
+    if isinstance(usage.get("cost"), int | float):
+        result.cost_usd = float(usage["cost"])
+    return result
+
+
+@dataclass(slots=True)
+class _ToolCallState:
+    index: int
+    id: str = ""
+    name: str = ""
+    started: bool = False
+    pending: list[str] = field(default_factory=list)
+
+
+class StreamAssembler:
+    """Turns chat.completion.chunk objects into ChatStreamResponse events, in order.
+
+    Tool calls are announced once their name is known (ToolCallStart), their argument
+    text follows piece by piece exactly as it arrived (ToolCallDelta), and all open calls
+    are closed (ToolCallEnd) when the choice finishes.
+    """
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: chat_pb2.Usage | None = None
+        self.model = ""
+        self._calls: dict[int, _ToolCallState] = {}  # by upstream index
+        self._closed = False
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
+        out: list[chat_pb2.ChatStreamResponse] = []
+        self.model = chunk.get("model") or self.model
+        if chunk.get("usage"):
+            self.usage = usage_from_wire(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            if reasoning:
+                out.append(chat_pb2.ChatStreamResponse(reasoning=reasoning))
+            if delta.get("content"):
+                out.append(chat_pb2.ChatStreamResponse(content=delta["content"]))
+            for call in delta.get("tool_calls") or ():
+                out.extend(self._tool_call(call))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+                out.extend(self._close_calls())
+        return out
+
+    def _tool_call(self, call: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
+        upstream_index = int(call.get("index", len(self._calls)))
+        state = self._calls.get(upstream_index)
+        if state is None:
+            state = self._calls[upstream_index] = _ToolCallState(index=len(self._calls))
+        function = call.get("function") or {}
+        state.id = call.get("id") or state.id
+        state.name = function.get("name") or state.name
+        arguments = function.get("arguments") or ""
+        if state.started:
+            return [self._delta(state.index, arguments)] if arguments else []
+        if arguments:
+            state.pending.append(arguments)
+        return self._start(state) if state.name else []
+
+    def _start(self, state: _ToolCallState) -> list[chat_pb2.ChatStreamResponse]:
+        state.started = True
+        start = chat_pb2.ToolCallStart(index=state.index, id=state.id, name=state.name)
+        out = [chat_pb2.ChatStreamResponse(tool_call_start=start)]
+        out.extend(self._delta(state.index, piece) for piece in state.pending)
+        state.pending.clear()
+        return out
+
+    @staticmethod
+    def _delta(index: int, arguments: str) -> chat_pb2.ChatStreamResponse:
+        return chat_pb2.ChatStreamResponse(
+            tool_call_delta=chat_pb2.ToolCallDelta(index=index, arguments=arguments)
+        )
+
+    def _close_calls(self) -> list[chat_pb2.ChatStreamResponse]:
+        if self._closed:
+            return []
+        self._closed = True
+        out: list[chat_pb2.ChatStreamResponse] = []
+        for state in sorted(self._calls.values(), key=lambda s: s.index):
+            if not state.started:
+                out.extend(self._start(state))
+            end = chat_pb2.ToolCallEnd(index=state.index)
+            out.append(chat_pb2.ChatStreamResponse(tool_call_end=end))
+        return out
+
+    def finish(self) -> list[chat_pb2.ChatStreamResponse]:
+        out = self._close_calls()
+        if self.usage is not None:
+            out.append(chat_pb2.ChatStreamResponse(usage=self.usage))
+        return out
+
+
+class OpenAICompatibleProvider(Provider):
+    """Chat Completions over HTTP; subclasses choose the dialect."""
+
+    chat_path: ClassVar[str] = "/chat/completions"
+    max_tokens_field: ClassVar[str] = "max_tokens"
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        auth = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key else {}
+        self.http = HttpClient(name, config, {**self.extra_headers(), **config.headers, **auth})
+
+    def extra_headers(self) -> dict[str, str]:
+        return {}
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    # -- request ------------------------------------------------------------------------
+
+    def reasoning_to_wire(self, reasoning: chat_pb2.ReasoningConfig, body: dict[str, Any]) -> None:
+        if reasoning.HasField("effort"):
+            body["reasoning_effort"] = _EFFORT.get(reasoning.effort, "medium")
+
+    def build_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
+        options = request.options
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [message_to_wire(m) for m in request.messages],
+        }
+        if request.tools:
+            body["tools"] = [_tool_to_wire(t) for t in request.tools]
+            if options.HasField("parallel_tool_calls"):
+                body["parallel_tool_calls"] = options.parallel_tool_calls
+        if options.HasField("tool_choice"):
+            body["tool_choice"] = _tool_choice(options.tool_choice)
+        for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "top_k"):
+            if options.HasField(name):
+                value = getattr(options, name)
+                body[name] = round(value, 6) if isinstance(value, float) else value
+        if options.HasField("max_tokens"):
+            body[self.max_tokens_field] = options.max_tokens
+        if options.stop:
+            body["stop"] = list(options.stop)
+        if options.HasField("response_format"):
+            fmt = response_format_to_wire(options.response_format)
+            if fmt is not None:
+                body["response_format"] = fmt
+        if options.HasField("reasoning"):
+            self.reasoning_to_wire(options.reasoning, body)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if options.HasField("raw_provider_options"):
+            body.update(orjson.loads(options.raw_provider_options))
+        return body
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def error_from_body(
+        self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
+    ) -> errors.GatewayError:
+        """The error an OpenAI-style error body means (``{"error": {...}}``)."""
+        obj = body.get("error") if isinstance(body, dict) else None
+        code, message = "", ""
+        if isinstance(obj, dict):
+            message = str(obj.get("message") or "")
+            code = str(obj.get("code") or obj.get("type") or "")
+            meta = obj.get("metadata") or {}
+            if isinstance(meta, dict) and meta.get("raw"):
+                message = f"{message}: {str(meta['raw'])[:300]}"
+        elif isinstance(obj, str):
+            message = obj
+        elif isinstance(body, str):
+            message = body[:300]
+        error = error_for_status(
+            status, message, provider=self.name, model=model, headers=headers, upstream_code=code
+        )
+        return self.refine_error(error, status, code, message)
+
+    def refine_error(
+        self, error: errors.GatewayError, status: int, code: str, message: str
+    ) -> errors.GatewayError:
+        common = {"provider": error.provider, "model": error.model, "metadata": error.metadata}
+        lowered = message.lower()
+        if code == "context_length_exceeded" or "maximum context length" in lowered:
+            match = _CONTEXT_LIMIT_RE.search(message)
+            limit = int(match.group(1)) if match else None
+            return errors.ContextLengthExceeded(error.message, limit=limit, **common)
+        if code == "insufficient_quota":
+            return errors.QuotaExceeded(error.message, **common)
+        if code == "model_not_found" or (status == 400 and "not a valid model" in lowered):
+            return errors.ModelNotFound(error.message, **common)
+        if code in ("content_policy_violation", "content_filter") or (
+            status == 403 and "flagged" in lowered
+        ):
+            return errors.ContentFiltered(error.message, **common)
+        if code == "invalid_api_key":
+            return errors.AuthenticationFailed(error.message, **common)
+        return error
+
+    def stream_error(self, obj: Any, model: str) -> errors.GatewayError:
+        """An error object that arrived inside a 200 stream."""
+        code = obj.get("code") if isinstance(obj, dict) else None
+        kind = str(obj.get("type") or "") if isinstance(obj, dict) else ""
+        if isinstance(code, int) and 400 <= code < 600:
+            status = code
+        elif kind == "server_error" or code == "server_error":
+            status = 500
+        elif "rate_limit" in kind or code == "rate_limit_exceeded":
+            status = 429
+        elif kind == "invalid_request_error":
+            status = 400
+        else:
+            status = 502
+        return self.error_from_body(status, {"error": obj}, model)
+
+    # -- chat -------------------------------------------------------------------------------
+
+    def parse_response(self, data: Mapping[str, Any], model: str) -> chat_pb2.ChatResponse:
+        choices = data.get("choices") or []
+        if not choices:
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: response has no choices", provider=self.name, model=model
+            )
+        choice = choices[0]
+        message = choice.get("message") or {}
+        content = message.get("content") or ""
+        finish = finish_reason(choice.get("finish_reason"))
+        if not content and message.get("refusal"):
+            content, finish = message["refusal"], chat_pb2.FINISH_REASON_CONTENT_FILTER
+        response = chat_pb2.ChatResponse(
+            content=content,
+            model=data.get("model") or model,
+            finish_reason=finish,
+            provider=self.name,
+        )
+        reasoning = message.get("reasoning") or message.get("reasoning_content")
+        if reasoning:
+            response.reasoning = reasoning
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            arguments = function.get("arguments")
+            if not isinstance(arguments, str):
+                arguments = orjson.dumps(arguments or {}).decode()
+            response.tool_calls.add(id=call.get("id") or "", name=function.get("name") or "", arguments=arguments)
+        if data.get("usage"):
+            response.usage.CopyFrom(usage_from_wire(data["usage"]))
+        return response
+
+    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        body = self.build_body(request, model, stream=False)
+        async with self.http.request("POST", self.chat_path, body, model=model) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
+        data = loads_or_protocol_error(raw, self.name, model)
+        if isinstance(data, dict) and data.get("error"):
+            raise self.stream_error(data["error"], model)
+        return self.parse_response(data, model)
+
+    async def chat_stream(
+        self, request: ChatLike, model: str
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        body = self.build_body(request, model, stream=True)
+        async with self.http.request("POST", self.chat_path, body, model=model) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
+            if response.content_type == "application/json":
+                data = parse_body(await response.read())
+                if isinstance(data, dict) and data.get("error"):
+                    raise self.stream_error(data["error"], model)
+                raise errors.UpstreamProtocolError(
+                    f"{self.name}: expected an event stream, got JSON", provider=self.name, model=model
+                )
+            assembler = StreamAssembler()
+            saw_done = False
+            async for event in iter_sse(response):
+                if event.data == "[DONE]":
+                    saw_done = True
+                    break
+                chunk = loads_or_protocol_error(event.data, self.name, model)
+                if chunk.get("error"):
+                    raise self.stream_error(chunk["error"], model)
+                for out in assembler.feed(chunk):
+                    yield out
+        if not saw_done and assembler.finish_reason is None:
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the stream ended before the response was complete",
+                provider=self.name,
+                model=model,
+            )
+        for out in assembler.finish():
+            yield out
+        yield chat_pb2.ChatStreamResponse(
+            done=True,
+            finish_reason=finish_reason(assembler.finish_reason),
+            model=assembler.model or model,
+            provider=self.name,
+        )
+
+    # -- models -------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        status, headers, body = await self.http.json("GET", "/models")
+        if status != 200:
+            raise self.error_from_body(status, body, "", headers)
+        items = body.get("data") if isinstance(body, dict) else None
+        return [
+            models_pb2.ModelInfo(id=str(item["id"]), provider=self.name)
+            for item in items or ()
+            if isinstance(item, dict) and item.get("id")
+        ]
+
+
+class OpenAIProvider(OpenAICompatibleProvider):
+    kind = "openai"
+    capabilities = frozenset({"chat", "generate", "embed"})
+    max_tokens_field = "max_completion_tokens"
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        return frozenset({"top_k"})
+
+    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+        body = {"model": model, "input": list(texts), "encoding_format": "base64"}
+        async with self.http.request("POST", "/embeddings", body, model=model) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
+        data = loads_or_protocol_error(raw, self.name, model)
+        items = sorted(data.get("data") or (), key=lambda item: item.get("index", 0))
+        if len(items) != len(texts):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: asked for {len(texts)} embeddings, got {len(items)}",
+                provider=self.name,
+                model=model,
+            )
+        result = []
+        for item in items:
+            vector = item.get("embedding")
+            if isinstance(vector, str):
+                values = np.frombuffer(base64.b64decode(vector), dtype="<f4").tolist()
+            else:
+                values = [float(v) for v in vector or ()]
+            result.append(
+                inference_pb2.Embedding(values=values, model=data.get("model") or model, dimensions=len(values))
+            )
+        return result
+
+
+class OpenRouterProvider(OpenAICompatibleProvider):
+    kind = "openrouter"
+    capabilities = frozenset({"chat", "generate"})
+
+    def extra_headers(self) -> dict[str, str]:
+        # OpenRouter attributes traffic to apps by these; config headers override them.
+        return {"X-Title": "Ratatoskr", "HTTP-Referer": "https://github.com/ratatoskr"}
+
+    def reasoning_to_wire(self, reasoning: chat_pb2.ReasoningConfig, body: dict[str, Any]) -> None:
+        wire: dict[str, Any] = {}
+        if reasoning.HasField("max_tokens"):
+            wire["max_tokens"] = reasoning.max_tokens
+        elif reasoning.HasField("effort"):
+            wire["effort"] = _EFFORT.get(reasoning.effort, "medium")
+        if reasoning.HasField("exclude_from_output"):
+            wire["exclude"] = reasoning.exclude_from_output
+        body["reasoning"] = wire or {"enabled": True}

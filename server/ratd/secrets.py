@@ -1,0 +1,109 @@
+"""Provider API keys: loading them safely and keeping them out of every output.
+
+Keys live in a separate TOML file that ratd refuses to read when group or others have
+any permission bit, with environment variables as the fallback. Every key loaded is
+registered with ``redact`` so that no log line or error message can carry it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV_KEYS: Mapping[str, str] = {
+    "openrouter": "OPENROUTER_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "google": "GOOGLE_API_KEY",
+    "huggingface": "HF_API_KEY",
+    "ollama": "OLLAMA_API_KEY",
+}
+
+_KNOWN: set[str] = set()
+
+
+class SecretsError(Exception):
+    """The secrets file is unsafe or malformed."""
+
+
+class Secret:
+    """An API key that prints as ``***``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        if len(value) >= 6:
+            _KNOWN.add(value)
+
+    def reveal(self) -> str:
+        """The key itself, for the one place that needs it: the upstream request header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known key replaced by ``***``."""
+    for value in _KNOWN:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+def default_secrets_path() -> Path | None:
+    """``$XDG_CONFIG_HOME/ratatoskr/secrets.toml``, else ``/etc/ratatoskr/secrets.toml``."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(xdg) / "ratatoskr" / "secrets.toml", Path("/etc/ratatoskr/secrets.toml")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_secrets(path: Path | None, env: Mapping[str, str] | None = None) -> dict[str, Secret]:
+    """Keys by provider name: the secrets file first, then the environment."""
+    env = os.environ if env is None else env
+    keys: dict[str, Secret] = {}
+    if path is not None:
+        keys.update(_read_file(path))
+    for provider, var in ENV_KEYS.items():
+        if provider not in keys and env.get(var):
+            keys[provider] = Secret(env[var])
+    return keys
+
+
+def _read_file(path: Path) -> dict[str, Secret]:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SecretsError(f"{path}: secrets file not found") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretsError(
+            f"{path}: refusing to read a secrets file that group or others may access "
+            f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SecretsError(f"{path}: not valid TOML: {err}") from None
+    keys: dict[str, Secret] = {}
+    for provider, table in data.items():
+        if not isinstance(table, dict):
+            raise SecretsError(f"{path}: [{provider}] must be a table with api_key = \"...\"")
+        unknown = set(table) - {"api_key"}
+        if unknown:
+            raise SecretsError(f"{path}: [{provider}] unknown key {sorted(unknown)[0]!r}; expected api_key")
+        value = table.get("api_key")
+        if not isinstance(value, str):
+            raise SecretsError(f"{path}: [{provider}] api_key must be a string")
+        keys[provider] = Secret(value)
+    return keys

@@ -1,0 +1,159 @@
+"""The ``ratatoskr.v1.Ratatoskr`` service: each RPC hands its request to the gateway core
+and returns what the core answers. Nothing but gRPC concerns live here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from ratd import __version__, errors
+from ratd.core.gateway import Gateway
+from ratd.service.guard import CallGuard
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
+
+Context = grpc.aio.ServicerContext
+
+_CAPABILITIES: dict[str, tuple[int, ...]] = {
+    "chat": (
+        models_pb2.MODEL_CAPABILITY_CHAT,
+        models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
+        models_pb2.MODEL_CAPABILITY_TOOL_USE,
+    ),
+    "generate": (models_pb2.MODEL_CAPABILITY_GENERATE,),
+    "embed": (models_pb2.MODEL_CAPABILITY_EMBED,),
+    "nli": (models_pb2.MODEL_CAPABILITY_NLI,),
+    "classify": (models_pb2.MODEL_CAPABILITY_CLASSIFY,),
+    "stance": (models_pb2.MODEL_CAPABILITY_STANCE,),
+    "tokens": (models_pb2.MODEL_CAPABILITY_TOKEN_COUNTING,),
+}
+
+
+def _refuse(what: str) -> Callable[[], Awaitable[Any]]:
+    """A call that answers UNIMPLEMENTED: this capability arrives in a later version."""
+
+    async def refuse() -> Any:
+        raise errors.NotImplementedYet(f"{what} is not available in this version of ratd")
+
+    return refuse
+
+
+class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
+    def __init__(self, gateway: Gateway, guard: CallGuard, git_sha: str | None = None) -> None:
+        self.gateway = gateway
+        self.guard = guard
+        self.git_sha = git_sha
+        self.serving = False
+
+    # -- chat and generation -----------------------------------------------------------------
+
+    async def Chat(self, request: chat_pb2.ChatRequest, context: Context) -> chat_pb2.ChatResponse:
+        return await self.guard.unary(context, "Chat", lambda: self.gateway.chat(request))
+
+    async def ChatStream(
+        self, request: chat_pb2.ChatStreamRequest, context: Context
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        async for event in self.guard.stream(context, "ChatStream", lambda: self.gateway.chat_stream(request)):
+            yield event
+
+    async def Generate(
+        self, request: chat_pb2.GenerateRequest, context: Context
+    ) -> chat_pb2.GenerateResponse:
+        return await self.guard.unary(context, "Generate", lambda: self.gateway.generate(request))
+
+    async def GenerateStream(
+        self, request: chat_pb2.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
+        async for event in self.guard.stream(context, "GenerateStream", lambda: self.gateway.generate_stream(request)):
+            yield event
+
+    # -- inference ---------------------------------------------------------------------------------
+
+    async def Embed(
+        self, request: inference_pb2.EmbedRequest, context: Context
+    ) -> inference_pb2.EmbedResponse:
+        return await self.guard.unary(context, "Embed", lambda: self.gateway.embed(request))
+
+    async def EmbedBatch(
+        self, request: inference_pb2.EmbedBatchRequest, context: Context
+    ) -> inference_pb2.EmbedBatchResponse:
+        return await self.guard.unary(context, "EmbedBatch", lambda: self.gateway.embed_batch(request))
+
+    async def InferNli(
+        self, request: inference_pb2.InferNliRequest, context: Context
+    ) -> inference_pb2.InferNliResponse:
+        return await self.guard.unary(context, "InferNli", lambda: self.gateway.infer_nli(request))
+
+    async def InferNliBatch(
+        self, request: inference_pb2.InferNliBatchRequest, context: Context
+    ) -> inference_pb2.InferNliBatchResponse:
+        return await self.guard.unary(
+            context, "InferNliBatch", lambda: self.gateway.infer_nli_batch(request)
+        )
+
+    async def ClassifyZeroShot(
+        self, request: inference_pb2.ClassifyZeroShotRequest, context: Context
+    ) -> inference_pb2.ClassifyZeroShotResponse:
+        return await self.guard.unary(context, "ClassifyZeroShot", lambda: self.gateway.classify_zero_shot(request))
+
+    async def ClassifyStance(
+        self, request: inference_pb2.ClassifyStanceRequest, context: Context
+    ) -> inference_pb2.ClassifyStanceResponse:
+        return await self.guard.unary(context, "ClassifyStance", lambda: self.gateway.classify_stance(request))
+
+    async def CountTokens(
+        self, request: inference_pb2.CountTokensRequest, context: Context
+    ) -> inference_pb2.CountTokensResponse:
+        return await self.guard.unary(context, "CountTokens", lambda: self.gateway.count_tokens(request))
+
+    async def Tokenize(
+        self, request: inference_pb2.TokenizeRequest, context: Context
+    ) -> inference_pb2.TokenizeResponse:
+        return await self.guard.unary(context, "Tokenize", _refuse(("Tokenize")))
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: Context
+    ) -> models_pb2.ListModelsResponse:
+        return await self.guard.unary(context, "ListModels", _refuse(("ListModels (the model registry)")))
+
+    async def ModelStatus(
+        self, request: models_pb2.ModelStatusRequest, context: Context
+    ) -> models_pb2.ModelStatusResponse:
+        return await self.guard.unary(context, "ModelStatus", _refuse(("ModelStatus (the model registry)")))
+
+    async def GetModelMetadata(
+        self, request: models_pb2.GetModelMetadataRequest, context: Context
+    ) -> models_pb2.GetModelMetadataResponse:
+        return await self.guard.unary(context, "GetModelMetadata", _refuse(("GetModelMetadata (the model registry)")))
+
+    async def FetchModelMetadata(
+        self, request: models_pb2.FetchModelMetadataRequest, context: Context
+    ) -> models_pb2.FetchModelMetadataResponse:
+        return await self.guard.unary(context, "FetchModelMetadata", _refuse(("FetchModelMetadata (the model registry)")))
+
+    async def ResolvePreset(
+        self, request: models_pb2.ResolvePresetRequest, context: Context
+    ) -> models_pb2.ResolvePresetResponse:
+        return await self.guard.unary(context, "ResolvePreset", _refuse(("ResolvePreset (presets)")))
+
+    async def ListPresets(
+        self, request: models_pb2.ListPresetsRequest, context: Context
+    ) -> models_pb2.ListPresetsResponse:
+        return await self.guard.unary(context, "ListPresets", _refuse(("ListPresets (presets)")))
+
+    async def GetCapabilities(
+        self, request: models_pb2.GetCapabilitiesRequest, context: Context
+    ) -> models_pb2.GetCapabilitiesResponse:
+        found = self.gateway.capabilities()
+        values = sorted({v for name in found for v in _CAPABILITIES.get(name, ())})
+        return models_pb2.GetCapabilitiesResponse(capabilities=values)
+
+    async def Health(
+        self, request: ratatoskr_pb2.HealthRequest, context: Context
+    ) -> ratatoskr_pb2.HealthResponse:
+        return ratatoskr_pb2.HealthResponse(
+            healthy=self.serving, version=__version__, git_sha=self.git_sha
+        )
