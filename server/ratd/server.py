@@ -80,7 +80,9 @@ class Daemon:
         self.health = health_aio.HealthServicer()
         self.server = grpc.aio.server(options=server_options(config))
         ratatoskr_pb2_grpc.add_RatatoskrServicer_to_server(self.service, self.server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(self.guard), self.server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminService(self.gateway, self.guard), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server

@@ -23,7 +23,7 @@ from ratd.core.validation import (
     validate_texts,
 )
 from ratd.providers.base import ChatLike, GenerateLike, Provider
-from ratatoskr.v1 import chat_pb2, inference_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class Gateway:
     def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
         self.config = config
         self.providers = dict(providers)
-        self.router = Router(config)
+        claimed = {m: p.name for p in self.providers.values() for m in p.model_names()}
+        self.router = Router(config, claimed)
         self.parameters = ParameterPolicy(config.validation.parameter_policy)
         self.max_bytes = config.server.max_request_bytes
 
@@ -241,3 +242,50 @@ class Gateway:
         return await self._first_success(
             "tokens", request.model, lambda p, m: p.count_tokens(request.text, m)
         )
+
+    async def tokenize(self, request: inference_pb2.TokenizeRequest) -> inference_pb2.TokenizeResponse:
+        validate_model("model", request.model)
+        validate_size("text", request.text, self.max_bytes)
+        return await self._first_success(
+            "tokens", request.model, lambda p, m: p.tokenize(request.text, m)
+        )
+
+    # -- models ----------------------------------------------------------------------------------
+
+    async def model_status(self, model: str) -> models_pb2.ModelStatusResponse:
+        """The status the first provider that knows ``model`` reports."""
+        validate_model("model", model)
+        for capability in ("chat", "embed", "nli", "classify", "tokens"):
+            try:
+                candidates = self._candidates(model, capability)
+            except errors.GatewayError:
+                continue
+            for provider, provider_model in candidates:
+                status = await provider.model_status(provider_model)
+                if status is not None:
+                    return status
+        raise errors.ModelNotFound(f"no provider knows the model {model!r}", model=model)
+
+    def _local(self) -> Provider:
+        local = self.providers.get("local")
+        if local is None:
+            raise errors.NotImplementedYet("no local model provider is configured ([providers.local])")
+        return local
+
+    async def list_loaded(self) -> list[models_pb2.LoadedModel]:
+        loaded: list[models_pb2.LoadedModel] = []
+        for provider in self.providers.values():
+            loaded.extend(await provider.list_loaded())
+        return loaded
+
+    async def load_model(self, model: str, pin: bool) -> models_pb2.LoadedModel:
+        validate_model("model", model)
+        return await self._local().load_model(model, pin)
+
+    async def unload_model(self, model: str) -> bool:
+        validate_model("model", model)
+        return await self._local().unload_model(model)
+
+    def download_model(self, model: str, revision: str) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+        validate_model("model", model)
+        return self._local().download_model(model, revision)

@@ -8,6 +8,7 @@ first match wins; then the capability's fallback chain from ``[routing]``.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ratd import errors
@@ -53,13 +54,15 @@ class Candidate:
 
 
 class Router:
-    def __init__(self, config: Config, local_models: frozenset[str] = frozenset()) -> None:
+    def __init__(self, config: Config, claimed: Mapping[str, str] | None = None) -> None:
+        """``claimed`` maps model names to the provider that holds them outright (local
+        models), checked before the rules."""
         self._kinds = {name: conf.kind for name, conf in config.providers.items()}
         if config.local is not None:
             self._kinds["local"] = "local"
         self._rules = (*config.routing.rules, *DEFAULT_RULES)
         self._routing = config.routing
-        self._local_models = local_models
+        self._claimed = dict(claimed or {})
 
     def _by_name_or_kind(self, wanted: str) -> str | None:
         if wanted in self._kinds:
@@ -87,8 +90,8 @@ class Router:
             return [Candidate(prefix, rest)]
         primary: str | None = None
         vendor_kind: str | None = None
-        if model in self._local_models and "local" in self._kinds:
-            primary = "local"
+        if self._claimed.get(model) in self._kinds:
+            primary = self._claimed[model]
         else:
             for rule in self._rules:
                 if fnmatch.fnmatchcase(model, rule.match):

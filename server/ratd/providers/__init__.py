@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from ratd.config import Config
 from ratd.providers.base import Provider
-from ratd.providers.openai_compat import OpenAIProvider, OpenRouterProvider
 
 log = logging.getLogger(__name__)
 
-PROVIDER_CLASSES: dict[str, type[Provider]] = {
-    cls.kind: cls for cls in (OpenAIProvider, OpenRouterProvider)
+# kind -> "module:Class", imported only when a provider of that kind is configured.
+PROVIDER_CLASSES: dict[str, str] = {
+    "openai": "ratd.providers.openai_compat:OpenAIProvider",
+    "openrouter": "ratd.providers.openai_compat:OpenRouterProvider",
+    "anthropic": "ratd.providers.anthropic:AnthropicProvider",
+    "google": "ratd.providers.gemini:GeminiProvider",
+    "ollama": "ratd.providers.ollama:OllamaProvider",
+    "huggingface": "ratd.providers.huggingface:HuggingFaceProvider",
 }
+
+
+def provider_class(kind: str) -> type[Provider] | None:
+    target = PROVIDER_CLASSES.get(kind)
+    if target is None:
+        return None
+    module_name, _, name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        return None  # this kind is not part of this version yet
+    cls: type[Provider] = getattr(module, name)
+    return cls
+
+
+def build_local(config: Config) -> Provider | None:
+    """The local ONNX provider, when configured and present in this version."""
+    if config.local is None:
+        return None
+    try:
+        from ratd.local import build_local_provider  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("local inference is not available in this version of ratd; skipped")
+        return None
+    provider: Provider = build_local_provider(config)
+    return provider
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
     """One provider object per configured remote provider whose API this ratd speaks."""
     providers: dict[str, Provider] = {}
     for name, conf in config.providers.items():
-        cls = PROVIDER_CLASSES.get(conf.kind)
+        cls = provider_class(conf.kind)
         if cls is None:
             log.warning("provider %s (kind %s) is not available in this version of ratd; skipped", name, conf.kind)
             continue
@@ -27,6 +61,9 @@ def build_providers(config: Config) -> dict[str, Provider]:
         if key is None:
             log.warning("provider %s has no API key (secrets file or environment); requests go without one", name)
         providers[name] = cls(name, conf, key)
+    local = build_local(config)
+    if local is not None:
+        providers[local.name] = local
     return providers
 
 

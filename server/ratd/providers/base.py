@@ -14,7 +14,7 @@ from typing import ClassVar
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.secrets import Secret
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 
 ChatLike = chat_pb2.ChatRequest | chat_pb2.ChatStreamRequest
 GenerateLike = chat_pb2.GenerateRequest | chat_pb2.GenerateStreamRequest
@@ -123,11 +123,37 @@ class Provider:
     async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
         raise self._unsupported("token counting", model)
 
+    async def tokenize(self, text: str, model: str) -> inference_pb2.TokenizeResponse:
+        raise self._unsupported("tokenization", model)
+
     # -- models ---------------------------------------------------------------------------
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         """The provider's model list, asked of the provider (used by the registry refresh)."""
         return []
+
+    def model_names(self) -> frozenset[str]:
+        """Model names this provider claims outright, ahead of the routing rules (the
+        local provider's configured models)."""
+        return frozenset()
+
+    async def model_status(self, model: str) -> models_pb2.ModelStatusResponse | None:
+        """What the provider knows of ``model`` now; None when it does not know it."""
+        return None
+
+    # -- models held in memory (local inference) ---------------------------------------------
+
+    async def list_loaded(self) -> list[models_pb2.LoadedModel]:
+        return []
+
+    async def load_model(self, model: str, pin: bool) -> models_pb2.LoadedModel:
+        raise self._unsupported("loading models", model)
+
+    async def unload_model(self, model: str) -> bool:
+        raise self._unsupported("unloading models", model)
+
+    def download_model(self, model: str, revision: str) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+        raise self._unsupported("downloading models", model)
 
 
 def chat_request_for(request: GenerateLike) -> chat_pb2.ChatRequest:

@@ -110,39 +110,41 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def Tokenize(
         self, request: inference_pb2.TokenizeRequest, context: Context
     ) -> inference_pb2.TokenizeResponse:
-        return await self.guard.unary(context, "Tokenize", _refuse(("Tokenize")))
+        return await self.guard.unary(context, "Tokenize", lambda: self.gateway.tokenize(request))
 
     # -- models ----------------------------------------------------------------------------------------
 
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
-        return await self.guard.unary(context, "ListModels", _refuse(("ListModels (the model registry)")))
+        return await self.guard.unary(context, "ListModels", _refuse("ListModels (the model registry)"))
 
     async def ModelStatus(
         self, request: models_pb2.ModelStatusRequest, context: Context
     ) -> models_pb2.ModelStatusResponse:
-        return await self.guard.unary(context, "ModelStatus", _refuse(("ModelStatus (the model registry)")))
+        return await self.guard.unary(
+            context, "ModelStatus", lambda: self.gateway.model_status(request.model)
+        )
 
     async def GetModelMetadata(
         self, request: models_pb2.GetModelMetadataRequest, context: Context
     ) -> models_pb2.GetModelMetadataResponse:
-        return await self.guard.unary(context, "GetModelMetadata", _refuse(("GetModelMetadata (the model registry)")))
+        return await self.guard.unary(context, "GetModelMetadata", _refuse("GetModelMetadata (the model registry)"))
 
     async def FetchModelMetadata(
         self, request: models_pb2.FetchModelMetadataRequest, context: Context
     ) -> models_pb2.FetchModelMetadataResponse:
-        return await self.guard.unary(context, "FetchModelMetadata", _refuse(("FetchModelMetadata (the model registry)")))
+        return await self.guard.unary(context, "FetchModelMetadata", _refuse("FetchModelMetadata (the model registry)"))
 
     async def ResolvePreset(
         self, request: models_pb2.ResolvePresetRequest, context: Context
     ) -> models_pb2.ResolvePresetResponse:
-        return await self.guard.unary(context, "ResolvePreset", _refuse(("ResolvePreset (presets)")))
+        return await self.guard.unary(context, "ResolvePreset", _refuse("ResolvePreset (presets)"))
 
     async def ListPresets(
         self, request: models_pb2.ListPresetsRequest, context: Context
     ) -> models_pb2.ListPresetsResponse:
-        return await self.guard.unary(context, "ListPresets", _refuse(("ListPresets (presets)")))
+        return await self.guard.unary(context, "ListPresets", _refuse("ListPresets (presets)"))
 
     async def GetCapabilities(
         self, request: models_pb2.GetCapabilitiesRequest, context: Context
