@@ -1,8 +1,8 @@
 """``rat``: talk to a running ratd from a shell.
 
-    rat health
-    rat chat "hello" -m openai/gpt-4o-mini
-    echo "some text" | rat embed -m all-MiniLM-L6-v2
+rat health
+rat chat "hello" -m openai/gpt-4o-mini
+echo "some text" | rat embed -m all-MiniLM-L6-v2
 """
 
 from __future__ import annotations
@@ -71,19 +71,16 @@ async def models(client: ServiceClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json({"models": [to_dict(m) for m in found]})
         return
-    rows = []
-    for m in found:
-        pricing = m.pricing if m.HasField("pricing") else None
-        rows.append(
-            (
-                m.provider,
-                m.id,
-                str(m.context_window) if m.HasField("context_window") else "-",
-                output.price(pricing.prompt_cost_per_mtok if pricing and pricing.HasField("prompt_cost_per_mtok") else None),
-                output.price(pricing.completion_cost_per_mtok if pricing and pricing.HasField("completion_cost_per_mtok") else None),
-                output.capability_names(m.capabilities),
-            )
+    rows = [
+        (
+            m.provider,
+            m.id,
+            str(m.context_window) if m.HasField("context_window") else "-",
+            *output.prices(m.pricing if m.HasField("pricing") else None),
+            output.capability_names(m.capabilities),
         )
+        for m in found
+    ]
     table(rows, ("PROVIDER", "MODEL", "CONTEXT", "IN/MTOK", "OUT/MTOK", "CAPABILITIES"))
 
 
@@ -114,8 +111,8 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
     if found.HasField("max_output_tokens"):
         print(f"output    {found.max_output_tokens} tokens max")
     if found.HasField("pricing"):
-        p = found.pricing
-        print(f"price     in {output.price(p.prompt_cost_per_mtok)} / out {output.price(p.completion_cost_per_mtok)} per Mtok")
+        price_in, price_out = output.prices(found.pricing)
+        print(f"price     in {price_in} / out {price_out} per Mtok")
     print(f"caps      {output.capability_names(info.capabilities)}")
     rows = []
     for entry in found.parameters:
@@ -123,7 +120,11 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
         detail = ""
         if kind == "mutable_range":
             r = entry.availability.mutable_range
-            parts = [f"{label} {getattr(r, f):g}" for f, label in (("min", "min"), ("max", "max"), ("default_value", "default")) if r.HasField(f)]
+            parts = [
+                f"{label} {getattr(r, f):g}"
+                for f, label in (("min", "min"), ("max", "max"), ("default_value", "default"))
+                if r.HasField(f)
+            ]
             detail = ", ".join(parts)
             kind = "mutable"
         elif kind == "read_only_json":
@@ -181,7 +182,11 @@ async def chat(client: ServiceClient, args: argparse.Namespace) -> None:
         elif kind == "reasoning":
             dim.write(event.reasoning)
         elif kind == "tool_call_start":
-            calls[event.tool_call_start.index] = [event.tool_call_start.id, event.tool_call_start.name, ""]
+            calls[event.tool_call_start.index] = [
+                event.tool_call_start.id,
+                event.tool_call_start.name,
+                "",
+            ]
         elif kind == "tool_call_delta":
             calls[event.tool_call_delta.index][2] += event.tool_call_delta.arguments
         elif kind == "tool_call_end":
@@ -241,14 +246,23 @@ async def nli(client: ServiceClient, args: argparse.Namespace) -> None:
         print_json(reply)
         return
     top = inference_pb2.NliLabel.Name(reply.label).removeprefix("NLI_LABEL_").lower()
-    _scores([("entailment", reply.entailment), ("neutral", reply.neutral), ("contradiction", reply.contradiction)], top)
+    _scores(
+        [
+            ("entailment", reply.entailment),
+            ("neutral", reply.neutral),
+            ("contradiction", reply.contradiction),
+        ],
+        top,
+    )
 
 
 @command("classify")
 async def classify(client: ServiceClient, args: argparse.Namespace) -> None:
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     text = text_argument(args.text, "text")
-    reply = await client.classify_zero_shot(text, labels, args.model, multi_label=args.multi_label or None)
+    reply = await client.classify_zero_shot(
+        text, labels, args.model, multi_label=args.multi_label or None
+    )
     if args.json:
         print_json(reply)
         return
@@ -350,7 +364,9 @@ async def download(client: ServiceClient, args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rat", description="Command line of the Ratatoskr gateway (ratd).")
+    parser = argparse.ArgumentParser(
+        prog="rat", description="Command line of the Ratatoskr gateway (ratd)."
+    )
     parser.add_argument(
         "--address",
         default=os.environ.get("RATD_ADDRESS", DEFAULT_ADDRESS),
@@ -360,7 +376,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, help="deadline of each call in seconds")
     # --json is accepted after the command too: `rat chat --json ...`.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -406,7 +424,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?")
     p.add_argument("--target", required=True)
     model_arg(p)
-    for name, help_text in (("tokens", "count tokens"), ("tokenize", "tokens with ids and offsets")):
+    for name, help_text in (
+        ("tokens", "count tokens"),
+        ("tokenize", "tokens with ids and offsets"),
+    ):
         p = add(name, help_text)
         p.add_argument("text", nargs="?")
         model_arg(p)

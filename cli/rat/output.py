@@ -67,11 +67,15 @@ def print_json(value: Message | dict[str, Any] | list[Any], out: TextIO = sys.st
 def table(rows: Sequence[Sequence[str]], header: Sequence[str], out: TextIO = sys.stdout) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        out.write(
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
 
 
 def capability_names(values: Iterable[int]) -> str:
-    names = [models_pb2.ModelCapability.Name(v).removeprefix("MODEL_CAPABILITY_").lower() for v in values]
+    names = [
+        models_pb2.ModelCapability.Name(v).removeprefix("MODEL_CAPABILITY_").lower() for v in values
+    ]
     return ",".join(names)
 
 
@@ -95,8 +99,15 @@ def when(ts: Any) -> str:
     return f"{minutes:.0f} min {'ago' if delta < 0 else 'from now'}"
 
 
-def price(value: float | None) -> str:
-    return "-" if value is None else f"${value:g}"
+def prices(pricing: models_pb2.PricingInfo | None) -> tuple[str, str]:
+    """Input and output price per million tokens, "-" where unknown."""
+
+    def one(name: str) -> str:
+        if pricing is None or not pricing.HasField(name):
+            return "-"
+        return f"${getattr(pricing, name):g}"
+
+    return one("prompt_cost_per_mtok"), one("completion_cost_per_mtok")
 
 
 class Dim:

@@ -27,8 +27,8 @@ from ratatoskr.errors import (
     Overloaded,
     PresetNotFound,
     QuotaExceeded,
-    RateLimited,
     RatatoskrError,
+    RateLimited,
     UnsupportedParameter,
 )
 from ratatoskr.helpers import ChatOptions, GenerateOptions, Message, ToolCall, ToolDefinition
@@ -62,8 +62,8 @@ __all__ = [
     "Overloaded",
     "PresetNotFound",
     "QuotaExceeded",
-    "RateLimited",
     "RatatoskrError",
+    "RateLimited",
     "ServiceClient",
     "SyncServiceClient",
     "ToolCall",

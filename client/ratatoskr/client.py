@@ -91,13 +91,17 @@ class ServiceClient:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+    async def _call(
+        self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None
+    ) -> T:
         try:
             return await method(request, timeout=timeout if timeout is not None else self.timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
-    async def _stream(self, method: Callable[..., Any], request: Any, timeout: float | None) -> AsyncIterator[Any]:
+    async def _stream(
+        self, method: Callable[..., Any], request: Any, timeout: float | None
+    ) -> AsyncIterator[Any]:
         call = method(request, timeout=timeout if timeout is not None else self.timeout)
         try:
             async for event in call:
@@ -322,6 +326,7 @@ class ServiceClient:
         request = admin_pb2.DownloadModelRequest(model=model, revision=revision)
         return self._stream(self._admin.DownloadModel, request, timeout)
 
-    async def reload_config(self, *, timeout: float | None = None) -> admin_pb2.ReloadConfigResponse:
+    async def reload_config(
+        self, *, timeout: float | None = None
+    ) -> admin_pb2.ReloadConfigResponse:
         return await self._call(self._admin.ReloadConfig, admin_pb2.ReloadConfigRequest(), timeout)
-

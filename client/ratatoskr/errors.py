@@ -176,7 +176,7 @@ def from_rpc_error(err: grpc.RpcError) -> RatatoskrError:
     message: str = (err.details() if hasattr(err, "details") else None) or str(code)
     trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
     reason, metadata, retry_after, violations = "", {}, None, []
-    status = _status_details(trailing)  # type: ignore[arg-type]
+    status = _status_details(trailing)
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

@@ -23,7 +23,9 @@ _EFFORTS = {
 }
 
 
-def _image(source: str | bytes, mime_type: str = "", detail: str | None = None) -> chat_pb2.ContentPart:
+def _image(
+    source: str | bytes, mime_type: str = "", detail: str | None = None
+) -> chat_pb2.ContentPart:
     image = chat_pb2.ImagePart(mime_type=mime_type, detail=detail)
     if isinstance(source, bytes):
         image.data = source
@@ -100,8 +102,12 @@ class ToolCall:
 
 
 def _tool_choice(choice: str) -> chat_pb2.ToolChoice:
-    if choice in ("auto", "none", "required"):
-        return chat_pb2.ToolChoice(**{choice: True})
+    if choice == "auto":
+        return chat_pb2.ToolChoice(auto=True)
+    if choice == "none":
+        return chat_pb2.ToolChoice(none=True)
+    if choice == "required":
+        return chat_pb2.ToolChoice(required=True)
     return chat_pb2.ToolChoice(function=choice)
 
 
@@ -128,7 +134,7 @@ def _reasoning(
     return config
 
 
-def ChatOptions(  # noqa: N802 - reads like the message it builds
+def ChatOptions(  # reads like the message it builds
     model: str = "",
     *,
     temperature: float | None = None,
@@ -173,7 +179,7 @@ def ChatOptions(  # noqa: N802 - reads like the message it builds
     )
 
 
-def GenerateOptions(  # noqa: N802 - reads like the message it builds
+def GenerateOptions(  # reads like the message it builds
     model: str = "",
     *,
     max_tokens: int | None = None,

@@ -27,9 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--address", help="listen here instead of [server] address")
-    parser.add_argument(
-        "--ready-file", type=Path, help="write the bound address here once serving"
-    )
+    parser.add_argument("--ready-file", type=Path, help="write the bound address here once serving")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--version", action="version", version=f"ratd {__version__}")
     return parser
@@ -40,8 +38,8 @@ def _summary(config: Config) -> str:
     for name, provider in sorted(config.providers.items()):
         key = "key set" if config.api_key(name) else "no key"
         lines.append(f"  provider {name} ({provider.kind}): {provider.base_url} [{key}]")
-    if config.local is not None:
-        lines.append(f"  provider local: device {config.local.device}, {config.local.ram_budget_mb} MB budget")
+    if (local := config.local) is not None:
+        lines.append(f"  provider local: device {local.device}, {local.ram_budget_mb} MB budget")
     return "\n".join(lines)
 
 
@@ -63,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(config))
         return 0
     setup_logging(config.server.log_level, config.server.log_format)
-    return asyncio.run(_serve(config, args.ready_file))
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(config, args.ready_file))
+    return uvloop.run(_serve(config, args.ready_file))
 
 
 async def _serve(config: Config, ready_file: Path | None) -> int:

@@ -63,7 +63,10 @@ def redact(text: str) -> str:
 def default_secrets_path() -> Path | None:
     """``$XDG_CONFIG_HOME/ratatoskr/secrets.toml``, else ``/etc/ratatoskr/secrets.toml``."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    for candidate in (Path(xdg) / "ratatoskr" / "secrets.toml", Path("/etc/ratatoskr/secrets.toml")):
+    for candidate in (
+        Path(xdg) / "ratatoskr" / "secrets.toml",
+        Path("/etc/ratatoskr/secrets.toml"),
+    ):
         if candidate.exists():
             return candidate
     return None
@@ -98,10 +101,12 @@ def _read_file(path: Path) -> dict[str, Secret]:
     keys: dict[str, Secret] = {}
     for provider, table in data.items():
         if not isinstance(table, dict):
-            raise SecretsError(f"{path}: [{provider}] must be a table with api_key = \"...\"")
+            raise SecretsError(f'{path}: [{provider}] must be a table with api_key = "..."')
         unknown = set(table) - {"api_key"}
         if unknown:
-            raise SecretsError(f"{path}: [{provider}] unknown key {sorted(unknown)[0]!r}; expected api_key")
+            raise SecretsError(
+                f"{path}: [{provider}] unknown key {sorted(unknown)[0]!r}; expected api_key"
+            )
         value = table.get("api_key")
         if not isinstance(value, str):
             raise SecretsError(f"{path}: [{provider}] api_key must be a string")

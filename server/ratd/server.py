@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
 from ratd import __version__
 from ratd.config import Config
 from ratd.core.gateway import Gateway
@@ -23,7 +24,6 @@ from ratd.providers import build_providers
 from ratd.service.admin_service import AdminService
 from ratd.service.guard import CallGuard
 from ratd.service.ratatoskr_service import RatatoskrService
-from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
 
 log = logging.getLogger(__name__)
 

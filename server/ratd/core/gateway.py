@@ -116,7 +116,19 @@ class Gateway:
         for provider, provider_model in self._candidates(model, capability):
             if capability not in provider.capabilities:
                 continue
-            async with aclosing(open_stream(provider, provider_model)) as stream:  # type: ignore[type-var]
+            try:
+                # Opening may refuse at once (an unsupported parameter under the error
+                # policy, an operation the provider lacks): that is a failure like any other.
+                opened = open_stream(provider, provider_model)
+            except errors.GatewayError as err:
+                failures.append((provider.name, err))
+                if not err.fallback:
+                    break
+                log.debug(
+                    "%s failed for %s (%s); trying the next provider", provider.name, model, err
+                )
+                continue
+            async with aclosing(opened) as stream:  # type: ignore[type-var]
                 try:
                     first = await anext(stream)
                 except errors.GatewayError as err:

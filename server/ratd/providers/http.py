@@ -8,7 +8,9 @@ missing model, say); everything that HTTP itself means lives here once.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -22,6 +24,8 @@ from ratd import errors
 from ratd.config import ProviderConfig
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# Longer than any real hint, and short enough for a google.protobuf.Duration.
+_MAX_RETRY_AFTER_SECS = 1e9
 
 
 class HttpClient:
@@ -153,9 +157,16 @@ def retry_after_from_headers(headers: Mapping[str, str], now: float | None = Non
 
     ``Retry-After-Ms``, ``Retry-After`` (seconds or an HTTP date), ``X-Ratelimit-Reset``
     (OpenRouter: epoch milliseconds; others: epoch seconds or a delta), OpenAI's
-    ``X-Ratelimit-Reset-Requests``/``-Tokens`` for the limit that is exhausted.
+    ``X-Ratelimit-Reset-Requests``/``-Tokens`` for the limit that is exhausted. A hint
+    that cannot be read (not a number or date, infinite, absurdly far) counts as none.
     """
-    now = time.time() if now is None else now
+    delay = _retry_after(headers, time.time() if now is None else now)
+    if delay is None or not math.isfinite(delay) or delay > _MAX_RETRY_AFTER_SECS:
+        return None
+    return delay
+
+
+def _retry_after(headers: Mapping[str, str], now: float) -> float | None:
     if value := headers.get("retry-after-ms"):
         try:
             return max(0.0, float(value) / 1000)
@@ -165,8 +176,13 @@ def retry_after_from_headers(headers: Mapping[str, str], now: float | None = Non
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            try:
+                parsed = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):  # neither seconds nor an HTTP date
+                parsed = None
             if parsed is not None:
+                if parsed.tzinfo is None:  # "-0000": UTC, not the local zone
+                    parsed = parsed.replace(tzinfo=datetime.UTC)
                 return max(0.0, parsed.timestamp() - now)
     if value := headers.get("x-ratelimit-reset"):
         try:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import orjson
 
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike, Provider
@@ -30,7 +31,6 @@ from ratd.providers.http import (
 )
 from ratd.providers.streams import iter_sse
 from ratd.secrets import Secret
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ class StreamAssembler:
         self.finish_reason: str | None = None
         self.usage: chat_pb2.Usage | None = None
         self.model = ""
+        self.refused = False  # the model refused (OpenAI ``delta.refusal``)
         self._calls: dict[int, _ToolCallState] = {}  # by upstream index
         self._closed = False
 
@@ -199,6 +200,9 @@ class StreamAssembler:
                 out.append(chat_pb2.ChatStreamResponse(reasoning=reasoning))
             if delta.get("content"):
                 out.append(chat_pb2.ChatStreamResponse(content=delta["content"]))
+            if delta.get("refusal"):  # the refusal is the answer, as in a whole response
+                self.refused = True
+                out.append(chat_pb2.ChatStreamResponse(content=delta["refusal"]))
             for call in delta.get("tool_calls") or ():
                 out.extend(self._tool_call(call))
             if choice.get("finish_reason"):
@@ -287,8 +291,9 @@ class OpenAICompatibleProvider(Provider):
             body["tools"] = [_tool_to_wire(t) for t in request.tools]
             if options.HasField("parallel_tool_calls"):
                 body["parallel_tool_calls"] = options.parallel_tool_calls
-        if options.HasField("tool_choice"):
-            body["tool_choice"] = _tool_choice(options.tool_choice)
+            # Only with tools: OpenAI refuses tool_choice without them (400).
+            if options.HasField("tool_choice"):
+                body["tool_choice"] = _tool_choice(options.tool_choice)
         for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "top_k"):
             if options.HasField(name):
                 value = getattr(options, name)
@@ -370,6 +375,16 @@ class OpenAICompatibleProvider(Provider):
             status = 502
         return self.error_from_body(status, {"error": obj}, model)
 
+    def _object(self, data: Any, model: str) -> dict[str, Any]:
+        """``data`` when it is a JSON object; anything else is an upstream protocol fault."""
+        if not isinstance(data, dict):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: expected a JSON object, got {type(data).__name__}",
+                provider=self.name,
+                model=model,
+            )
+        return data
+
     # -- chat -------------------------------------------------------------------------------
 
     def parse_response(self, data: Mapping[str, Any], model: str) -> chat_pb2.ChatResponse:
@@ -409,8 +424,8 @@ class OpenAICompatibleProvider(Provider):
             raw = await response.read()
             if response.status != 200:
                 raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
-        data = loads_or_protocol_error(raw, self.name, model)
-        if isinstance(data, dict) and data.get("error"):
+        data = self._object(loads_or_protocol_error(raw, self.name, model), model)
+        if data.get("error"):
             raise self.stream_error(data["error"], model)
         return self.parse_response(data, model)
 
@@ -435,7 +450,7 @@ class OpenAICompatibleProvider(Provider):
                 if event.data == "[DONE]":
                     saw_done = True
                     break
-                chunk = loads_or_protocol_error(event.data, self.name, model)
+                chunk = self._object(loads_or_protocol_error(event.data, self.name, model), model)
                 if chunk.get("error"):
                     raise self.stream_error(chunk["error"], model)
                 for out in assembler.feed(chunk):
@@ -450,7 +465,9 @@ class OpenAICompatibleProvider(Provider):
             yield out
         yield chat_pb2.ChatStreamResponse(
             done=True,
-            finish_reason=finish_reason(assembler.finish_reason),
+            finish_reason=chat_pb2.FINISH_REASON_CONTENT_FILTER
+            if assembler.refused
+            else finish_reason(assembler.finish_reason),
             model=assembler.model or model,
             provider=self.name,
         )
@@ -483,7 +500,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
             raw = await response.read()
             if response.status != 200:
                 raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
-        data = loads_or_protocol_error(raw, self.name, model)
+        data = self._object(loads_or_protocol_error(raw, self.name, model), model)
         items = sorted(data.get("data") or (), key=lambda item: item.get("index", 0))
         if len(items) != len(texts):
             raise errors.UpstreamProtocolError(

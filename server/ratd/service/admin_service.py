@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
+from ratatoskr.v1 import admin_pb2, admin_pb2_grpc
 from ratd import errors
 from ratd.core.gateway import Gateway
 from ratd.service.guard import CallGuard
-from ratatoskr.v1 import admin_pb2, admin_pb2_grpc
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 async def _reload_unavailable() -> admin_pb2.ReloadConfigResponse:

@@ -44,7 +44,9 @@ class CallGuard:
             return self.request_timeout
         return min(self.request_timeout, remaining)
 
-    async def _abort(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
+    async def _abort(
+        self, context: grpc.aio.ServicerContext, method: str, exc: BaseException
+    ) -> None:
         if isinstance(exc, errors.GatewayError):
             if isinstance(exc, errors.InvalidInput | errors.NotImplementedYet):
                 log.debug("%s refused: %s", method, redact(exc.message))
@@ -93,13 +95,18 @@ class CallGuard:
         raise AssertionError("unreachable: _admitted aborts on every error")
 
     async def stream(
-        self, context: grpc.aio.ServicerContext, method: str, open_stream: Callable[[], AsyncIterator[T]]
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        open_stream: Callable[[], AsyncIterator[T]],
     ) -> AsyncIterator[T]:
         """Relay one stream. The time limit bounds each silence, not the whole stream, and
         the source is closed at once when the client goes away."""
-        async with self._admitted(context, method) as timeout:
-            async with aclosing(open_stream()) as events:  # type: ignore[type-var]
-                loop = asyncio.get_running_loop()
-                async for event in events:
-                    yield event
-                    timeout.reschedule(loop.time() + self._budget(context))
+        loop = asyncio.get_running_loop()
+        async with (
+            self._admitted(context, method) as timeout,
+            aclosing(open_stream()) as events,  # type: ignore[type-var]
+        ):
+            async for event in events:
+                yield event
+                timeout.reschedule(loop.time() + self._budget(context))

@@ -4,18 +4,18 @@ and returns what the core answers. Nothing but gRPC concerns live here."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
 from ratd import __version__, errors
 from ratd.core.gateway import Gateway
 from ratd.service.guard import CallGuard
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
-_CAPABILITIES: dict[str, tuple[int, ...]] = {
+_CAPABILITIES: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
     "chat": (
         models_pb2.MODEL_CAPABILITY_CHAT,
         models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
@@ -54,7 +54,9 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def ChatStream(
         self, request: chat_pb2.ChatStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        async for event in self.guard.stream(context, "ChatStream", lambda: self.gateway.chat_stream(request)):
+        async for event in self.guard.stream(
+            context, "ChatStream", lambda: self.gateway.chat_stream(request)
+        ):
             yield event
 
     async def Generate(
@@ -65,7 +67,9 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def GenerateStream(
         self, request: chat_pb2.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
-        async for event in self.guard.stream(context, "GenerateStream", lambda: self.gateway.generate_stream(request)):
+        async for event in self.guard.stream(
+            context, "GenerateStream", lambda: self.gateway.generate_stream(request)
+        ):
             yield event
 
     # -- inference ---------------------------------------------------------------------------------
@@ -78,7 +82,9 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def EmbedBatch(
         self, request: inference_pb2.EmbedBatchRequest, context: Context
     ) -> inference_pb2.EmbedBatchResponse:
-        return await self.guard.unary(context, "EmbedBatch", lambda: self.gateway.embed_batch(request))
+        return await self.guard.unary(
+            context, "EmbedBatch", lambda: self.gateway.embed_batch(request)
+        )
 
     async def InferNli(
         self, request: inference_pb2.InferNliRequest, context: Context
@@ -95,29 +101,37 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def ClassifyZeroShot(
         self, request: inference_pb2.ClassifyZeroShotRequest, context: Context
     ) -> inference_pb2.ClassifyZeroShotResponse:
-        return await self.guard.unary(context, "ClassifyZeroShot", lambda: self.gateway.classify_zero_shot(request))
+        return await self.guard.unary(
+            context, "ClassifyZeroShot", lambda: self.gateway.classify_zero_shot(request)
+        )
 
     async def ClassifyStance(
         self, request: inference_pb2.ClassifyStanceRequest, context: Context
     ) -> inference_pb2.ClassifyStanceResponse:
-        return await self.guard.unary(context, "ClassifyStance", lambda: self.gateway.classify_stance(request))
+        return await self.guard.unary(
+            context, "ClassifyStance", lambda: self.gateway.classify_stance(request)
+        )
 
     async def CountTokens(
         self, request: inference_pb2.CountTokensRequest, context: Context
     ) -> inference_pb2.CountTokensResponse:
-        return await self.guard.unary(context, "CountTokens", lambda: self.gateway.count_tokens(request))
+        return await self.guard.unary(
+            context, "CountTokens", lambda: self.gateway.count_tokens(request)
+        )
 
     async def Tokenize(
         self, request: inference_pb2.TokenizeRequest, context: Context
     ) -> inference_pb2.TokenizeResponse:
         return await self.guard.unary(context, "Tokenize", lambda: self.gateway.tokenize(request))
 
-    # -- models ----------------------------------------------------------------------------------------
+    # -- models --------------------------------------------------------------------------
 
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
-        return await self.guard.unary(context, "ListModels", _refuse("ListModels (the model registry)"))
+        return await self.guard.unary(
+            context, "ListModels", _refuse("ListModels (the model registry)")
+        )
 
     async def ModelStatus(
         self, request: models_pb2.ModelStatusRequest, context: Context
@@ -129,12 +143,16 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def GetModelMetadata(
         self, request: models_pb2.GetModelMetadataRequest, context: Context
     ) -> models_pb2.GetModelMetadataResponse:
-        return await self.guard.unary(context, "GetModelMetadata", _refuse("GetModelMetadata (the model registry)"))
+        return await self.guard.unary(
+            context, "GetModelMetadata", _refuse("GetModelMetadata (the model registry)")
+        )
 
     async def FetchModelMetadata(
         self, request: models_pb2.FetchModelMetadataRequest, context: Context
     ) -> models_pb2.FetchModelMetadataResponse:
-        return await self.guard.unary(context, "FetchModelMetadata", _refuse("FetchModelMetadata (the model registry)"))
+        return await self.guard.unary(
+            context, "FetchModelMetadata", _refuse("FetchModelMetadata (the model registry)")
+        )
 
     async def ResolvePreset(
         self, request: models_pb2.ResolvePresetRequest, context: Context

@@ -74,13 +74,17 @@ def to_grpc_status(err: errors.GatewayError) -> grpc.Status:
         metadata["detail"] = redact(err.message)
     if isinstance(err, errors.ContextLengthExceeded) and err.limit is not None:
         metadata["limit"] = str(err.limit)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=metadata))]
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=metadata))
+    ]
     if err.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(err.retry_after * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     if isinstance(err, errors.InvalidInput) and err.field:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=err.field, description=message)
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=err.field, description=message
+        )
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     proto = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(proto)
@@ -89,6 +93,8 @@ def to_grpc_status(err: errors.GatewayError) -> grpc.Status:
 def internal_status(request_id: str) -> grpc.Status:
     """A bug in ratd: say so without leaking internals."""
     message = f"internal error in ratd (request {request_id}); see the daemon log"
-    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN, metadata={"request_id": request_id})
+    info = error_details_pb2.ErrorInfo(
+        reason="INTERNAL", domain=DOMAIN, metadata={"request_id": request_id}
+    )
     proto = status_pb2.Status(code=code_pb2.INTERNAL, message=message, details=[_pack(info)])
     return rpc_status.to_status(proto)
