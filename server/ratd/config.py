@@ -64,6 +64,44 @@ class ProviderConfig:
     headers: dict[str, str] = field(default_factory=dict)
     # Environment variable holding the key, for providers with names of their own.
     api_key_env: str = ""
+    # HuggingFace Inference API: ask the API to hold the request while a cold model loads
+    # (``X-Wait-For-Model``) instead of answering 503 "loading" at once. Other kinds ignore it.
+    wait_for_model: bool = False
+    # Output token cap sent when the caller sets none, for APIs that require one
+    # (Anthropic's max_tokens). 4096 fits every current model's output limit.
+    default_max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class LocalModelConfig:
+    """One local model, ``[providers.local.models.NAME]``: a new one, or overrides of a
+    built-in one (``all-MiniLM-L6-v2``, ``nli-deberta-v3-small``, ...). Files come from
+    ``path``, else ``models_dir/NAME``, else ``package``, else the Hub (``hub_repo``)."""
+
+    # "embedding" (sentence-transformers) or "nli" (cross-encoder; also serves zero-shot
+    # classification and stance).
+    kind: str = ""
+    # A directory holding model.onnx (or onnx/model.onnx), tokenizer.json and the configs.
+    path: str = ""
+    # An installed Python package that carries the files (import name), and the folder
+    # inside it that holds them.
+    package: str = ""
+    package_subdir: str = ""
+    # HuggingFace Hub repository and the revision (commit, tag or branch) to pin.
+    hub_repo: str = ""
+    revision: str = ""
+    # The ONNX file inside the directory or repository (default model.onnx or onnx/model.onnx).
+    onnx_file: str = ""
+    # Expected sha256 of files, by path relative to the model directory.
+    sha256: dict[str, str] = field(default_factory=dict)
+    # Other names the model answers to (the Hub id is always one).
+    aliases: list[str] = field(default_factory=list)
+    # Override what the model's own config files say (sentence-transformers models).
+    pooling: str = ""
+    normalize: bool | None = None
+    max_seq_length: int = 0
+    # NLI models: hypothesis template of zero-shot classification.
+    hypothesis_template: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +110,30 @@ class LocalConfig:
     models_dir: str = "~/.cache/ratatoskr/models"
     ram_budget_mb: int = 1024
     idle_timeout_secs: float = 300.0
+    # Models loaded at start and never unloaded for idleness or evicted.
+    pinned: list[str] = field(default_factory=list)
+    # Local models by name, beside the built-in ones.
+    models: dict[str, LocalModelConfig] = field(default_factory=dict)
+    # HuggingFace Hub: where downloads are cached (default MODELS_DIR/hub), the endpoint
+    # (default $HF_ENDPOINT or https://huggingface.co), and whether ratd may download on
+    # first use (false: air-gapped, only files already present are used).
+    hub_cache_dir: str = ""
+    hub_endpoint: str = ""
+    hub_downloads: bool = True
+    # Directory of tokenizer files, NAME.tokenizer.json or NAME/tokenizer.json, searched
+    # before the built-in sources.
+    tokenizers_dir: str = ""
+    # Extra model-name prefixes for token counting: prefix -> tokenizer name (a built-in
+    # one such as "o200k_base", a file in tokenizers_dir, or a local model's name).
+    tokenizer_aliases: dict[str, str] = field(default_factory=dict)
+    # ONNX Runtime threads per session (0: the number of physical cores).
+    intra_op_threads: int = 0
+    # Dynamic batching: padded tokens per batch, texts per batch, how long the first
+    # request of a batch waits for company, and how many texts may wait per model.
+    max_batch_tokens: int = 8192
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0
+    max_queue: int = 4096
 
 
 @dataclass(frozen=True)
@@ -215,6 +277,7 @@ def _providers(table: dict[str, Any], source: str) -> tuple[dict[str, ProviderCo
             raise ConfigError(f"{source}: providers.{name} must be a table")
         if name == "local":
             local = _build(LocalConfig, body, "providers.local", source)
+            _check_local(local, source)
             continue
         conf = _build(ProviderConfig, body, f"providers.{name}", source)
         kind = conf.kind or name
@@ -227,6 +290,47 @@ def _providers(table: dict[str, Any], source: str) -> tuple[dict[str, ProviderCo
             conf, kind=kind, base_url=(conf.base_url or DEFAULT_BASE_URLS[kind]).rstrip("/")
         )
     return remote, local
+
+
+LOCAL_KINDS = ("embedding", "nli")
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
+
+
+def _check_local(local: LocalConfig, source: str) -> None:
+    """Values the loader's types cannot check: choices and ranges of [providers.local]."""
+    where = "providers.local"
+    device = local.device
+    if device != "cpu" and not (
+        device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+    ):
+        raise ConfigError(
+            f'{source}: {where}.device must be "cpu", "cuda" or "cuda:N", got {device!r}'
+        )
+    for key in ("ram_budget_mb", "max_batch_tokens", "max_batch_size", "max_queue"):
+        if getattr(local, key) < 1:
+            raise ConfigError(
+                f"{source}: {where}.{key} must be at least 1, got {getattr(local, key)}"
+            )
+    for key in ("idle_timeout_secs", "max_wait_ms", "intra_op_threads"):
+        if getattr(local, key) < 0:
+            raise ConfigError(
+                f"{source}: {where}.{key} must not be negative, got {getattr(local, key)}"
+            )
+    for name, model in local.models.items():
+        if model.kind and model.kind not in LOCAL_KINDS:
+            raise ConfigError(
+                f"{source}: {where}.models.{name}.kind must be one of "
+                f"{', '.join(LOCAL_KINDS)}, got {model.kind!r}"
+            )
+        if model.pooling and model.pooling not in POOLING_MODES:
+            raise ConfigError(
+                f"{source}: {where}.models.{name}.pooling must be one of "
+                f"{', '.join(POOLING_MODES)}, got {model.pooling!r}"
+            )
+        if model.hypothesis_template and "{}" not in model.hypothesis_template:
+            raise ConfigError(
+                f"{source}: {where}.models.{name}.hypothesis_template must contain {{}}"
+            )
 
 
 def _auto_providers(keys: dict[str, Secret]) -> dict[str, ProviderConfig]:
