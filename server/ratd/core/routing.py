@@ -17,9 +17,13 @@ from ratd.config import Config, RoutingRule
 PRESET_PREFIX = "ratatoskr:"
 
 # The upstream README's table. Providers are named by kind; a configured provider of that
-# kind with another name serves too.
+# kind with another name serves too. ``name:tag`` is checked before the vendor prefixes
+# so that Ollama's ``gpt-oss:20b`` reaches Ollama; OpenAI's fine-tunes (``ft:...``) are
+# the one OpenAI name with a colon.
 DEFAULT_RULES: tuple[RoutingRule, ...] = (
     RoutingRule("*/*", "openrouter"),
+    RoutingRule("ft:*", "openai"),
+    RoutingRule("*:*", "ollama"),
     RoutingRule("claude-*", "anthropic"),
     RoutingRule("gpt-*", "openai"),
     RoutingRule("chatgpt-*", "openai"),
@@ -28,7 +32,6 @@ DEFAULT_RULES: tuple[RoutingRule, ...] = (
     RoutingRule("o4*", "openai"),
     RoutingRule("text-embedding-*", "openai"),
     RoutingRule("gemini-*", "google"),
-    RoutingRule("*:*", "ollama"),
 )
 
 # The fallback chain of a capability whose [routing] list is empty: OpenRouter serves
