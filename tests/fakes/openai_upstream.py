@@ -61,6 +61,8 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes import conformance as conf
+
 OPENAI = "openai"
 OPENROUTER = "openrouter"
 SCENARIO_MARK = "scenario/"
@@ -693,6 +695,65 @@ def _echo_key(ctx: Context) -> HttpReply:
     return _json_reply(400, _openrouter_error(ctx, 400, message), ctx=ctx)
 
 
+# -- the cross-provider conformance scenarios (tests/fakes/conformance.py) ------------------------
+
+CONF_USAGE = {
+    "prompt": conf.PROMPT_TOKENS,
+    "completion": conf.COMPLETION_TOKENS,
+    "reasoning": 0,
+    "cached": conf.CACHED_PROMPT_TOKENS,
+    "cost": 0.0000125,
+}
+CONF_REASONING_USAGE = {**CONF_USAGE, "reasoning": conf.REASONING_TOKENS}
+
+
+def _conf_call(index: int, name: str, arguments: str, pieces: Sequence[str]) -> tuple[Step, ...]:
+    return (ToolStart(index, f"call_conf_{index}", name), *(ToolArgs(index, p) for p in pieces))
+
+
+def _conf_text(ctx: Context) -> Script:
+    return Script((*(Content(p) for p in conf.TEXT_PIECES), Finish("stop"), Usage(CONF_USAGE)))
+
+
+def _conf_tool(ctx: Context) -> Script:
+    call = _conf_call(0, "get_weather", conf.WEATHER_ARGS_JSON, conf.WEATHER_ARGS_PIECES)
+    return Script((*call, Finish("tool_calls"), Usage(CONF_USAGE)))
+
+
+def _conf_parallel(ctx: Context) -> Script:
+    first = _conf_call(0, "get_weather", conf.WEATHER_ARGS_JSON, conf.WEATHER_ARGS_PIECES)
+    second = _conf_call(1, "get_time", conf.TIME_ARGS_JSON, (conf.TIME_ARGS_JSON,))
+    return Script((*first, *second, Finish("tool_calls"), Usage(CONF_USAGE)))
+
+
+def _conf_reasoning(ctx: Context) -> Script:
+    # OpenAI counts reasoning tokens but never shows the text; OpenRouter shows it.
+    shown = () if ctx.is_openai else tuple(Reasoning(p) for p in conf.REASONING_PIECES)
+    content = tuple(Content(p) for p in conf.TEXT_PIECES)
+    return Script((*shown, *content, Finish("stop"), Usage(CONF_REASONING_USAGE)))
+
+
+def _conf_rate_limit(ctx: Context) -> HttpReply:
+    wait = conf.RETRY_AFTER_SECONDS
+    if ctx.is_openai:
+        body = _openai_error(
+            "Rate limit reached, try again later.", "requests", "rate_limit_exceeded"
+        )
+        return _json_reply(429, body, ctx=ctx, headers={"retry-after": str(wait)})
+    reset = {"X-RateLimit-Reset": str(int((time.time() + wait) * 1000))}
+    return _json_reply(
+        429, _openrouter_error(ctx, 429, "Rate limit exceeded"), ctx=ctx, headers=reset
+    )
+
+
+def _conf_stream_error(ctx: Context) -> Script:
+    if ctx.is_openai:
+        error = _openai_error(_OPENAI_SERVER_ERROR, "server_error", None)["error"]
+    else:
+        error = {"code": 502, "message": "Provider returned error"}
+    return Script((Content(conf.TEXT_PIECES[0]), StreamError(error)))
+
+
 SCENARIOS: dict[str, Callable[[Context], Script | HttpReply]] = {
     "text": _text,
     "length": _length,
@@ -720,6 +781,16 @@ SCENARIOS: dict[str, Callable[[Context], Script | HttpReply]] = {
     "context-length": _context_length,
     "error-in-200": _error_in_200,
     "echo-key": _echo_key,
+    "conf-text": _conf_text,
+    "conf-tool": _conf_tool,
+    "conf-parallel": _conf_parallel,
+    "conf-reasoning": _conf_reasoning,
+    "conf-auth": _invalid_key,
+    "conf-missing": _unknown_model,
+    "conf-rate-limit": _conf_rate_limit,
+    "conf-server-error": _server_error,
+    "conf-overloaded": _overloaded,
+    "conf-stream-error": _conf_stream_error,
 }
 
 
@@ -1251,6 +1322,8 @@ class FakeOpenAIUpstream:
     def _scenario_for(self, flavour: Flavour, model: str) -> str:
         if SCENARIO_MARK in model:
             return model.split(SCENARIO_MARK, 1)[1]
+        if model.rsplit("/", 1)[-1] in SCENARIOS:  # "conf-text", "openai/conf-text"
+            return model.rsplit("/", 1)[-1]
         return flavour.scenario or self.scenario
 
     # -- static mode (benchmarks) ------------------------------------------------------------------
