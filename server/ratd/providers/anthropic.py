@@ -1,0 +1,709 @@
+"""The Anthropic Messages API (``POST /v1/messages``), plain and streamed.
+
+What this adapter has to get right, beyond renaming fields:
+
+* ``system`` is not a message role there: every system message becomes one block of
+  the top-level ``system``, in order (several are kept, never "last wins").
+* Tool results are ``tool_result`` blocks of a *user* turn, and all results answering
+  one assistant turn must arrive in a single user turn, results first; consecutive
+  messages of one role are merged into one turn.
+* Extended thinking: ``thinking`` blocks carry a signature that must come back
+  unchanged in the next turn, so responses keep them as ``reasoning_blocks`` and the
+  stream sends them as ``reasoning_signature`` events; assistant messages' blocks are
+  sent back as ``thinking`` / ``redacted_thinking`` blocks.
+* ``max_tokens`` is required, and must exceed the thinking budget.
+* Streams are typed SSE events (``message_start``, ``content_block_*``,
+  ``message_delta``, ``message_stop``, ``ping``) and may end with ``event: error``
+  after a 200; the JSON payloads may be right-padded with spaces.
+* Usage: ``input_tokens`` excludes cached prompt tokens, so the normalised prompt
+  count adds ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` back
+  (as OpenAI's ``prompt_tokens`` includes its cached tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ratatoskr.v1 import chat_pb2, models_pb2
+from ratd import errors
+from ratd.config import ProviderConfig
+from ratd.providers.base import ChatLike, Provider
+from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
+from ratd.providers.messages import (
+    InlineImage,
+    arguments_object,
+    image_source,
+    retyped,
+    unwrap_json_schema,
+)
+from ratd.providers.streams import iter_sse
+from ratd.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2023-06-01"
+MESSAGES_PATH = "/v1/messages"
+# The tool forced on the model for structured output when the native format cannot
+# be used; its input is the answer.
+STRUCTURED_TOOL = "json_response"
+MIN_THINKING_BUDGET = 1024  # the API refuses smaller budgets
+
+# Reasoning effort -> thinking budget (tokens). NONE turns thinking off.
+EFFORT_BUDGETS = {
+    chat_pb2.REASONING_EFFORT_MINIMAL: 1024,
+    chat_pb2.REASONING_EFFORT_LOW: 2048,
+    chat_pb2.REASONING_EFFORT_MEDIUM: 8192,
+    chat_pb2.REASONING_EFFORT_HIGH: 16384,
+    chat_pb2.REASONING_EFFORT_XHIGH: 32768,
+}
+
+_FINISH = {
+    "end_turn": chat_pb2.FINISH_REASON_STOP,
+    "stop_sequence": chat_pb2.FINISH_REASON_STOP,
+    "pause_turn": chat_pb2.FINISH_REASON_STOP,
+    "max_tokens": chat_pb2.FINISH_REASON_LENGTH,
+    "model_context_window_exceeded": chat_pb2.FINISH_REASON_LENGTH,
+    "tool_use": chat_pb2.FINISH_REASON_TOOL_CALLS,
+    "refusal": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+}
+
+# Error ``type`` -> the HTTP status it comes with, so that errors inside a 200 stream
+# (which have no status of their own) classify like the same error as a response.
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+_CONTEXT_RE = re.compile(
+    r"(?:prompt is too long|exceed context limit)[^>]*>\s*(\d+)", re.IGNORECASE
+)
+
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def finish_reason(stop_reason: str | None, *, structured: bool = False) -> chat_pb2.FinishReason:
+    """The normalised finish reason; the forced structured-output tool is a normal stop."""
+    if structured and stop_reason == "tool_use":
+        return chat_pb2.FINISH_REASON_STOP
+    return _FINISH.get(stop_reason or "", chat_pb2.FINISH_REASON_UNSPECIFIED)
+
+
+def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
+    fresh = int(usage.get("input_tokens") or 0)
+    read = usage.get("cache_read_input_tokens")
+    created = usage.get("cache_creation_input_tokens")
+    prompt = fresh + int(read or 0) + int(created or 0)
+    completion = int(usage.get("output_tokens") or 0)
+    result = chat_pb2.Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+    if read is not None:
+        result.cached_prompt_tokens = int(read)
+    if created is not None:
+        result.cache_creation_tokens = int(created)
+    return result
+
+
+# -- request ------------------------------------------------------------------------------------
+
+
+def _image_block(image: chat_pb2.ImagePart, field: str) -> dict[str, Any]:
+    source = image_source(image, field)
+    if isinstance(source, InlineImage):
+        wire = {"type": "base64", "media_type": source.mime_type, "data": source.base64_data}
+    else:
+        wire = {"type": "url", "url": source.url}
+    return {"type": "image", "source": wire}
+
+
+def _content_blocks(message: chat_pb2.Message, field: str, *, images: bool) -> list[dict[str, Any]]:
+    """Text (and, where the API takes them, image) blocks of a message, in order."""
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    for j, part in enumerate(message.parts):
+        if part.WhichOneof("part") == "text":
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif images:
+            blocks.append(_image_block(part.image, f"{field}.parts[{j}].image"))
+        else:
+            raise errors.InvalidInput(
+                f"{field}.parts[{j}]: Anthropic takes images only in user and tool messages",
+                field=f"{field}.parts[{j}]",
+            )
+    return blocks
+
+
+def _reasoning_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
+    """Earlier thinking, sent back as the API requires; unsigned blocks (another
+    provider's reasoning) cannot be verified by Anthropic and are left out."""
+    blocks: list[dict[str, Any]] = []
+    for block in message.reasoning_blocks:
+        if block.redacted_data:
+            data = block.redacted_data.decode("utf-8", errors="replace")
+            blocks.append({"type": "redacted_thinking", "data": data})
+        elif block.signature:
+            blocks.append(
+                {"type": "thinking", "thinking": block.text, "signature": block.signature}
+            )
+    return blocks
+
+
+def _tool_result(message: chat_pb2.Message, field: str) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+    if message.parts:
+        block["content"] = _content_blocks(message, field, images=True)
+    elif message.content:
+        block["content"] = message.content
+    return block
+
+
+def messages_to_wire(
+    messages: Sequence[chat_pb2.Message],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system blocks, conversation turns) for the Messages API."""
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        field = f"messages[{i}]"
+        if message.role == chat_pb2.ROLE_SYSTEM:
+            system.extend(_content_blocks(message, field, images=False))
+            continue
+        if message.role == chat_pb2.ROLE_ASSISTANT:
+            role = "assistant"
+            blocks = _reasoning_blocks(message)
+            blocks.extend(_content_blocks(message, field, images=False))
+            for call in message.tool_calls:
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": arguments_object(call.arguments),
+                    }
+                )
+        elif message.role == chat_pb2.ROLE_TOOL:
+            role, blocks = "user", [_tool_result(message, field)]
+        else:
+            role, blocks = "user", _content_blocks(message, field, images=True)
+        if not blocks:
+            continue  # the API refuses empty turns and empty text blocks
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            # Tool results must open the user turn that follows the tool calls.
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return system, turns
+
+
+def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
+    wire: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        wire["description"] = tool.description
+    wire["input_schema"] = (
+        orjson.loads(tool.parameters_json)
+        if tool.parameters_json.strip()
+        else {"type": "object", "properties": {}}
+    )
+    if tool.cache_control_json.strip():
+        wire["cache_control"] = orjson.loads(tool.cache_control_json)
+    return wire
+
+
+def _tool_choice(choice: chat_pb2.ToolChoice) -> dict[str, Any]:
+    which = choice.WhichOneof("choice")
+    if which == "none":
+        return {"type": "none"}
+    if which == "required":
+        return {"type": "any"}
+    if which == "function":
+        return {"type": "tool", "name": choice.function}
+    return {"type": "auto"}
+
+
+def thinking_budget(reasoning: chat_pb2.ReasoningConfig) -> int | None:
+    """The thinking budget a ReasoningConfig asks for; None means thinking off."""
+    if reasoning.HasField("max_tokens"):
+        return max(MIN_THINKING_BUDGET, reasoning.max_tokens)
+    if reasoning.HasField("effort"):
+        if reasoning.effort == chat_pb2.REASONING_EFFORT_NONE:
+            return None
+        return EFFORT_BUDGETS.get(
+            reasoning.effort, EFFORT_BUDGETS[chat_pb2.REASONING_EFFORT_MEDIUM]
+        )
+    # A config with neither (e.g. only exclude_from_output) still asks for reasoning.
+    return EFFORT_BUDGETS[chat_pb2.REASONING_EFFORT_MEDIUM]
+
+
+def _add_cache_breakpoint(body: dict[str, Any]) -> None:
+    """options.cache_prompt: cache the prompt prefix up to the last system block, else
+    up to the tools, else up to the last message (Anthropic caches everything before a
+    ``cache_control`` marker)."""
+    if body.get("system"):
+        body["system"][-1]["cache_control"] = dict(_EPHEMERAL)
+    elif body.get("tools"):
+        body["tools"][-1].setdefault("cache_control", dict(_EPHEMERAL))
+    elif body["messages"] and body["messages"][-1]["content"]:
+        body["messages"][-1]["content"][-1]["cache_control"] = dict(_EPHEMERAL)
+
+
+@dataclass(slots=True)
+class RequestPlan:
+    """What the response parser must know about how the request was built."""
+
+    body: dict[str, Any]
+    structured_tool: bool  # the answer arrives as the input of STRUCTURED_TOOL
+    show_reasoning: bool
+
+
+def build_request(
+    request: ChatLike, model: str, *, stream: bool, default_max_tokens: int
+) -> RequestPlan:
+    """The Messages API body for a chat request, and how to read its answer.
+
+    Structured output uses a forced tool (``STRUCTURED_TOOL``) where it can, since every
+    Claude model supports that; with thinking on (the API refuses forced tools then) or
+    with the caller's own tools, a schema goes to the native ``output_config.format``
+    and a schemaless JSON request becomes an instruction in ``system``.
+
+    ``exclude_from_output`` hides reasoning text and signatures from the answer, but the
+    signed blocks stay in ``ChatResponse.reasoning_blocks`` so the turn can be sent back.
+    """
+    options = request.options
+    system, turns = messages_to_wire(request.messages)
+    body: dict[str, Any] = {"model": model, "messages": turns}
+
+    budget: int | None = None
+    show_reasoning = True
+    if options.HasField("reasoning"):
+        budget = thinking_budget(options.reasoning)
+        show_reasoning = not options.reasoning.exclude_from_output
+        if budget is None:
+            body["thinking"] = {"type": "disabled"}
+    max_tokens = options.max_tokens if options.HasField("max_tokens") else None
+    if budget is not None:
+        if max_tokens is None:
+            max_tokens = default_max_tokens + budget
+        elif budget >= max_tokens:
+            budget = max_tokens - 1
+            if budget < MIN_THINKING_BUDGET:
+                raise errors.InvalidInput(
+                    f"options.max_tokens: Anthropic extended thinking needs max_tokens above "
+                    f"{MIN_THINKING_BUDGET} (the thinking budget counts towards it), "
+                    f"got {max_tokens}",
+                    field="options.max_tokens",
+                )
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body["max_tokens"] = max_tokens or default_max_tokens
+
+    tools = [_tool_to_wire(t) for t in request.tools]
+    structured_tool = False
+    fmt = (
+        options.response_format.WhichOneof("format")
+        if options.HasField("response_format")
+        else None
+    )
+    if fmt in ("json_object", "json_schema"):
+        schema: dict[str, Any] | None = None
+        if fmt == "json_schema":
+            _, schema = unwrap_json_schema(options.response_format.json_schema)
+        if budget is None and not tools:
+            # A forced tool works on every Claude model; its input is the answer.
+            structured_tool = True
+            tools = [
+                {
+                    "name": STRUCTURED_TOOL,
+                    "description": "Answer with the requested JSON object as this tool's input.",
+                    "input_schema": schema or {"type": "object"},
+                }
+            ]
+            body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
+        elif schema is not None:
+            # Forcing a tool is refused with thinking, and would keep the model from
+            # the caller's own tools: use the native format instead.
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        else:
+            system.append(
+                {"type": "text", "text": "Respond with a single JSON object and nothing else."}
+            )
+    if system:
+        body["system"] = system
+    if tools:
+        body["tools"] = tools
+    if not structured_tool and request.tools:
+        choice = _tool_choice(options.tool_choice) if options.HasField("tool_choice") else None
+        if options.HasField("parallel_tool_calls") and not options.parallel_tool_calls:
+            choice = choice or {"type": "auto"}
+            if choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True
+        if choice is not None:
+            body["tool_choice"] = choice
+
+    # Extended thinking refuses temperature and top_k, and top_p below 0.95: the thinking
+    # request wins and those are left out.
+    thinking = budget is not None
+    dropped: list[str] = []
+    if options.HasField("temperature"):
+        if thinking:
+            dropped.append("temperature")
+        else:
+            body["temperature"] = round(options.temperature, 6)
+    if options.HasField("top_p"):
+        if thinking and options.top_p < 0.95:
+            dropped.append("top_p")
+        else:
+            body["top_p"] = round(options.top_p, 6)
+    if options.HasField("top_k"):
+        if thinking:
+            dropped.append("top_k")
+        else:
+            body["top_k"] = options.top_k
+    if dropped:
+        log.debug("extended thinking is on: %s left out of the request", ", ".join(dropped))
+    if options.stop:
+        body["stop_sequences"] = list(options.stop)
+    if options.HasField("cache_prompt") and options.cache_prompt:
+        _add_cache_breakpoint(body)
+    if stream:
+        body["stream"] = True
+    if options.HasField("raw_provider_options"):
+        body.update(orjson.loads(options.raw_provider_options))
+    return RequestPlan(body, structured_tool, show_reasoning)
+
+
+# -- response -----------------------------------------------------------------------------------
+
+
+def parse_message(
+    data: Mapping[str, Any], model: str, provider: str, plan: RequestPlan
+) -> chat_pb2.ChatResponse:
+    if data.get("type") != "message" and "content" not in data:
+        raise errors.UpstreamProtocolError(
+            f"{provider}: the response is not a message", provider=provider, model=model
+        )
+    text: list[str] = []
+    reasoning: list[str] = []
+    response = chat_pb2.ChatResponse(model=data.get("model") or model, provider=provider)
+    for block in data.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            text.append(block.get("text") or "")
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking") or "")
+            response.reasoning_blocks.add(
+                text=block.get("thinking") or "", signature=block.get("signature") or ""
+            )
+        elif kind == "redacted_thinking":
+            response.reasoning_blocks.add(redacted_data=str(block.get("data") or "").encode())
+        elif kind == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            if plan.structured_tool and block.get("name") == STRUCTURED_TOOL:
+                text.append(arguments)
+            else:
+                response.tool_calls.add(
+                    id=block.get("id") or "", name=block.get("name") or "", arguments=arguments
+                )
+    response.content = "".join(text)
+    if reasoning and plan.show_reasoning:
+        response.reasoning = "\n\n".join(reasoning)
+    response.finish_reason = finish_reason(
+        data.get("stop_reason"), structured=plan.structured_tool and not response.tool_calls
+    )
+    if isinstance(data.get("usage"), dict):
+        response.usage.CopyFrom(usage_from_wire(data["usage"]))
+    return response
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str
+    tool_index: int = -1
+    structured: bool = False
+    arguments_sent: bool = False
+
+
+class StreamAssembler:
+    """Turns Messages API stream events into ChatStreamResponse events, in order.
+
+    Text and thinking deltas pass through as they arrive; a ``signature_delta`` becomes a
+    ``reasoning_signature`` event; a ``tool_use`` block becomes ToolCallStart, its
+    ``input_json_delta`` pieces ToolCallDelta exactly as sent, and its
+    ``content_block_stop`` ToolCallEnd. Usage merges ``message_start`` with every
+    ``message_delta`` (output tokens are cumulative there).
+    """
+
+    def __init__(self, plan: RequestPlan) -> None:
+        self.plan = plan
+        self.model = ""
+        self.stop_reason: str | None = None
+        self.stopped = False
+        self._usage: dict[str, Any] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._tool_calls = 0
+        self._thinking_blocks = 0
+
+    @property
+    def usage(self) -> chat_pb2.Usage | None:
+        return usage_from_wire(self._usage) if self._usage else None
+
+    @property
+    def finish(self) -> chat_pb2.FinishReason:
+        structured = self.plan.structured_tool and self._tool_calls == 0
+        return finish_reason(self.stop_reason, structured=structured)
+
+    def _merge_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def feed(self, event: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.model = message.get("model") or self.model
+            self._merge_usage(message.get("usage"))
+        elif kind == "content_block_start":
+            return self._start(int(event.get("index", 0)), event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            return self._delta(int(event.get("index", 0)), event.get("delta") or {})
+        elif kind == "content_block_stop":
+            return self._stop(int(event.get("index", 0)))
+        elif kind == "message_delta":
+            delta = event.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            self._merge_usage(event.get("usage"))
+        elif kind == "message_stop":
+            self.stopped = True
+        # ping and event types this version does not know carry nothing for the caller.
+        return []
+
+    def _start(self, index: int, block: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
+        kind = str(block.get("type") or "")
+        state = self._blocks[index] = _Block(kind)
+        if kind == "text" and block.get("text"):
+            return [chat_pb2.ChatStreamResponse(content=block["text"])]
+        if kind == "thinking":
+            self._thinking_blocks += 1
+            out: list[chat_pb2.ChatStreamResponse] = []
+            if self._thinking_blocks > 1 and self.plan.show_reasoning:
+                # Chat joins the blocks' texts with a blank line; so does the stream.
+                out.append(chat_pb2.ChatStreamResponse(reasoning="\n\n"))
+            if block.get("thinking") and self.plan.show_reasoning:
+                out.append(chat_pb2.ChatStreamResponse(reasoning=block["thinking"]))
+            return out
+        if kind == "tool_use":
+            if self.plan.structured_tool and block.get("name") == STRUCTURED_TOOL:
+                state.structured = True
+                return []
+            state.tool_index = self._tool_calls
+            self._tool_calls += 1
+            start = chat_pb2.ToolCallStart(
+                index=state.tool_index, id=block.get("id") or "", name=block.get("name") or ""
+            )
+            return [chat_pb2.ChatStreamResponse(tool_call_start=start)]
+        return []
+
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
+        kind = delta.get("type")
+        state = self._blocks.get(index)
+        if kind == "text_delta" and delta.get("text"):
+            return [chat_pb2.ChatStreamResponse(content=delta["text"])]
+        if kind == "thinking_delta" and delta.get("thinking") and self.plan.show_reasoning:
+            return [chat_pb2.ChatStreamResponse(reasoning=delta["thinking"])]
+        if kind == "signature_delta" and delta.get("signature") and self.plan.show_reasoning:
+            return [chat_pb2.ChatStreamResponse(reasoning_signature=delta["signature"])]
+        if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
+            piece = str(delta["partial_json"])
+            state.arguments_sent = True
+            if state.structured:
+                return [chat_pb2.ChatStreamResponse(content=piece)]
+            if state.tool_index >= 0:
+                call = chat_pb2.ToolCallDelta(index=state.tool_index, arguments=piece)
+                return [chat_pb2.ChatStreamResponse(tool_call_delta=call)]
+        return []
+
+    def _stop(self, index: int) -> list[chat_pb2.ChatStreamResponse]:
+        state = self._blocks.get(index)
+        if state is None or state.kind != "tool_use":
+            return []
+        out: list[chat_pb2.ChatStreamResponse] = []
+        if not state.arguments_sent:
+            # A call without arguments streams no JSON at all; say "{}" as Chat does.
+            if state.structured:
+                out.append(chat_pb2.ChatStreamResponse(content="{}"))
+            else:
+                call = chat_pb2.ToolCallDelta(index=state.tool_index, arguments="{}")
+                out.append(chat_pb2.ChatStreamResponse(tool_call_delta=call))
+        if not state.structured:
+            end = chat_pb2.ToolCallEnd(index=state.tool_index)
+            out.append(chat_pb2.ChatStreamResponse(tool_call_end=end))
+        return out
+
+
+# -- the provider -------------------------------------------------------------------------------
+
+
+class AnthropicProvider(Provider):
+    kind = "anthropic"
+    capabilities = frozenset({"chat", "generate"})
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        auth = {"x-api-key": api_key.reveal()} if api_key else {}
+        defaults = {"anthropic-version": API_VERSION}
+        self.http = HttpClient(name, config, {**defaults, **config.headers, **auth})
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        return frozenset({"frequency_penalty", "presence_penalty", "seed"})
+
+    def build_request(self, request: ChatLike, model: str, *, stream: bool) -> RequestPlan:
+        return build_request(
+            request, model, stream=stream, default_max_tokens=self.config.default_max_tokens
+        )
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def error_from_body(
+        self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
+    ) -> errors.GatewayError:
+        """The error an Anthropic error body means (``{"type":"error","error":{...}}``),
+        classified by the error's type first (errors inside a stream have no status)."""
+        obj = body.get("error") if isinstance(body, dict) else None
+        kind, message = "", ""
+        if isinstance(obj, dict):
+            kind = str(obj.get("type") or "")
+            message = str(obj.get("message") or "")
+        elif isinstance(body, str):
+            message = body[:300]
+        # A type this version does not know, inside a 200 stream: the upstream failed.
+        mapped = _TYPE_STATUS.get(kind, 502 if status == 200 else status)
+        error = error_for_status(
+            mapped, message, provider=self.name, model=model, headers=headers, upstream_code=kind
+        )
+        if kind == "invalid_request_error" or mapped == 400:
+            match = _CONTEXT_RE.search(message)
+            if match or "prompt is too long" in message.lower():
+                limit = int(match.group(1)) if match else None
+                return retyped(errors.ContextLengthExceeded, error, limit=limit)
+            if "credit balance is too low" in message.lower():
+                return retyped(errors.QuotaExceeded, error)
+        return error
+
+    # -- chat ----------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        plan = self.build_request(request, model, stream=False)
+        async with self.http.request("POST", MESSAGES_PATH, plan.body, model=model) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
+        data = loads_or_protocol_error(raw, self.name, model)
+        if isinstance(data, dict) and data.get("type") == "error":
+            raise self.error_from_body(200, data, model)
+        if not isinstance(data, dict):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the response is not a JSON object", provider=self.name, model=model
+            )
+        return parse_message(data, model, self.name, plan)
+
+    async def chat_stream(
+        self, request: ChatLike, model: str
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        plan = self.build_request(request, model, stream=True)
+        assembler = StreamAssembler(plan)
+        async with self.http.request("POST", MESSAGES_PATH, plan.body, model=model) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
+            if response.content_type == "application/json":
+                data = parse_body(await response.read())
+                if isinstance(data, dict) and data.get("type") == "error":
+                    raise self.error_from_body(200, data, model)
+                raise errors.UpstreamProtocolError(
+                    f"{self.name}: expected an event stream, got JSON",
+                    provider=self.name,
+                    model=model,
+                )
+            async for event in iter_sse(response):
+                payload = loads_or_protocol_error(event.data, self.name, model)
+                if not isinstance(payload, dict):
+                    continue
+                if event.event == "error" or payload.get("type") == "error":
+                    raise self.error_from_body(200, payload, model)
+                for out in assembler.feed(payload):
+                    yield out
+                if assembler.stopped:
+                    break
+        if assembler.stop_reason is None:
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the stream ended before the response was complete",
+                provider=self.name,
+                model=model,
+            )
+        usage = assembler.usage
+        if usage is not None:
+            yield chat_pb2.ChatStreamResponse(usage=usage)
+        yield chat_pb2.ChatStreamResponse(
+            done=True,
+            finish_reason=assembler.finish,
+            model=assembler.model or model,
+            provider=self.name,
+        )
+
+    # -- models ---------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        """Every model of ``GET /v1/models``, following its pages."""
+        found: list[models_pb2.ModelInfo] = []
+        after: str | None = None
+        chat_capabilities = [
+            models_pb2.MODEL_CAPABILITY_CHAT,
+            models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
+            models_pb2.MODEL_CAPABILITY_GENERATE,
+            models_pb2.MODEL_CAPABILITY_TOOL_USE,
+            models_pb2.MODEL_CAPABILITY_VISION,
+            models_pb2.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
+        ]
+        for _ in range(100):  # a bound, in case a proxy keeps answering has_more
+            path = "/v1/models?limit=1000" + (f"&after_id={after}" if after else "")
+            status, headers, body = await self.http.json("GET", path)
+            if status != 200:
+                raise self.error_from_body(status, body, "", headers)
+            if not isinstance(body, dict):
+                raise errors.UpstreamProtocolError(
+                    f"{self.name}: the model list is not a JSON object", provider=self.name
+                )
+            for item in body.get("data") or ():
+                if isinstance(item, dict) and item.get("id"):
+                    found.append(
+                        models_pb2.ModelInfo(
+                            id=str(item["id"]), provider=self.name, capabilities=chat_capabilities
+                        )
+                    )
+            after = body.get("last_id")
+            if not body.get("has_more") or not after:
+                break
+        return found

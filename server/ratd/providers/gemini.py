@@ -1,0 +1,760 @@
+"""Google's Gemini API (``generativelanguage.googleapis.com/v1beta``): chat through
+``generateContent`` and ``streamGenerateContent?alt=sse``, embeddings through
+``embedContent`` / ``batchEmbedContents``, ``countTokens``, and the model list.
+
+What this adapter has to get right, beyond renaming fields:
+
+* Messages are ``contents`` of ``parts``; the assistant's role is ``model``; system
+  messages go to ``systemInstruction``; tool results are ``functionResponse`` parts of
+  a user turn, named by the function (Gemini matches results by name and order, not id).
+* Function calls come without ids (their ``args`` are objects, whole, never streamed in
+  pieces). They get stable ids from their position and name (``call_0_get_weather``),
+  so the same response always yields the same ids, stream or not.
+* Thought parts (``"thought": true``) are reasoning. ``thoughtSignature`` rides on a
+  text or function-call part; it is kept as a reasoning block's signature and sent back
+  on the matching part of the assistant turn, which Gemini 3 requires for tool use.
+* ``usageMetadata.candidatesTokenCount`` excludes thinking; the normalised completion
+  count adds ``thoughtsTokenCount`` so that prompt + completion = total, as elsewhere.
+* The finish reason of a turn that called functions is ``STOP``: normalised to tool calls.
+* Errors: a bad key is ``400`` with ``ErrorInfo.reason`` ``API_KEY_INVALID``; ``429``
+  carries its retry delay in the body (``RetryInfo.retryDelay``, e.g. ``"34s"``);
+  streams may end with an ``{"error": {...}}`` event after a 200.
+* The key travels in the ``x-goog-api-key`` header, never in the URL (URLs get logged).
+* ``responseSchema`` and ``parameters`` take an OpenAPI subset of JSON Schema: schemas
+  are translated (``$ref`` inlined, ``["string","null"]`` to ``nullable``, unknown
+  keywords such as ``additionalProperties`` dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+from ratd import errors
+from ratd.config import ProviderConfig
+from ratd.providers.base import ChatLike, Provider
+from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
+from ratd.providers.messages import (
+    InlineImage,
+    arguments_object,
+    image_source,
+    retyped,
+    tool_result_value,
+    unwrap_json_schema,
+)
+from ratd.providers.streams import iter_sse
+from ratd.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1beta"
+BATCH_EMBED_LIMIT = 100  # requests per batchEmbedContents call
+_SYNTHETIC_ID = re.compile(r"^call_\d+_")
+
+# Reasoning effort -> thinkingBudget (tokens); every value is valid for 2.5 Flash and Pro.
+EFFORT_BUDGETS = {
+    chat_pb2.REASONING_EFFORT_NONE: 0,
+    chat_pb2.REASONING_EFFORT_MINIMAL: 512,
+    chat_pb2.REASONING_EFFORT_LOW: 1024,
+    chat_pb2.REASONING_EFFORT_MEDIUM: 8192,
+    chat_pb2.REASONING_EFFORT_HIGH: 16384,
+    chat_pb2.REASONING_EFFORT_XHIGH: 24576,
+}
+
+_FINISH = {
+    "STOP": chat_pb2.FINISH_REASON_STOP,
+    "MAX_TOKENS": chat_pb2.FINISH_REASON_LENGTH,
+    "SAFETY": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+    "RECITATION": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+    "BLOCKLIST": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+    "PROHIBITED_CONTENT": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+    "SPII": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+    "IMAGE_SAFETY": chat_pb2.FINISH_REASON_CONTENT_FILTER,
+}
+_CONTEXT_RE = re.compile(r"exceeds the maximum number of tokens allowed \((\d+)\)")
+_DELAY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def synthetic_call_id(index: int, name: str) -> str:
+    """The id of the ``index``-th function call of a response (Gemini sends none)."""
+    return f"call_{index}_{name}"
+
+
+def model_path(model: str) -> str:
+    """``models/<name>`` (tuned models and full resource names pass as they are)."""
+    if model.startswith(("models/", "tunedModels/")):
+        return quote(model, safe="/")
+    return f"models/{quote(model, safe='')}"
+
+
+def finish_reason(value: str | None, *, called_tools: bool) -> chat_pb2.FinishReason:
+    if called_tools and value in (None, "STOP"):
+        return chat_pb2.FINISH_REASON_TOOL_CALLS
+    return _FINISH.get(value or "", chat_pb2.FINISH_REASON_UNSPECIFIED)
+
+
+def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
+    prompt = int(usage.get("promptTokenCount") or 0) + int(
+        usage.get("toolUsePromptTokenCount") or 0
+    )
+    thoughts = usage.get("thoughtsTokenCount")
+    completion = int(usage.get("candidatesTokenCount") or 0) + int(thoughts or 0)
+    result = chat_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(usage.get("totalTokenCount") or prompt + completion),
+    )
+    if thoughts is not None:
+        result.reasoning_tokens = int(thoughts)
+    if usage.get("cachedContentTokenCount") is not None:
+        result.cached_prompt_tokens = int(usage["cachedContentTokenCount"])
+    return result
+
+
+def parse_delay(value: Any) -> float | None:
+    """A google.protobuf.Duration in JSON ("34s", "34.4s")."""
+    match = _DELAY_RE.match(str(value or ""))
+    return float(match.group(1)) if match else None
+
+
+# -- schemas ------------------------------------------------------------------------------------
+
+# The keywords of Gemini's Schema object (an OpenAPI 3.0 subset).
+_SCHEMA_KEYS = frozenset(
+    {
+        "type", "format", "title", "description", "nullable", "enum", "maxItems",
+        "minItems", "properties", "required", "minProperties", "maxProperties",
+        "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
+        "default", "items", "minimum", "maximum",
+    }
+)  # fmt: skip
+_FORMATS = {
+    "string": {"enum", "date-time"},
+    "integer": {"int32", "int64"},
+    "number": {"float", "double"},
+}
+_MAX_REF_DEPTH = 16
+
+
+def gemini_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON Schema as Gemini's Schema object takes it."""
+    definitions = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    return _convert_schema(schema, definitions, 0)
+
+
+def _convert_schema(node: Any, definitions: Mapping[str, Any], depth: int) -> dict[str, Any]:
+    if not isinstance(node, Mapping):
+        return {}
+    if "$ref" in node:
+        name = str(node["$ref"]).rsplit("/", 1)[-1]
+        target = definitions.get(name)
+        if target is None or depth >= _MAX_REF_DEPTH:
+            return {"type": "object"}  # recursive or unknown: the best Gemini can say
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _convert_schema(merged, definitions, depth + 1)
+    source = dict(node)
+    if isinstance(source.get("allOf"), list) and len(source["allOf"]) == 1:
+        source = {**source.pop("allOf")[0], **source}
+    if "oneOf" in source and "anyOf" not in source:
+        source["anyOf"] = source.pop("oneOf")
+    if "const" in source and "enum" not in source:
+        source["enum"] = [source["const"]]
+    out: dict[str, Any] = {}
+    kind = source.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) < len(kind):
+            out["nullable"] = True
+        if len(kinds) == 1:
+            kind = kinds[0]
+        else:
+            variants = [{**source, "type": k} for k in kinds]
+            out["anyOf"] = [_convert_schema(v, definitions, depth) for v in variants]
+            kind = None
+    if isinstance(kind, str):
+        out["type"] = kind
+    for key, value in source.items():
+        if key not in _SCHEMA_KEYS or (key in ("type", "anyOf") and key in out):
+            continue
+        if key == "properties" and isinstance(value, Mapping):
+            out[key] = {name: _convert_schema(v, definitions, depth) for name, v in value.items()}
+        elif key == "items":
+            out[key] = _convert_schema(value, definitions, depth)
+        elif key == "anyOf" and isinstance(value, list):
+            out[key] = [_convert_schema(v, definitions, depth) for v in value]
+        elif key == "enum":
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                out[key] = value
+        elif key == "format":
+            if value in _FORMATS.get(str(kind), ()):
+                out[key] = value
+        elif key == "type":
+            continue
+        else:
+            out[key] = value
+    return out
+
+
+# -- request ------------------------------------------------------------------------------------
+
+
+def _image_part(image: chat_pb2.ImagePart, field: str) -> dict[str, Any]:
+    source = image_source(image, field)
+    if isinstance(source, InlineImage):
+        return {"inlineData": {"mimeType": source.mime_type, "data": source.base64_data}}
+    return {"fileData": {"mimeType": source.mime_type or "image/jpeg", "fileUri": source.url}}
+
+
+def _text_and_images(
+    message: chat_pb2.Message, field: str, *, images: bool
+) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"text": message.content})
+    for j, part in enumerate(message.parts):
+        if part.WhichOneof("part") == "text":
+            if part.text:
+                parts.append({"text": part.text})
+        elif images:
+            parts.append(_image_part(part.image, f"{field}.parts[{j}].image"))
+        else:
+            raise errors.InvalidInput(
+                f"{field}.parts[{j}]: Gemini takes no images in system instructions",
+                field=f"{field}.parts[{j}]",
+            )
+    return parts
+
+
+def _model_parts(message: chat_pb2.Message, field: str) -> list[dict[str, Any]]:
+    """An assistant turn, with its thought signatures back on the parts they came on:
+    the first signature on the first function call (Gemini 3 requires it there), the
+    next on the next call, or on the first text part when there were no calls."""
+    signatures = [b.signature for b in message.reasoning_blocks if b.signature]
+    parts = _text_and_images(message, field, images=True)
+    calls: list[dict[str, Any]] = []
+    for call in message.tool_calls:
+        wire: dict[str, Any] = {"name": call.name, "args": arguments_object(call.arguments)}
+        if not _SYNTHETIC_ID.match(call.id):
+            wire["id"] = call.id
+        calls.append({"functionCall": wire})
+    if calls:
+        for part, signature in zip(calls, signatures, strict=False):
+            part["thoughtSignature"] = signature
+    elif signatures and parts and "text" in parts[0]:
+        parts[0]["thoughtSignature"] = signatures[0]
+    return parts + calls
+
+
+def _function_response(
+    message: chat_pb2.Message, field: str, names: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    text = "".join(
+        [message.content, *(p.text for p in message.parts if p.WhichOneof("part") == "text")]
+    )
+    value = tool_result_value(text)
+    response: dict[str, Any] = {
+        "name": names.get(message.tool_call_id, ""),
+        "response": value if isinstance(value, dict) else {"result": value},
+    }
+    if not _SYNTHETIC_ID.match(message.tool_call_id):
+        response["id"] = message.tool_call_id
+    parts: list[dict[str, Any]] = [{"functionResponse": response}]
+    for j, part in enumerate(message.parts):
+        if part.WhichOneof("part") == "image":
+            parts.append(_image_part(part.image, f"{field}.parts[{j}].image"))
+    return parts
+
+
+def contents_to_wire(
+    messages: Sequence[chat_pb2.Message],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(systemInstruction parts, contents)."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name, latest call wins
+    for i, message in enumerate(messages):
+        field = f"messages[{i}]"
+        if message.role == chat_pb2.ROLE_SYSTEM:
+            system.extend(_text_and_images(message, field, images=False))
+            continue
+        if message.role == chat_pb2.ROLE_ASSISTANT:
+            role, parts = "model", _model_parts(message, field)
+            names.update((call.id, call.name) for call in message.tool_calls)
+        elif message.role == chat_pb2.ROLE_TOOL:
+            role, parts = "user", _function_response(message, field, names)
+        else:
+            role, parts = "user", _text_and_images(message, field, images=True)
+        if not parts:
+            continue  # Gemini refuses contents without parts
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return system, contents
+
+
+def _function_declaration(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
+    wire: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        wire["description"] = tool.description
+    if tool.parameters_json.strip():
+        schema = gemini_schema(orjson.loads(tool.parameters_json))
+        # Gemini refuses an OBJECT without properties: a function without parameters
+        # simply has no ``parameters``.
+        if schema.get("properties") or schema.get("type") not in (None, "object"):
+            wire["parameters"] = schema
+    return wire
+
+
+def _tool_config(choice: chat_pb2.ToolChoice) -> dict[str, Any]:
+    which = choice.WhichOneof("choice")
+    config: dict[str, Any]
+    if which == "none":
+        config = {"mode": "NONE"}
+    elif which == "required":
+        config = {"mode": "ANY"}
+    elif which == "function":
+        config = {"mode": "ANY", "allowedFunctionNames": [choice.function]}
+    else:
+        config = {"mode": "AUTO"}
+    return {"functionCallingConfig": config}
+
+
+def _thinking_config(reasoning: chat_pb2.ReasoningConfig) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if reasoning.HasField("max_tokens"):
+        config["thinkingBudget"] = reasoning.max_tokens
+    elif reasoning.HasField("effort"):
+        config["thinkingBudget"] = EFFORT_BUDGETS.get(reasoning.effort, -1)
+    thinking_off = config.get("thinkingBudget") == 0
+    config["includeThoughts"] = not reasoning.exclude_from_output and not thinking_off
+    return config
+
+
+@dataclass(slots=True)
+class RequestPlan:
+    body: dict[str, Any]
+    show_reasoning: bool = True
+
+
+def build_request(request: ChatLike) -> RequestPlan:
+    options = request.options
+    system, contents = contents_to_wire(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.tools:
+        declarations = [_function_declaration(t) for t in request.tools]
+        body["tools"] = [{"functionDeclarations": declarations}]
+        if options.HasField("tool_choice"):
+            body["toolConfig"] = _tool_config(options.tool_choice)
+    generation: dict[str, Any] = {}
+    for name, wire in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("max_tokens", "maxOutputTokens"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
+        if options.HasField(name):
+            value = getattr(options, name)
+            generation[wire] = round(value, 6) if isinstance(value, float) else value
+    if options.stop:
+        generation["stopSequences"] = list(options.stop)
+    if options.HasField("response_format"):
+        fmt = options.response_format.WhichOneof("format")
+        if fmt == "json_object":
+            generation["responseMimeType"] = "application/json"
+        elif fmt == "json_schema":
+            _, schema = unwrap_json_schema(options.response_format.json_schema)
+            generation["responseMimeType"] = "application/json"
+            generation["responseSchema"] = gemini_schema(schema)
+    show_reasoning = True
+    if options.HasField("reasoning"):
+        generation["thinkingConfig"] = _thinking_config(options.reasoning)
+        show_reasoning = generation["thinkingConfig"]["includeThoughts"]
+    if generation:
+        body["generationConfig"] = generation
+    if options.HasField("raw_provider_options"):
+        body.update(orjson.loads(options.raw_provider_options))
+    return RequestPlan(body, show_reasoning)
+
+
+# -- response -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResponseAssembler:
+    """Turns GenerateContentResponse objects (the one of ``generateContent`` or each
+    event of a stream) into ChatStreamResponse events and accumulates the whole answer,
+    so that Chat and ChatStream read a response the same way (same ids, same blocks)."""
+
+    provider: str
+    show_reasoning: bool = True
+    model: str = ""
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    blocks: list[chat_pb2.ReasoningBlock] = field(default_factory=list)
+    tool_calls: list[chat_pb2.ToolCall] = field(default_factory=list)
+    finish: str | None = None
+    usage: chat_pb2.Usage | None = None
+    _pending_thought: list[str] = field(default_factory=list)
+
+    def feed(self, data: Mapping[str, Any], model: str) -> list[chat_pb2.ChatStreamResponse]:
+        out: list[chat_pb2.ChatStreamResponse] = []
+        self.model = data.get("modelVersion") or self.model
+        if isinstance(data.get("usageMetadata"), dict):
+            self.usage = usage_from_wire(data["usageMetadata"])
+        candidates = data.get("candidates") or []
+        if not candidates:
+            feedback = data.get("promptFeedback") or {}
+            if feedback.get("blockReason"):
+                raise errors.ContentFiltered(
+                    f"{self.provider}: the prompt was blocked ({feedback['blockReason']})",
+                    provider=self.provider,
+                    model=model,
+                    metadata={"upstream_code": str(feedback["blockReason"])},
+                )
+            return out
+        candidate = candidates[0]
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            out.extend(self._part(part))
+        if candidate.get("finishReason"):
+            self.finish = str(candidate["finishReason"])
+        return out
+
+    def _signature(self, signature: str) -> list[chat_pb2.ChatStreamResponse]:
+        self.blocks.append(
+            chat_pb2.ReasoningBlock(text="".join(self._pending_thought), signature=signature)
+        )
+        self._pending_thought.clear()
+        if not self.show_reasoning:
+            return []
+        return [chat_pb2.ChatStreamResponse(reasoning_signature=signature)]
+
+    def _part(self, part: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
+        out: list[chat_pb2.ChatStreamResponse] = []
+        signature = part.get("thoughtSignature")
+        if part.get("thought"):
+            text = str(part.get("text") or "")
+            if text:
+                self.reasoning.append(text)
+                self._pending_thought.append(text)
+                if self.show_reasoning:
+                    out.append(chat_pb2.ChatStreamResponse(reasoning=text))
+            if signature:
+                out.extend(self._signature(str(signature)))
+            return out
+        if signature:
+            out.extend(self._signature(str(signature)))
+        if part.get("text"):
+            self.content.append(str(part["text"]))
+            out.append(chat_pb2.ChatStreamResponse(content=str(part["text"])))
+        call = part.get("functionCall")
+        if isinstance(call, dict):
+            index = len(self.tool_calls)
+            name = str(call.get("name") or "")
+            call_id = str(call.get("id") or synthetic_call_id(index, name))
+            arguments = orjson.dumps(call.get("args") or {}).decode()
+            self.tool_calls.append(chat_pb2.ToolCall(id=call_id, name=name, arguments=arguments))
+            out.append(
+                chat_pb2.ChatStreamResponse(
+                    tool_call_start=chat_pb2.ToolCallStart(index=index, id=call_id, name=name)
+                )
+            )
+            out.append(
+                chat_pb2.ChatStreamResponse(
+                    tool_call_delta=chat_pb2.ToolCallDelta(index=index, arguments=arguments)
+                )
+            )
+            out.append(chat_pb2.ChatStreamResponse(tool_call_end=chat_pb2.ToolCallEnd(index=index)))
+        return out
+
+    @property
+    def finish_reason(self) -> chat_pb2.FinishReason:
+        return finish_reason(self.finish, called_tools=bool(self.tool_calls))
+
+    def response(self, model: str) -> chat_pb2.ChatResponse:
+        response = chat_pb2.ChatResponse(
+            content="".join(self.content),
+            tool_calls=self.tool_calls,
+            model=self.model or model,
+            finish_reason=self.finish_reason,
+            provider=self.provider,
+        )
+        blocks = list(self.blocks)
+        if self._pending_thought:
+            blocks.append(chat_pb2.ReasoningBlock(text="".join(self._pending_thought)))
+        response.reasoning_blocks.extend(blocks)
+        if self.reasoning and self.show_reasoning:
+            response.reasoning = "".join(self.reasoning)
+        if self.usage is not None:
+            response.usage.CopyFrom(self.usage)
+        return response
+
+
+# -- the provider -------------------------------------------------------------------------------
+
+
+class GeminiProvider(Provider):
+    kind = "google"
+    capabilities = frozenset({"chat", "generate", "embed", "tokens"})
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        auth = {"x-goog-api-key": api_key.reveal()} if api_key else {}
+        self.http = HttpClient(name, config, {**config.headers, **auth})
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        # Gemini has no switch for parallel function calling.
+        return frozenset({"parallel_tool_calls"})
+
+    def _path(self, model: str, method: str) -> str:
+        return f"{API_PREFIX}/{model_path(model)}:{method}"
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def error_from_body(
+        self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
+    ) -> errors.GatewayError:
+        """The error a Google API error body means (``{"error": {code, message, status,
+        details}}``; streaming endpoints may wrap it in a list)."""
+        if isinstance(body, list) and body:
+            body = body[0]
+        obj = body.get("error") if isinstance(body, dict) else None
+        message, grpc_status = "", ""
+        reasons: list[str] = []
+        delay: float | None = None
+        if isinstance(obj, dict):
+            message = str(obj.get("message") or "")
+            grpc_status = str(obj.get("status") or "")
+            if isinstance(obj.get("code"), int) and status == 200:
+                status = obj["code"]  # an error event inside a 200 stream
+            for detail in obj.get("details") or ():
+                if not isinstance(detail, dict):
+                    continue
+                kind = str(detail.get("@type") or "")
+                if kind.endswith("google.rpc.ErrorInfo") and detail.get("reason"):
+                    reasons.append(str(detail["reason"]))
+                elif kind.endswith("google.rpc.RetryInfo"):
+                    delay = parse_delay(detail.get("retryDelay"))
+        elif isinstance(body, str):
+            message = body[:300]
+        if status == 200:
+            status = 502  # an error event without a code: the upstream failed
+        code = reasons[0] if reasons else grpc_status
+        error = error_for_status(
+            status, message, provider=self.name, model=model, headers=headers, upstream_code=code
+        )
+        if delay is not None and error.retry_after is None:
+            error.retry_after = delay
+        if "API_KEY_INVALID" in reasons or (
+            status == 400 and "api key not valid" in message.lower()
+        ):
+            return retyped(errors.AuthenticationFailed, error)
+        if status == 400:
+            match = _CONTEXT_RE.search(message)
+            if match:
+                return retyped(errors.ContextLengthExceeded, error, limit=int(match.group(1)))
+        return error
+
+    async def _post(self, method: str, model: str, body: Any) -> Any:
+        async with self.http.request(
+            "POST", self._path(model, method), body, model=model
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
+        data = loads_or_protocol_error(raw, self.name, model)
+        if not isinstance(data, dict):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the response is not a JSON object", provider=self.name, model=model
+            )
+        if data.get("error"):
+            raise self.error_from_body(200, data, model)
+        return data
+
+    # -- chat ----------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        plan = build_request(request)
+        data = await self._post("generateContent", model, plan.body)
+        assembler = ResponseAssembler(self.name, plan.show_reasoning)
+        assembler.feed(data, model)
+        if not data.get("candidates"):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the response has no candidates", provider=self.name, model=model
+            )
+        return assembler.response(model)
+
+    async def chat_stream(
+        self, request: ChatLike, model: str
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        plan = build_request(request)
+        assembler = ResponseAssembler(self.name, plan.show_reasoning)
+        path = self._path(model, "streamGenerateContent") + "?alt=sse"
+        async with self.http.request("POST", path, plan.body, model=model) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
+            if response.content_type == "application/json":
+                data = parse_body(await response.read())
+                if isinstance(data, dict | list) and data:
+                    raise self.error_from_body(200, data, model)
+                raise errors.UpstreamProtocolError(
+                    f"{self.name}: expected an event stream, got JSON",
+                    provider=self.name,
+                    model=model,
+                )
+            async for event in iter_sse(response):
+                chunk = loads_or_protocol_error(event.data, self.name, model)
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):
+                    raise self.error_from_body(200, chunk, model)
+                for out in assembler.feed(chunk, model):
+                    yield out
+        if assembler.finish is None:
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the stream ended before the response was complete",
+                provider=self.name,
+                model=model,
+            )
+        if assembler.usage is not None:
+            yield chat_pb2.ChatStreamResponse(usage=assembler.usage)
+        yield chat_pb2.ChatStreamResponse(
+            done=True,
+            finish_reason=assembler.finish_reason,
+            model=assembler.model or model,
+            provider=self.name,
+        )
+
+    # -- embeddings and tokens --------------------------------------------------------------
+
+    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+        resource = model_path(model)
+        if len(texts) == 1:
+            body = {"model": resource, "content": {"parts": [{"text": texts[0]}]}}
+            data = await self._post("embedContent", model, body)
+            vectors = [data.get("embedding")]
+        else:
+            batches = [
+                texts[i : i + BATCH_EMBED_LIMIT] for i in range(0, len(texts), BATCH_EMBED_LIMIT)
+            ]
+            replies = await asyncio.gather(
+                *(
+                    self._post(
+                        "batchEmbedContents",
+                        model,
+                        {
+                            "requests": [
+                                {"model": resource, "content": {"parts": [{"text": text}]}}
+                                for text in batch
+                            ]
+                        },
+                    )
+                    for batch in batches
+                )
+            )
+            vectors = [item for reply in replies for item in reply.get("embeddings") or ()]
+        if len(vectors) != len(texts):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: asked for {len(texts)} embeddings, got {len(vectors)}",
+                provider=self.name,
+                model=model,
+            )
+        result = []
+        for vector in vectors:
+            values = [float(v) for v in (vector or {}).get("values") or ()]
+            if not values:
+                raise errors.UpstreamProtocolError(
+                    f"{self.name}: an embedding without values", provider=self.name, model=model
+                )
+            result.append(
+                inference_pb2.Embedding(values=values, model=model, dimensions=len(values))
+            )
+        return result
+
+    async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
+        if not text:
+            return inference_pb2.CountTokensResponse(count=0, tokenizer=model)
+        body = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+        data = await self._post("countTokens", model, body)
+        if not isinstance(data.get("totalTokens"), int):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: countTokens answered without totalTokens",
+                provider=self.name,
+                model=model,
+            )
+        return inference_pb2.CountTokensResponse(count=data["totalTokens"], tokenizer=model)
+
+    # -- models ---------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        """Every model of ``GET /v1beta/models``, following its pages."""
+        found: list[models_pb2.ModelInfo] = []
+        token: str | None = None
+        for _ in range(100):  # a bound, in case a proxy keeps answering with a token
+            path = f"{API_PREFIX}/models?pageSize=1000" + (
+                f"&pageToken={quote(token)}" if token else ""
+            )
+            status, headers, body = await self.http.json("GET", path)
+            if status != 200:
+                raise self.error_from_body(status, body, "", headers)
+            if not isinstance(body, dict):
+                raise errors.UpstreamProtocolError(
+                    f"{self.name}: the model list is not a JSON object", provider=self.name
+                )
+            found.extend(
+                self._model_info(item)
+                for item in body.get("models") or ()
+                if isinstance(item, dict)
+            )
+            token = body.get("nextPageToken")
+            if not token:
+                break
+        return [info for info in found if info.id]
+
+    def _model_info(self, item: Mapping[str, Any]) -> models_pb2.ModelInfo:
+        name = str(item.get("name") or "")
+        methods = set(item.get("supportedGenerationMethods") or ())
+        capabilities: list[models_pb2.ModelCapability] = []
+        if "generateContent" in methods:
+            capabilities += [
+                models_pb2.MODEL_CAPABILITY_CHAT,
+                models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
+                models_pb2.MODEL_CAPABILITY_GENERATE,
+                models_pb2.MODEL_CAPABILITY_TOOL_USE,
+                models_pb2.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
+            ]
+        if methods & {"embedContent", "batchEmbedContents"}:
+            capabilities.append(models_pb2.MODEL_CAPABILITY_EMBED)
+        if "countTokens" in methods:
+            capabilities.append(models_pb2.MODEL_CAPABILITY_TOKEN_COUNTING)
+        if item.get("thinking"):
+            capabilities.append(models_pb2.MODEL_CAPABILITY_REASONING)
+        info = models_pb2.ModelInfo(
+            id=name.removeprefix("models/"), provider=self.name, capabilities=capabilities
+        )
+        if isinstance(item.get("inputTokenLimit"), int):
+            info.context_window = item["inputTokenLimit"]
+        if isinstance(item.get("outputTokenLimit"), int):
+            info.max_output_tokens = item["outputTokenLimit"]
+        return info

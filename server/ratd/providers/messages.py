@@ -1,0 +1,99 @@
+"""Small pieces of request mapping that several native (non-OpenAI) adapters share:
+images as inline data or URLs, tool-call arguments as objects, and the tool calls an
+assistant made earlier in the history.
+
+They exist because Anthropic and Gemini both take images as base64 plus a MIME type
+(never as ``data:`` URLs) and tool arguments as JSON objects (never as strings).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ratatoskr.v1 import chat_pb2
+from ratd import errors
+
+
+@dataclass(frozen=True, slots=True)
+class InlineImage:
+    mime_type: str
+    base64_data: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteImage:
+    url: str
+    mime_type: str  # from the part, else guessed from the URL; may be empty
+
+
+def image_source(image: chat_pb2.ImagePart, field: str) -> InlineImage | RemoteImage:
+    """Where an image comes from, in the form the native APIs want.
+
+    ``data:`` URLs are split into MIME type and base64 here, since neither API accepts
+    them as URLs. ``field`` names the part for the error when a data URL is malformed.
+    """
+    if image.WhichOneof("source") == "data":
+        return InlineImage(image.mime_type, base64.b64encode(image.data).decode())
+    url = image.url
+    if url.startswith("data:"):
+        header, sep, payload = url[5:].partition(",")
+        mime, _, encoding = header.partition(";")
+        if not sep or encoding != "base64" or not mime:
+            raise errors.InvalidInput(
+                f"{field}.url: data URLs must look like data:<mime>;base64,<data>",
+                field=f"{field}.url",
+            )
+        try:
+            base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.InvalidInput(
+                f"{field}.url: the data URL's payload is not valid base64", field=f"{field}.url"
+            ) from None
+        return InlineImage(image.mime_type or mime, payload)
+    guessed = mimetypes.guess_type(url.split("?", 1)[0])[0] or ""
+    return RemoteImage(url, image.mime_type or guessed)
+
+
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """A tool call's serialised arguments as the object native APIs want ("" is {})."""
+    if not arguments.strip():
+        return {}
+    value = orjson.loads(arguments)  # validated as a JSON object before providers run
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def tool_result_value(content: str) -> Any:
+    """A tool message's content: its JSON value when it is JSON, else the text."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content
+
+
+def unwrap_json_schema(text: str) -> tuple[str, dict[str, Any]]:
+    """(name, schema) from ResponseFormat.json_schema: a bare JSON Schema or OpenAI's
+    ``{"name", "schema", "strict"}`` wrapper."""
+    value = orjson.loads(text)
+    if isinstance(value.get("schema"), dict):
+        return str(value.get("name") or "response"), value["schema"]
+    return "response", value
+
+
+def retyped(
+    cls: type[errors.GatewayError], error: errors.GatewayError, **extra: Any
+) -> errors.GatewayError:
+    """``error`` as a more precise class, once the API's own error code says what it is."""
+    return cls(
+        error.message,
+        provider=error.provider,
+        model=error.model,
+        metadata=error.metadata,
+        retry_after=error.retry_after,
+        **extra,
+    )
