@@ -1,0 +1,321 @@
+"""``LocalProvider``: the gateway's view of local inference.
+
+Requests arrive with the model already routed here. Tokenizing happens in a small thread
+pool (a 1 MB text takes a while), inference in the model's batcher, and the results are
+turned into ratatoskr.v1 messages; nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+from tokenizers import Encoding
+
+from ratatoskr.v1 import admin_pb2, inference_pb2, models_pb2
+from ratd import errors
+from ratd.config import Config, LocalConfig, ProviderConfig
+from ratd.local import sources
+from ratd.local.catalog import EMBEDDING, NLI, Catalog, ModelSpec
+from ratd.local.manager import Entry, ModelManager, State
+from ratd.local.nli import NliModel
+from ratd.local.tokenizers import TokenizerRegistry
+from ratd.local.zero_shot import (
+    DEFAULT_TEMPLATE,
+    STANCE_HYPOTHESES,
+    check_labels,
+    classify_response,
+    hypotheses,
+    label_scores,
+    stance_response,
+)
+from ratd.providers.base import Provider
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    State.AVAILABLE: models_pb2.MODEL_STATUS_AVAILABLE,
+    State.LOADING: models_pb2.MODEL_STATUS_LOADING,
+    State.READY: models_pb2.MODEL_STATUS_READY,
+    State.UNLOADING: models_pb2.MODEL_STATUS_UNLOADING,
+}
+_KIND_NAMES = {EMBEDDING: "embedding", NLI: "nli"}
+# Least time between two progress messages of one download.
+_PROGRESS_INTERVAL = 0.1
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def hub_settings(config: LocalConfig, models_dir: Path) -> sources.HubSettings:
+    cache = Path(config.hub_cache_dir).expanduser() if config.hub_cache_dir else models_dir / "hub"
+    endpoint = config.hub_endpoint or os.environ.get("HF_ENDPOINT") or None
+    token = os.environ.get("HF_TOKEN") or None
+    return sources.HubSettings(
+        cache, endpoint.rstrip("/") if endpoint else None, config.hub_downloads, token
+    )
+
+
+class LocalProvider(Provider):
+    kind: ClassVar[str] = "local"
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"embed", "nli", "classify", "stance", "tokens"}
+    )
+
+    def __init__(self, config: Config) -> None:
+        super().__init__("local", ProviderConfig(kind="local"), None)
+        assert config.local is not None
+        self.local = config.local
+        self.models_dir = Path(self.local.models_dir).expanduser()
+        self.hub = hub_settings(self.local, self.models_dir)
+        self.catalog = Catalog(self.local)
+        # Inference: one batch in flight per model; a few models may compute at once.
+        self.inference_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ratd-onnx")
+        # Tokenization: separate, so that a huge text never queues behind inference.
+        self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ratd-tokenize")
+        self.manager = ModelManager(
+            self.local, self.catalog, self.inference_pool, models_dir=self.models_dir, hub=self.hub
+        )
+        directory = (
+            Path(self.local.tokenizers_dir).expanduser() if self.local.tokenizers_dir else None
+        )
+        self.tokenizers = TokenizerRegistry(
+            self.catalog,
+            directory=directory,
+            cache_dir=self.models_dir / "tokenizers",
+            models_dir=self.models_dir,
+            hub=self.hub,
+            aliases=self.local.tokenizer_aliases,
+        )
+
+    async def start(self) -> None:
+        await self.manager.start()
+
+    async def close(self) -> None:
+        await self.manager.close()
+        self.inference_pool.shutdown(wait=False, cancel_futures=True)
+        self.tokenize_pool.shutdown(wait=False, cancel_futures=True)
+
+    def model_names(self) -> frozenset[str]:
+        return self.catalog.names()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _spec(self, model: str, kind: str, operation: str) -> ModelSpec:
+        spec = self.manager.spec(model)
+        if spec.kind != kind:
+            wanted = "an NLI (cross-encoder) model" if kind == NLI else "an embedding model"
+            raise errors.InvalidInput(
+                f"model: {model} is {'an NLI' if spec.kind == NLI else 'an embedding'} model; "
+                f"{operation} needs {wanted}",
+                field="model",
+                provider=self.name,
+                model=model,
+            )
+        return spec
+
+    async def _run_pairs(self, entry: Entry, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        model = entry.model
+        batcher = entry.batcher
+        assert model is not None and batcher is not None
+        loop = asyncio.get_running_loop()
+        encoded = await loop.run_in_executor(self.tokenize_pool, model.encode_pairs, pairs)
+        rows = await batcher.submit(encoded)
+        return np.stack(rows)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+        self._spec(model, EMBEDDING, "embeddings")
+        async with self.manager.use(model) as entry:
+            assert entry.model is not None and entry.batcher is not None
+            loop = asyncio.get_running_loop()
+            encoded = await loop.run_in_executor(
+                self.tokenize_pool, entry.model.encode_texts, list(texts)
+            )
+            rows = await entry.batcher.submit(encoded)
+        return [
+            inference_pb2.Embedding(values=row.tolist(), model=model, dimensions=int(row.shape[0]))
+            for row in rows
+        ]
+
+    async def infer_nli(
+        self, pairs: Sequence[inference_pb2.NliPair], model: str
+    ) -> list[inference_pb2.NliResult]:
+        self._spec(model, NLI, "NLI")
+        async with self.manager.use(model) as entry:
+            logits = await self._run_pairs(entry, [(p.premise, p.hypothesis) for p in pairs])
+            nli = entry.model
+        assert isinstance(nli, NliModel)
+        return [nli.result(row) for row in logits]
+
+    async def classify_zero_shot(
+        self, request: inference_pb2.ClassifyZeroShotRequest, model: str
+    ) -> inference_pb2.ClassifyZeroShotResponse:
+        spec = self._spec(model, NLI, "zero-shot classification")
+        labels = list(request.labels)
+        check_labels(labels)
+        template = (
+            request.hypothesis_template
+            if request.HasField("hypothesis_template")
+            else spec.hypothesis_template or DEFAULT_TEMPLATE
+        )
+        claims = hypotheses(labels, template)
+        async with self.manager.use(model) as entry:
+            logits = await self._run_pairs(entry, [(request.text, claim) for claim in claims])
+            nli = entry.model
+        assert isinstance(nli, NliModel)
+        scores = label_scores(logits, nli.labels, multi_label=request.multi_label)
+        return classify_response(labels, scores)
+
+    async def classify_stance(
+        self, request: inference_pb2.ClassifyStanceRequest, model: str
+    ) -> inference_pb2.ClassifyStanceResponse:
+        self._spec(model, NLI, "stance classification")
+        claims = [
+            template.replace("{}", request.target, 1) for template in STANCE_HYPOTHESES.values()
+        ]
+        async with self.manager.use(model) as entry:
+            logits = await self._run_pairs(entry, [(request.text, claim) for claim in claims])
+            nli = entry.model
+        assert isinstance(nli, NliModel)
+        return stance_response(request.target, label_scores(logits, nli.labels, multi_label=False))
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    async def _encode(self, text: str, model: str) -> tuple[Encoding, str, bool]:
+        found = await self.tokenizers.get(model)
+        loop = asyncio.get_running_loop()
+        encoding = await loop.run_in_executor(
+            self.tokenize_pool,
+            lambda: found.tokenizer.encode(text, add_special_tokens=found.add_special_tokens),
+        )
+        return encoding, found.name, found.approximate
+
+    async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
+        encoding, name, approximate = await self._encode(text, model)
+        return inference_pb2.CountTokensResponse(
+            count=len(encoding.ids),
+            tokenizer=name,
+            approximate=approximate,
+        )
+
+    async def tokenize(self, text: str, model: str) -> inference_pb2.TokenizeResponse:
+        encoding, name, approximate = await self._encode(text, model)
+        tokens = [
+            inference_pb2.Token(id=token_id, text=text[start:end], start=start, end=end)
+            for token_id, (start, end) in zip(encoding.ids, encoding.offsets, strict=True)
+        ]
+        return inference_pb2.TokenizeResponse(
+            tokens=tokens, tokenizer=name, approximate=approximate
+        )
+
+    # -- models --------------------------------------------------------------------------------
+
+    def _loaded_model(self, entry: Entry) -> models_pb2.LoadedModel:
+        timeout = self.local.idle_timeout_secs
+        message = models_pb2.LoadedModel(
+            name=entry.name,
+            kind=_KIND_NAMES.get(entry.spec.kind, entry.spec.kind),
+            status=_STATUS[entry.state],
+            bytes=entry.bytes,
+            device=entry.device,
+            in_use=entry.in_use,
+            pinned=entry.pinned,
+            source=entry.source,
+        )
+        if entry.last_used:
+            message.last_used.CopyFrom(_timestamp(entry.last_used))
+            if (
+                entry.state is State.READY
+                and timeout > 0
+                and not entry.pinned
+                and entry.in_use == 0
+            ):
+                message.expires_at.CopyFrom(_timestamp(entry.last_used + timeout))
+        return message
+
+    async def model_status(self, model: str) -> models_pb2.ModelStatusResponse | None:
+        spec = self.catalog.get(model)
+        if spec is None:
+            return None
+        entry = self.manager.entry(model)
+        response = models_pb2.ModelStatusResponse(
+            status=_STATUS[entry.state], local=self._loaded_model(entry)
+        )
+        if entry.state is State.AVAILABLE:
+            offline = sources.HubSettings(
+                self.hub.cache_dir, self.hub.endpoint, False, self.hub.token
+            )
+            try:
+                files = await asyncio.to_thread(sources.resolve, spec, self.models_dir, offline)
+                response.local.source = files.source
+            except errors.GatewayError as err:
+                if spec.hub_repo and self.hub.allow_downloads:
+                    response.reason = (
+                        f"not downloaded yet: fetched from the Hub ({spec.hub_repo}) on first use"
+                    )
+                else:
+                    response.status = models_pb2.MODEL_STATUS_UNAVAILABLE
+                    response.reason = err.message
+            if entry.last_error:
+                response.status = models_pb2.MODEL_STATUS_UNAVAILABLE
+                response.reason = f"the last load failed: {entry.last_error}"
+        return response
+
+    async def list_loaded(self) -> list[models_pb2.LoadedModel]:
+        return [
+            self._loaded_model(e)
+            for e in self.manager.entries.values()
+            if e.state is not State.AVAILABLE
+        ]
+
+    async def load_model(self, model: str, pin: bool) -> models_pb2.LoadedModel:
+        entry = await self.manager.load(model, pin=pin)
+        return self._loaded_model(entry)
+
+    async def unload_model(self, model: str) -> bool:
+        return await self.manager.unload(model)
+
+    async def download_model(
+        self, model: str, revision: str
+    ) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+        queue: asyncio.Queue[admin_pb2.DownloadModelResponse] = asyncio.Queue()
+        last_sent: dict[str, float] = {}
+
+        def report(file: str, done: int, total: int, finished: bool) -> None:
+            now = time.monotonic()
+            if not finished and done and now - last_sent.get(file, 0.0) < _PROGRESS_INTERVAL:
+                return
+            last_sent[file] = now
+            queue.put_nowait(
+                admin_pb2.DownloadModelResponse(file=file, downloaded_bytes=done, total_bytes=total)
+            )
+
+        task = asyncio.ensure_future(self.manager.download(model, revision, report))
+        try:
+            while not task.done() or not queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            files = task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+        yield admin_pb2.DownloadModelResponse(
+            done=True, path=str(files.layers[0]), file=files.onnx_file
+        )

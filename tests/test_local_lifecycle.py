@@ -1,0 +1,232 @@
+"""The model manager through an in-process ratd: load on first use (once, however many
+callers), idle unload that gives memory back (process RSS measured), LRU eviction within
+the RAM budget, never evicting a model in use, pinned models, and a corrupt model file
+failing clearly without affecting anything else.
+
+The models are generated embedding graphs with a known weight in memory (``ballast_rows``
+rows of float32 that no token reaches). Waits poll for a state with a generous deadline;
+nothing asserts on how long anything took."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ratatoskr import ModelNotAvailable, ServiceClient, models_pb2
+from ratd.local.manager import ModelManager
+from ratd.local.provider import LocalProvider
+from ratd.server import Daemon
+from tests.fakes.hub_models import write_model
+from tests.support.daemon import make_config, running_daemon
+
+MB = 1024 * 1024
+# 40 MB of float32 weights per model (dim 16).
+BALLAST_ROWS = 40 * MB // (16 * 4)
+NAMES = ("alpha", "beta", "gamma")
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lifecycle-models")
+    for seed, name in enumerate(NAMES):
+        write_model(root / name, "embedding", ballast_rows=BALLAST_ROWS, seed=seed)
+    return root
+
+
+def config_text(root: Path, tmp_path: Path, **local: object) -> str:
+    settings = "".join(
+        f"{key} = {value!r}\n".replace("'", '"').replace("True", "true").replace("False", "false")
+        for key, value in local.items()
+    )
+    tables = "".join(
+        f'[providers.local.models.{name}]\nkind = "embedding"\npath = "{root / name}"\n'
+        for name in NAMES
+    )
+    return f"""
+[providers.local]
+models_dir = "{tmp_path / "models"}"
+hub_downloads = false
+{settings}
+{tables}
+"""
+
+
+@asynccontextmanager
+async def daemon_and_client(text: str) -> AsyncIterator[tuple[Daemon, ServiceClient]]:
+    async with running_daemon(make_config(text)) as daemon:
+        client = await ServiceClient.connect(daemon.address, timeout=60)
+        try:
+            yield daemon, client
+        finally:
+            await client.close()
+
+
+def manager_of(daemon: Daemon) -> ModelManager:
+    local = daemon.gateway.providers["local"]
+    assert isinstance(local, LocalProvider)
+    return local.manager
+
+
+async def loaded_names(client: ServiceClient) -> set[str]:
+    return {m.name for m in await client.list_loaded() if m.status == models_pb2.MODEL_STATUS_READY}
+
+
+async def wait_until_unloaded(client: ServiceClient, name: str, deadline: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while name in {m.name for m in await client.list_loaded()}:  # ready, loading or unloading
+        assert loop.time() < end, f"{name} was never unloaded"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def measured_bytes(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> int:
+    """What one of these models costs, as the manager measures it (for sizing budgets)."""
+
+    async def measure() -> int:
+        text = config_text(model_root, tmp_path_factory.mktemp("measure"), ram_budget_mb=4096)
+        async with daemon_and_client(text) as (_, client):
+            return (await client.load_model("alpha")).bytes
+
+    measured = asyncio.run(measure())
+    assert 30 * MB < measured < 200 * MB, f"a 40 MB model measured {measured / MB:.1f} MB"
+    return measured
+
+
+async def test_concurrent_first_requests_load_once(model_root: Path, tmp_path: Path) -> None:
+    async with daemon_and_client(config_text(model_root, tmp_path)) as (daemon, client):
+        status = await client.model_status("alpha")
+        assert status.status == models_pb2.MODEL_STATUS_AVAILABLE
+        replies = await asyncio.gather(
+            *(client.embed(f"hello world {i}", "alpha") for i in range(8))
+        )
+        assert all(r.dimensions == 16 for r in replies)
+        assert manager_of(daemon).entries["alpha"].loads == 1
+        status = await client.model_status("alpha")
+        assert status.status == models_pb2.MODEL_STATUS_READY
+        assert status.local.bytes > 0 and status.local.device == "cpu"
+
+
+async def test_idle_unload_gives_memory_back(model_root: Path, tmp_path: Path) -> None:
+    process = psutil.Process()
+    text = config_text(model_root, tmp_path, idle_timeout_secs=0.3)
+    async with daemon_and_client(text) as (_, client):
+        loaded = await client.load_model("beta")
+        assert loaded.expires_at.seconds > 0  # ps shows when the idle timeout will unload it
+        rss_loaded = process.memory_info().rss
+        await wait_until_unloaded(client, "beta")
+        rss_after = process.memory_info().rss
+        assert rss_loaded - rss_after >= loaded.bytes // 2, (
+            f"RSS fell by {(rss_loaded - rss_after) / MB:.1f} MB after unloading a model "
+            f"measured at {loaded.bytes / MB:.1f} MB"
+        )
+        assert (await client.model_status("beta")).status == models_pb2.MODEL_STATUS_AVAILABLE
+        # It comes back on the next request.
+        assert (await client.embed("hello", "beta")).dimensions == 16
+
+
+async def test_lru_eviction_keeps_the_sum_within_budget(
+    model_root: Path, tmp_path: Path, measured_bytes: int
+) -> None:
+    budget_mb = int(2.6 * measured_bytes / MB)  # room for two
+    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=budget_mb)) as (
+        daemon,
+        client,
+    ):
+        await client.embed("hello", "alpha")
+        await client.embed("hello", "beta")
+        await client.embed("hello again", "alpha")  # beta is now the least recently used
+        await client.embed("hello", "gamma")
+        assert await loaded_names(client) == {"alpha", "gamma"}
+        total = sum(m.bytes for m in await client.list_loaded())
+        assert total <= budget_mb * MB
+        assert manager_of(daemon).used_bytes() <= budget_mb * MB
+
+
+async def test_a_model_in_use_is_never_evicted(
+    model_root: Path, tmp_path: Path, measured_bytes: int
+) -> None:
+    budget_mb = int(1.6 * measured_bytes / MB)  # room for one
+    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=budget_mb)) as (
+        daemon,
+        client,
+    ):
+        manager = manager_of(daemon)
+        async with manager.use("alpha"):  # a request in flight on alpha
+            with pytest.raises(ModelNotAvailable) as caught:
+                await client.embed("hello", "beta")
+            assert "serving requests" in caught.value.message
+            assert await loaded_names(client) == {"alpha"}
+        # Once alpha is idle, beta may evict it.
+        assert (await client.embed("hello", "beta")).dimensions == 16
+        assert await loaded_names(client) == {"beta"}
+
+
+async def test_pinned_models_load_at_start_and_stay(
+    model_root: Path, tmp_path: Path, measured_bytes: int
+) -> None:
+    text = config_text(
+        model_root,
+        tmp_path,
+        pinned=["alpha"],
+        idle_timeout_secs=0.2,
+        ram_budget_mb=int(2.6 * measured_bytes / MB),
+    )
+    async with daemon_and_client(text) as (_, client):
+        (pinned,) = await client.list_loaded()
+        assert pinned.name == "alpha" and pinned.pinned and not pinned.HasField("expires_at")
+        await client.embed("hello", "beta")
+        await client.embed("hello", "gamma")  # over budget for three: beta goes, never alpha
+        assert await loaded_names(client) == {"alpha", "gamma"}
+        await wait_until_unloaded(client, "gamma")
+        assert await loaded_names(client) == {"alpha"}
+
+
+async def test_admin_load_and_unload(model_root: Path, tmp_path: Path) -> None:
+    async with daemon_and_client(config_text(model_root, tmp_path)) as (_, client):
+        loaded = await client.load_model("gamma", pin=True)
+        assert loaded.status == models_pb2.MODEL_STATUS_READY and loaded.pinned
+        assert "directory" in loaded.source
+        assert await client.unload_model("gamma") is True
+        assert await client.unload_model("gamma") is False
+        assert await client.list_loaded() == []
+
+
+async def test_corrupt_model_file_fails_clearly_and_affects_nothing_else(
+    model_root: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    write_model(broken, "embedding")
+    (broken / "model.onnx").write_bytes(b"this is not an ONNX protobuf" * 100)
+    text = (
+        config_text(model_root, tmp_path) + f'[providers.local.models.broken]\npath = "{broken}"\n'
+    )
+    async with daemon_and_client(text) as (_, client):
+        await client.embed("hello", "alpha")
+        results = await asyncio.gather(
+            client.embed("hello", "broken"), client.embed("hello", "broken"), return_exceptions=True
+        )
+        for result in results:
+            assert isinstance(result, ModelNotAvailable)
+            assert "model.onnx" in result.message and "broken" in result.message
+        status = await client.model_status("broken")
+        assert status.status == models_pb2.MODEL_STATUS_UNAVAILABLE
+        assert "model.onnx" in status.reason
+        assert await loaded_names(client) == {"alpha"}
+        assert (await client.embed("still fine", "alpha")).dimensions == 16
+        assert (await client.health()).healthy
+
+
+async def test_checksum_mismatch_is_refused(model_root: Path, tmp_path: Path) -> None:
+    text = config_text(model_root, tmp_path) + (
+        f'[providers.local.models.checked]\npath = "{model_root / "alpha"}"\n'
+        f'sha256 = {{ "model.onnx" = "{"ab" * 32}" }}\n'
+    )
+    async with daemon_and_client(text) as (_, client):
+        with pytest.raises(ModelNotAvailable, match="sha256 mismatch"):
+            await client.embed("hello", "checked")
