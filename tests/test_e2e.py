@@ -95,8 +95,12 @@ async def test_rat_chat_json_system_and_options(ratd: SpawnedRatd, upstream: Fak
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert sent["temperature"] == pytest.approx(0.3)
     assert sent["max_completion_tokens"] == 64
-    assert sent["reasoning_effort"] == "low"
     assert "stream" not in sent
+    # gpt-4o-mini takes no reasoning effort: dropped, with a warning in the log.
+    assert "reasoning_effort" not in sent
+    code, _, err = await rat(ratd, "chat", "hi", "-m", "o4-mini", "--reasoning-effort", "low", "--no-stream")
+    assert code == 0, err
+    assert upstream.last("openai").json["reasoning_effort"] == "low"
 
 
 async def test_rat_chat_reads_stdin_and_puts_reasoning_on_stderr(ratd: SpawnedRatd) -> None:
@@ -140,8 +144,21 @@ async def test_rat_errors_are_one_line_and_an_exit_code(
 async def test_rat_bad_input_and_unimplemented(ratd: SpawnedRatd) -> None:
     code, _, err = await rat(ratd, "chat", "hi", "-m", "gpt-4o-mini", "--temperature", "-1")
     assert code == 5 and "options.temperature" in err
-    code, _, err = await rat(ratd, "presets")
-    assert code == 8 and "UNIMPLEMENTED" in err and "not available" in err
+    # No [providers.local] in this config: local model commands say so.
+    code, _, err = await rat(ratd, "load", "all-MiniLM-L6-v2")
+    assert code == 8 and "UNIMPLEMENTED" in err and "[providers.local]" in err
+
+
+async def test_rat_presets_models_and_metadata(ratd: SpawnedRatd) -> None:
+    code, out, err = await rat(ratd, "presets")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("free: ") and "premium: " in out
+    code, out, err = await rat(ratd, "models")
+    assert code == 0, err
+    assert out.startswith("PROVIDER") and "gpt-4o-mini" in out and "openai/gpt-4o" in out
+    code, out, err = await rat(ratd, "metadata", "gpt-4o-mini")
+    assert code == 0, err
+    assert "context   128000 tokens" in out and "$0.15" in out and "temperature" in out
 
 
 async def test_rat_cannot_reach_ratd() -> None:

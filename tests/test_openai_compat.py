@@ -114,7 +114,10 @@ def assert_usage(usage: chat_pb2.Usage, numbers: dict[str, float], flavour: str)
     if flavour == "openrouter":
         assert usage.HasField("cost_usd") and usage.cost_usd == pytest.approx(want["cost_usd"])
     else:
-        assert not usage.HasField("cost_usd"), "OpenAI reports no cost"
+        # OpenAI reports no cost: ratd prices the usage at the registry's prices of
+        # gpt-4o-mini ($0.15 in, $0.60 out per million tokens).
+        price = (want["prompt_tokens"] * 0.15 + want["completion_tokens"] * 0.60) / 1e6
+        assert usage.HasField("cost_usd") and usage.cost_usd == pytest.approx(price)
 
 
 def reply_model(flavour: str, model: str) -> str:

@@ -130,7 +130,7 @@ class LocalConfig:
     intra_op_threads: int = 0
     # Dynamic batching: padded tokens per batch, texts per batch, how long the first
     # request of a batch waits for company, and how many texts may wait per model.
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = 2048
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
     max_queue: int = 4096
@@ -155,9 +155,49 @@ class RoutingConfig:
     tokens: list[str] = field(default_factory=list)
     # Checked before the built-in table.
     rules: list[RoutingRule] = field(default_factory=list)
+    # "ordered": try providers in chain order; "cheapest": among the providers that can
+    # serve the model (and take the request's parameters), cheapest first, by the
+    # registry's prices.
+    strategy: str = "ordered"
 
     def chain(self, capability: str) -> list[str]:
         return list(getattr(self, capability))
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    # Fetch the providers' model lists at all (false: seed data and the cache only).
+    live: bool = True
+    # How often the live model lists are fetched again (0: only at start).
+    refresh_secs: float = 3600.0
+    # The last good live data, for restarts without network ("": no cache).
+    cache_path: str = "~/.cache/ratatoskr/registry.json"
+    fetch_timeout_secs: float = 20.0
+    # How long a parameter an upstream refused stays marked unsupported for that model.
+    rejection_ttl_secs: float = 3600.0
+
+
+@dataclass(frozen=True)
+class PresetConfig:
+    """``[presets.<tier>.<capability>]``: the model and the parameters it fills in."""
+
+    model: str
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def as_seed_entry(self) -> dict[str, Any]:
+        parameters = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "model" and getattr(self, f.name) not in (None, [])
+        }
+        return {"model": self.model, "parameters": parameters}
 
 
 @dataclass(frozen=True)
@@ -175,6 +215,8 @@ class Config:
     local: LocalConfig | None = None
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    presets: dict[str, dict[str, PresetConfig]] = field(default_factory=dict)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -186,6 +228,7 @@ _CHOICES = {
     ("server", "log_level"): ("debug", "info", "warning", "error"),
     ("server", "log_format"): ("text", "json"),
     ("validation", "parameter_policy"): ("warn", "error", "ignore"),
+    ("routing", "strategy"): ("ordered", "cheapest"),
 }
 
 

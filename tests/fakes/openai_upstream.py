@@ -233,6 +233,8 @@ class Flavour:
     retry_after_header: str | None = None  # sent verbatim as Retry-After instead, when set
     reset_in_secs: float = 3600.0  # OpenRouter 429 X-RateLimit-Reset = now + this
     provider_label: str = "Fjordline"  # OpenRouter's "provider" field
+    # The /models answer: (status, body) instead of the built-in list, when set.
+    models_reply: tuple[int, bytes] | None = None
 
 
 @dataclass
@@ -647,6 +649,18 @@ def _content_filter(ctx: Context) -> HttpReply:
     return _json_reply(403, _openrouter_error(ctx, 403, message, metadata), ctx=ctx)
 
 
+def _unsupported_parameter(ctx: Context) -> Script | HttpReply:
+    """What OpenAI answers a reasoning model sent a sampling temperature."""
+    if "temperature" not in ctx.body:
+        return _text(ctx)
+    message = (
+        f"Unsupported value: 'temperature' does not support {ctx.body['temperature']} with this "
+        "model. Only the default (1) value is supported."
+    )
+    body = _openai_error(message, "invalid_request_error", "unsupported_value", "temperature")
+    return _json_reply(400, body, ctx=ctx)
+
+
 def _bad_request(ctx: Context) -> HttpReply:
     if ctx.is_openai:
         message = (
@@ -778,6 +792,7 @@ SCENARIOS: dict[str, Callable[[Context], Script | HttpReply]] = {
     "bad-gateway": _bad_gateway,
     "overloaded": _overloaded,
     "bad-request": _bad_request,
+    "unsupported-parameter": _unsupported_parameter,
     "context-length": _context_length,
     "error-in-200": _error_in_200,
     "echo-key": _echo_key,
@@ -1479,6 +1494,9 @@ class FakeOpenAIUpstream:
 
     async def models(self, request: web.Request, flavour: Flavour) -> web.StreamResponse:
         await self._record(request)
+        if flavour.models_reply is not None:
+            status, body = flavour.models_reply
+            return web.Response(status=status, body=body, content_type="application/json")
         if flavour.name == OPENAI:
             return web.Response(
                 body=_json_bytes(OPENAI_MODELS, indent=2), content_type="application/json"

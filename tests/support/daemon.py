@@ -25,6 +25,8 @@ def make_config(text: str, env: dict[str, str] | None = None) -> Config:
     body = textwrap.dedent(text)
     if "[server]" not in body:
         body = '[server]\naddress = "127.0.0.1:0"\n' + body
+    if "[registry]" not in body:  # no background model-list fetches, no cache on disk
+        body += '\n[registry]\nlive = false\ncache_path = ""\n'
     return parse_config(body, "<test>", env=env or {})
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message as ProtoMessage
 
 from ratd import errors
 from ratd.config import Config
+from ratd.core.catalog import Catalog
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.routing import Router
 from ratd.core.validation import (
@@ -22,32 +26,63 @@ from ratd.core.validation import (
     validate_size,
     validate_texts,
 )
+from ratd.metrics import SPEND
 from ratd.providers.base import ChatLike, GenerateLike, Provider
+from ratd.registry import Presets, Registry
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E")
+R = TypeVar("R", bound=ProtoMessage)
+Answer = TypeVar("Answer", chat_pb2.ChatResponse, chat_pb2.GenerateResponse)
+Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse)
 
 # Most items one batch request may carry.
 MAX_BATCH_ITEMS = 2048
+
+
+def _preset_table(seed_presets: Mapping[str, Any], config: Config) -> dict[str, dict[str, Any]]:
+    """The seed's presets with the config's ``[presets.<tier>.<capability>]`` on top."""
+    table = {tier: dict(caps) for tier, caps in seed_presets.items()}
+    for tier, caps in config.presets.items():
+        for capability, preset in caps.items():
+            table.setdefault(tier, {})[capability] = preset.as_seed_entry()
+    return table
 
 
 class Gateway:
     def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
         self.config = config
         self.providers = dict(providers)
+        kinds = {name: conf.kind for name, conf in config.providers.items()}
+        kinds.update({name: name for name in self.providers if name not in kinds})
+        settings = config.registry
+        self.registry = Registry(
+            kinds,
+            cache_path=Path(settings.cache_path).expanduser() if settings.cache_path else None,
+            refresh_secs=settings.refresh_secs,
+            fetch_timeout_secs=settings.fetch_timeout_secs,
+            rejection_ttl_secs=settings.rejection_ttl_secs,
+        )
+        self.presets = Presets(_preset_table(self.registry.seed.presets, config))
         claimed = {m: p.name for p in self.providers.values() for m in p.model_names()}
         self.router = Router(config, claimed)
-        self.parameters = ParameterPolicy(config.validation.parameter_policy)
+        self.parameters = ParameterPolicy(config.validation.parameter_policy, self.registry)
+        self.catalog = Catalog(self.registry, self.presets, self.router, self.providers)
         self.max_bytes = config.server.max_request_bytes
 
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
+        if self.config.registry.live:
+            self.registry.start(self.providers)
+        else:
+            self.registry.load_cache()
 
     async def close(self) -> None:
+        await self.registry.stop()
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -61,14 +96,36 @@ class Gateway:
             found |= provider.capabilities
         return found
 
-    # -- fallback ---------------------------------------------------------------------------
+    # -- candidates and fallback ----------------------------------------------------------------
 
-    def _candidates(self, model: str, capability: str) -> list[tuple[Provider, str]]:
-        return [
+    def _candidates(
+        self, model: str, capability: str, options: ProtoMessage | None = None
+    ) -> list[tuple[Provider, str]]:
+        found = [
             (self.providers[c.provider], c.model)
             for c in self.router.resolve(model, capability)
             if c.provider in self.providers
         ]
+        if self.config.routing.strategy == "cheapest":
+            found = self._cheapest_first(found, options)
+        return found
+
+    def _cheapest_first(
+        self, candidates: list[tuple[Provider, str]], options: ProtoMessage | None
+    ) -> list[tuple[Provider, str]]:
+        """Providers that take every parameter the request sets come first, then the
+        cheapest by the registry's prices; unknown prices last, in chain order."""
+
+        def key(item: tuple[int, tuple[Provider, str]]) -> tuple[bool, bool, float, int]:
+            index, (provider, model) = item
+            try:
+                conflicts = bool(options and self.parameters.unsupported(options, provider, model))
+            except errors.InvalidInput:
+                conflicts = True
+            price = self.registry.price(provider.name, model)
+            return (conflicts, price is None, price or 0.0, index)
+
+        return [c for _, c in sorted(enumerate(candidates), key=key)]
 
     @staticmethod
     def _exhausted(
@@ -91,9 +148,10 @@ class Gateway:
         capability: str,
         model: str,
         call: Callable[[Provider, str], Awaitable[T]],
+        options: ProtoMessage | None = None,
     ) -> T:
         failures: list[tuple[str, errors.GatewayError]] = []
-        for provider, provider_model in self._candidates(model, capability):
+        for provider, provider_model in self._candidates(model, capability, options):
             if capability not in provider.capabilities:
                 continue
             try:
@@ -110,25 +168,14 @@ class Gateway:
         capability: str,
         model: str,
         open_stream: Callable[[Provider, str], AsyncIterator[E]],
+        options: ProtoMessage | None = None,
     ) -> AsyncIterator[E]:
         """Stream from the first provider that produces an event; fall back only before it."""
         failures: list[tuple[str, errors.GatewayError]] = []
-        for provider, provider_model in self._candidates(model, capability):
+        for provider, provider_model in self._candidates(model, capability, options):
             if capability not in provider.capabilities:
                 continue
-            try:
-                # Opening may refuse at once (an unsupported parameter under the error
-                # policy, an operation the provider lacks): that is a failure like any other.
-                opened = open_stream(provider, provider_model)
-            except errors.GatewayError as err:
-                failures.append((provider.name, err))
-                if not err.fallback:
-                    break
-                log.debug(
-                    "%s failed for %s (%s); trying the next provider", provider.name, model, err
-                )
-                continue
-            async with aclosing(opened) as stream:  # type: ignore[type-var]
+            async with aclosing(open_stream(provider, provider_model)) as stream:  # type: ignore[type-var]
                 try:
                     first = await anext(stream)
                 except errors.GatewayError as err:
@@ -138,11 +185,10 @@ class Gateway:
                     log.debug("%s failed for %s (%s); trying the next provider", provider.name, model, err)
                     continue
                 except StopAsyncIteration:
-                    failures.append(
-                        (provider.name, errors.UpstreamProtocolError(
-                            f"{provider.name}: empty stream", provider=provider.name, model=model
-                        ))
+                    empty = errors.UpstreamProtocolError(
+                        f"{provider.name}: empty stream", provider=provider.name, model=model
                     )
+                    failures.append((provider.name, empty))
                     continue
                 yield first
                 async for event in stream:
@@ -150,38 +196,117 @@ class Gateway:
                 return
         raise self._exhausted(capability, model, failures)
 
+    # -- one provider: parameters, refusals, cost -------------------------------------------------
+
+    def _with_preset(self, request: R) -> R:
+        """The request with a preset model name replaced and its parameters filled in."""
+        options = request.options  # type: ignore[attr-defined]
+        preset = self.presets.resolve(options.model)
+        if preset is None:
+            return request
+        resolved = type(request)()
+        resolved.CopyFrom(request)
+        resolved.options.model = preset.model  # type: ignore[attr-defined]
+        preset.fill(resolved.options)  # type: ignore[attr-defined]
+        return resolved
+
+    def _price(self, provider: Provider, model: str, usage: chat_pb2.Usage) -> None:
+        """Fill in the cost of ``usage`` (unless the provider reported it) and count it."""
+        if not usage.HasField("cost_usd"):
+            cost = self.registry.cost(provider.name, model, usage)
+            if cost is None:
+                return
+            usage.cost_usd = cost
+        label = model if self.registry.get(provider.name, model) is not None else "other"
+        SPEND.labels(provider.name, label).inc(usage.cost_usd)
+
+    async def _send(
+        self,
+        provider: Provider,
+        model: str,
+        request: R,
+        send: Callable[[R], Awaitable[Answer]],
+    ) -> Answer:
+        """One provider's answer: parameters fitted to the model, a refused parameter
+        learned (and, under ``warn``, the request sent once more without it), cost added."""
+        prepared = self.parameters.apply(request, provider, model)
+        try:
+            answer = await send(prepared)
+        except errors.UpstreamInvalidRequest as err:
+            if not self.parameters.learn(err, prepared, provider, model):
+                raise
+            answer = await send(self.parameters.apply(request, provider, model))
+        if answer.HasField("usage"):
+            self._price(provider, model, answer.usage)
+        return answer
+
+    async def _relay(
+        self,
+        provider: Provider,
+        model: str,
+        request: R,
+        open_stream: Callable[[R], AsyncIterator[Event]],
+    ) -> AsyncIterator[Event]:
+        """``_send`` for streams: a refusal can only come before the first event."""
+        prepared = self.parameters.apply(request, provider, model)
+        stream = open_stream(prepared)
+        try:
+            first = await anext(stream)
+        except errors.UpstreamInvalidRequest as err:
+            await stream.aclose()  # type: ignore[attr-defined]
+            if not self.parameters.learn(err, prepared, provider, model):
+                raise
+            stream = open_stream(self.parameters.apply(request, provider, model))
+            first = await anext(stream)
+        async with aclosing(stream):  # type: ignore[type-var]
+            event = first
+            while True:
+                if event.WhichOneof("event") == "usage":
+                    self._price(provider, model, event.usage)
+                yield event
+                try:
+                    event = await anext(stream)
+                except StopAsyncIteration:
+                    return
+
     # -- chat and generation ------------------------------------------------------------------
 
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
         validate_chat(request, self.max_bytes)
+        request = self._with_preset(request)
 
         async def call(provider: Provider, model: str) -> chat_pb2.ChatResponse:
-            return await provider.chat(self.parameters.apply(request, provider, model), model)
+            return await self._send(provider, model, request, lambda r: provider.chat(r, model))
 
-        return await self._first_success("chat", request.options.model, call)
+        return await self._first_success("chat", request.options.model, call, request.options)
 
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
+        request = self._with_preset(request)
         return self._first_stream(
             "chat",
             request.options.model,
-            lambda p, m: p.chat_stream(self.parameters.apply(request, p, m), m),
+            lambda p, m: self._relay(p, m, request, lambda r: p.chat_stream(r, m)),
+            request.options,
         )
 
     async def generate(self, request: GenerateLike) -> chat_pb2.GenerateResponse:
         validate_generate(request, self.max_bytes)
+        request = self._with_preset(request)
 
         async def call(provider: Provider, model: str) -> chat_pb2.GenerateResponse:
-            return await provider.generate(self.parameters.apply(request, provider, model), model)
+            return await self._send(provider, model, request, lambda r: provider.generate(r, model))
 
-        return await self._first_success("generate", request.options.model, call)
+        return await self._first_success("generate", request.options.model, call, request.options)
 
     def generate_stream(self, request: GenerateLike) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
         validate_generate(request, self.max_bytes)
+        request = self._with_preset(request)
         return self._first_stream(
             "generate",
             request.options.model,
-            lambda p, m: p.generate_stream(self.parameters.apply(request, p, m), m),
+            lambda p, m: self._relay(p, m, request, lambda r: p.generate_stream(r, m)),
+            request.options,
         )
 
     # -- inference --------------------------------------------------------------------------------
@@ -190,16 +315,17 @@ class Gateway:
         self, request: inference_pb2.EmbedBatchRequest
     ) -> inference_pb2.EmbedBatchResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         texts = list(request.texts)
         validate_texts("texts", texts, self.max_bytes, MAX_BATCH_ITEMS)
-        embeddings = await self._first_success("embed", request.model, lambda p, m: p.embed(texts, m))
+        embeddings = await self._first_success("embed", model, lambda p, m: p.embed(texts, m))
         return inference_pb2.EmbedBatchResponse(embeddings=embeddings)
 
     async def embed(self, request: inference_pb2.EmbedRequest) -> inference_pb2.EmbedResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
-        (embedding,) = await self._first_success(
-            "embed", request.model, lambda p, m: p.embed([request.text], m)
+        (embedding,) = await self._first_success("embed", model, lambda p, m: p.embed([request.text], m)
         )
         return inference_pb2.EmbedResponse(
             values=embedding.values, model=embedding.model, dimensions=embedding.dimensions
@@ -209,16 +335,18 @@ class Gateway:
         self, request: inference_pb2.InferNliBatchRequest
     ) -> inference_pb2.InferNliBatchResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         pairs = list(request.pairs)
         validate_pairs(pairs, self.max_bytes, MAX_BATCH_ITEMS)
-        results = await self._first_success("nli", request.model, lambda p, m: p.infer_nli(pairs, m))
+        results = await self._first_success("nli", model, lambda p, m: p.infer_nli(pairs, m))
         return inference_pb2.InferNliBatchResponse(results=results)
 
     async def infer_nli(self, request: inference_pb2.InferNliRequest) -> inference_pb2.InferNliResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         pair = inference_pb2.NliPair(premise=request.premise, hypothesis=request.hypothesis)
         validate_pairs([pair], self.max_bytes, 1)
-        (result,) = await self._first_success("nli", request.model, lambda p, m: p.infer_nli([pair], m))
+        (result,) = await self._first_success("nli", model, lambda p, m: p.infer_nli([pair], m))
         return inference_pb2.InferNliResponse(
             entailment=result.entailment,
             contradiction=result.contradiction,
@@ -230,53 +358,39 @@ class Gateway:
         self, request: inference_pb2.ClassifyZeroShotRequest
     ) -> inference_pb2.ClassifyZeroShotResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
-        return await self._first_success(
-            "classify", request.model, lambda p, m: p.classify_zero_shot(request, m)
+        return await self._first_success("classify", model, lambda p, m: p.classify_zero_shot(request, m)
         )
 
     async def classify_stance(
         self, request: inference_pb2.ClassifyStanceRequest
     ) -> inference_pb2.ClassifyStanceResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
-        return await self._first_success(
-            "stance", request.model, lambda p, m: p.classify_stance(request, m)
+        return await self._first_success("stance", model, lambda p, m: p.classify_stance(request, m)
         )
 
     async def count_tokens(
         self, request: inference_pb2.CountTokensRequest
     ) -> inference_pb2.CountTokensResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success(
-            "tokens", request.model, lambda p, m: p.count_tokens(request.text, m)
+        return await self._first_success("tokens", model, lambda p, m: p.count_tokens(request.text, m)
         )
 
     async def tokenize(self, request: inference_pb2.TokenizeRequest) -> inference_pb2.TokenizeResponse:
         validate_model("model", request.model)
+        model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success(
-            "tokens", request.model, lambda p, m: p.tokenize(request.text, m)
+        return await self._first_success("tokens", model, lambda p, m: p.tokenize(request.text, m)
         )
 
     # -- models ----------------------------------------------------------------------------------
-
-    async def model_status(self, model: str) -> models_pb2.ModelStatusResponse:
-        """The status the first provider that knows ``model`` reports."""
-        validate_model("model", model)
-        for capability in ("chat", "embed", "nli", "classify", "tokens"):
-            try:
-                candidates = self._candidates(model, capability)
-            except errors.GatewayError:
-                continue
-            for provider, provider_model in candidates:
-                status = await provider.model_status(provider_model)
-                if status is not None:
-                    return status
-        raise errors.ModelNotFound(f"no provider knows the model {model!r}", model=model)
 
     def _local(self) -> Provider:
         local = self.providers.get("local")

@@ -85,8 +85,11 @@ class Router:
     def resolve(self, model: str, capability: str) -> list[Candidate]:
         """The providers to try for ``model``, in order. Raises when none can serve."""
         if model.startswith(PRESET_PREFIX):
-            raise errors.NotImplementedYet(
-                f"presets ({model}) are not available in this version of ratd", model=model
+            # The gateway resolves presets before routing; one naming another is an error.
+            raise errors.InvalidInput(
+                f"model: preset {model} cannot be routed (a preset may not name a preset)",
+                field="model",
+                model=model,
             )
         prefix, sep, rest = model.partition(":")
         if sep and rest and prefix in self._kinds:

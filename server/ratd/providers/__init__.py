@@ -41,7 +41,7 @@ def build_local(config: Config) -> Provider | None:
     if config.local is None:
         return None
     try:
-        from ratd.local import build_local_provider  # type: ignore[attr-defined]
+        from ratd.local import build_local_provider
     except ImportError:
         log.warning("local inference is not available in this version of ratd; skipped")
         return None

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.secrets import Secret
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 
 ChatLike = chat_pb2.ChatRequest | chat_pb2.ChatStreamRequest
 GenerateLike = chat_pb2.GenerateRequest | chat_pb2.GenerateStreamRequest
@@ -129,8 +129,13 @@ class Provider:
     # -- models ---------------------------------------------------------------------------
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
-        """The provider's model list, asked of the provider (used by the registry refresh)."""
+        """The provider's model list, asked of the provider."""
         return []
+
+    async def describe_models(self) -> list[models_pb2.ModelMetadata]:
+        """Metadata of the provider's models, asked of the provider (the registry's live
+        layer). Providers whose list carries prices or parameter ranges say more."""
+        return [models_pb2.ModelMetadata(info=info) for info in await self.list_models()]
 
     def model_names(self) -> frozenset[str]:
         """Model names this provider claims outright, ahead of the routing rules (the

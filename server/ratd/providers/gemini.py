@@ -40,6 +40,7 @@ import orjson
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.providers import metadata as md
 from ratd.providers.base import ChatLike, Provider
 from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
 from ratd.providers.messages import (
@@ -707,9 +708,9 @@ class GeminiProvider(Provider):
 
     # -- models ---------------------------------------------------------------------------------
 
-    async def list_models(self) -> list[models_pb2.ModelInfo]:
-        """Every model of ``GET /v1beta/models``, following its pages."""
-        found: list[models_pb2.ModelInfo] = []
+    async def _raw_models(self) -> list[Mapping[str, Any]]:
+        """Every model object of ``GET /v1beta/models``, following its pages."""
+        found: list[Mapping[str, Any]] = []
         token: str | None = None
         for _ in range(100):  # a bound, in case a proxy keeps answering with a token
             path = f"{API_PREFIX}/models?pageSize=1000" + (
@@ -722,15 +723,40 @@ class GeminiProvider(Provider):
                 raise errors.UpstreamProtocolError(
                     f"{self.name}: the model list is not a JSON object", provider=self.name
                 )
-            found.extend(
-                self._model_info(item)
-                for item in body.get("models") or ()
-                if isinstance(item, dict)
-            )
+            found.extend(item for item in body.get("models") or () if isinstance(item, dict))
             token = body.get("nextPageToken")
             if not token:
                 break
-        return [info for info in found if info.id]
+        return found
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        infos = [self._model_info(item) for item in await self._raw_models()]
+        return [info for info in infos if info.id]
+
+    async def describe_models(self) -> list[models_pb2.ModelMetadata]:
+        """The model list with each model's sampling defaults and limits as parameters."""
+        described = [self._metadata(item) for item in await self._raw_models()]
+        return [m for m in described if m.info.id]
+
+    def _metadata(self, item: Mapping[str, Any]) -> models_pb2.ModelMetadata:
+        info = self._model_info(item)
+        result = models_pb2.ModelMetadata(info=info)
+        if info.HasField("max_output_tokens"):
+            result.max_output_tokens = info.max_output_tokens
+            result.parameters.add(name="max_tokens", availability=md.mutable(1, info.max_output_tokens))
+
+        def number(key: str) -> float | None:
+            value = item.get(key)
+            return float(value) if isinstance(value, int | float) else None
+
+        if (temperature := number("temperature")) is not None:
+            high = number("maxTemperature") or 2.0
+            result.parameters.add(name="temperature", availability=md.mutable(0, high, temperature))
+        if (top_p := number("topP")) is not None:
+            result.parameters.add(name="top_p", availability=md.mutable(0, 1, top_p))
+        if (top_k := number("topK")) is not None:
+            result.parameters.add(name="top_k", availability=md.mutable(1, None, top_k))
+        return result
 
     def _model_info(self, item: Mapping[str, Any]) -> models_pb2.ModelInfo:
         name = str(item.get("name") or "")
@@ -753,6 +779,7 @@ class GeminiProvider(Provider):
         info = models_pb2.ModelInfo(
             id=name.removeprefix("models/"), provider=self.name, capabilities=capabilities
         )
+
         if isinstance(item.get("inputTokenLimit"), int):
             info.context_window = item["inputTokenLimit"]
         if isinstance(item.get("outputTokenLimit"), int):

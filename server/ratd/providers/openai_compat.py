@@ -22,6 +22,7 @@ import orjson
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.providers import metadata as md
 from ratd.providers.base import ChatLike, Provider
 from ratd.providers.http import (
     HttpClient,
@@ -58,6 +59,36 @@ _EFFORT = {
     chat_pb2.REASONING_EFFORT_XHIGH: "xhigh",
 }
 _CONTEXT_LIMIT_RE = re.compile(r"maximum context length is (\d+)")
+
+
+# Request fields as OpenAI names them in errors -> ChatOptions names.
+_WIRE_PARAMETERS = {
+    "max_completion_tokens": "max_tokens",
+    "max_tokens": "max_tokens",
+    "reasoning_effort": "reasoning",
+    "reasoning": "reasoning",
+    "stop": "stop",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "seed": "seed",
+    "tool_choice": "tool_choice",
+    "parallel_tool_calls": "parallel_tool_calls",
+    "response_format": "response_format",
+}
+_UNRECOGNIZED_RE = re.compile(r"(?:Unrecognized request argument supplied|Unsupported parameter): '?(\w+)")
+
+
+def refused_parameter(error: Any, code: str, message: str) -> str:
+    """The option an upstream refused as unsupported ("" when the error is another)."""
+    wire = ""
+    if code in ("unsupported_parameter", "unsupported_value") and isinstance(error, dict):
+        wire = str(error.get("param") or "")
+    if not wire and (match := _UNRECOGNIZED_RE.search(message)):
+        wire = match.group(1)
+    return _WIRE_PARAMETERS.get(wire, "")
 
 
 def finish_reason(value: str | None) -> int:
@@ -336,6 +367,9 @@ class OpenAICompatibleProvider(Provider):
         error = error_for_status(
             status, message, provider=self.name, model=model, headers=headers, upstream_code=code
         )
+        parameter = refused_parameter(obj, code, message)
+        if parameter:
+            error.metadata["parameter"] = parameter
         return self.refine_error(error, status, code, message)
 
     def refine_error(
@@ -521,9 +555,92 @@ class OpenAIProvider(OpenAICompatibleProvider):
         return result
 
 
+# OpenRouter's names in supported_parameters -> our canonical names, with the ranges
+# OpenRouter documents for them.
+_OPENROUTER_PARAMETERS: dict[str, tuple[str, tuple[float | None, float | None]]] = {
+    "temperature": ("temperature", (0, 2)),
+    "top_p": ("top_p", (0, 1)),
+    "top_k": ("top_k", (1, None)),
+    "frequency_penalty": ("frequency_penalty", (-2, 2)),
+    "presence_penalty": ("presence_penalty", (-2, 2)),
+    "max_tokens": ("max_tokens", (1, None)),
+}
+_OPENROUTER_OPAQUE = {
+    "stop": "stop",
+    "seed": "seed",
+    "tool_choice": "tool_choice",
+    "parallel_tool_calls": "parallel_tool_calls",
+    "response_format": "response_format",
+    "structured_outputs": "response_format",
+    "reasoning": "reasoning",
+    "include_reasoning": "reasoning",
+}
+
+
+def openrouter_metadata(item: Mapping[str, Any], provider: str) -> models_pb2.ModelMetadata | None:
+    """One entry of OpenRouter's ``/models`` (prices per token as strings, context,
+    supported parameters) as metadata; None when the entry is unusable."""
+    model_id = item.get("id")
+    if not isinstance(model_id, str) or not model_id:
+        return None
+    pricing = item.get("pricing") if isinstance(item.get("pricing"), dict) else {}
+    top = item.get("top_provider") if isinstance(item.get("top_provider"), dict) else {}
+    arch = item.get("architecture") if isinstance(item.get("architecture"), dict) else {}
+    supported = item.get("supported_parameters")
+    supported = {p for p in supported if isinstance(p, str)} if isinstance(supported, list) else None
+    max_output = top.get("max_completion_tokens")
+    max_output = max_output if isinstance(max_output, int) and max_output > 0 else None
+    context = item.get("context_length")
+    context = context if isinstance(context, int) and context > 0 else None
+    capabilities = ["chat"]
+    if supported and "tools" in supported:
+        capabilities.append("tool_use")
+    if supported and supported & {"reasoning", "include_reasoning"}:
+        capabilities.append("reasoning")
+    if supported and supported & {"response_format", "structured_outputs"}:
+        capabilities.append("structured_output")
+    if "image" in (arch.get("input_modalities") or ()):
+        capabilities.append("vision")
+    parameters: dict[str, models_pb2.ParameterAvailability] = {}
+    if supported is not None:
+        for wire, (name, (low, high)) in _OPENROUTER_PARAMETERS.items():
+            if wire in supported:
+                top_value = max_output if name == "max_tokens" else high
+                parameters[name] = md.mutable(low, top_value)
+            else:
+                parameters[name] = md.unsupported()
+        for name in set(_OPENROUTER_OPAQUE.values()):
+            wires = {w for w, n in _OPENROUTER_OPAQUE.items() if n == name}
+            parameters[name] = md.opaque() if wires & supported else md.unsupported()
+    return md.metadata(
+        model_id,
+        provider,
+        capabilities=[*capabilities, "chat_streaming", "generate"],
+        context_window=context,
+        max_output_tokens=max_output,
+        parameters=parameters,
+        price_in=md.per_mtok(pricing.get("prompt")),
+        price_out=md.per_mtok(pricing.get("completion")),
+    )
+
+
 class OpenRouterProvider(OpenAICompatibleProvider):
     kind = "openrouter"
     capabilities = frozenset({"chat", "generate"})
+
+    async def describe_models(self) -> list[models_pb2.ModelMetadata]:
+        """``/models`` with prices (per token → per million), context length, output
+        limit and supported parameters. Unusable entries are skipped, never fatal."""
+        status, headers, body = await self.http.json("GET", "/models")
+        if status != 200:
+            raise self.error_from_body(status, body, "", headers)
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise errors.UpstreamProtocolError(
+                f"{self.name}: the model list has no data array", provider=self.name
+            )
+        described = (openrouter_metadata(i, self.name) for i in items if isinstance(i, dict))
+        return [m for m in described if m is not None]
 
     def extra_headers(self) -> dict[str, str]:
         # OpenRouter attributes traffic to apps by these; config headers override them.

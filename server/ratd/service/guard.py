@@ -5,6 +5,7 @@ of errors into statuses. Bugs become INTERNAL with a request id and a logged tra
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import os
@@ -87,11 +88,18 @@ class CallGuard:
             self.active -= 1
 
     async def unary(
-        self, context: grpc.aio.ServicerContext, method: str, call: Callable[[], Awaitable[T]]
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        call: Callable[[], Awaitable[T]] | Callable[[], T],
     ) -> T:
-        """Run one unary call: admitted, bounded by the time limit, errors as statuses."""
+        """Run one unary call: admitted, bounded by the time limit, errors as statuses.
+        ``call`` may answer at once (lookups from memory) or be awaited."""
         async with self._admitted(context, method):
-            return await call()
+            result = call()
+            if inspect.isawaitable(result):
+                return await result  # type: ignore[no-any-return]
+            return result
         raise AssertionError("unreachable: _admitted aborts on every error")
 
     async def stream(

@@ -30,15 +30,6 @@ _CAPABILITIES: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
 }
 
 
-def _refuse(what: str) -> Callable[[], Awaitable[Any]]:
-    """A call that answers UNIMPLEMENTED: this capability arrives in a later version."""
-
-    async def refuse() -> Any:
-        raise errors.NotImplementedYet(f"{what} is not available in this version of ratd")
-
-    return refuse
-
-
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     def __init__(self, gateway: Gateway, guard: CallGuard, git_sha: str | None = None) -> None:
         self.gateway = gateway
@@ -130,39 +121,56 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
         return await self.guard.unary(
-            context, "ListModels", _refuse("ListModels (the model registry)")
+            context,
+            "ListModels",
+            lambda: models_pb2.ListModelsResponse(
+                models=self.gateway.catalog.list_models(request.provider)
+            ),
         )
 
     async def ModelStatus(
         self, request: models_pb2.ModelStatusRequest, context: Context
     ) -> models_pb2.ModelStatusResponse:
         return await self.guard.unary(
-            context, "ModelStatus", lambda: self.gateway.model_status(request.model)
+            context, "ModelStatus", lambda: self.gateway.catalog.status(request.model)
         )
 
     async def GetModelMetadata(
         self, request: models_pb2.GetModelMetadataRequest, context: Context
     ) -> models_pb2.GetModelMetadataResponse:
-        return await self.guard.unary(
-            context, "GetModelMetadata", _refuse("GetModelMetadata (the model registry)")
+        found = await self.guard.unary(
+            context, "GetModelMetadata", lambda: self.gateway.catalog.metadata(request.model)
         )
+        return models_pb2.GetModelMetadataResponse(found=found is not None, metadata=found)
 
     async def FetchModelMetadata(
         self, request: models_pb2.FetchModelMetadataRequest, context: Context
     ) -> models_pb2.FetchModelMetadataResponse:
-        return await self.guard.unary(
-            context, "FetchModelMetadata", _refuse("FetchModelMetadata (the model registry)")
+        timeout = self.gateway.config.registry.fetch_timeout_secs
+        found = await self.guard.unary(
+            context,
+            "FetchModelMetadata",
+            lambda: self.gateway.catalog.fetch_metadata(request.model, timeout),
         )
+        return models_pb2.FetchModelMetadataResponse(found=found is not None, metadata=found)
 
     async def ResolvePreset(
         self, request: models_pb2.ResolvePresetRequest, context: Context
     ) -> models_pb2.ResolvePresetResponse:
-        return await self.guard.unary(context, "ResolvePreset", _refuse("ResolvePreset (presets)"))
+        return await self.guard.unary(
+            context,
+            "ResolvePreset",
+            lambda: self.gateway.catalog.resolve_preset(request.tier, request.capability),
+        )
 
     async def ListPresets(
         self, request: models_pb2.ListPresetsRequest, context: Context
     ) -> models_pb2.ListPresetsResponse:
-        return await self.guard.unary(context, "ListPresets", _refuse("ListPresets (presets)"))
+        return await self.guard.unary(
+            context,
+            "ListPresets",
+            lambda: models_pb2.ListPresetsResponse(tiers=self.gateway.catalog.list_presets()),
+        )
 
     async def GetCapabilities(
         self, request: models_pb2.GetCapabilitiesRequest, context: Context

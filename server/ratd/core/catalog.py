@@ -1,0 +1,106 @@
+"""What ratd knows of models, answered for the Model* and *Preset RPCs: the registry for
+metadata (from memory), the providers for live status, the router to find which
+provider a model name means."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from ratd import errors
+from ratd.core.routing import Router
+from ratd.core.validation import validate_model
+from ratd.providers.base import Provider
+from ratd.registry import Presets, Registry
+from ratatoskr.v1 import models_pb2
+
+# Capabilities whose routing may name the provider of a model, in the order asked.
+_CAPABILITIES = ("chat", "embed", "nli", "classify", "tokens")
+
+
+class Catalog:
+    def __init__(
+        self,
+        registry: Registry,
+        presets: Presets,
+        router: Router,
+        providers: Mapping[str, Provider],
+    ) -> None:
+        self.registry = registry
+        self.presets = presets
+        self.router = router
+        self.providers = providers
+
+    def resolve_name(self, model: str) -> str:
+        """A preset name as the model it stands for; other names unchanged."""
+        preset = self.presets.resolve(model)
+        return preset.model if preset is not None else model
+
+    def _candidates(self, model: str) -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        for capability in _CAPABILITIES:
+            try:
+                candidates = self.router.resolve(model, capability)
+            except errors.GatewayError:
+                continue
+            seen += [(c.provider, c.model) for c in candidates if (c.provider, c.model) not in seen]
+        return [c for c in seen if c[0] in self.providers]
+
+    def list_models(self, provider: str = "") -> list[models_pb2.ModelInfo]:
+        return [md.info for md in self.registry.models(provider)]
+
+    def metadata(self, model: str) -> models_pb2.ModelMetadata | None:
+        """From memory only: the first provider the routing would use that knows it."""
+        validate_model("model", model)
+        name = self.resolve_name(model)
+        for provider, provider_model in self._candidates(name):
+            found = self.registry.get(provider, provider_model)
+            if found is not None:
+                return found
+        matches = self.registry.find(name)
+        return matches[0] if matches else None
+
+    async def fetch_metadata(self, model: str, timeout: float) -> models_pb2.ModelMetadata | None:
+        """Ask the providers that may serve ``model`` for fresh lists first."""
+        validate_model("model", model)
+        names = {provider for provider, _ in self._candidates(self.resolve_name(model))}
+        await asyncio.gather(
+            *(self.registry.refresh_provider(n, self.providers[n]) for n in names),
+        )
+        if names:
+            self.registry.save_cache()
+        return self.metadata(model)
+
+    async def status(self, model: str) -> models_pb2.ModelStatusResponse:
+        """What the provider reports (local and Ollama models: loaded or not), else
+        available when the registry knows the model."""
+        validate_model("model", model)
+        name = self.resolve_name(model)
+        candidates = self._candidates(name)
+        for provider, provider_model in candidates:
+            status = await self.providers[provider].model_status(provider_model)
+            if status is not None:
+                return status
+        for provider, provider_model in candidates:
+            if self.registry.get(provider, provider_model) is not None:
+                return models_pb2.ModelStatusResponse(status=models_pb2.MODEL_STATUS_AVAILABLE)
+        if candidates:
+            tried = ", ".join(provider for provider, _ in candidates)
+            reason = f"no configured provider lists {model} (would try: {tried})"
+        else:
+            reason = f"no configured provider can serve {model}"
+        return models_pb2.ModelStatusResponse(status=models_pb2.MODEL_STATUS_UNAVAILABLE, reason=reason)
+
+    def resolve_preset(self, tier: str, capability: str) -> models_pb2.ResolvePresetResponse:
+        if not tier or not capability:
+            field = "tier" if not tier else "capability"
+            raise errors.InvalidInput(f"{field}: must not be empty", field=field)
+        preset = self.presets.get(tier, capability)
+        if preset is None:
+            return models_pb2.ResolvePresetResponse(found=False)
+        return models_pb2.ResolvePresetResponse(
+            found=True, model_id=preset.model, parameters=preset.to_proto()
+        )
+
+    def list_presets(self) -> list[models_pb2.PresetTierEntry]:
+        return self.presets.tiers()

@@ -1,0 +1,8 @@
+"""The model registry: what each model can do, what it costs and which parameters it
+takes — a versioned seed file shipped with ratd, layered under live data from the
+providers, cached on disk so that a restart without network still knows it all."""
+
+from ratd.registry.presets import Preset, Presets, parse_preset
+from ratd.registry.store import Registry
+
+__all__ = ["Preset", "Presets", "Registry", "parse_preset"]

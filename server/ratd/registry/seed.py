@@ -1,0 +1,57 @@
+"""The seed file: ``seed.json``, shipped in the package and versioned, the registry's
+base layer. Its parameter *profiles* keep the file short: a model names a profile and the
+profile's ``max_tokens`` range is capped at the model's own output limit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from ratd.providers import metadata as md
+from ratatoskr.v1 import models_pb2
+
+
+@dataclass(frozen=True)
+class Seed:
+    version: int
+    models: dict[str, list[models_pb2.ModelMetadata]]  # by provider kind
+    presets: dict[str, dict[str, dict[str, Any]]]  # tier -> capability -> {model, parameters}
+
+
+def _model(entry: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> models_pb2.ModelMetadata:
+    params = {}
+    max_output = entry.get("max_output_tokens")
+    for name, spec in profiles.get(entry.get("profile", ""), {}).items():
+        if name == "max_tokens" and isinstance(spec, dict) and max_output:
+            spec = {**spec, "max": max_output}
+        params[name] = md.availability(spec)
+    price = entry.get("price") or [None, None]
+    return md.metadata(
+        entry["id"],
+        entry["provider"],
+        capabilities=_with_implied(entry.get("capabilities", ())),
+        context_window=entry.get("context_window"),
+        max_output_tokens=max_output,
+        dimensions=entry.get("dimensions"),
+        parameters=params,
+        price_in=price[0],
+        price_out=price[1],
+    )
+
+
+def _with_implied(capabilities: list[str]) -> list[str]:
+    """Every chat model streams and generates text through ratd."""
+    found = list(capabilities)
+    if "chat" in found:
+        found += ["chat_streaming", "generate"]
+    return found
+
+
+def load_seed(text: str | None = None) -> Seed:
+    data = json.loads(text if text is not None else resources.files("ratd.registry").joinpath("seed.json").read_text())
+    models: dict[str, list[models_pb2.ModelMetadata]] = {}
+    for entry in data["models"]:
+        models.setdefault(entry["provider"], []).append(_model(entry, data.get("profiles", {})))
+    return Seed(version=int(data["version"]), models=models, presets=data.get("presets", {}))
