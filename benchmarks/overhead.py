@@ -74,7 +74,9 @@ def start_ratd(base_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str
     return process, ready.read_text().strip()
 
 
-async def run_load(call: Callable[[], Awaitable[None]], requests: int, concurrency: int) -> tuple[list[float], float]:
+async def run_load(
+    call: Callable[[], Awaitable[None]], requests: int, concurrency: int
+) -> tuple[list[float], float]:
     """``requests`` calls from ``concurrency`` workers; latencies in seconds and wall time."""
     latencies: list[float] = []
     remaining = requests
@@ -97,7 +99,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(upstream_url: str, ratd_address: str, args: argparse.Namespace) -> list[dict[str, float]]:
+async def measure(
+    upstream_url: str, ratd_address: str, args: argparse.Namespace
+) -> list[dict[str, float]]:
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
     headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
     request = chat_pb2.ChatRequest(
@@ -106,11 +110,16 @@ async def measure(upstream_url: str, ratd_address: str, args: argparse.Namespace
     )
     connector = aiohttp.TCPConnector(limit=0)
     results = []
-    async with aiohttp.ClientSession(connector=connector) as session, grpc.aio.insecure_channel(ratd_address) as channel:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        grpc.aio.insecure_channel(ratd_address) as channel,
+    ):
         stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
 
         async def direct() -> None:
-            async with session.post(f"{upstream_url}/chat/completions", data=body, headers=headers) as response:
+            async with session.post(
+                f"{upstream_url}/chat/completions", data=body, headers=headers
+            ) as response:
                 json.loads(await response.read())
                 assert response.status == 200
 
@@ -160,7 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per path per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64])
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64]
+    )
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:

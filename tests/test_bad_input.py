@@ -27,7 +27,11 @@ async def client() -> AsyncIterator[ServiceClient]:
         assert (await c.health()).healthy, "the daemon must stay up after bad input"
 
 
-def chat(messages: list[chat_pb2.Message] | None = None, tools: list[chat_pb2.ToolDefinition] | None = None, **options: object) -> chat_pb2.ChatRequest:
+def chat(
+    messages: list[chat_pb2.Message] | None = None,
+    tools: list[chat_pb2.ToolDefinition] | None = None,
+    **options: object,
+) -> chat_pb2.ChatRequest:
     opts = chat_pb2.ChatOptions(**{"model": "gpt-4o-mini", **options})  # type: ignore[arg-type]
     return chat_pb2.ChatRequest(
         messages=[Message.user("hi")] if messages is None else messages,
@@ -53,7 +57,10 @@ BAD_CHATS = {
     "top_p 3": (chat(top_p=3.0), "options.top_p"),
     "max_tokens 0": (chat(max_tokens=0), "options.max_tokens"),
     "empty model": (chat(model=""), "options.model"),
-    "10 MB message": (chat(messages=[Message.user("x" * (10 * 1024 * 1024))]), "messages[0].content"),
+    "10 MB message": (
+        chat(messages=[Message.user("x" * (10 * 1024 * 1024))]),
+        "messages[0].content",
+    ),
     "tool_call_id matching nothing": (
         chat(messages=[Message.user("hi"), Message.tool("call_9", "42")]),
         "messages[1].tool_call_id",
@@ -106,7 +113,9 @@ async def test_chat_stream_refuses_bad_input(client: ServiceClient, case: str) -
         ("x" * (10 * 1024 * 1024), {"model": "gpt-4o-mini"}, "prompt"),
     ],
 )
-async def test_generate_refuses_bad_input(client: ServiceClient, prompt: str, options: dict[str, object], field: str) -> None:
+async def test_generate_refuses_bad_input(
+    client: ServiceClient, prompt: str, options: dict[str, object], field: str
+) -> None:
     opts = chat_pb2.GenerateOptions(**options)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput) as caught:
         await client.generate(prompt, opts)
@@ -135,4 +144,3 @@ async def test_inference_rpcs_refuse_bad_input(client: ServiceClient) -> None:
         with pytest.raises(InvalidInput) as caught:
             await call
         assert caught.value.field == field, caught.value.message
-

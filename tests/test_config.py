@@ -51,16 +51,31 @@ def test_no_provider_tables_enables_providers_from_the_environment() -> None:
     ("text", "expected"),
     [
         ("[server]\nadress = 'x'", "unknown key server.adress"),
-        ("[server]\nmax_concurrent_requests = 'many'", "server.max_concurrent_requests must be an integer, got 'many'"),
-        ("[server]\nmax_concurrent_requests = true", "server.max_concurrent_requests must be an integer"),
+        (
+            "[server]\nmax_concurrent_requests = 'many'",
+            "server.max_concurrent_requests must be an integer, got 'many'",
+        ),
+        (
+            "[server]\nmax_concurrent_requests = true",
+            "server.max_concurrent_requests must be an integer",
+        ),
         ("[server]\nrequest_timeout_secs = 'soon'", "server.request_timeout_secs must be a number"),
-        ("[server]\nlog_level = 'loud'", "server.log_level must be one of debug, info, warning, error"),
+        (
+            "[server]\nlog_level = 'loud'",
+            "server.log_level must be one of debug, info, warning, error",
+        ),
         ("[providers.openai]\nbase_ur = 'x'", "unknown key providers.openai.base_ur"),
         ("[providers.mystery]\n", "unknown provider kind 'mystery'"),
         ("[providers.openai]\nheaders = 3", "providers.openai.headers must be a table"),
-        ("[providers.openai]\n[routing]\nchat = ['anthropic']", "routing.chat names provider 'anthropic'"),
+        (
+            "[providers.openai]\n[routing]\nchat = ['anthropic']",
+            "routing.chat names provider 'anthropic'",
+        ),
         ("[routing]\nchat = 'openai'", "routing.chat must be a list of strings"),
-        ("[validation]\nparameter_policy = 'strict'", "validation.parameter_policy must be one of warn, error, ignore"),
+        (
+            "[validation]\nparameter_policy = 'strict'",
+            "validation.parameter_policy must be one of warn, error, ignore",
+        ),
         ("[[routing.rules]]\nmatch = 'x*'", "routing.rules[0] is missing required key 'provider'"),
         ("local = 3", "unknown key local"),
         ("[server\n", "not valid TOML"),
@@ -73,7 +88,9 @@ def test_errors_name_the_file_the_key_and_the_expectation(text: str, expected: s
     assert expected in str(caught.value)
 
 
-def _secrets(tmp_path: Path, mode: int, body: str = '[openai]\napi_key = "sk-file-123456"\n') -> Path:
+def _secrets(
+    tmp_path: Path, mode: int, body: str = '[openai]\napi_key = "sk-file-123456"\n'
+) -> Path:
     path = tmp_path / "secrets.toml"
     path.write_text(body)
     os.chmod(path, mode)
@@ -129,7 +146,9 @@ def _ratd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 def test_check_config_command(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text("[providers.openai]\n")
-    result = _ratd("--check-config", "--config", str(good), env={"OPENAI_API_KEY": "sk-abcdef123456"})
+    result = _ratd(
+        "--check-config", "--config", str(good), env={"OPENAI_API_KEY": "sk-abcdef123456"}
+    )
     assert result.returncode == 0, result.stderr
     assert "config OK" in result.stdout and "openai" in result.stdout and "key set" in result.stdout
     assert "sk-abcdef123456" not in result.stdout + result.stderr
@@ -140,7 +159,9 @@ def test_check_config_command(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert str(bad) in result.stderr and "not valid TOML" in result.stderr
 
-    result = _ratd("--check-config", "--config", str(good), "--secrets", str(_secrets(tmp_path, 0o644)))
+    result = _ratd(
+        "--check-config", "--config", str(good), "--secrets", str(_secrets(tmp_path, 0o644))
+    )
     assert result.returncode == 2
     assert "refusing to read a secrets file" in result.stderr
 

@@ -43,8 +43,16 @@ TRAITS = {
 PROVIDERS = sorted(TRAITS)
 
 TOOLS = [
-    ToolDefinition("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}}),
-    ToolDefinition("get_time", "Local time in a city", {"type": "object", "properties": {"city": {"type": "string"}}}),
+    ToolDefinition(
+        "get_weather",
+        "Weather for a city",
+        {"type": "object", "properties": {"city": {"type": "string"}}},
+    ),
+    ToolDefinition(
+        "get_time",
+        "Local time in a city",
+        {"type": "object", "properties": {"city": {"type": "string"}}},
+    ),
 ]
 
 KEYS = {
@@ -146,7 +154,9 @@ async def test_text(client: ServiceClient, provider: str) -> None:
     assert not reply.tool_calls
     check_usage(reply.usage, provider)
 
-    got = await collect(client.chat_stream("Give me a pangram.", model=model(provider, "conf-text")))
+    got = await collect(
+        client.chat_stream("Give me a pangram.", model=model(provider, "conf-text"))
+    )
     assert got.content == conf.TEXT
     assert got.order is not None and got.order.count("content") >= 2, "a stream arrives in pieces"
     assert got.order[-2:] == ["usage", "done"]
@@ -164,7 +174,9 @@ async def test_one_tool_call(client: ServiceClient, provider: str) -> None:
     assert (call.name, call.arguments) == ("get_weather", conf.WEATHER_ARGS_JSON)
     assert call.id
 
-    got = await collect(client.chat_stream("Weather in Oslo?", TOOLS, model=model(provider, "conf-tool")))
+    got = await collect(
+        client.chat_stream("Weather in Oslo?", TOOLS, model=model(provider, "conf-tool"))
+    )
     assert got.calls is not None and got.order is not None
     assert list(got.calls) == [0]
     call_id, name, arguments = got.calls[0]
@@ -177,11 +189,15 @@ async def test_one_tool_call(client: ServiceClient, provider: str) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_parallel_tool_calls(client: ServiceClient, provider: str) -> None:
-    reply = await client.chat("Weather and time in Oslo?", TOOLS, model=model(provider, "conf-parallel"))
+    reply = await client.chat(
+        "Weather and time in Oslo?", TOOLS, model=model(provider, "conf-parallel")
+    )
     assert [(c.name, c.arguments) for c in reply.tool_calls] == list(conf.TOOL_CALLS)
     assert len({c.id for c in reply.tool_calls}) == 2
 
-    got = await collect(client.chat_stream("Weather and time?", TOOLS, model=model(provider, "conf-parallel")))
+    got = await collect(
+        client.chat_stream("Weather and time?", TOOLS, model=model(provider, "conf-parallel"))
+    )
     assert got.calls is not None and got.order is not None
     assert [(got.calls[i][1], got.calls[i][2]) for i in sorted(got.calls)] == list(conf.TOOL_CALLS)
     assert sorted(got.calls) == [0, 1]
@@ -200,7 +216,9 @@ async def test_reasoning(client: ServiceClient, provider: str) -> None:
     check_usage(reply.usage, provider, reasoning=True)
 
     got = await collect(
-        client.chat_stream("A pangram, please.", model=model(provider, "conf-reasoning"), reasoning_effort="low")
+        client.chat_stream(
+            "A pangram, please.", model=model(provider, "conf-reasoning"), reasoning_effort="low"
+        )
     )
     assert got.content == conf.TEXT
     assert got.order is not None

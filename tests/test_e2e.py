@@ -54,8 +54,15 @@ base_url = "{upstream.base_url_openrouter}"
 async def rat(ratd: SpawnedRatd, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
     """Run the real ``rat`` CLI without blocking the loop that serves the fake upstream."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rat", "--address", ratd.address, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "rat",
+        "--address",
+        ratd.address,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={"PATH": os.environ.get("PATH", ""), "NO_COLOR": "1"},
     )
     out, err = await process.communicate(stdin.encode() if stdin is not None else None)
@@ -80,10 +87,24 @@ async def test_rat_chat_streams_the_answer(ratd: SpawnedRatd, upstream: FakeOpen
     assert sent["messages"] == [{"role": "user", "content": "Who carries the gossip?"}]
 
 
-async def test_rat_chat_json_system_and_options(ratd: SpawnedRatd, upstream: FakeOpenAIUpstream) -> None:
+async def test_rat_chat_json_system_and_options(
+    ratd: SpawnedRatd, upstream: FakeOpenAIUpstream
+) -> None:
     code, out, err = await rat(
-        ratd, "chat", "--json", "hi", "-m", "gpt-4o-mini", "--system", "Be brief.",
-        "--temperature", "0.3", "--max-tokens", "64", "--reasoning-effort", "low",
+        ratd,
+        "chat",
+        "--json",
+        "hi",
+        "-m",
+        "gpt-4o-mini",
+        "--system",
+        "Be brief.",
+        "--temperature",
+        "0.3",
+        "--max-tokens",
+        "64",
+        "--reasoning-effort",
+        "low",
     )
     assert code == 0, err
     reply = json.loads(out)
@@ -98,7 +119,9 @@ async def test_rat_chat_json_system_and_options(ratd: SpawnedRatd, upstream: Fak
     assert "stream" not in sent
     # gpt-4o-mini takes no reasoning effort: dropped, with a warning in the log.
     assert "reasoning_effort" not in sent
-    code, _, err = await rat(ratd, "chat", "hi", "-m", "o4-mini", "--reasoning-effort", "low", "--no-stream")
+    code, _, err = await rat(
+        ratd, "chat", "hi", "-m", "o4-mini", "--reasoning-effort", "low", "--no-stream"
+    )
     assert code == 0, err
     assert upstream.last("openai").json["reasoning_effort"] == "low"
 
@@ -163,8 +186,14 @@ async def test_rat_presets_models_and_metadata(ratd: SpawnedRatd) -> None:
 
 async def test_rat_cannot_reach_ratd() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rat", "--address", "127.0.0.1:9", "health",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "rat",
+        "--address",
+        "127.0.0.1:9",
+        "health",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await process.communicate()
     assert process.returncode == 3
@@ -176,11 +205,21 @@ async def test_service_client_chat_stream_and_tools(ratd: SpawnedRatd) -> None:
         reply = await client.chat([Message.user("hi")], model="gpt-4o-mini", temperature=0.0)
         assert reply.content == TEXT and reply.provider == "openai"
 
-        pieces = [e.content async for e in client.chat_stream("hi", model="gpt-4o-mini") if e.WhichOneof("event") == "content"]
+        pieces = [
+            e.content
+            async for e in client.chat_stream("hi", model="gpt-4o-mini")
+            if e.WhichOneof("event") == "content"
+        ]
         assert "".join(pieces) == TEXT and len(pieces) > 1
 
-        ferry = ToolDefinition(FERRY_CALL.name, "Ferry times", {"type": "object", "properties": {"harbor": {"type": "string"}}})
-        reply = await client.chat("ferry?", [ferry], model="openai:scenario/tool-call", tool_choice="auto")
+        ferry = ToolDefinition(
+            FERRY_CALL.name,
+            "Ferry times",
+            {"type": "object", "properties": {"harbor": {"type": "string"}}},
+        )
+        reply = await client.chat(
+            "ferry?", [ferry], model="openai:scenario/tool-call", tool_choice="auto"
+        )
         (call,) = reply.tool_calls
         assert call.arguments == FERRY_CALL.arguments
         assert ToolCall.parse_arguments(call)["harbor"] == "Ålesund"
@@ -200,7 +239,9 @@ async def test_sync_client(ratd: SpawnedRatd) -> None:
         with SyncServiceClient(ratd.address, timeout=30) as client:
             unary = client.chat("hi", model="gpt-4o-mini").content
             streamed = "".join(
-                e.content for e in client.chat_stream("hi", model="gpt-4o-mini") if e.WhichOneof("event") == "content"
+                e.content
+                for e in client.chat_stream("hi", model="gpt-4o-mini")
+                if e.WhichOneof("event") == "content"
             )
             assert client.health().healthy
             return unary, streamed

@@ -31,7 +31,14 @@ from tests.support.daemon import daemon_client, make_config
 KEYS = {"OPENAI_API_KEY": "sk-registry-test-01", "OPENROUTER_API_KEY": "sk-or-registry-test-01"}
 
 
-def config(upstream: FakeOpenAIUpstream, extra: str = "", *, ollama: str = "", cache: Path | None = None, live: bool = False) -> Config:
+def config(
+    upstream: FakeOpenAIUpstream,
+    extra: str = "",
+    *,
+    ollama: str = "",
+    cache: Path | None = None,
+    live: bool = False,
+) -> Config:
     text = f"""
 [providers.openai]
 base_url = "{upstream.base_url_openai}"
@@ -40,7 +47,9 @@ base_url = "{upstream.base_url_openrouter}"
 """
     if ollama:
         text += f'[providers.ollama]\nbase_url = "{ollama}"\n'
-    text += f'[registry]\nlive = {str(live).lower()}\ncache_path = "{cache or ""}"\nrefresh_secs = 0\n'
+    text += (
+        f'[registry]\nlive = {str(live).lower()}\ncache_path = "{cache or ""}"\nrefresh_secs = 0\n'
+    )
     return make_config(text + extra, env=KEYS)
 
 
@@ -63,7 +72,9 @@ def param(md: models_pb2.ModelMetadata, name: str) -> models_pb2.ParameterAvaila
 def test_seed_is_versioned_and_covers_every_provider() -> None:
     seed = load_seed()
     assert seed.version >= 1
-    assert {"openai", "openrouter", "anthropic", "google", "ollama", "huggingface"} <= set(seed.models)
+    assert {"openai", "openrouter", "anthropic", "google", "ollama", "huggingface"} <= set(
+        seed.models
+    )
     for models in seed.models.values():
         for md in models:
             assert md.info.id and md.info.capabilities, md.info.id
@@ -80,20 +91,27 @@ def test_seed_profiles_cap_max_tokens_at_the_models_output_limit() -> None:
     assert o3 is not None and json.loads(param(o3, "temperature").read_only_json) == 1
     claude = registry.get("anthropic", "claude-sonnet-4-5")
     assert claude is not None and param(claude, "temperature").mutable_range.max == 1
-    assert registry.cost("openai", "gpt-4o-mini", _usage(1_000_000, 1_000_000)) == pytest.approx(0.75)
+    assert registry.cost("openai", "gpt-4o-mini", _usage(1_000_000, 1_000_000)) == pytest.approx(
+        0.75
+    )
 
 
 def _usage(prompt: int, completion: int) -> object:
     from ratatoskr import chat_pb2
 
-    return chat_pb2.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return chat_pb2.Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
 
 
 # -- live data and the cache ------------------------------------------------------------------------
 
 
 async def test_live_lists_override_the_seed_key_by_key(upstream: FakeOpenAIUpstream) -> None:
-    async with FakeOllama() as ollama, daemon_client(config(upstream, ollama=ollama.base_url, live=True)) as client:
+    async with (
+        FakeOllama() as ollama,
+        daemon_client(config(upstream, ollama=ollama.base_url, live=True)) as client,
+    ):
 
         async def refreshed() -> bool:
             md = await client.model_metadata("openrouter:yggdrasil/ash-3-mini")
@@ -132,7 +150,9 @@ async def _known(client: ServiceClient, model: str) -> bool:
     return await client.model_metadata(model) is not None
 
 
-async def test_restart_without_network_serves_the_cached_data(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
+async def test_restart_without_network_serves_the_cached_data(
+    upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
     cache = tmp_path / "registry.json"
     async with daemon_client(config(upstream, cache=cache, live=True)) as client:
         await eventually(lambda: _known(client, "openrouter:yggdrasil/ash-3-mini"))
@@ -158,7 +178,9 @@ async def test_restart_without_network_serves_the_cached_data(upstream: FakeOpen
         (500, b'{"error": {"message": "boom"}}'),
     ],
 )
-async def test_malformed_lists_never_crash_and_never_erase_good_data(upstream: FakeOpenAIUpstream, reply: tuple[int, bytes]) -> None:
+async def test_malformed_lists_never_crash_and_never_erase_good_data(
+    upstream: FakeOpenAIUpstream, reply: tuple[int, bytes]
+) -> None:
     async with daemon_client(config(upstream, live=True)) as client:
         await eventually(lambda: _known(client, "openrouter:yggdrasil/ash-3-mini"))
         upstream.openrouter.models_reply = reply
@@ -167,11 +189,17 @@ async def test_malformed_lists_never_crash_and_never_erase_good_data(upstream: F
         assert (await client.health()).healthy
 
 
-async def test_metadata_answers_from_memory_and_found_false_for_strangers(upstream: FakeOpenAIUpstream) -> None:
+async def test_metadata_answers_from_memory_and_found_false_for_strangers(
+    upstream: FakeOpenAIUpstream,
+) -> None:
     async with daemon_client(config(upstream)) as client:
         requests_before = len(upstream.requests)
         md = await client.model_metadata("gpt-4o")
-        assert md is not None and md.info.provider == "openai" and md.pricing.prompt_cost_per_mtok == 2.5
+        assert (
+            md is not None
+            and md.info.provider == "openai"
+            and md.pricing.prompt_cost_per_mtok == 2.5
+        )
         assert len(upstream.requests) == requests_before, "GetModelMetadata never asks upstream"
         assert await client.model_metadata("no-such-model-anywhere") is None
         status = await client.model_status("gpt-4o")
@@ -184,15 +212,21 @@ async def test_metadata_answers_from_memory_and_found_false_for_strangers(upstre
 
 
 @pytest.fixture
-async def policy_client(upstream: FakeOpenAIUpstream, request: pytest.FixtureRequest) -> AsyncIterator[ServiceClient]:
+async def policy_client(
+    upstream: FakeOpenAIUpstream, request: pytest.FixtureRequest
+) -> AsyncIterator[ServiceClient]:
     extra = f'[validation]\nparameter_policy = "{request.param}"\n'
     async with daemon_client(config(upstream, extra)) as client:
         yield client
 
 
 @pytest.mark.parametrize("policy_client", ["warn"], indirect=True)
-async def test_warn_drops_what_the_model_does_not_take(policy_client: ServiceClient, upstream: FakeOpenAIUpstream) -> None:
-    reply = await policy_client.chat("hi", model="o3", temperature=0.2, presence_penalty=0.5, seed=7)
+async def test_warn_drops_what_the_model_does_not_take(
+    policy_client: ServiceClient, upstream: FakeOpenAIUpstream
+) -> None:
+    reply = await policy_client.chat(
+        "hi", model="o3", temperature=0.2, presence_penalty=0.5, seed=7
+    )
     assert reply.content == TEXT
     sent = upstream.last("openai").json
     assert "temperature" not in sent and "presence_penalty" not in sent  # o3: fixed / unsupported
@@ -203,11 +237,17 @@ async def test_warn_drops_what_the_model_does_not_take(policy_client: ServiceCli
 
 
 @pytest.mark.parametrize("policy_client", ["error"], indirect=True)
-async def test_error_refuses_with_unsupported_parameter(policy_client: ServiceClient, upstream: FakeOpenAIUpstream) -> None:
+async def test_error_refuses_with_unsupported_parameter(
+    policy_client: ServiceClient, upstream: FakeOpenAIUpstream
+) -> None:
     with pytest.raises(UnsupportedParameter) as caught:
         await policy_client.chat("hi", model="openai:o3", temperature=0.2)
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert (caught.value.parameter, caught.value.provider, caught.value.model) == ("temperature", "openai", "o3")
+    assert (caught.value.parameter, caught.value.provider, caught.value.model) == (
+        "temperature",
+        "openai",
+        "o3",
+    )
     # With a chain, the refusal lets the next provider (which takes it) answer.
     reply = await policy_client.chat("hi", model="o3", temperature=0.2)
     assert reply.provider == "openrouter"
@@ -215,7 +255,9 @@ async def test_error_refuses_with_unsupported_parameter(policy_client: ServiceCl
 
 
 @pytest.mark.parametrize("policy_client", ["ignore"], indirect=True)
-async def test_ignore_sends_it_anyway(policy_client: ServiceClient, upstream: FakeOpenAIUpstream) -> None:
+async def test_ignore_sends_it_anyway(
+    policy_client: ServiceClient, upstream: FakeOpenAIUpstream
+) -> None:
     await policy_client.chat("hi", model="o3", presence_penalty=0.5)
     assert upstream.last("openai").json["presence_penalty"] == 0.5
 
@@ -267,7 +309,10 @@ stop = ["END"]
 
         with pytest.raises(PresetNotFound) as caught:
             await client.chat("hi", model="ratatoskr:budget/juggling")
-        assert caught.value.code == grpc.StatusCode.NOT_FOUND and "ratatoskr:budget/juggling" in caught.value.message
+        assert (
+            caught.value.code == grpc.StatusCode.NOT_FOUND
+            and "ratatoskr:budget/juggling" in caught.value.message
+        )
         for malformed in ("ratatoskr:budget", "ratatoskr:/coding", "ratatoskr:a/b/c"):
             with pytest.raises(InvalidInput):
                 await client.chat("hi", model=malformed)
@@ -283,7 +328,9 @@ async def test_cost_in_responses_and_the_final_stream_usage(upstream: FakeOpenAI
     async with daemon_client(config(upstream)) as client:
         reply = await client.chat([Message.user("hi")], model="openai:gpt-4o-mini")
         usage = reply.usage
-        assert usage.cost_usd == pytest.approx((usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.6) / 1e6)
+        assert usage.cost_usd == pytest.approx(
+            (usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.6) / 1e6
+        )
         events = [e async for e in client.chat_stream("hi", model="openai:gpt-4o-mini")]
         (usage_event,) = [e for e in events if e.WhichOneof("event") == "usage"]
         assert usage_event.usage.cost_usd > 0
@@ -291,7 +338,9 @@ async def test_cost_in_responses_and_the_final_stream_usage(upstream: FakeOpenAI
         assert generated.usage.cost_usd > 0
 
 
-async def test_cheapest_picks_the_lowest_price_and_falls_back_in_price_order(upstream: FakeOpenAIUpstream) -> None:
+async def test_cheapest_picks_the_lowest_price_and_falls_back_in_price_order(
+    upstream: FakeOpenAIUpstream,
+) -> None:
     cheap = {
         "data": [
             {

@@ -33,15 +33,30 @@ def route(model: str, capability: str = "chat", config: str = ALL) -> list[tuple
     ("model", "expected"),
     [
         ("openai/gpt-4o", [("openrouter", "openai/gpt-4o")]),
-        ("meta-llama/llama-3.2-3b-instruct:free", [("openrouter", "meta-llama/llama-3.2-3b-instruct:free")]),
-        ("claude-sonnet-4-5", [("anthropic", "claude-sonnet-4-5"), ("openrouter", "anthropic/claude-sonnet-4-5")]),
+        (
+            "meta-llama/llama-3.2-3b-instruct:free",
+            [("openrouter", "meta-llama/llama-3.2-3b-instruct:free")],
+        ),
+        (
+            "claude-sonnet-4-5",
+            [("anthropic", "claude-sonnet-4-5"), ("openrouter", "anthropic/claude-sonnet-4-5")],
+        ),
         ("gpt-4o-mini", [("openai", "gpt-4o-mini"), ("openrouter", "openai/gpt-4o-mini")]),
         ("o3-mini", [("openai", "o3-mini"), ("openrouter", "openai/o3-mini")]),
         ("o4-mini", [("openai", "o4-mini"), ("openrouter", "openai/o4-mini")]),
-        ("gemini-2.5-flash", [("google", "gemini-2.5-flash"), ("openrouter", "google/gemini-2.5-flash")]),
+        (
+            "gemini-2.5-flash",
+            [("google", "gemini-2.5-flash"), ("openrouter", "google/gemini-2.5-flash")],
+        ),
         ("llama3.2:1b", [("ollama", "llama3.2:1b"), ("openrouter", "llama3.2:1b")]),
         ("gpt-oss:20b", [("ollama", "gpt-oss:20b"), ("openrouter", "gpt-oss:20b")]),
-        ("ft:gpt-4o-mini:acme::abc123", [("openai", "ft:gpt-4o-mini:acme::abc123"), ("openrouter", "openai/ft:gpt-4o-mini:acme::abc123")]),
+        (
+            "ft:gpt-4o-mini:acme::abc123",
+            [
+                ("openai", "ft:gpt-4o-mini:acme::abc123"),
+                ("openrouter", "openai/ft:gpt-4o-mini:acme::abc123"),
+            ],
+        ),
         ("mistral-large", [("openrouter", "mistral-large")]),
         ("anthropic:claude-3-haiku", [("anthropic", "claude-3-haiku")]),
         ("ollama:qwen3", [("ollama", "qwen3")]),
@@ -55,18 +70,42 @@ def test_default_table_for_chat(model: str, expected: list[tuple[str, str]]) -> 
 @pytest.mark.parametrize(
     ("model", "capability", "expected"),
     [
-        ("all-MiniLM-L6-v2", "embed", [("local", "all-MiniLM-L6-v2"), ("huggingface", "all-MiniLM-L6-v2")]),
-        ("text-embedding-3-small", "embed", [("openai", "text-embedding-3-small"), ("local", "text-embedding-3-small"), ("huggingface", "text-embedding-3-small")]),
-        ("BAAI/bge-small-en-v1.5", "embed", [("openrouter", "BAAI/bge-small-en-v1.5"), ("local", "BAAI/bge-small-en-v1.5"), ("huggingface", "BAAI/bge-small-en-v1.5")]),
+        (
+            "all-MiniLM-L6-v2",
+            "embed",
+            [("local", "all-MiniLM-L6-v2"), ("huggingface", "all-MiniLM-L6-v2")],
+        ),
+        (
+            "text-embedding-3-small",
+            "embed",
+            [
+                ("openai", "text-embedding-3-small"),
+                ("local", "text-embedding-3-small"),
+                ("huggingface", "text-embedding-3-small"),
+            ],
+        ),
+        (
+            "BAAI/bge-small-en-v1.5",
+            "embed",
+            [
+                ("openrouter", "BAAI/bge-small-en-v1.5"),
+                ("local", "BAAI/bge-small-en-v1.5"),
+                ("huggingface", "BAAI/bge-small-en-v1.5"),
+            ],
+        ),
         ("gpt-4o", "tokens", [("openai", "gpt-4o"), ("local", "gpt-4o")]),
     ],
 )
-def test_default_chains_of_other_capabilities(model: str, capability: str, expected: list[tuple[str, str]]) -> None:
+def test_default_chains_of_other_capabilities(
+    model: str, capability: str, expected: list[tuple[str, str]]
+) -> None:
     assert route(model, capability) == expected
 
 
 def test_config_rules_and_chains_come_first() -> None:
-    config = ALL + """
+    config = (
+        ALL
+        + """
 [routing]
 chat = ["ollama", "openai"]
 [[routing.rules]]
@@ -76,18 +115,28 @@ provider = "ollama"
 match = "gpt-4o*"
 provider = "openrouter"
 """
-    assert route("mistral-large", config=config) == [("ollama", "mistral-large"), ("openai", "mistral-large")]
+    )
+    assert route("mistral-large", config=config) == [
+        ("ollama", "mistral-large"),
+        ("openai", "mistral-large"),
+    ]
     # A config rule beats the built-in gpt-* rule; the vendor prefix follows the rule's provider.
     assert route("gpt-4o", config=config)[0] == ("openrouter", "gpt-4o")
     assert route("claude-3-haiku", config=config) == [
-        ("anthropic", "claude-3-haiku"), ("ollama", "claude-3-haiku"), ("openai", "claude-3-haiku"),
+        ("anthropic", "claude-3-haiku"),
+        ("ollama", "claude-3-haiku"),
+        ("openai", "claude-3-haiku"),
     ]
 
 
 def test_unconfigured_providers_are_skipped_and_nothing_left_is_an_error() -> None:
     only_openrouter = "[providers.openrouter]\n"
-    assert route("claude-3-haiku", config=only_openrouter) == [("openrouter", "anthropic/claude-3-haiku")]
-    with pytest.raises(errors.NoProvider, match="no configured provider can serve model 'llama3.2:1b'"):
+    assert route("claude-3-haiku", config=only_openrouter) == [
+        ("openrouter", "anthropic/claude-3-haiku")
+    ]
+    with pytest.raises(
+        errors.NoProvider, match=r"no configured provider can serve model 'llama3\.2:1b'"
+    ):
         route("llama3.2:1b", config="[providers.anthropic]\n")
 
 
@@ -123,7 +172,9 @@ KEYS = {"OPENAI_API_KEY": "sk-routing-test-1", "OPENROUTER_API_KEY": "sk-or-rout
 
 async def test_fallback_on_connection_refused(upstream: FakeOpenAIUpstream) -> None:
     # Ollama is not running: the request falls through to OpenRouter.
-    config = make_config(_config(upstream, "http://127.0.0.1:9", '["ollama", "openrouter"]'), env=KEYS)
+    config = make_config(
+        _config(upstream, "http://127.0.0.1:9", '["ollama", "openrouter"]'), env=KEYS
+    )
     async with daemon_client(config) as client:
         reply = await client.chat("hi", model="llama3.2:1b")
         assert reply.content == TEXT and reply.provider == "openrouter"
@@ -131,7 +182,9 @@ async def test_fallback_on_connection_refused(upstream: FakeOpenAIUpstream) -> N
 
 
 async def test_fallback_on_503_and_the_chain_in_the_error(upstream: FakeOpenAIUpstream) -> None:
-    config = make_config(_config(upstream, "http://127.0.0.1:9", '["openai", "openrouter"]'), env=KEYS)
+    config = make_config(
+        _config(upstream, "http://127.0.0.1:9", '["openai", "openrouter"]'), env=KEYS
+    )
     upstream.openai.scenario = "overloaded"
     async with daemon_client(config) as client:
         reply = await client.chat("hi", model="gpt-4o-mini")
@@ -147,14 +200,18 @@ async def test_fallback_on_503_and_the_chain_in_the_error(upstream: FakeOpenAIUp
 async def test_fallback_when_a_model_is_over_budget(upstream: FakeOpenAIUpstream) -> None:
     """Ollama answers that the model needs more memory than it has: the chain moves on."""
     async with FakeOllama() as ollama:
-        config = make_config(_config(upstream, ollama.base_url, '["ollama", "openrouter"]'), env=KEYS)
+        config = make_config(
+            _config(upstream, ollama.base_url, '["ollama", "openrouter"]'), env=KEYS
+        )
         async with daemon_client(config) as client:
             reply = await client.chat("hi", model="memory:latest")
             assert reply.provider == "openrouter"
 
 
 async def test_no_fallback_on_the_requests_own_400(upstream: FakeOpenAIUpstream) -> None:
-    config = make_config(_config(upstream, "http://127.0.0.1:9", '["openai", "openrouter"]'), env=KEYS)
+    config = make_config(
+        _config(upstream, "http://127.0.0.1:9", '["openai", "openrouter"]'), env=KEYS
+    )
     upstream.openai.scenario = "bad-request"
     async with daemon_client(config) as client:
         with pytest.raises(InvalidInput) as caught:

@@ -242,7 +242,9 @@ def _type_name(tp: Any) -> str:
         return "a table"
     if dataclasses.is_dataclass(tp):
         return "a table"
-    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(tp, str(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
+        tp, str(tp)
+    )
 
 
 def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
@@ -312,7 +314,9 @@ def _build(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
     return cls(**kwargs)
 
 
-def _providers(table: dict[str, Any], source: str) -> tuple[dict[str, ProviderConfig], LocalConfig | None]:
+def _providers(
+    table: dict[str, Any], source: str
+) -> tuple[dict[str, ProviderConfig], LocalConfig | None]:
     remote: dict[str, ProviderConfig] = {}
     local = None
     for name, body in table.items():
@@ -327,7 +331,7 @@ def _providers(table: dict[str, Any], source: str) -> tuple[dict[str, ProviderCo
         if kind not in REMOTE_KINDS:
             raise ConfigError(
                 f"{source}: providers.{name}: unknown provider kind {kind!r} "
-                f"(expected one of: {', '.join(REMOTE_KINDS)}; set kind = \"...\" for a custom name)"
+                f'(expected one of: {", ".join(REMOTE_KINDS)}; set kind = "..." for a custom name)'
             )
         remote[name] = dataclasses.replace(
             conf, kind=kind, base_url=(conf.base_url or DEFAULT_BASE_URLS[kind]).rstrip("/")
@@ -460,7 +464,9 @@ def load_config(
     if secrets_path is None:
         secrets_path = default_secrets_path()
     if path is None:
-        return parse_config(embedded_default_text(), "<embedded default>", secrets_path=secrets_path)
+        return parse_config(
+            embedded_default_text(), "<embedded default>", secrets_path=secrets_path
+        )
     try:
         text = path.read_text()
     except OSError as err:

@@ -86,7 +86,16 @@ def spawn_ratd(
     }
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ratd", "--config", str(config_path), "--ready-file", str(ready), *extra_args],
+            [
+                sys.executable,
+                "-m",
+                "ratd",
+                "--config",
+                str(config_path),
+                "--ready-file",
+                str(ready),
+                *extra_args,
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=child_env,

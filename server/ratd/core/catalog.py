@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from ratatoskr.v1 import models_pb2
 from ratd import errors
 from ratd.core.routing import Router
 from ratd.core.validation import validate_model
 from ratd.providers.base import Provider
 from ratd.registry import Presets, Registry
-from ratatoskr.v1 import models_pb2
 
 # Capabilities whose routing may name the provider of a model, in the order asked.
 _CAPABILITIES = ("chat", "embed", "nli", "classify", "tokens")
@@ -46,10 +46,10 @@ class Catalog:
             seen += [(c.provider, c.model) for c in candidates if (c.provider, c.model) not in seen]
         return [c for c in seen if c[0] in self.providers]
 
-    def list_models(self, provider: str = "") -> list[models_pb2.ModelInfo]:
+    async def list_models(self, provider: str = "") -> list[models_pb2.ModelInfo]:
         return [md.info for md in self.registry.models(provider)]
 
-    def metadata(self, model: str) -> models_pb2.ModelMetadata | None:
+    async def metadata(self, model: str) -> models_pb2.ModelMetadata | None:
         """From memory only: the first provider the routing would use that knows it."""
         validate_model("model", model)
         name = self.resolve_name(model)
@@ -69,7 +69,7 @@ class Catalog:
         )
         if names:
             self.registry.save_cache()
-        return self.metadata(model)
+        return await self.metadata(model)
 
     async def status(self, model: str) -> models_pb2.ModelStatusResponse:
         """What the provider reports (local and Ollama models: loaded or not), else
@@ -89,9 +89,11 @@ class Catalog:
             reason = f"no configured provider lists {model} (would try: {tried})"
         else:
             reason = f"no configured provider can serve {model}"
-        return models_pb2.ModelStatusResponse(status=models_pb2.MODEL_STATUS_UNAVAILABLE, reason=reason)
+        return models_pb2.ModelStatusResponse(
+            status=models_pb2.MODEL_STATUS_UNAVAILABLE, reason=reason
+        )
 
-    def resolve_preset(self, tier: str, capability: str) -> models_pb2.ResolvePresetResponse:
+    async def resolve_preset(self, tier: str, capability: str) -> models_pb2.ResolvePresetResponse:
         if not tier or not capability:
             field = "tier" if not tier else "capability"
             raise errors.InvalidInput(f"{field}: must not be empty", field=field)
@@ -102,5 +104,5 @@ class Catalog:
             found=True, model_id=preset.model, parameters=preset.to_proto()
         )
 
-    def list_presets(self) -> list[models_pb2.PresetTierEntry]:
+    async def list_presets(self) -> list[models_pb2.PresetTierEntry]:
         return self.presets.tiers()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import Config
 from ratd.core.catalog import Catalog
@@ -29,7 +30,6 @@ from ratd.core.validation import (
 from ratd.metrics import SPEND
 from ratd.providers.base import ChatLike, GenerateLike, Provider
 from ratd.registry import Presets, Registry
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,9 @@ class Gateway:
                 failures.append((provider.name, err))
                 if not err.fallback:
                     break
-                log.debug("%s failed for %s (%s); trying the next provider", provider.name, model, err)
+                log.debug(
+                    "%s failed for %s (%s); trying the next provider", provider.name, model, err
+                )
         raise self._exhausted(capability, model, failures)
 
     async def _first_stream(
@@ -182,7 +184,9 @@ class Gateway:
                     failures.append((provider.name, err))
                     if not err.fallback:
                         break
-                    log.debug("%s failed for %s (%s); trying the next provider", provider.name, model, err)
+                    log.debug(
+                        "%s failed for %s (%s); trying the next provider", provider.name, model, err
+                    )
                     continue
                 except StopAsyncIteration:
                     empty = errors.UpstreamProtocolError(
@@ -299,7 +303,9 @@ class Gateway:
 
         return await self._first_success("generate", request.options.model, call, request.options)
 
-    def generate_stream(self, request: GenerateLike) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
+    def generate_stream(
+        self, request: GenerateLike
+    ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
         validate_generate(request, self.max_bytes)
         request = self._with_preset(request)
         return self._first_stream(
@@ -325,7 +331,8 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
-        (embedding,) = await self._first_success("embed", model, lambda p, m: p.embed([request.text], m)
+        (embedding,) = await self._first_success(
+            "embed", model, lambda p, m: p.embed([request.text], m)
         )
         return inference_pb2.EmbedResponse(
             values=embedding.values, model=embedding.model, dimensions=embedding.dimensions
@@ -341,7 +348,9 @@ class Gateway:
         results = await self._first_success("nli", model, lambda p, m: p.infer_nli(pairs, m))
         return inference_pb2.InferNliBatchResponse(results=results)
 
-    async def infer_nli(self, request: inference_pb2.InferNliRequest) -> inference_pb2.InferNliResponse:
+    async def infer_nli(
+        self, request: inference_pb2.InferNliRequest
+    ) -> inference_pb2.InferNliResponse:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         pair = inference_pb2.NliPair(premise=request.premise, hypothesis=request.hypothesis)
@@ -361,7 +370,8 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
-        return await self._first_success("classify", model, lambda p, m: p.classify_zero_shot(request, m)
+        return await self._first_success(
+            "classify", model, lambda p, m: p.classify_zero_shot(request, m)
         )
 
     async def classify_stance(
@@ -371,7 +381,8 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
-        return await self._first_success("stance", model, lambda p, m: p.classify_stance(request, m)
+        return await self._first_success(
+            "stance", model, lambda p, m: p.classify_stance(request, m)
         )
 
     async def count_tokens(
@@ -380,22 +391,26 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success("tokens", model, lambda p, m: p.count_tokens(request.text, m)
+        return await self._first_success(
+            "tokens", model, lambda p, m: p.count_tokens(request.text, m)
         )
 
-    async def tokenize(self, request: inference_pb2.TokenizeRequest) -> inference_pb2.TokenizeResponse:
+    async def tokenize(
+        self, request: inference_pb2.TokenizeRequest
+    ) -> inference_pb2.TokenizeResponse:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success("tokens", model, lambda p, m: p.tokenize(request.text, m)
-        )
+        return await self._first_success("tokens", model, lambda p, m: p.tokenize(request.text, m))
 
     # -- models ----------------------------------------------------------------------------------
 
     def _local(self) -> Provider:
         local = self.providers.get("local")
         if local is None:
-            raise errors.NotImplementedYet("no local model provider is configured ([providers.local])")
+            raise errors.NotImplementedYet(
+                "no local model provider is configured ([providers.local])"
+            )
         return local
 
     async def list_loaded(self) -> list[models_pb2.LoadedModel]:
@@ -412,6 +427,8 @@ class Gateway:
         validate_model("model", model)
         return await self._local().unload_model(model)
 
-    def download_model(self, model: str, revision: str) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+    def download_model(
+        self, model: str, revision: str
+    ) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
         validate_model("model", model)
         return self._local().download_model(model, revision)

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
+from ratatoskr.v1 import models_pb2
 from ratd import errors
 from ratd.providers.base import Provider
 from ratd.registry import Registry
-from ratatoskr.v1 import models_pb2
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ class ParameterPolicy:
                 continue
             kind = avail.WhichOneof("kind")
             value = getattr(options, name)
-            if kind == "unsupported":
-                found.add(name)
-            elif kind == "read_only_json" and not _same(value, avail.read_only_json):
+            if kind == "unsupported" or (
+                kind == "read_only_json" and not _same(value, avail.read_only_json)
+            ):
                 found.add(name)
             elif kind == "mutable_range" and _out_of_range(value, avail.mutable_range):
                 raise errors.InvalidInput(
@@ -108,7 +108,9 @@ class ParameterPolicy:
             metadata={"parameter": name},
         )
 
-    def learn(self, err: errors.GatewayError, request: ProtoMessage, provider: Provider, model: str) -> bool:
+    def learn(
+        self, err: errors.GatewayError, request: ProtoMessage, provider: Provider, model: str
+    ) -> bool:
         """After an upstream refused a parameter of ``request``: remember it, and say
         whether to send again without it (policy ``warn``). Under ``error`` the refusal
         becomes UnsupportedParameter, so the fallback chain can move on."""

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
+from ratatoskr.v1 import chat_pb2, inference_pb2
 from ratd.errors import InvalidInput
 from ratd.providers.base import ChatLike, GenerateLike
-from ratatoskr.v1 import chat_pb2, inference_pb2
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -45,7 +45,8 @@ class Limits:
         if size > self.max_bytes:
             raise _fail(
                 field,
-                f"{size} bytes exceeds the limit of {self.max_bytes} bytes (server.max_request_bytes)",
+                f"{size} bytes exceeds the limit of {self.max_bytes} bytes "
+                "(server.max_request_bytes)",
             )
         self._total += size
         if self._total > self.max_bytes:

@@ -55,11 +55,18 @@ def build_providers(config: Config) -> dict[str, Provider]:
     for name, conf in config.providers.items():
         cls = provider_class(conf.kind)
         if cls is None:
-            log.warning("provider %s (kind %s) is not available in this version of ratd; skipped", name, conf.kind)
+            log.warning(
+                "provider %s (kind %s) is not available in this version of ratd; skipped",
+                name,
+                conf.kind,
+            )
             continue
         key = config.api_key(name)
         if key is None:
-            log.warning("provider %s has no API key (secrets file or environment); requests go without one", name)
+            log.warning(
+                "provider %s has no API key (secrets file or environment); requests go without one",
+                name,
+            )
         providers[name] = cls(name, conf, key)
     local = build_local(config)
     if local is not None:

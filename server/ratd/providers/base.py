@@ -65,7 +65,9 @@ class Provider:
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
         raise self._unsupported("chat", model)
 
-    def chat_stream(self, request: ChatLike, model: str) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+    def chat_stream(
+        self, request: ChatLike, model: str
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         raise self._unsupported("streaming chat", model)
 
     async def generate(self, request: GenerateLike, model: str) -> chat_pb2.GenerateResponse:
@@ -157,7 +159,9 @@ class Provider:
     async def unload_model(self, model: str) -> bool:
         raise self._unsupported("unloading models", model)
 
-    def download_model(self, model: str, revision: str) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+    def download_model(
+        self, model: str, revision: str
+    ) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
         raise self._unsupported("downloading models", model)
 
 

@@ -743,7 +743,9 @@ class GeminiProvider(Provider):
         result = models_pb2.ModelMetadata(info=info)
         if info.HasField("max_output_tokens"):
             result.max_output_tokens = info.max_output_tokens
-            result.parameters.add(name="max_tokens", availability=md.mutable(1, info.max_output_tokens))
+            result.parameters.add(
+                name="max_tokens", availability=md.mutable(1, info.max_output_tokens)
+            )
 
         def number(key: str) -> float | None:
             value = item.get(key)

@@ -7,7 +7,6 @@ missing model, say); everything that HTTP itself means lives here once.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import email.utils
 import math
@@ -94,7 +93,8 @@ class HttpClient:
                 yield response
         except aiohttp.ClientConnectorError as err:
             raise errors.ProviderUnavailable(
-                f"{self.provider}: cannot connect to {self.base_url}: {err.os_error.strerror or err}",
+                f"{self.provider}: cannot connect to {self.base_url}: "
+                f"{err.os_error.strerror or err}",
                 provider=self.provider,
                 model=model,
             ) from None
@@ -117,7 +117,9 @@ class HttpClient:
                 model=model,
             ) from None
 
-    async def json(self, method: str, path: str, payload: Any = None, *, model: str = "") -> tuple[int, Mapping[str, str], Any]:
+    async def json(
+        self, method: str, path: str, payload: Any = None, *, model: str = ""
+    ) -> tuple[int, Mapping[str, str], Any]:
         """Send a request and read the whole body; JSON bodies come back parsed."""
         async with self.request(method, path, payload, model=model) as response:
             body = await response.read()
@@ -139,7 +141,9 @@ def loads_or_protocol_error(data: str | bytes, provider: str, model: str) -> Any
     except orjson.JSONDecodeError:
         snippet = data[:200] if isinstance(data, str) else data[:200].decode(errors="replace")
         raise errors.UpstreamProtocolError(
-            f"{provider}: malformed JSON in the response: {snippet!r}", provider=provider, model=model
+            f"{provider}: malformed JSON in the response: {snippet!r}",
+            provider=provider,
+            model=model,
         ) from None
 
 
@@ -234,12 +238,3 @@ def error_for_status(
     if status >= 500 or status in (408, 409):
         return errors.ProviderUnavailable(text, **common)
     return errors.UpstreamInvalidRequest(text, **common)
-
-
-async def cancel_safely(task: asyncio.Task[Any]) -> None:
-    """Cancel a helper task and wait for it, without letting its cancellation escape."""
-    task.cancel()
-    try:
-        await task
-    except (asyncio.CancelledError, Exception):
-        pass

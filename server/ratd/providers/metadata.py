@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ratatoskr.v1 import models_pb2
 
@@ -30,16 +30,11 @@ PARAMETERS = (
     "cache_prompt",
 )
 
-_CAPABILITIES = {
-    name.removeprefix("MODEL_CAPABILITY_").lower(): value
-    for name, value in models_pb2.ModelCapability.items()
-    if value
-}
-
 
 def capability(name: str) -> models_pb2.ModelCapability:
-    """``"chat"`` → MODEL_CAPABILITY_CHAT (raises KeyError for unknown names)."""
-    return _CAPABILITIES[name]
+    """``"chat"`` → MODEL_CAPABILITY_CHAT (raises ValueError for unknown names)."""
+    value = models_pb2.ModelCapability.Value(f"MODEL_CAPABILITY_{name.upper()}")
+    return cast(models_pb2.ModelCapability, value)
 
 
 def capability_name(value: int) -> str:

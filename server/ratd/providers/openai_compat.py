@@ -30,6 +30,7 @@ from ratd.providers.http import (
     loads_or_protocol_error,
     parse_body,
 )
+from ratd.providers.messages import retyped
 from ratd.providers.streams import iter_sse
 from ratd.secrets import Secret
 
@@ -78,7 +79,9 @@ _WIRE_PARAMETERS = {
     "parallel_tool_calls": "parallel_tool_calls",
     "response_format": "response_format",
 }
-_UNRECOGNIZED_RE = re.compile(r"(?:Unrecognized request argument supplied|Unsupported parameter): '?(\w+)")
+_UNRECOGNIZED_RE = re.compile(
+    r"(?:Unrecognized request argument supplied|Unsupported parameter): '?(\w+)"
+)
 
 
 def refused_parameter(error: Any, code: str, message: str) -> str:
@@ -91,7 +94,7 @@ def refused_parameter(error: Any, code: str, message: str) -> str:
     return _WIRE_PARAMETERS.get(wire, "")
 
 
-def finish_reason(value: str | None) -> int:
+def finish_reason(value: str | None) -> chat_pb2.FinishReason:
     return _FINISH.get(value or "", chat_pb2.FINISH_REASON_UNSPECIFIED)
 
 
@@ -325,7 +328,14 @@ class OpenAICompatibleProvider(Provider):
             # Only with tools: OpenAI refuses tool_choice without them (400).
             if options.HasField("tool_choice"):
                 body["tool_choice"] = _tool_choice(options.tool_choice)
-        for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "top_k"):
+        for name in (
+            "temperature",
+            "top_p",
+            "frequency_penalty",
+            "presence_penalty",
+            "seed",
+            "top_k",
+        ):
             if options.HasField(name):
                 value = getattr(options, name)
                 body[name] = round(value, 6) if isinstance(value, float) else value
@@ -375,22 +385,22 @@ class OpenAICompatibleProvider(Provider):
     def refine_error(
         self, error: errors.GatewayError, status: int, code: str, message: str
     ) -> errors.GatewayError:
-        common = {"provider": error.provider, "model": error.model, "metadata": error.metadata}
         lowered = message.lower()
         if code == "context_length_exceeded" or "maximum context length" in lowered:
             match = _CONTEXT_LIMIT_RE.search(message)
-            limit = int(match.group(1)) if match else None
-            return errors.ContextLengthExceeded(error.message, limit=limit, **common)
+            return retyped(
+                errors.ContextLengthExceeded, error, limit=int(match.group(1)) if match else None
+            )
         if code == "insufficient_quota":
-            return errors.QuotaExceeded(error.message, **common)
+            return retyped(errors.QuotaExceeded, error)
         if code == "model_not_found" or (status == 400 and "not a valid model" in lowered):
-            return errors.ModelNotFound(error.message, **common)
+            return retyped(errors.ModelNotFound, error)
         if code in ("content_policy_violation", "content_filter") or (
             status == 403 and "flagged" in lowered
         ):
-            return errors.ContentFiltered(error.message, **common)
+            return retyped(errors.ContentFiltered, error)
         if code == "invalid_api_key":
-            return errors.AuthenticationFailed(error.message, **common)
+            return retyped(errors.AuthenticationFailed, error)
         return error
 
     def stream_error(self, obj: Any, model: str) -> errors.GatewayError:
@@ -447,7 +457,9 @@ class OpenAICompatibleProvider(Provider):
             arguments = function.get("arguments")
             if not isinstance(arguments, str):
                 arguments = orjson.dumps(arguments or {}).decode()
-            response.tool_calls.add(id=call.get("id") or "", name=function.get("name") or "", arguments=arguments)
+            response.tool_calls.add(
+                id=call.get("id") or "", name=function.get("name") or "", arguments=arguments
+            )
         if data.get("usage"):
             response.usage.CopyFrom(usage_from_wire(data["usage"]))
         return response
@@ -457,7 +469,9 @@ class OpenAICompatibleProvider(Provider):
         async with self.http.request("POST", self.chat_path, body, model=model) as response:
             raw = await response.read()
             if response.status != 200:
-                raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
         data = self._object(loads_or_protocol_error(raw, self.name, model), model)
         if data.get("error"):
             raise self.stream_error(data["error"], model)
@@ -470,13 +484,17 @@ class OpenAICompatibleProvider(Provider):
         async with self.http.request("POST", self.chat_path, body, model=model) as response:
             if response.status != 200:
                 raw = await response.read()
-                raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
             if response.content_type == "application/json":
                 data = parse_body(await response.read())
                 if isinstance(data, dict) and data.get("error"):
                     raise self.stream_error(data["error"], model)
                 raise errors.UpstreamProtocolError(
-                    f"{self.name}: expected an event stream, got JSON", provider=self.name, model=model
+                    f"{self.name}: expected an event stream, got JSON",
+                    provider=self.name,
+                    model=model,
                 )
             assembler = StreamAssembler()
             saw_done = False
@@ -533,7 +551,9 @@ class OpenAIProvider(OpenAICompatibleProvider):
         async with self.http.request("POST", "/embeddings", body, model=model) as response:
             raw = await response.read()
             if response.status != 200:
-                raise self.error_from_body(response.status, parse_body(raw), model, response.headers)
+                raise self.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
         data = self._object(loads_or_protocol_error(raw, self.name, model), model)
         items = sorted(data.get("data") or (), key=lambda item: item.get("index", 0))
         if len(items) != len(texts):
@@ -550,7 +570,9 @@ class OpenAIProvider(OpenAICompatibleProvider):
             else:
                 values = [float(v) for v in vector or ()]
             result.append(
-                inference_pb2.Embedding(values=values, model=data.get("model") or model, dimensions=len(values))
+                inference_pb2.Embedding(
+                    values=values, model=data.get("model") or model, dimensions=len(values)
+                )
             )
         return result
 
@@ -577,17 +599,22 @@ _OPENROUTER_OPAQUE = {
 }
 
 
+def _table(item: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = item.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def openrouter_metadata(item: Mapping[str, Any], provider: str) -> models_pb2.ModelMetadata | None:
     """One entry of OpenRouter's ``/models`` (prices per token as strings, context,
     supported parameters) as metadata; None when the entry is unusable."""
     model_id = item.get("id")
     if not isinstance(model_id, str) or not model_id:
         return None
-    pricing = item.get("pricing") if isinstance(item.get("pricing"), dict) else {}
-    top = item.get("top_provider") if isinstance(item.get("top_provider"), dict) else {}
-    arch = item.get("architecture") if isinstance(item.get("architecture"), dict) else {}
-    supported = item.get("supported_parameters")
-    supported = {p for p in supported if isinstance(p, str)} if isinstance(supported, list) else None
+    pricing = _table(item, "pricing")
+    top = _table(item, "top_provider")
+    arch = _table(item, "architecture")
+    listed = item.get("supported_parameters")
+    supported = {p for p in listed if isinstance(p, str)} if isinstance(listed, list) else None
     max_output = top.get("max_completion_tokens")
     max_output = max_output if isinstance(max_output, int) and max_output > 0 else None
     context = item.get("context_length")

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ratd import errors
 from ratatoskr.v1 import models_pb2
+from ratd import errors
 
 PREFIX = "ratatoskr:"
 _FLOATS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
@@ -106,5 +106,7 @@ class Presets:
         order = {"free": 0, "budget": 1, "mid": 2, "premium": 3}
         return [
             models_pb2.PresetTierEntry(tier=tier, capabilities=caps)
-            for tier, caps in sorted(by_tier.items(), key=lambda item: (order.get(item[0], 9), item[0]))
+            for tier, caps in sorted(
+                by_tier.items(), key=lambda item: (order.get(item[0], 9), item[0])
+            )
         ]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ratd.providers import metadata as md
 from ratatoskr.v1 import models_pb2
+from ratd.providers import metadata as md
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,8 @@ def _model(entry: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> models
     params = {}
     max_output = entry.get("max_output_tokens")
     for name, spec in profiles.get(entry.get("profile", ""), {}).items():
-        if name == "max_tokens" and isinstance(spec, dict) and max_output:
-            spec = {**spec, "max": max_output}
-        params[name] = md.availability(spec)
+        capped = {**spec, "max": max_output} if name == "max_tokens" and max_output else spec
+        params[name] = md.availability(capped)
     price = entry.get("price") or [None, None]
     return md.metadata(
         entry["id"],
@@ -50,7 +49,11 @@ def _with_implied(capabilities: list[str]) -> list[str]:
 
 
 def load_seed(text: str | None = None) -> Seed:
-    data = json.loads(text if text is not None else resources.files("ratd.registry").joinpath("seed.json").read_text())
+    data = json.loads(
+        text
+        if text is not None
+        else resources.files("ratd.registry").joinpath("seed.json").read_text()
+    )
     models: dict[str, list[models_pb2.ModelMetadata]] = {}
     for entry in data["models"]:
         models.setdefault(entry["provider"], []).append(_model(entry, data.get("profiles", {})))

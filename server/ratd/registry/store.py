@@ -24,9 +24,9 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from ratatoskr.v1 import chat_pb2, models_pb2
 from ratd.providers.base import Provider
 from ratd.registry.seed import Seed, load_seed
-from ratatoskr.v1 import chat_pb2, models_pb2
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ CACHE_VERSION = 1
 Key = tuple[str, str]  # (configured provider name, model id)
 
 
-def merge(base: models_pb2.ModelMetadata, live: models_pb2.ModelMetadata) -> models_pb2.ModelMetadata:
+def merge(
+    base: models_pb2.ModelMetadata, live: models_pb2.ModelMetadata
+) -> models_pb2.ModelMetadata:
     """``base`` with every value ``live`` knows replacing it, key by key."""
     merged = models_pb2.ModelMetadata()
     merged.CopyFrom(base)
@@ -276,7 +278,9 @@ class Registry:
                 if name not in self.kinds and name != "local":
                     continue
                 models = [
-                    json_format.ParseDict(item, models_pb2.ModelMetadata(), ignore_unknown_fields=True)
+                    json_format.ParseDict(
+                        item, models_pb2.ModelMetadata(), ignore_unknown_fields=True
+                    )
                     for item in entry.get("models", [])
                 ]
                 self.set_live(name, models)

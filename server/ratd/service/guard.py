@@ -5,7 +5,6 @@ of errors into statuses. Bugs become INTERNAL with a request id and a logged tra
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 import os
@@ -91,15 +90,11 @@ class CallGuard:
         self,
         context: grpc.aio.ServicerContext,
         method: str,
-        call: Callable[[], Awaitable[T]] | Callable[[], T],
+        call: Callable[[], Awaitable[T]],
     ) -> T:
-        """Run one unary call: admitted, bounded by the time limit, errors as statuses.
-        ``call`` may answer at once (lookups from memory) or be awaited."""
+        """Run one unary call: admitted, bounded by the time limit, errors as statuses."""
         async with self._admitted(context, method):
-            result = call()
-            if inspect.isawaitable(result):
-                return await result  # type: ignore[no-any-return]
-            return result
+            return await call()
         raise AssertionError("unreachable: _admitted aborts on every error")
 
     async def stream(

@@ -3,13 +3,13 @@ and returns what the core answers. Nothing but gRPC concerns live here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
-from ratd import __version__, errors
+from ratd import __version__
 from ratd.core.gateway import Gateway
 from ratd.service.guard import CallGuard
 
@@ -120,13 +120,10 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
-        return await self.guard.unary(
-            context,
-            "ListModels",
-            lambda: models_pb2.ListModelsResponse(
-                models=self.gateway.catalog.list_models(request.provider)
-            ),
+        found = await self.guard.unary(
+            context, "ListModels", lambda: self.gateway.catalog.list_models(request.provider)
         )
+        return models_pb2.ListModelsResponse(models=found)
 
     async def ModelStatus(
         self, request: models_pb2.ModelStatusRequest, context: Context
@@ -166,11 +163,8 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def ListPresets(
         self, request: models_pb2.ListPresetsRequest, context: Context
     ) -> models_pb2.ListPresetsResponse:
-        return await self.guard.unary(
-            context,
-            "ListPresets",
-            lambda: models_pb2.ListPresetsResponse(tiers=self.gateway.catalog.list_presets()),
-        )
+        tiers = await self.guard.unary(context, "ListPresets", self.gateway.catalog.list_presets)
+        return models_pb2.ListPresetsResponse(tiers=tiers)
 
     async def GetCapabilities(
         self, request: models_pb2.GetCapabilitiesRequest, context: Context
