@@ -130,32 +130,48 @@ async def test_idle_unload_gives_memory_back(model_root: Path, tmp_path: Path) -
         assert (await client.embed("hello", "beta")).dimensions == 16
 
 
+async def fit_budget(daemon: Daemon, client: ServiceClient, room_for: float) -> int:
+    """Size the RAM budget from this very daemon's measurements of the test models.
+
+    RSS deltas of the same model differ between processes and over a long test run
+    (allocator state), so a budget sized from a measurement taken elsewhere can be off by
+    more than the margin these tests need; the manager re-measures on each load anyway.
+    """
+    sizes = []
+    for name in NAMES:
+        sizes.append((await client.load_model(name)).bytes)
+        assert await client.unload_model(name)
+    manager = manager_of(daemon)
+    manager.budget = int(room_for * max(sizes))
+    return manager.budget
+
+
 async def test_lru_eviction_keeps_the_sum_within_budget(
     model_root: Path, tmp_path: Path, measured_bytes: int
 ) -> None:
-    budget_mb = int(2.6 * measured_bytes / MB)  # room for two
-    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=budget_mb)) as (
+    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
         daemon,
         client,
     ):
+        budget = await fit_budget(daemon, client, room_for=2.5)
         await client.embed("hello", "alpha")
         await client.embed("hello", "beta")
         await client.embed("hello again", "alpha")  # beta is now the least recently used
         await client.embed("hello", "gamma")
         assert await loaded_names(client) == {"alpha", "gamma"}
         total = sum(m.bytes for m in await client.list_loaded())
-        assert total <= budget_mb * MB
-        assert manager_of(daemon).used_bytes() <= budget_mb * MB
+        assert total <= budget
+        assert manager_of(daemon).used_bytes() <= budget
 
 
 async def test_a_model_in_use_is_never_evicted(
     model_root: Path, tmp_path: Path, measured_bytes: int
 ) -> None:
-    budget_mb = int(1.6 * measured_bytes / MB)  # room for one
-    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=budget_mb)) as (
+    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
         daemon,
         client,
     ):
+        await fit_budget(daemon, client, room_for=1.5)
         manager = manager_of(daemon)
         async with manager.use("alpha"):  # a request in flight on alpha
             with pytest.raises(ModelNotAvailable) as caught:
@@ -175,10 +191,15 @@ async def test_pinned_models_load_at_start_and_stay(
         tmp_path,
         pinned=["alpha"],
         idle_timeout_secs=0.2,
-        ram_budget_mb=int(2.6 * measured_bytes / MB),
+        ram_budget_mb=4096,
     )
-    async with daemon_and_client(text) as (_, client):
+    async with daemon_and_client(text) as (daemon, client):
         (pinned,) = await client.list_loaded()
+        sizes = [pinned.bytes]
+        for name in ("beta", "gamma"):
+            sizes.append((await client.load_model(name)).bytes)
+            assert await client.unload_model(name)
+        manager_of(daemon).budget = int(2.5 * max(sizes))
         assert pinned.name == "alpha" and pinned.pinned and not pinned.HasField("expires_at")
         await client.embed("hello", "beta")
         await client.embed("hello", "gamma")  # over budget for three: beta goes, never alpha

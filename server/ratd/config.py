@@ -47,6 +47,9 @@ class ServerConfig:
     max_request_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
     log_format: str = "text"
+    # One structured line per request (method, model, providers tried, status, times,
+    # tokens) at level info.
+    log_requests: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,10 @@ class ProviderConfig:
     kind: str = ""
     base_url: str = ""
     connect_timeout_secs: float = 10.0
-    # Longest silence allowed while reading a response (first byte or between chunks).
-    read_timeout_secs: float = 300.0
+    # Longest wait for the response to begin (for an unstreamed answer: all of it).
+    first_byte_timeout_secs: float = 300.0
+    # Longest silence between two chunks of a response once it has begun.
+    read_timeout_secs: float = 120.0
     max_connections: int = 256
     # Extra HTTP headers sent with every request (e.g. OpenRouter HTTP-Referer, X-Title).
     headers: dict[str, str] = field(default_factory=dict)
@@ -165,6 +170,47 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class RetryConfig:
+    """Retries of one provider before the fallback chain moves on. Only transient
+    failures are retried (429 but not quota, 5xx, 529, connection errors, timeouts)."""
+
+    # Attempts per provider, the first included (1: no retries).
+    max_attempts: int = 3
+    initial_delay_ms: float = 250.0
+    max_delay_ms: float = 8000.0
+    # Each backoff delay is reduced by up to this fraction, at random.
+    jitter: float = 0.5
+    # A provider's retry hint (Retry-After, RetryInfo, estimated_time) longer than this
+    # is not waited for: the fallback chain moves on instead.
+    max_retry_after_secs: float = 30.0
+    # Retries allowed as a fraction of recent requests (over budget_window_secs), plus
+    # budget_min_retries, so that a provider that is down does not get a retry storm.
+    budget_ratio: float = 0.2
+    budget_window_secs: float = 10.0
+    budget_min_retries: int = 10
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Response cache of deterministic calls (embeddings, NLI, classification, stance)."""
+
+    enabled: bool = True
+    max_entries: int = 10_000
+    max_mb: float = 64.0
+    ttl_secs: float = 600.0
+    # Also cache Chat answers, when the request sets temperature = 0 (unary calls only).
+    chat: bool = False
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    # OTLP/gRPC collector, e.g. "http://127.0.0.1:4317" ("": no tracing). Needs the
+    # `otel` extra (pip install 'ratatoskr[otel]').
+    otlp_endpoint: str = ""
+    service_name: str = "ratd"
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     # Fetch the providers' model lists at all (false: seed data and the cache only).
     live: bool = True
@@ -216,6 +262,9 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     presets: dict[str, dict[str, PresetConfig]] = field(default_factory=dict)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"

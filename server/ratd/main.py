@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ratd import __version__
@@ -43,13 +44,10 @@ def _summary(config: Config) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        config = load_config(args.config, args.secrets, use_embedded=args.default_config)
-    except (ConfigError, SecretsError) as err:
-        print(f"ratd: {err}", file=sys.stderr)
-        return 2
+def read_config(args: argparse.Namespace) -> Config:
+    """The config from the files (or the embedded default), with the command-line
+    overrides on top; called again on every reload."""
+    config = load_config(args.config, args.secrets, use_embedded=args.default_config)
     if args.address or args.log_level:
         server = dataclasses.replace(
             config.server,
@@ -57,21 +55,32 @@ def main(argv: list[str] | None = None) -> int:
             log_level=args.log_level or config.server.log_level,
         )
         config = dataclasses.replace(config, server=server)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = read_config(args)
+    except (ConfigError, SecretsError) as err:
+        print(f"ratd: {err}", file=sys.stderr)
+        return 2
     if args.check_config:
         print(_summary(config))
         return 0
     setup_logging(config.server.log_level, config.server.log_format)
+    serve = _serve(config, args.ready_file, lambda: read_config(args))
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(config, args.ready_file))
-    return uvloop.run(_serve(config, args.ready_file))
+        return asyncio.run(serve)
+    return uvloop.run(serve)
 
 
-async def _serve(config: Config, ready_file: Path | None) -> int:
+async def _serve(config: Config, ready_file: Path | None, reread: Callable[[], Config]) -> int:
     from ratd.server import Daemon  # the server stack loads only when serving
 
-    return await Daemon(config, ready_file=ready_file).run()
+    return await Daemon(config, ready_file=ready_file, reread=reread).run()
 
 
 if __name__ == "__main__":

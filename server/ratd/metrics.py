@@ -1,11 +1,58 @@
 """Prometheus metrics of ratd (``ratatoskr_*``), in the default registry that the
-metrics endpoint serves. Labels stay bounded: model labels are registry model names,
-anything else is "other"."""
+metrics endpoint serves. Labels stay bounded: providers are the configured ones,
+operations the RPC names, models those the registry knows (anything else is "other")."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+REQUESTS = Counter(
+    "ratatoskr_requests",
+    "RPCs served, by the provider that answered (none when no provider was reached).",
+    ["provider", "operation", "status"],
+)
+DURATION = Histogram(
+    "ratatoskr_request_duration_seconds",
+    "Time from receiving an RPC to its end (streams: to the last event).",
+    ["operation"],
+    buckets=_LATENCY,
+)
+OVERHEAD = Histogram(
+    "ratatoskr_gateway_overhead_seconds",
+    "ratd's own share of a call: its duration (streams: to the first event) minus the "
+    "time spent waiting on providers.",
+    ["operation"],
+    buckets=_OVERHEAD,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "ratatoskr_time_to_first_token_seconds",
+    "Streams: time from receiving the RPC to sending its first event.",
+    ["provider", "operation"],
+    buckets=_LATENCY,
+)
+TOKENS = Counter("ratatoskr_tokens", "Tokens reported by providers.", ["provider", "direction"])
+RETRIES = Counter("ratatoskr_retries", "Retries of a provider call.", ["provider"])
+FALLBACKS = Counter(
+    "ratatoskr_fallbacks",
+    "Times the fallback chain moved on from a provider that failed.",
+    ["provider", "capability"],
+)
+CACHE_HITS = Counter("ratatoskr_cache_hits", "Response cache hits.", ["operation"])
+CACHE_MISSES = Counter("ratatoskr_cache_misses", "Response cache misses.", ["operation"])
+IN_FLIGHT = Gauge("ratatoskr_in_flight_requests", "RPCs being served now.")
+LOADED_MODELS = Gauge("ratatoskr_loaded_models", "Local models loaded now.")
+MODEL_BYTES = Gauge(
+    "ratatoskr_loaded_model_bytes", "Measured memory of each loaded local model.", ["model"]
+)
+BATCH_SIZE = Histogram(
+    "ratatoskr_batch_size",
+    "Items per local inference batch.",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 SPEND = Counter(
     "ratatoskr_spend_usd",
     "Spend in US dollars at the registry's prices (or the provider's reported cost).",

@@ -5,10 +5,12 @@ drain in-flight calls up to the grace period, close upstream sessions, exit 0)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -17,12 +19,17 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
-from ratd import __version__
-from ratd.config import Config
+from ratd import __version__, tracing
+from ratd.config import Config, ConfigError
 from ratd.core.gateway import Gateway
+from ratd.logs import setup_logging
+from ratd.notify import Notifier
 from ratd.providers import build_providers
+from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
 from ratd.service.guard import CallGuard
+from ratd.service.holder import GatewayHolder
+from ratd.service.metrics_server import MetricsServer
 from ratd.service.ratatoskr_service import RatatoskrService
 
 log = logging.getLogger(__name__)
@@ -65,28 +72,53 @@ def server_options(config: Config) -> list[tuple[str, int]]:
 
 
 class Daemon:
-    """One ratd: ``start()`` serves, ``stop()`` drains; ``run()`` does both around signals."""
+    """One ratd: ``start()`` serves, ``stop()`` drains; ``run()`` does both around signals;
+    ``reload()`` swaps in a freshly read config."""
 
-    def __init__(self, config: Config, *, ready_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        ready_file: Path | None = None,
+        reread: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
         self.ready_file = ready_file
+        # Reads the config and secrets again for a reload (raises ConfigError/SecretsError).
+        self.reread = reread
         self.stopping = asyncio.Event()
         self.address = ""
-        self.gateway = Gateway(config, build_providers(config))
+        self.holder = GatewayHolder(Gateway(config, build_providers(config)))
+        # systemd (Type=notify): READY/RELOADING/STOPPING and watchdog pings; a no-op
+        # without $NOTIFY_SOCKET.
+        self.notifier = Notifier()
+        server = config.server
         self.guard = CallGuard(
-            config.server.max_concurrent_requests, config.server.request_timeout_secs
+            self.holder,
+            server.max_concurrent_requests,
+            server.request_timeout_secs,
+            log_requests=server.log_requests,
         )
-        self.service = RatatoskrService(self.gateway, self.guard, git_sha())
+        self.service = RatatoskrService(self.guard, git_sha())
         self.health = health_aio.HealthServicer()
+        self.metrics = MetricsServer(
+            server.metrics_address, self.holder, lambda: self.service.serving
+        )
         self.server = grpc.aio.server(options=server_options(config))
         ratatoskr_pb2_grpc.add_RatatoskrServicer_to_server(self.service, self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.gateway, self.guard), self.server
+            AdminService(self.guard, self.reload), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
         )
+        self._reloading = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.holder.current
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -95,11 +127,14 @@ class Daemon:
     async def start(self) -> None:
         """Bind, start serving and report SERVING. Raises OSError when it cannot bind."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        tracing.setup(self.config.tracing)
         try:
             port = self.server.add_insecure_port(self.config.server.address)
         except RuntimeError as err:
             raise OSError(f"cannot listen on {self.config.server.address}: {err}") from None
         self.address = _bound_address(self.config.server.address, port)
+        if self.config.server.metrics_address:
+            await self.metrics.start()
         await self.gateway.start()
         await self.server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -113,16 +148,76 @@ class Daemon:
         )
         if self.ready_file is not None:
             self.ready_file.write_text(self.address + "\n")
+        self.notifier.ready(f"serving on {self.address}")
+        self.notifier.start_watchdog()
 
     async def stop(self) -> None:
-        """NOT_SERVING, refuse new calls, drain in-flight ones up to the grace period."""
+        """NOT_SERVING, refuse new calls, drain in-flight ones (streams included) up to the
+        grace period, close upstream sessions."""
         grace = self.config.server.shutdown_grace_secs
         log.info("shutting down: draining in-flight calls for up to %ss", grace)
+        self.notifier.stopping(f"draining in-flight calls for up to {grace}s")
         self.service.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        for task in list(self._retiring):
+            await task
         await self.gateway.close()
+        await self.metrics.stop()
+        await self.notifier.stop_watchdog()
+        tracing.shutdown()
         log.info("ratd stopped")
+
+    async def reload(self) -> tuple[bool, str]:
+        """Read config and secrets again, validate them, and swap in a new gateway. Calls
+        in flight finish on the old one; an invalid config leaves everything as it was."""
+        if self.reread is None:
+            return False, "this ratd was not started from a config it can read again"
+        async with self._reloading:
+            self.notifier.reloading()
+            try:
+                config = self.reread()
+            except (ConfigError, SecretsError) as err:
+                log.error("reload rejected, keeping the running config: %s", err)
+                self.notifier.ready("reload rejected; serving the previous config")
+                return False, f"reload rejected: {err}"
+            kept = _restart_only_changes(self.config, config)
+            if kept:
+                log.warning(
+                    "reload: %s change only with a restart; keeping the old", ", ".join(kept)
+                )
+                config = dataclasses.replace(
+                    config,
+                    server=dataclasses.replace(
+                        config.server,
+                        address=self.config.server.address,
+                        metrics_address=self.config.server.metrics_address,
+                    ),
+                    tracing=self.config.tracing,
+                )
+            gateway = Gateway(config, build_providers(config))
+            await gateway.start()
+            old = self.holder.swap(gateway)
+            self.config = config
+            server = config.server
+            self.guard.configure(
+                server.max_concurrent_requests,
+                server.request_timeout_secs,
+                log_requests=server.log_requests,
+            )
+            setup_logging(server.log_level, server.log_format)
+            task = asyncio.get_running_loop().create_task(
+                self.holder.retire(old, config.server.shutdown_grace_secs)
+            )
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            log.info(
+                "config reloaded from %s (providers: %s)",
+                config.source,
+                ", ".join(sorted(gateway.providers)) or "none",
+            )
+            self.notifier.ready(f"serving on {self.address}")
+            return True, f"reloaded {config.source}"
 
     async def run(self) -> int:
         try:
@@ -139,9 +234,18 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: log.warning("SIGHUP: config reload is not available yet")
-        )
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+
+
+def _restart_only_changes(old: Config, new: Config) -> list[str]:
+    """Keys a reload cannot change (listening sockets, the tracing exporter)."""
+    changed = []
+    for key in ("address", "metrics_address"):
+        if getattr(old.server, key) != getattr(new.server, key):
+            changed.append(f"server.{key}")
+    if old.tracing != new.tracing:
+        changed.append("[tracing]")
+    return changed
 
 
 def _bound_address(address: str, port: int) -> str:

@@ -24,7 +24,9 @@ def make_config(text: str, env: dict[str, str] | None = None) -> Config:
     """A Config from TOML text; keys come only from ``env`` (never the real environment)."""
     body = textwrap.dedent(text)
     if "[server]" not in body:
-        body = '[server]\naddress = "127.0.0.1:0"\n' + body
+        body = '[server]\naddress = "127.0.0.1:0"\nmetrics_address = "127.0.0.1:0"\n' + body
+    if "[retry]" not in body:  # tests that count requests see one attempt per provider
+        body += "\n[retry]\nmax_attempts = 1\n"
     if "[registry]" not in body:  # no background model-list fetches, no cache on disk
         body += '\n[registry]\nlive = false\ncache_path = ""\n'
     return parse_config(body, "<test>", env=env or {})
@@ -74,7 +76,9 @@ def spawn_ratd(
     config_path = tmp_path / "config.toml"
     body = textwrap.dedent(config_text)
     if "[server]" not in body:
-        body = '[server]\naddress = "127.0.0.1:0"\n' + body
+        body = '[server]\naddress = "127.0.0.1:0"\nmetrics_address = "127.0.0.1:0"\n' + body
+    if "[retry]" not in body:
+        body += "\n[retry]\nmax_attempts = 1\n"
     config_path.write_text(body)
     ready = tmp_path / "ratd.ready"
     log_path = tmp_path / "ratd.log"

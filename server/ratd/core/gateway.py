@@ -6,18 +6,23 @@ provider might not have (unavailable, rate limited, unauthenticated, unsupported
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
-from ratd import errors
+from ratd import errors, tracing
 from ratd.config import Config
+from ratd.core.cache import ResponseCache, cache_key
+from ratd.core.calls import current
 from ratd.core.catalog import Catalog
 from ratd.core.parameters import ParameterPolicy
+from ratd.core.retry import Retrier
 from ratd.core.routing import Router
 from ratd.core.validation import (
     validate_chat,
@@ -27,7 +32,7 @@ from ratd.core.validation import (
     validate_size,
     validate_texts,
 )
-from ratd.metrics import SPEND
+from ratd.metrics import FALLBACKS, SPEND, TOKENS
 from ratd.providers.base import ChatLike, GenerateLike, Provider
 from ratd.registry import Presets, Registry
 
@@ -36,6 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 E = TypeVar("E")
 R = TypeVar("R", bound=ProtoMessage)
+Item = TypeVar("Item")
+Result = TypeVar("Result", bound=ProtoMessage)
+Answer2 = TypeVar("Answer2", bound=ProtoMessage)
 Answer = TypeVar("Answer", chat_pb2.ChatResponse, chat_pb2.GenerateResponse)
 Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse)
 
@@ -71,6 +79,8 @@ class Gateway:
         self.router = Router(config, claimed)
         self.parameters = ParameterPolicy(config.validation.parameter_policy, self.registry)
         self.catalog = Catalog(self.registry, self.presets, self.router, self.providers)
+        self.retry = Retrier(config.retry)
+        self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
 
     async def start(self) -> None:
@@ -143,6 +153,10 @@ class Gateway:
             first.message = f"{first.message} (all providers failed: {detail})"
         return first
 
+    def _moving_on(self, provider: Provider, capability: str, err: errors.GatewayError) -> None:
+        FALLBACKS.labels(provider.name, capability).inc()
+        log.debug("%s failed (%s); trying the next provider", provider.name, err)
+
     async def _first_success(
         self,
         capability: str,
@@ -150,20 +164,60 @@ class Gateway:
         call: Callable[[Provider, str], Awaitable[T]],
         options: ProtoMessage | None = None,
     ) -> T:
+        """The first provider's answer, each provider retried while that may help."""
         failures: list[tuple[str, errors.GatewayError]] = []
+        info = current()
         for provider, provider_model in self._candidates(model, capability, options):
             if capability not in provider.capabilities:
                 continue
-            try:
-                return await call(provider, provider_model)
-            except errors.GatewayError as err:
-                failures.append((provider.name, err))
-                if not err.fallback:
-                    break
-                log.debug(
-                    "%s failed for %s (%s); trying the next provider", provider.name, model, err
-                )
+            if info is not None:
+                info.model = info.model or model
+                info.attempt(provider.name)
+            with tracing.provider_span(
+                capability, provider.name, provider.kind, provider_model, options
+            ) as span:
+                try:
+                    answer = await self.retry.run(
+                        partial(call, provider, provider_model), provider.name
+                    )
+                except errors.GatewayError as err:
+                    tracing.failed(span, err)
+                    failures.append((provider.name, err))
+                    if not err.fallback:
+                        break
+                    self._moving_on(provider, capability, err)
+                    continue
+                if info is not None:
+                    info.provider = provider.name
+                    if info.usage is not None:
+                        tracing.record_usage(span, info.usage)
+                return answer
         raise self._exhausted(capability, model, failures)
+
+    async def _opened_stream(
+        self,
+        open_stream: Callable[[Provider, str], AsyncIterator[E]],
+        provider: Provider,
+        model: str,
+    ) -> tuple[E, AsyncIterator[E]]:
+        return await self._opened(open_stream(provider, model), provider, model)
+
+    @staticmethod
+    async def _opened(
+        stream: AsyncIterator[E], provider: Provider, model: str
+    ) -> tuple[E, AsyncIterator[E]]:
+        """A stream with its first event read: the point after which no retry or fallback
+        may happen, since the caller has begun to receive the answer."""
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            raise errors.UpstreamProtocolError(
+                f"{provider.name}: empty stream", provider=provider.name, model=model
+            ) from None
+        except BaseException:
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise
+        return first, stream
 
     async def _first_stream(
         self,
@@ -172,31 +226,39 @@ class Gateway:
         open_stream: Callable[[Provider, str], AsyncIterator[E]],
         options: ProtoMessage | None = None,
     ) -> AsyncIterator[E]:
-        """Stream from the first provider that produces an event; fall back only before it."""
+        """Stream from the first provider that produces an event; retry and fall back only
+        before it."""
         failures: list[tuple[str, errors.GatewayError]] = []
+        info = current()
         for provider, provider_model in self._candidates(model, capability, options):
             if capability not in provider.capabilities:
                 continue
-            async with aclosing(open_stream(provider, provider_model)) as stream:  # type: ignore[type-var]
+            if info is not None:
+                info.model = info.model or model
+                info.attempt(provider.name)
+            with tracing.provider_span(
+                capability, provider.name, provider.kind, provider_model, options
+            ) as span:
                 try:
-                    first = await anext(stream)
+                    first, stream = await self.retry.run(
+                        partial(self._opened_stream, open_stream, provider, provider_model),
+                        provider.name,
+                    )
                 except errors.GatewayError as err:
+                    tracing.failed(span, err)
                     failures.append((provider.name, err))
                     if not err.fallback:
                         break
-                    log.debug(
-                        "%s failed for %s (%s); trying the next provider", provider.name, model, err
-                    )
+                    self._moving_on(provider, capability, err)
                     continue
-                except StopAsyncIteration:
-                    empty = errors.UpstreamProtocolError(
-                        f"{provider.name}: empty stream", provider=provider.name, model=model
-                    )
-                    failures.append((provider.name, empty))
-                    continue
-                yield first
-                async for event in stream:
-                    yield event
+                if info is not None:
+                    info.provider = provider.name
+                async with aclosing(stream):  # type: ignore[type-var]
+                    yield first
+                    async for event in stream:
+                        yield event
+                if info is not None and info.usage is not None:
+                    tracing.record_usage(span, info.usage)
                 return
         raise self._exhausted(capability, model, failures)
 
@@ -214,8 +276,13 @@ class Gateway:
         preset.fill(resolved.options)  # type: ignore[attr-defined]
         return resolved
 
-    def _price(self, provider: Provider, model: str, usage: chat_pb2.Usage) -> None:
-        """Fill in the cost of ``usage`` (unless the provider reported it) and count it."""
+    def _account(self, provider: Provider, model: str, usage: chat_pb2.Usage) -> None:
+        """Fill in the cost of ``usage`` (unless the provider reported it) and count the
+        tokens and the spend."""
+        TOKENS.labels(provider.name, "prompt").inc(usage.prompt_tokens)
+        TOKENS.labels(provider.name, "completion").inc(usage.completion_tokens)
+        if (info := current()) is not None:
+            info.usage = usage
         if not usage.HasField("cost_usd"):
             cost = self.registry.cost(provider.name, model, usage)
             if cost is None:
@@ -234,14 +301,19 @@ class Gateway:
         """One provider's answer: parameters fitted to the model, a refused parameter
         learned (and, under ``warn``, the request sent once more without it), cost added."""
         prepared = self.parameters.apply(request, provider, model)
+        started = time.perf_counter()
         try:
-            answer = await send(prepared)
-        except errors.UpstreamInvalidRequest as err:
-            if not self.parameters.learn(err, prepared, provider, model):
-                raise
-            answer = await send(self.parameters.apply(request, provider, model))
+            try:
+                answer = await send(prepared)
+            except errors.UpstreamInvalidRequest as err:
+                if not self.parameters.learn(err, prepared, provider, model):
+                    raise
+                answer = await send(self.parameters.apply(request, provider, model))
+        finally:
+            if (info := current()) is not None:
+                info.upstream += time.perf_counter() - started
         if answer.HasField("usage"):
-            self._price(provider, model, answer.usage)
+            self._account(provider, model, answer.usage)
         return answer
 
     async def _relay(
@@ -253,20 +325,25 @@ class Gateway:
     ) -> AsyncIterator[Event]:
         """``_send`` for streams: a refusal can only come before the first event."""
         prepared = self.parameters.apply(request, provider, model)
+        started = time.perf_counter()
         stream = open_stream(prepared)
         try:
-            first = await anext(stream)
-        except errors.UpstreamInvalidRequest as err:
-            await stream.aclose()  # type: ignore[attr-defined]
-            if not self.parameters.learn(err, prepared, provider, model):
-                raise
-            stream = open_stream(self.parameters.apply(request, provider, model))
-            first = await anext(stream)
+            try:
+                first = await anext(stream)
+            except errors.UpstreamInvalidRequest as err:
+                await stream.aclose()  # type: ignore[attr-defined]
+                if not self.parameters.learn(err, prepared, provider, model):
+                    raise
+                stream = open_stream(self.parameters.apply(request, provider, model))
+                first = await anext(stream)
+        finally:
+            if (info := current()) is not None:
+                info.upstream += time.perf_counter() - started
         async with aclosing(stream):  # type: ignore[type-var]
             event = first
             while True:
                 if event.WhichOneof("event") == "usage":
-                    self._price(provider, model, event.usage)
+                    self._account(provider, model, event.usage)
                 yield event
                 try:
                     event = await anext(stream)
@@ -278,11 +355,15 @@ class Gateway:
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
         validate_chat(request, self.max_bytes)
         request = self._with_preset(request)
+        model = request.options.model
 
         async def call(provider: Provider, model: str) -> chat_pb2.ChatResponse:
             return await self._send(provider, model, request, lambda r: provider.chat(r, model))
 
-        return await self._first_success("chat", request.options.model, call, request.options)
+        options = request.options
+        if self.cache.config.chat and options.HasField("temperature") and options.temperature == 0:
+            return await self._whole("chat", model, request, call, chat_pb2.ChatResponse)
+        return await self._first_success("chat", model, call, request.options)
 
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
@@ -317,6 +398,66 @@ class Gateway:
 
     # -- inference --------------------------------------------------------------------------------
 
+    async def _per_item(
+        self,
+        capability: str,
+        model: str,
+        items: list[Item],
+        *,
+        key: Callable[[Item], bytes],
+        compute: Callable[[Provider, str, list[Item]], Awaitable[Sequence[Result]]],
+        cls: type[Result],
+    ) -> list[Result]:
+        """Results for ``items``, each from the cache when it is there; the rest computed
+        in one call through the fallback chain, then cached."""
+        keys = [key(item) for item in items]
+        found: list[Result | None] = [self.cache.get(capability, k, cls) for k in keys]
+        missing = [i for i, result in enumerate(found) if result is None]
+        if missing:
+            todo = [items[i] for i in missing]
+            computed = await self._first_success(
+                capability, model, lambda p, m: compute(p, m, todo)
+            )
+            if len(computed) != len(todo):
+                raise errors.UpstreamProtocolError(
+                    f"asked for {len(todo)} results, got {len(computed)}", model=model
+                )
+            for i, result in zip(missing, computed, strict=True):
+                found[i] = result
+                self.cache.put(keys[i], result)
+        elif (info := current()) is not None:
+            info.cache, info.provider, info.model = "hit", "cache", model
+        return [result for result in found if result is not None]
+
+    async def _whole(
+        self,
+        capability: str,
+        model: str,
+        request: ProtoMessage,
+        compute: Callable[[Provider, str], Awaitable[Answer2]],
+        cls: type[Answer2],
+    ) -> Answer2:
+        """One answer, from the cache when the same request was answered before."""
+        key = cache_key(capability, model, request.SerializeToString(deterministic=True))
+        cached = self.cache.get(capability, key, cls)
+        if cached is not None:
+            if (info := current()) is not None:
+                info.cache, info.provider, info.model = "hit", "cache", model
+            return cached
+        answer = await self._first_success(capability, model, compute)
+        self.cache.put(key, answer)
+        return answer
+
+    async def _embeddings(self, model: str, texts: list[str]) -> list[inference_pb2.Embedding]:
+        return await self._per_item(
+            "embed",
+            model,
+            texts,
+            key=lambda text: cache_key("embed", model, text),
+            compute=lambda p, m, todo: p.embed(todo, m),
+            cls=inference_pb2.Embedding,
+        )
+
     async def embed_batch(
         self, request: inference_pb2.EmbedBatchRequest
     ) -> inference_pb2.EmbedBatchResponse:
@@ -324,18 +465,27 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         texts = list(request.texts)
         validate_texts("texts", texts, self.max_bytes, MAX_BATCH_ITEMS)
-        embeddings = await self._first_success("embed", model, lambda p, m: p.embed(texts, m))
-        return inference_pb2.EmbedBatchResponse(embeddings=embeddings)
+        return inference_pb2.EmbedBatchResponse(embeddings=await self._embeddings(model, texts))
 
     async def embed(self, request: inference_pb2.EmbedRequest) -> inference_pb2.EmbedResponse:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
-        (embedding,) = await self._first_success(
-            "embed", model, lambda p, m: p.embed([request.text], m)
-        )
+        (embedding,) = await self._embeddings(model, [request.text])
         return inference_pb2.EmbedResponse(
             values=embedding.values, model=embedding.model, dimensions=embedding.dimensions
+        )
+
+    async def _nli(
+        self, model: str, pairs: list[inference_pb2.NliPair]
+    ) -> list[inference_pb2.NliResult]:
+        return await self._per_item(
+            "nli",
+            model,
+            pairs,
+            key=lambda pair: cache_key("nli", model, pair.premise, pair.hypothesis),
+            compute=lambda p, m, todo: p.infer_nli(todo, m),
+            cls=inference_pb2.NliResult,
         )
 
     async def infer_nli_batch(
@@ -345,8 +495,7 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         pairs = list(request.pairs)
         validate_pairs(pairs, self.max_bytes, MAX_BATCH_ITEMS)
-        results = await self._first_success("nli", model, lambda p, m: p.infer_nli(pairs, m))
-        return inference_pb2.InferNliBatchResponse(results=results)
+        return inference_pb2.InferNliBatchResponse(results=await self._nli(model, pairs))
 
     async def infer_nli(
         self, request: inference_pb2.InferNliRequest
@@ -355,7 +504,7 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         pair = inference_pb2.NliPair(premise=request.premise, hypothesis=request.hypothesis)
         validate_pairs([pair], self.max_bytes, 1)
-        (result,) = await self._first_success("nli", model, lambda p, m: p.infer_nli([pair], m))
+        (result,) = await self._nli(model, [pair])
         return inference_pb2.InferNliResponse(
             entailment=result.entailment,
             contradiction=result.contradiction,
@@ -370,8 +519,12 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
-        return await self._first_success(
-            "classify", model, lambda p, m: p.classify_zero_shot(request, m)
+        return await self._whole(
+            "classify",
+            model,
+            request,
+            lambda p, m: p.classify_zero_shot(request, m),
+            inference_pb2.ClassifyZeroShotResponse,
         )
 
     async def classify_stance(
@@ -381,8 +534,12 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
-        return await self._first_success(
-            "stance", model, lambda p, m: p.classify_stance(request, m)
+        return await self._whole(
+            "stance",
+            model,
+            request,
+            lambda p, m: p.classify_stance(request, m),
+            inference_pb2.ClassifyStanceResponse,
         )
 
     async def count_tokens(

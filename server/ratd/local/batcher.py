@@ -29,6 +29,7 @@ import numpy as np
 
 from ratd import errors
 from ratd.local.onnx_model import Encoded
+from ratd.metrics import BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class Batcher:
                 if not self._pending:
                     break
                 batch, self._pending = cut_batch(self._pending, self.limits)
+                BATCH_SIZE.labels(self.name).observe(len(batch))
                 try:
                     rows = await loop.run_in_executor(
                         self.executor, self.run, [i.encoded for i in batch]

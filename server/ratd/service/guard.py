@@ -8,15 +8,21 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import TypeVar
 
 import grpc
 
-from ratd import errors
+from ratd import errors, tracing
+from ratd.core.calls import CallInfo, begin
+from ratd.core.gateway import Gateway
+from ratd.metrics import IN_FLIGHT
 from ratd.secrets import redact
-from ratd.service.status import internal_status, to_grpc_status
+from ratd.service.holder import GatewayHolder
+from ratd.service.report import report
+from ratd.service.status import internal_status, status_code, to_grpc_status
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +36,34 @@ def _request_id() -> str:
     return f"{_PREFIX}-{next(_ids)}"
 
 
-class CallGuard:
-    """Admission and error handling shared by all handlers of one server."""
+def status_name(exc: BaseException) -> str:
+    if isinstance(exc, errors.GatewayError):
+        return status_code(exc).name
+    if isinstance(exc, TimeoutError):
+        return "DEADLINE_EXCEEDED"
+    return "INTERNAL"
 
-    def __init__(self, max_concurrent: int, request_timeout: float) -> None:
+
+class CallGuard:
+    """Admission, time limits, error statuses and reporting, shared by all handlers."""
+
+    def __init__(
+        self,
+        holder: GatewayHolder,
+        max_concurrent: int,
+        request_timeout: float,
+        *,
+        log_requests: bool = True,
+    ) -> None:
+        self.holder = holder
+        self.active = 0
+        self.configure(max_concurrent, request_timeout, log_requests=log_requests)
+
+    def configure(self, max_concurrent: int, request_timeout: float, *, log_requests: bool) -> None:
+        """Take new limits (a config reload)."""
         self.max_concurrent = max_concurrent
         self.request_timeout = request_timeout
-        self.active = 0
+        self.log_requests = log_requests
 
     def _budget(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
@@ -60,8 +87,12 @@ class CallGuard:
     @asynccontextmanager
     async def _admitted(
         self, context: grpc.aio.ServicerContext, method: str
-    ) -> AsyncIterator[asyncio.Timeout]:
+    ) -> AsyncIterator[tuple[asyncio.Timeout, CallInfo]]:
+        budget = self._budget(context)
+        info = CallInfo(method, _request_id(), deadline=asyncio.get_running_loop().time() + budget)
+        begin(info)
         if self.active >= self.max_concurrent:
+            report(info, "RESOURCE_EXHAUSTED", log_requests=self.log_requests)
             await self._abort(
                 context,
                 method,
@@ -71,45 +102,59 @@ class CallGuard:
                 ),
             )
         self.active += 1
-        budget = self._budget(context)
+        IN_FLIGHT.inc()
+        status = "OK"
         try:
-            async with asyncio.timeout(budget) as timeout:
-                yield timeout
-        except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
+            with tracing.rpc_span(method, context, info):
+                async with asyncio.timeout(budget) as timeout:
+                    yield timeout, info
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:
             raise
         except TimeoutError:
+            status = "DEADLINE_EXCEEDED"
             await self._abort(
                 context, method, errors.Timeout(f"{method} did not finish within {budget:.3g}s")
             )
         except Exception as exc:
+            status = status_name(exc)
             await self._abort(context, method, exc)
         finally:
             self.active -= 1
+            IN_FLIGHT.dec()
+            report(info, status, log_requests=self.log_requests)
 
     async def unary(
         self,
         context: grpc.aio.ServicerContext,
         method: str,
-        call: Callable[[], Awaitable[T]],
+        call: Callable[[Gateway], Awaitable[T]],
     ) -> T:
-        """Run one unary call: admitted, bounded by the time limit, errors as statuses."""
-        async with self._admitted(context, method):
-            return await call()
+        """Run one unary call on the current gateway: admitted, bounded by the time limit,
+        errors as statuses."""
+        with self.holder.use() as gateway:
+            async with self._admitted(context, method):
+                return await call(gateway)
         raise AssertionError("unreachable: _admitted aborts on every error")
 
     async def stream(
         self,
         context: grpc.aio.ServicerContext,
         method: str,
-        open_stream: Callable[[], AsyncIterator[T]],
+        open_stream: Callable[[Gateway], AsyncIterator[T]],
     ) -> AsyncIterator[T]:
         """Relay one stream. The time limit bounds each silence, not the whole stream, and
         the source is closed at once when the client goes away."""
         loop = asyncio.get_running_loop()
-        async with (
-            self._admitted(context, method) as timeout,
-            aclosing(open_stream()) as events,  # type: ignore[type-var]
-        ):
-            async for event in events:
-                yield event
-                timeout.reschedule(loop.time() + self._budget(context))
+        with self.holder.use() as gateway:
+            async with (
+                self._admitted(context, method) as (timeout, info),
+                aclosing(open_stream(gateway)) as events,  # type: ignore[type-var]
+            ):
+                async for event in events:
+                    if info.first_event is None:
+                        info.first_event = time.perf_counter() - info.started
+                    yield event
+                    timeout.reschedule(loop.time() + self._budget(context))

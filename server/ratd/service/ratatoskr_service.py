@@ -10,7 +10,6 @@ import grpc
 
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
 from ratd import __version__
-from ratd.core.gateway import Gateway
 from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -31,8 +30,7 @@ _CAPABILITIES: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
 
 
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
-    def __init__(self, gateway: Gateway, guard: CallGuard, git_sha: str | None = None) -> None:
-        self.gateway = gateway
+    def __init__(self, guard: CallGuard, git_sha: str | None = None) -> None:
         self.guard = guard
         self.git_sha = git_sha
         self.serving = False
@@ -40,26 +38,26 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     # -- chat and generation -----------------------------------------------------------------
 
     async def Chat(self, request: chat_pb2.ChatRequest, context: Context) -> chat_pb2.ChatResponse:
-        return await self.guard.unary(context, "Chat", lambda: self.gateway.chat(request))
+        return await self.guard.unary(context, "Chat", lambda gw: gw.chat(request))
 
     async def ChatStream(
         self, request: chat_pb2.ChatStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         async for event in self.guard.stream(
-            context, "ChatStream", lambda: self.gateway.chat_stream(request)
+            context, "ChatStream", lambda gw: gw.chat_stream(request)
         ):
             yield event
 
     async def Generate(
         self, request: chat_pb2.GenerateRequest, context: Context
     ) -> chat_pb2.GenerateResponse:
-        return await self.guard.unary(context, "Generate", lambda: self.gateway.generate(request))
+        return await self.guard.unary(context, "Generate", lambda gw: gw.generate(request))
 
     async def GenerateStream(
         self, request: chat_pb2.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
         async for event in self.guard.stream(
-            context, "GenerateStream", lambda: self.gateway.generate_stream(request)
+            context, "GenerateStream", lambda gw: gw.generate_stream(request)
         ):
             yield event
 
@@ -68,52 +66,48 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def Embed(
         self, request: inference_pb2.EmbedRequest, context: Context
     ) -> inference_pb2.EmbedResponse:
-        return await self.guard.unary(context, "Embed", lambda: self.gateway.embed(request))
+        return await self.guard.unary(context, "Embed", lambda gw: gw.embed(request))
 
     async def EmbedBatch(
         self, request: inference_pb2.EmbedBatchRequest, context: Context
     ) -> inference_pb2.EmbedBatchResponse:
-        return await self.guard.unary(
-            context, "EmbedBatch", lambda: self.gateway.embed_batch(request)
-        )
+        return await self.guard.unary(context, "EmbedBatch", lambda gw: gw.embed_batch(request))
 
     async def InferNli(
         self, request: inference_pb2.InferNliRequest, context: Context
     ) -> inference_pb2.InferNliResponse:
-        return await self.guard.unary(context, "InferNli", lambda: self.gateway.infer_nli(request))
+        return await self.guard.unary(context, "InferNli", lambda gw: gw.infer_nli(request))
 
     async def InferNliBatch(
         self, request: inference_pb2.InferNliBatchRequest, context: Context
     ) -> inference_pb2.InferNliBatchResponse:
         return await self.guard.unary(
-            context, "InferNliBatch", lambda: self.gateway.infer_nli_batch(request)
+            context, "InferNliBatch", lambda gw: gw.infer_nli_batch(request)
         )
 
     async def ClassifyZeroShot(
         self, request: inference_pb2.ClassifyZeroShotRequest, context: Context
     ) -> inference_pb2.ClassifyZeroShotResponse:
         return await self.guard.unary(
-            context, "ClassifyZeroShot", lambda: self.gateway.classify_zero_shot(request)
+            context, "ClassifyZeroShot", lambda gw: gw.classify_zero_shot(request)
         )
 
     async def ClassifyStance(
         self, request: inference_pb2.ClassifyStanceRequest, context: Context
     ) -> inference_pb2.ClassifyStanceResponse:
         return await self.guard.unary(
-            context, "ClassifyStance", lambda: self.gateway.classify_stance(request)
+            context, "ClassifyStance", lambda gw: gw.classify_stance(request)
         )
 
     async def CountTokens(
         self, request: inference_pb2.CountTokensRequest, context: Context
     ) -> inference_pb2.CountTokensResponse:
-        return await self.guard.unary(
-            context, "CountTokens", lambda: self.gateway.count_tokens(request)
-        )
+        return await self.guard.unary(context, "CountTokens", lambda gw: gw.count_tokens(request))
 
     async def Tokenize(
         self, request: inference_pb2.TokenizeRequest, context: Context
     ) -> inference_pb2.TokenizeResponse:
-        return await self.guard.unary(context, "Tokenize", lambda: self.gateway.tokenize(request))
+        return await self.guard.unary(context, "Tokenize", lambda gw: gw.tokenize(request))
 
     # -- models --------------------------------------------------------------------------
 
@@ -121,7 +115,7 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
         found = await self.guard.unary(
-            context, "ListModels", lambda: self.gateway.catalog.list_models(request.provider)
+            context, "ListModels", lambda gw: gw.catalog.list_models(request.provider)
         )
         return models_pb2.ListModelsResponse(models=found)
 
@@ -129,25 +123,26 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         self, request: models_pb2.ModelStatusRequest, context: Context
     ) -> models_pb2.ModelStatusResponse:
         return await self.guard.unary(
-            context, "ModelStatus", lambda: self.gateway.catalog.status(request.model)
+            context, "ModelStatus", lambda gw: gw.catalog.status(request.model)
         )
 
     async def GetModelMetadata(
         self, request: models_pb2.GetModelMetadataRequest, context: Context
     ) -> models_pb2.GetModelMetadataResponse:
         found = await self.guard.unary(
-            context, "GetModelMetadata", lambda: self.gateway.catalog.metadata(request.model)
+            context, "GetModelMetadata", lambda gw: gw.catalog.metadata(request.model)
         )
         return models_pb2.GetModelMetadataResponse(found=found is not None, metadata=found)
 
     async def FetchModelMetadata(
         self, request: models_pb2.FetchModelMetadataRequest, context: Context
     ) -> models_pb2.FetchModelMetadataResponse:
-        timeout = self.gateway.config.registry.fetch_timeout_secs
         found = await self.guard.unary(
             context,
             "FetchModelMetadata",
-            lambda: self.gateway.catalog.fetch_metadata(request.model, timeout),
+            lambda gw: gw.catalog.fetch_metadata(
+                request.model, gw.config.registry.fetch_timeout_secs
+            ),
         )
         return models_pb2.FetchModelMetadataResponse(found=found is not None, metadata=found)
 
@@ -157,19 +152,19 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         return await self.guard.unary(
             context,
             "ResolvePreset",
-            lambda: self.gateway.catalog.resolve_preset(request.tier, request.capability),
+            lambda gw: gw.catalog.resolve_preset(request.tier, request.capability),
         )
 
     async def ListPresets(
         self, request: models_pb2.ListPresetsRequest, context: Context
     ) -> models_pb2.ListPresetsResponse:
-        tiers = await self.guard.unary(context, "ListPresets", self.gateway.catalog.list_presets)
+        tiers = await self.guard.unary(context, "ListPresets", lambda gw: gw.catalog.list_presets())
         return models_pb2.ListPresetsResponse(tiers=tiers)
 
     async def GetCapabilities(
         self, request: models_pb2.GetCapabilitiesRequest, context: Context
     ) -> models_pb2.GetCapabilitiesResponse:
-        found = self.gateway.capabilities()
+        found = self.guard.holder.current.capabilities()
         values = sorted({v for name in found for v in _CAPABILITIES.get(name, ())})
         return models_pb2.GetCapabilitiesResponse(capabilities=values)
 

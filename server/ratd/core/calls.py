@@ -1,0 +1,46 @@
+"""What one RPC did, gathered as it happens: the model, the providers tried, retries,
+time spent waiting on upstreams, the usage. The service layer starts it and reports it
+(metrics, the request log line, the trace); the core fills it in. It travels in a
+context variable, so no function signature has to carry it."""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from ratatoskr.v1 import chat_pb2
+
+
+@dataclass(slots=True)
+class CallInfo:
+    method: str
+    request_id: str
+    # When the call must be over, on the event loop's clock (retries never wait past it).
+    deadline: float
+    started: float = field(default_factory=time.perf_counter)
+    model: str = ""
+    provider: str = ""
+    tried: list[str] = field(default_factory=list)
+    retries: int = 0
+    # Seconds spent waiting on providers (until the first event, for streams).
+    upstream: float = 0.0
+    first_event: float | None = None
+    usage: chat_pb2.Usage | None = None
+    cache: str = ""
+
+    def attempt(self, provider: str) -> None:
+        if not self.tried or self.tried[-1] != provider:
+            self.tried.append(provider)
+
+
+_CURRENT: ContextVar[CallInfo | None] = ContextVar("ratd_call", default=None)
+
+
+def current() -> CallInfo | None:
+    """The call being served by this task, if any (None in tests that call the core)."""
+    return _CURRENT.get()
+
+
+def begin(info: CallInfo) -> None:
+    _CURRENT.set(info)

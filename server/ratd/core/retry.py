@@ -1,0 +1,109 @@
+"""Retries of one provider call, before the fallback chain moves on.
+
+Only failures that another attempt can cure are retried: rate limits (not an exhausted
+quota), 5xx and overload, connection errors and timeouts, cut or malformed responses.
+The provider's own hint (Retry-After, X-Ratelimit-Reset, Gemini RetryInfo, HuggingFace
+estimated_time) sets the wait when there is one; otherwise exponential backoff with
+jitter. No wait goes past the caller's deadline, and a retry budget (a fraction of
+recent requests) keeps a provider that is down from drawing a retry storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ratd import errors
+from ratd.config import RetryConfig
+from ratd.core.calls import current
+from ratd.metrics import RETRIES
+
+T = TypeVar("T")
+
+
+def retryable(err: errors.GatewayError) -> bool:
+    if isinstance(err, errors.QuotaExceeded):
+        return False
+    if isinstance(err, errors.NoProvider | errors.ShuttingDown):
+        return False
+    if isinstance(err, errors.ModelNotAvailable):
+        # A model that is loading says when to come back; one over a RAM budget does not.
+        return err.retry_after is not None
+    return isinstance(err, errors.RateLimited | errors.ProviderUnavailable)
+
+
+class RetryBudget:
+    """Retries may be at most ``ratio`` of the requests seen in the last ``window``
+    seconds, plus ``minimum``."""
+
+    def __init__(self, ratio: float, window: float, minimum: int) -> None:
+        self.ratio, self.window, self.minimum = ratio, window, minimum
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        for times in (self._requests, self._retries):
+            while times and times[0] < now - self.window:
+                times.popleft()
+
+    def request(self) -> None:
+        self._requests.append(time.monotonic())
+
+    def try_spend(self) -> bool:
+        now = time.monotonic()
+        self._trim(now)
+        if len(self._retries) >= self.minimum + self.ratio * len(self._requests):
+            return False
+        self._retries.append(now)
+        return True
+
+
+class Retrier:
+    def __init__(self, config: RetryConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.rng = rng or random.Random()
+        self.budget = RetryBudget(
+            config.budget_ratio, config.budget_window_secs, config.budget_min_retries
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1 for the first retry), jittered."""
+        base = self.config.initial_delay_ms * 2 ** (attempt - 1)
+        capped = min(base, self.config.max_delay_ms) / 1000
+        return capped * (1 - self.config.jitter * self.rng.random())
+
+    def wait_before(self, attempt: int, err: errors.GatewayError) -> float | None:
+        """How long to wait before retrying after ``err``; None: do not retry."""
+        if attempt >= self.config.max_attempts or not retryable(err):
+            return None
+        if err.retry_after is not None:
+            if err.retry_after > self.config.max_retry_after_secs:
+                return None
+            wait = err.retry_after
+        else:
+            wait = self.backoff(attempt)
+        info = current()
+        if info is not None and asyncio.get_running_loop().time() + wait >= info.deadline:
+            return None
+        return wait
+
+    async def run(self, call: Callable[[], Awaitable[T]], provider: str) -> T:
+        """``call()``, again while its failures are worth another attempt."""
+        self.budget.request()
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except errors.GatewayError as err:
+                wait = self.wait_before(attempt, err)
+                if wait is None or not self.budget.try_spend():
+                    raise
+            RETRIES.labels(provider).inc()
+            if (info := current()) is not None:
+                info.retries += 1
+            await asyncio.sleep(wait)
+            attempt += 1

@@ -1,0 +1,56 @@
+"""The gateway in service, swappable at run time: a config reload builds a new gateway
+and swaps it in; calls already running finish on the one they started with, which is
+closed once the last of them is done."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from ratd.core.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class GatewayHolder:
+    def __init__(self, gateway: Gateway) -> None:
+        self.current = gateway
+        self._users: dict[int, int] = {}
+        self._idle: dict[int, asyncio.Event] = {}
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Gateway]:
+        """The current gateway, held for the length of one call."""
+        gateway = self.current
+        key = id(gateway)
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            yield gateway
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key]
+                if key in self._idle:
+                    self._idle[key].set()
+
+    def swap(self, gateway: Gateway) -> Gateway:
+        old, self.current = self.current, gateway
+        return old
+
+    async def retire(self, gateway: Gateway, grace: float) -> None:
+        """Close ``gateway`` once no call uses it (or after ``grace`` seconds)."""
+        key = id(gateway)
+        if self._users.get(key):
+            idle = self._idle.setdefault(key, asyncio.Event())
+            try:
+                await asyncio.wait_for(idle.wait(), grace)
+            except TimeoutError:
+                log.warning(
+                    "closing the previous gateway with %d calls still on it",
+                    self._users.get(key, 0),
+                )
+            finally:
+                self._idle.pop(key, None)
+        await gateway.close()

@@ -1,0 +1,46 @@
+"""What ratd says about each finished call: Prometheus metrics and one structured log
+line (request id, method, model, providers tried, status, durations, tokens)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ratd.core.calls import CallInfo
+from ratd.metrics import DURATION, OVERHEAD, REQUESTS, TIME_TO_FIRST_TOKEN
+
+log = logging.getLogger("ratd.requests")
+
+
+def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
+    elapsed = time.perf_counter() - info.started
+    provider = info.provider or "none"
+    REQUESTS.labels(provider, info.method, status).inc()
+    DURATION.labels(info.method).observe(elapsed)
+    if info.first_event is not None:
+        TIME_TO_FIRST_TOKEN.labels(provider, info.method).observe(info.first_event)
+    if info.tried and info.upstream > 0:
+        until = info.first_event if info.first_event is not None else elapsed
+        OVERHEAD.labels(info.method).observe(max(0.0, until - info.upstream))
+    if log_requests and log.isEnabledFor(logging.INFO):
+        fields: dict[str, object] = {
+            "request_id": info.request_id,
+            "method": info.method,
+            "model": info.model,
+            "provider": info.provider,
+            "tried": ",".join(info.tried),
+            "status": status,
+            "ms": round(elapsed * 1000, 3),
+            "upstream_ms": round(info.upstream * 1000, 3),
+        }
+        if info.first_event is not None:
+            fields["ttft_ms"] = round(info.first_event * 1000, 3)
+        if info.retries:
+            fields["retries"] = info.retries
+        if info.cache:
+            fields["cache"] = info.cache
+        if info.usage is not None:
+            fields["tokens_in"] = info.usage.prompt_tokens
+            fields["tokens_out"] = info.usage.completion_tokens
+        text = " ".join(f"{k}={v}" for k, v in fields.items() if v not in ("", None))
+        log.info("request %s", text, extra={"fields": fields})

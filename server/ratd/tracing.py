@@ -1,0 +1,155 @@
+"""OpenTelemetry tracing, when ``[tracing] otlp_endpoint`` is set and the ``otel`` extra
+is installed: a span per RPC (continuing the caller's trace from the incoming gRPC
+metadata), and a span per provider call with the GenAI semantic-convention attributes.
+Without it every function here costs next to nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ratd.config import TracingConfig
+
+if TYPE_CHECKING:
+    import grpc
+
+    from ratd.core.calls import CallInfo
+
+log = logging.getLogger(__name__)
+
+
+class _State:
+    tracer: Any = None
+    provider: Any = None
+
+
+_state = _State()
+
+# GenAI semantic conventions: gen_ai.operation.name by routing capability.
+_OPERATIONS = {
+    "chat": "chat",
+    "generate": "text_completion",
+    "embed": "embeddings",
+    "nli": "nli",
+    "classify": "classify",
+    "stance": "stance",
+    "tokens": "count_tokens",
+}
+
+
+def setup(config: TracingConfig) -> None:
+    """Export spans to the configured OTLP/gRPC collector (once per process)."""
+    if not config.otlp_endpoint or _state.tracer is not None:
+        return
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        log.warning(
+            "[tracing] otlp_endpoint is set but OpenTelemetry is not installed "
+            "(pip install 'ratatoskr[otel]'); tracing is off"
+        )
+        return
+    endpoint = config.otlp_endpoint
+    insecure = not endpoint.startswith("https://")
+    provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=insecure))
+    )
+    _state.provider, _state.tracer = provider, provider.get_tracer("ratd")
+    log.info("tracing to %s", endpoint)
+
+
+def shutdown() -> None:
+    """Flush and stop the exporter."""
+    if _state.provider is not None:
+        _state.provider.shutdown()
+    _state.provider = _state.tracer = None
+
+
+@contextmanager
+def rpc_span(method: str, context: grpc.aio.ServicerContext, info: CallInfo) -> Iterator[None]:
+    if _state.tracer is None:
+        yield
+        return
+    from opentelemetry.propagate import extract
+    from opentelemetry.trace import SpanKind
+
+    carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+    attributes = {
+        "rpc.system": "grpc",
+        "rpc.service": "ratatoskr.v1.Ratatoskr",
+        "rpc.method": method,
+    }
+    with _state.tracer.start_as_current_span(
+        f"ratatoskr.v1.Ratatoskr/{method}",
+        context=extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    ) as span:
+        try:
+            yield
+        finally:
+            span.set_attribute("ratatoskr.request_id", info.request_id)
+            if info.model:
+                span.set_attribute("gen_ai.request.model", info.model)
+            if info.tried:
+                span.set_attribute("ratatoskr.providers_tried", ",".join(info.tried))
+
+
+@contextmanager
+def provider_span(
+    capability: str, provider: str, kind: str, model: str, options: Any = None
+) -> Iterator[Any]:
+    """A client span around one provider call; the caller adds the usage with
+    ``record_usage`` when it knows it."""
+    if _state.tracer is None:
+        yield None
+        return
+    from opentelemetry.trace import SpanKind
+
+    operation = _OPERATIONS.get(capability, capability)
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": kind,
+        "gen_ai.system": kind,
+        "gen_ai.request.model": model,
+        "ratatoskr.provider": provider,
+    }
+    for name in ("temperature", "top_p", "top_k", "max_tokens"):
+        if (
+            options is not None
+            and name in options.DESCRIPTOR.fields_by_name
+            and options.HasField(name)
+        ):
+            attributes[f"gen_ai.request.{name}"] = getattr(options, name)
+    with _state.tracer.start_as_current_span(
+        f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        yield span
+
+
+def record_usage(span: Any, usage: Any, response_model: str = "") -> None:
+    if span is None:
+        return
+    attributes: Mapping[str, Any] = {
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": usage.completion_tokens,
+    }
+    span.set_attributes(attributes)
+    if response_model:
+        span.set_attribute("gen_ai.response.model", response_model)
+
+
+def failed(span: Any, err: BaseException) -> None:
+    """Mark a provider span failed by an error that was handled (the chain moved on)."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    span.record_exception(err)
+    span.set_status(Status(StatusCode.ERROR, str(err)))
