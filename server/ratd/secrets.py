@@ -89,6 +89,8 @@ def _read_file(path: Path) -> dict[str, Secret]:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise SecretsError(f"{path}: secrets file not found") from None
+    except OSError as err:
+        raise SecretsError(f"{path}: cannot read the secrets file: {err.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretsError(
             f"{path}: refusing to read a secrets file that group or others may access "
@@ -96,6 +98,8 @@ def _read_file(path: Path) -> dict[str, Secret]:
         )
     try:
         data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise SecretsError(f"{path}: cannot read the secrets file: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise SecretsError(f"{path}: not valid TOML: {err}") from None
     keys: dict[str, Secret] = {}

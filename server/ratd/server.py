@@ -195,8 +195,13 @@ class Daemon:
                     ),
                     tracing=self.config.tracing,
                 )
-            gateway = Gateway(config, build_providers(config))
-            await gateway.start()
+            try:
+                gateway = Gateway(config, build_providers(config))
+                await gateway.start()
+            except Exception as err:  # the old gateway keeps serving whatever went wrong
+                log.exception("reload failed while starting the new providers")
+                self.notifier.ready("reload failed; serving the previous config")
+                return False, f"reload failed: {err}"
             old = self.holder.swap(gateway)
             self.config = config
             server = config.server

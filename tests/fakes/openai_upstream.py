@@ -38,7 +38,11 @@ attribute of the API's ``Flavour`` (``fake.openai.scenario = "rate-limit"``), el
 
 ``FakeOpenAIUpstream(static=True)`` answers every chat request with one precomputed
 reply, recording nothing, for benchmarks: ``python -m tests.fakes.openai_upstream
---static`` serves it standalone. This module does not import pytest.
+--static`` serves it standalone. By default a streamed reply is the whole precomputed
+SSE body in one write; ``static_chunks=N`` (``--static-chunks N``) makes it N content
+chunks written one SSE event per write, ``static_interval`` seconds apart
+(``--static-interval-ms``), as a real upstream streams tokens. This module does not
+import pytest.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import string
 import struct
 import time
@@ -235,6 +240,9 @@ class Flavour:
     provider_label: str = "Fjordline"  # OpenRouter's "provider" field
     # The /models answer: (status, body) instead of the built-in list, when set.
     models_reply: tuple[int, bytes] | None = None
+    # Scenarios for the next requests, one each, before ``scenario`` applies again
+    # (fault injection: fail twice, then answer).
+    script: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -482,6 +490,14 @@ def _mid_stream_provider_error(ctx: Context) -> Script:
 
 def _refusal(ctx: Context) -> Script:
     return Script((*(Refusal(p) for p in REFUSAL_PIECES), Finish("stop"), Usage(LENGTH_USAGE)))
+
+
+FLOOD_PIECE = "Yggdrasil " * 200  # 2 kB of content per event
+
+
+def _flood(ctx: Context) -> Script:
+    """A long stream (20 MB), for backpressure: a slow reader must slow the writer."""
+    return Script((*(Content(FLOOD_PIECE) for _ in range(10_000)), Finish("stop")))
 
 
 def _hang(ctx: Context) -> Script:
@@ -778,6 +794,7 @@ SCENARIOS: dict[str, Callable[[Context], Script | HttpReply]] = {
     "mid-stream-provider-error": _mid_stream_provider_error,
     "truncated": _truncated,
     "hang": _hang,
+    "flood": _flood,
     "ended-early": _ended_early,
     "malformed": _malformed,
     "non-object-chunk": _non_object_chunk,
@@ -1244,9 +1261,19 @@ class FakeOpenAIUpstream:
     ``base_url_openai`` and ``base_url_openrouter``; ``await close()`` at the end."""
 
     def __init__(
-        self, *, static: bool = False, write_size: int | None = None, seed: int = 7
+        self,
+        *,
+        static: bool = False,
+        write_size: int | None = None,
+        seed: int = 7,
+        static_chunks: int | None = None,
+        static_interval: float = 0.0,
     ) -> None:
         self.static = static
+        # Static mode: None streams the precomputed body in one write; n streams n content
+        # chunks, one event per write, static_interval seconds apart.
+        self.static_chunks = static_chunks
+        self.static_interval = static_interval
         self.scenario = "text"
         self.openai = Flavour(OPENAI)
         self.openrouter = Flavour(OPENROUTER)
@@ -1255,6 +1282,9 @@ class FakeOpenAIUpstream:
         self.requests: list[RecordedRequest] = []
         # Set when a client goes away while a "hang" scenario holds its request open.
         self.disconnected = asyncio.Event()
+        # Stream frames written so far, and a pause after each (slow upstreams).
+        self.frames_written = 0
+        self.frame_delay = 0.0
         self.ids = _Ids(seed)
         self.openrouter_user = "user_2hQm9TfKx0RatatoskrTests1"
         self.app = create_app(self)
@@ -1262,6 +1292,7 @@ class FakeOpenAIUpstream:
         self.port = 0
         self._static_json = b""
         self._static_sse = b""
+        self._static_frames: list[bytes] = []
         if static:
             self._prepare_static()
 
@@ -1335,6 +1366,8 @@ class FakeOpenAIUpstream:
         return found[-1]
 
     def _scenario_for(self, flavour: Flavour, model: str) -> str:
+        if flavour.script:
+            return flavour.script.pop(0)
         if SCENARIO_MARK in model:
             return model.split(SCENARIO_MARK, 1)[1]
         if model.rsplit("/", 1)[-1] in SCENARIOS:  # "conf-text", "openai/conf-text"
@@ -1352,14 +1385,30 @@ class FakeOpenAIUpstream:
             "static-model",
         )  # type: ignore[arg-type]
         renderer = _Renderer(ctx)
-        script = _text(ctx)
+        if self.static_chunks is None:
+            script = _text(ctx)
+        else:
+            pieces = (TEXT_PIECES[i % len(TEXT_PIECES)] for i in range(self.static_chunks))
+            script = Script((*(Content(p) for p in pieces), Finish("stop"), Usage(TEXT_USAGE)))
         self._static_json = renderer.completion(script)
-        self._static_sse = b"".join(renderer.frames(script))
+        self._static_frames = renderer.frames(script)
+        self._static_sse = b"".join(self._static_frames)
 
     async def _static_reply(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        if b'"stream":true' in raw:
-            return web.Response(body=self._static_sse, content_type="text/event-stream")
+        if _STREAM_TRUE.search(raw):  # compact or spaced JSON, as clients send it
+            if self.static_chunks is None:
+                return web.Response(body=self._static_sse, content_type="text/event-stream")
+            response = web.StreamResponse(
+                status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"}
+            )
+            await response.prepare(request)
+            for index, frame in enumerate(self._static_frames):
+                if index and self.static_interval > 0:
+                    await asyncio.sleep(self.static_interval)
+                await response.write(frame)
+            await response.write_eof()
+            return response
         return web.Response(body=self._static_json, content_type="application/json")
 
     # -- handlers ----------------------------------------------------------------------------------
@@ -1410,6 +1459,11 @@ class FakeOpenAIUpstream:
             elif answer.ending == "hang" and not ctx.stream:
                 await self._wait_for_disconnect(request)
                 return web.Response(status=504)
+            elif answer.ending == "cut" and not ctx.stream:
+                return await self._cut_completion(request, _Renderer(ctx).completion(answer))
+            elif not ctx.stream and any(isinstance(s, RawEvent) for s in answer.steps):
+                raw = next(s for s in answer.steps if isinstance(s, RawEvent))
+                reply = HttpReply(200, raw.data, "application/json")
             elif ctx.stream:
                 return await self._stream(request, ctx, answer)
             else:
@@ -1431,6 +1485,9 @@ class FakeOpenAIUpstream:
         for frame in _Renderer(ctx).frames(script):
             for piece in _pieces(frame, self.write_size):
                 await response.write(piece)
+            self.frames_written += 1
+            if self.frame_delay:
+                await asyncio.sleep(self.frame_delay)
         if script.ending == "cut":
             # Drop the connection mid-body: no terminating chunk, no [DONE], no finish.
             assert request.transport is not None
@@ -1440,6 +1497,16 @@ class FakeOpenAIUpstream:
             await self._wait_for_disconnect(request)
             return response
         await response.write_eof()
+        return response
+
+    async def _cut_completion(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """Announce the whole body, send half of it, drop the connection."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        assert request.transport is not None
+        request.transport.close()
         return response
 
     async def _wait_for_disconnect(self, request: web.Request) -> None:
@@ -1609,6 +1676,9 @@ OPENROUTER_MODELS = {
 }
 
 
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
+
+
 def _pieces(frame: bytes, size: int | None) -> Iterable[bytes]:
     if not size:
         yield frame
@@ -1654,11 +1724,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--static", action="store_true", help="one precomputed reply, no recording")
+    parser.add_argument(
+        "--static-chunks",
+        type=int,
+        default=None,
+        help="static streams: this many content chunks, one SSE event per write",
+    )
+    parser.add_argument(
+        "--static-interval-ms",
+        type=float,
+        default=0.0,
+        help="static streams with --static-chunks: pause between two events",
+    )
     parser.add_argument("--scenario", default="text", choices=sorted(SCENARIOS))
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        fake = FakeOpenAIUpstream(static=args.static)
+        fake = FakeOpenAIUpstream(
+            static=args.static,
+            static_chunks=args.static_chunks,
+            static_interval=args.static_interval_ms / 1000,
+        )
         fake.set_scenario(args.scenario)
         await fake.start(args.host, args.port)
         print(f"openai {fake.base_url_openai}", flush=True)

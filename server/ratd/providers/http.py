@@ -47,10 +47,13 @@ class HttpClient:
                 ttl_dns_cache=300,
                 enable_cleanup_closed=True,
             )
+            # Until the response begins, a read may wait first_byte_timeout_secs (an
+            # unstreamed answer arrives whole); after that, read_timeout_secs between
+            # chunks (see request()).
             timeout = aiohttp.ClientTimeout(
                 total=None,
                 sock_connect=self._config.connect_timeout_secs,
-                sock_read=self._config.read_timeout_secs,
+                sock_read=self._config.first_byte_timeout_secs,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -86,10 +89,15 @@ class HttpClient:
         """
         data = orjson.dumps(payload) if payload is not None else None
         url = self.url(path)
+        begun = False
         try:
             async with self._get_session().request(
                 method, url, data=data, headers=headers
             ) as response:
+                begun = True
+                connection = response.connection
+                if connection is not None and connection.protocol is not None:
+                    connection.protocol.read_timeout = self._config.read_timeout_secs
                 yield response
         except aiohttp.ClientConnectorError as err:
             raise errors.ProviderUnavailable(
@@ -99,10 +107,12 @@ class HttpClient:
                 model=model,
             ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
+            if begun:
+                what = f"went silent for {self._config.read_timeout_secs:g}s mid-response"
+            else:
+                what = f"did not begin to answer within {self._config.first_byte_timeout_secs:g}s"
             raise errors.ProviderUnavailable(
-                f"{self.provider}: {self.base_url} did not answer in time",
-                provider=self.provider,
-                model=model,
+                f"{self.provider}: {self.base_url} {what}", provider=self.provider, model=model
             ) from None
         except aiohttp.ClientPayloadError as err:
             raise errors.UpstreamProtocolError(
