@@ -165,7 +165,7 @@ class Daemon:
         await self.gateway.close()
         await self.metrics.stop()
         await self.notifier.stop_watchdog()
-        tracing.shutdown()
+        await asyncio.to_thread(tracing.shutdown)  # flushing may block: not on the loop
         log.info("ratd stopped")
 
     async def reload(self) -> tuple[bool, str]:

@@ -62,7 +62,7 @@ def build_providers(config: Config) -> dict[str, Provider]:
             )
             continue
         key = config.api_key(name)
-        if key is None:
+        if key is None and conf.kind != "ollama":  # a local Ollama takes no key
             log.warning(
                 "provider %s has no API key (secrets file or environment); requests go without one",
                 name,
