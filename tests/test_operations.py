@@ -11,7 +11,7 @@ import aiohttp
 import grpc
 import pytest
 
-from ratatoskr import ServiceClient, chat_pb2
+from ratatoskr import ModelNotFound, ServiceClient, chat_pb2
 from ratatoskr.v1 import ratatoskr_pb2_grpc
 from ratd.server import Daemon
 from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
@@ -52,7 +52,7 @@ async def test_metrics_after_traffic(
     async for _ in client.chat_stream("hi", model="openai:gpt-4o-mini"):
         pass
     upstream.openai.scenario = "unknown-model"
-    with pytest.raises(Exception):
+    with pytest.raises(ModelNotFound):
         await client.chat("hi", model="openai:gpt-4o-mini")
     status, text = await scrape(daemon)
     assert status == 200
@@ -123,7 +123,7 @@ async def test_the_cache_serves_repeated_deterministic_calls(upstream: FakeOpenA
             assert cached.content == TEXT and len(upstream.requests_to("openai")) == chats
             await client.chat("hi", model="openai:gpt-4o-mini", temperature=0.7)
             assert len(upstream.requests_to("openai")) == chats + 1
-            status, text = await scrape(daemon)
+            _, text = await scrape(daemon)
             assert 'ratatoskr_cache_hits_total{operation="embed"}' in text
             assert 'ratatoskr_cache_hits_total{operation="chat"}' in text
 
