@@ -4,6 +4,9 @@ operations the RPC names, models those the registry knows (anything else is "oth
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -58,3 +61,9 @@ SPEND = Counter(
     "Spend in US dollars at the registry's prices (or the provider's reported cost).",
     ["provider", "model"],
 )
+
+
+@lru_cache(maxsize=8192)
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: label lookup is costlier than the update."""
+    return metric.labels(*labels)

@@ -13,7 +13,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from ratd.config import CacheConfig
-from ratd.metrics import CACHE_HITS, CACHE_MISSES
+from ratd.metrics import CACHE_HITS, CACHE_MISSES, child
 
 M = TypeVar("M", bound=Message)
 
@@ -45,10 +45,10 @@ class ResponseCache:
         if found is None or found[0] < time.monotonic():
             if found is not None:
                 self._drop(key)
-            CACHE_MISSES.labels(operation).inc()
+            child(CACHE_MISSES, operation).inc()
             return None
         self._entries.move_to_end(key)
-        CACHE_HITS.labels(operation).inc()
+        child(CACHE_HITS, operation).inc()
         copy = cls()
         copy.MergeFrom(found[1])  # type: ignore[arg-type]
         return copy

@@ -32,7 +32,7 @@ from ratd.core.validation import (
     validate_size,
     validate_texts,
 )
-from ratd.metrics import FALLBACKS, SPEND, TOKENS
+from ratd.metrics import FALLBACKS, SPEND, TOKENS, child
 from ratd.providers.base import ChatLike, GenerateLike, Provider
 from ratd.registry import Presets, Registry
 
@@ -154,7 +154,7 @@ class Gateway:
         return first
 
     def _moving_on(self, provider: Provider, capability: str, err: errors.GatewayError) -> None:
-        FALLBACKS.labels(provider.name, capability).inc()
+        child(FALLBACKS, provider.name, capability).inc()
         log.debug("%s failed (%s); trying the next provider", provider.name, err)
 
     async def _first_success(
@@ -279,8 +279,8 @@ class Gateway:
     def _account(self, provider: Provider, model: str, usage: chat_pb2.Usage) -> None:
         """Fill in the cost of ``usage`` (unless the provider reported it) and count the
         tokens and the spend."""
-        TOKENS.labels(provider.name, "prompt").inc(usage.prompt_tokens)
-        TOKENS.labels(provider.name, "completion").inc(usage.completion_tokens)
+        child(TOKENS, provider.name, "prompt").inc(usage.prompt_tokens)
+        child(TOKENS, provider.name, "completion").inc(usage.completion_tokens)
         if (info := current()) is not None:
             info.usage = usage
         if not usage.HasField("cost_usd"):
@@ -289,7 +289,7 @@ class Gateway:
                 return
             usage.cost_usd = cost
         label = model if self.registry.get(provider.name, model) is not None else "other"
-        SPEND.labels(provider.name, label).inc(usage.cost_usd)
+        child(SPEND, provider.name, label).inc(usage.cost_usd)
 
     async def _send(
         self,

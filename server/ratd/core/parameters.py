@@ -61,9 +61,12 @@ class ParameterPolicy:
     def unsupported(self, options: ProtoMessage, provider: Provider, model: str) -> list[str]:
         """The options set on ``options`` that ``model`` at ``provider`` does not take;
         raises InvalidInput for a value outside the model's range."""
-        found = {n for n in provider.unsupported_parameters(model) if is_set(options, n)}
-        for name, avail in self.registry.parameters(provider.name, model).items():
-            if not is_set(options, name):
+        present = {field.name for field, _ in options.ListFields()}
+        found = present & provider.unsupported_parameters(model)
+        surface = self.registry.parameters(provider.name, model)
+        for name in present:
+            avail = surface.get(name)
+            if avail is None:
                 continue
             kind = avail.WhichOneof("kind")
             value = getattr(options, name)

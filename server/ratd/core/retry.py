@@ -20,7 +20,7 @@ from typing import TypeVar
 from ratd import errors
 from ratd.config import RetryConfig
 from ratd.core.calls import current
-from ratd.metrics import RETRIES
+from ratd.metrics import RETRIES, child
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ class Retrier:
                 wait = self.wait_before(attempt, err)
                 if wait is None or not self.budget.try_spend():
                     raise
-            RETRIES.labels(provider).inc()
+            child(RETRIES, provider).inc()
             if (info := current()) is not None:
                 info.retries += 1
             await asyncio.sleep(wait)

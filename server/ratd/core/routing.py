@@ -15,6 +15,8 @@ from ratd import errors
 from ratd.config import Config, RoutingRule
 
 PRESET_PREFIX = "ratatoskr:"
+# Routing answers remembered before the memory is cleared (model names are the callers').
+_MAX_REMEMBERED = 4096
 
 # The upstream README's table. Providers are named by kind; a configured provider of that
 # kind with another name serves too. ``name:tag`` is checked before the vendor prefixes
@@ -66,6 +68,7 @@ class Router:
         self._rules = (*config.routing.rules, *DEFAULT_RULES)
         self._routing = config.routing
         self._claimed = dict(claimed or {})
+        self._resolved: dict[tuple[str, str], tuple[Candidate, ...]] = {}
 
     def _by_name_or_kind(self, wanted: str) -> str | None:
         if wanted in self._kinds:
@@ -83,7 +86,20 @@ class Router:
         return model
 
     def resolve(self, model: str, capability: str) -> list[Candidate]:
-        """The providers to try for ``model``, in order. Raises when none can serve."""
+        """The providers to try for ``model``, in order. Raises when none can serve.
+
+        Answers are remembered (bounded): routing is fixed for the life of a config, and
+        matching the rules is the costliest part of a request's way through the core."""
+        key = (model, capability)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolve(model, capability)
+            if len(self._resolved) >= _MAX_REMEMBERED:
+                self._resolved.clear()
+            self._resolved[key] = found
+        return list(found)
+
+    def _resolve(self, model: str, capability: str) -> tuple[Candidate, ...]:
         if model.startswith(PRESET_PREFIX):
             # The gateway resolves presets before routing; one naming another is an error.
             raise errors.InvalidInput(
@@ -93,7 +109,7 @@ class Router:
             )
         prefix, sep, rest = model.partition(":")
         if sep and rest and prefix in self._kinds:
-            return [Candidate(prefix, rest)]
+            return (Candidate(prefix, rest),)
         primary: str | None = None
         vendor_kind: str | None = None
         if self._claimed.get(model) in self._kinds:
@@ -116,4 +132,4 @@ class Router:
                 f"configure its provider or set [routing] {capability} = [...]",
                 model=model,
             )
-        return [Candidate(name, self._model_for(name, model, vendor_kind)) for name in names]
+        return tuple(Candidate(name, self._model_for(name, model, vendor_kind)) for name in names)

@@ -79,6 +79,9 @@ class _Rejections:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
     def of(self, provider: str, model: str) -> set[str]:
         now = time.monotonic()
         found = set()
@@ -88,6 +91,9 @@ class _Rejections:
             elif p == provider and m == model:
                 found.add(parameter)
         return found
+
+
+_UNSUPPORTED = models_pb2.ParameterAvailability(unsupported=True)
 
 
 class Registry:
@@ -117,6 +123,8 @@ class Registry:
         self._live: dict[str, dict[str, models_pb2.ModelMetadata]] = {}
         self._fetched_at: dict[str, float] = {}
         self._merged: dict[Key, models_pb2.ModelMetadata] = dict(self._base)
+        # parameters() by (provider, model), rebuilt when live data changes.
+        self._surfaces: dict[Key, dict[str, models_pb2.ParameterAvailability]] = {}
         self._failing: set[str] = set()
         self._rejections = _Rejections(rejection_ttl_secs)
         self._task: asyncio.Task[None] | None = None
@@ -136,11 +144,21 @@ class Registry:
             if not provider or name == provider
         ]
 
-    def parameters(self, provider: str, model: str) -> dict[str, models_pb2.ParameterAvailability]:
-        found = self.get(provider, model)
-        surface = {e.name: e.availability for e in found.parameters} if found else {}
-        for name in self._rejections.of(provider, model):
-            surface[name] = models_pb2.ParameterAvailability(unsupported=True)
+    def parameters(
+        self, provider: str, model: str
+    ) -> Mapping[str, models_pb2.ParameterAvailability]:
+        """The model's parameter surface, with the parameters upstreams refused lately
+        marked unsupported. Do not modify the mapping returned."""
+        key = (provider, model)
+        surface = self._surfaces.get(key)
+        if surface is None:
+            found = self.get(provider, model)
+            surface = {e.name: e.availability for e in found.parameters} if found else {}
+            self._surfaces[key] = surface
+        if self._rejections:
+            refused = self._rejections.of(provider, model)
+            if refused:
+                surface = {**surface, **dict.fromkeys(refused, _UNSUPPORTED)}
         return surface
 
     def remember_rejected(self, provider: str, model: str, parameter: str) -> None:
@@ -186,6 +204,7 @@ class Registry:
         self._rebuild(provider)
 
     def _rebuild(self, provider: str) -> None:
+        self._surfaces.clear()
         for key in [k for k in self._merged if k[0] == provider]:
             del self._merged[key]
         for key, md in self._base.items():

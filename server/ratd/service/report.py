@@ -7,7 +7,7 @@ import logging
 import time
 
 from ratd.core.calls import CallInfo
-from ratd.metrics import DURATION, OVERHEAD, REQUESTS, TIME_TO_FIRST_TOKEN
+from ratd.metrics import DURATION, OVERHEAD, REQUESTS, TIME_TO_FIRST_TOKEN, child
 
 log = logging.getLogger("ratd.requests")
 
@@ -15,13 +15,13 @@ log = logging.getLogger("ratd.requests")
 def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
     elapsed = time.perf_counter() - info.started
     provider = info.provider or "none"
-    REQUESTS.labels(provider, info.method, status).inc()
-    DURATION.labels(info.method).observe(elapsed)
+    child(REQUESTS, provider, info.method, status).inc()
+    child(DURATION, info.method).observe(elapsed)
     if info.first_event is not None:
-        TIME_TO_FIRST_TOKEN.labels(provider, info.method).observe(info.first_event)
+        child(TIME_TO_FIRST_TOKEN, provider, info.method).observe(info.first_event)
     if info.tried and info.upstream > 0:
         until = info.first_event if info.first_event is not None else elapsed
-        OVERHEAD.labels(info.method).observe(max(0.0, until - info.upstream))
+        child(OVERHEAD, info.method).observe(max(0.0, until - info.upstream))
     if log_requests and log.isEnabledFor(logging.INFO):
         fields: dict[str, object] = {
             "request_id": info.request_id,
