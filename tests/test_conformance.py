@@ -271,3 +271,8 @@ async def test_error_in_the_middle_of_a_stream(client: ServiceClient, provider: 
     assert "".join(seen) == conf.TEXT_PIECES[0], "what arrived before the error is delivered"
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert caught.value.provider == provider
+
+
+def test_the_suite_runs_every_shared_scenario() -> None:
+    answered = {"conf-text", "conf-tool", "conf-parallel", "conf-reasoning", "conf-stream-error"}
+    assert answered | set(ERRORS) == set(conf.SCENARIOS)
