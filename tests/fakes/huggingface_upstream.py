@@ -39,6 +39,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.fakes import conformance as conf
+from tests.fakes.loopback import LoopbackServer
 
 # The path the real API lives under (router.huggingface.co/hf-inference).
 PREFIX = "/hf-inference"
@@ -137,49 +138,30 @@ def _json(status: int, obj: Any, headers: Mapping[str, str] | None = None) -> we
     return response
 
 
-class FakeHuggingFace:
+class FakeHuggingFace(LoopbackServer):
     """A fake Inference API on a free loopback port: ``async with FakeHuggingFace() as fake``."""
 
     def __init__(self, *, api_key: str | None = None) -> None:
         """``api_key``: when set, requests must carry ``Authorization: Bearer <key>``."""
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[RecordedRequest] = []
-        self.host = "127.0.0.1"
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+        self.requests: list[RecordedRequest] = []  # type: ignore[assignment]
 
-    async def start(self) -> FakeHuggingFace:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(f"{PREFIX}/models/{{model:.+}}/pipeline/{{task}}", self.pipeline)
         app.router.add_post(f"{PREFIX}/models/{{model:.+}}", self.model)
         app.router.add_route("*", "/{tail:.*}", self.unknown)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]  # port 0 asked the OS for a free one
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeHuggingFace:
-        return await self.start()
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
 
     @property
     def base_url(self) -> str:
         """Like https://router.huggingface.co/hf-inference: ratd appends /models/..."""
         return f"http://{self.host}:{self.port}{PREFIX}"
 
-    def last(self) -> RecordedRequest:
-        if not self.requests:
+    def last(self, suffix: str = "") -> RecordedRequest:  # type: ignore[override]
+        found = [r for r in self.requests if r.path.endswith(suffix)]
+        if not found:
             raise AssertionError("no request was recorded")
-        return self.requests[-1]
+        return found[-1]
 
     # -- handlers -------------------------------------------------------------------------
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from tests.fakes import conformance as conf
+from tests.fakes.loopback import LoopbackServer, RecordedRequest
 
 # -- the fake's own content --------------------------------------------------------------------
 
@@ -342,16 +342,7 @@ def _line(obj: Mapping[str, Any]) -> bytes:
 # -- the server ----------------------------------------------------------------------------
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: CIMultiDict[str]
-    raw: bytes
-    json: Any
-
-
-class FakeOllama:
+class FakeOllama(LoopbackServer):
     """A fake Ollama on a free loopback port: ``async with FakeOllama() as fake``."""
 
     def __init__(
@@ -364,36 +355,18 @@ class FakeOllama:
         """``api_key``: when set, a request without ``Authorization: Bearer <key>`` gets 401
         (ollama.com). ``write_size``: stream writes of this many bytes, splitting lines
         anywhere. ``running``: the models /api/ps reports loaded."""
+        super().__init__(write_size=write_size)
         self.api_key = api_key
-        self.write_size = write_size
         self.running = list(running)
-        self.requests: list[RecordedRequest] = []
-        self.host = "127.0.0.1"
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> FakeOllama:
-        self._runner = web.AppRunner(create_app(self), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]  # port 0 asked the OS for a free one
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOllama:
-        return await self.start()
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/chat", functools.partial(self.generation, kind="chat"))
+        app.router.add_post("/api/generate", functools.partial(self.generation, kind="generate"))
+        app.router.add_post("/api/embed", self.embed)
+        app.router.add_get("/api/tags", self.tags)
+        app.router.add_post("/api/show", self.show)
+        app.router.add_get("/api/ps", self.ps)
+        app.router.add_route("*", "/{tail:.*}", self.unknown)
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
@@ -405,18 +378,6 @@ class FakeOllama:
         return found[-1]
 
     # -- handlers ---------------------------------------------------------------------------------
-
-    async def _record(self, request: web.Request) -> RecordedRequest:
-        raw = await request.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        record = RecordedRequest(
-            request.method, request.path, CIMultiDict(request.headers), raw, parsed
-        )
-        self.requests.append(record)
-        return record
 
     def _refused(self, request: web.Request) -> Reply | None:
         if (
@@ -432,7 +393,7 @@ class FakeOllama:
         return response
 
     async def generation(self, request: web.Request, kind: str) -> web.StreamResponse:
-        record = await self._record(request)
+        record = await self.record(request)
         refused = self._refused(request)
         if refused is not None:
             return await self._send(request, refused)
@@ -462,7 +423,7 @@ class FakeOllama:
         return response
 
     async def embed(self, request: web.Request) -> web.StreamResponse:
-        record = await self._record(request)
+        record = await self.record(request)
         refused = self._refused(request)
         if refused is not None:
             return await self._send(request, refused)
@@ -487,7 +448,7 @@ class FakeOllama:
         )
 
     async def tags(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        await self.record(request)
         refused = self._refused(request)
         if refused is not None:
             return await self._send(request, refused)
@@ -513,7 +474,7 @@ class FakeOllama:
         return await self._send(request, Reply(200, json.dumps({"models": models}).encode()))
 
     async def show(self, request: web.Request) -> web.StreamResponse:
-        record = await self._record(request)
+        record = await self.record(request)
         refused = self._refused(request)
         if refused is not None:
             return await self._send(request, refused)
@@ -548,7 +509,7 @@ class FakeOllama:
         return await self._send(request, Reply(200, json.dumps(obj).encode()))
 
     async def ps(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        await self.record(request)
         refused = self._refused(request)
         if refused is not None:
             return await self._send(request, refused)
@@ -570,17 +531,5 @@ class FakeOllama:
         return await self._send(request, Reply(200, json.dumps({"models": models}).encode()))
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        await self.record(request)
         return await self._send(request, Reply(404, b"404 page not found", "text/plain"))
-
-
-def create_app(fake: FakeOllama) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post("/api/chat", functools.partial(fake.generation, kind="chat"))
-    app.router.add_post("/api/generate", functools.partial(fake.generation, kind="generate"))
-    app.router.add_post("/api/embed", fake.embed)
-    app.router.add_get("/api/tags", fake.tags)
-    app.router.add_post("/api/show", fake.show)
-    app.router.add_get("/api/ps", fake.ps)
-    app.router.add_route("*", "/{tail:.*}", fake.unknown)
-    return app
