@@ -38,8 +38,12 @@ proto: install
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --pyi_out=client \
 		--grpc_python_out=client $(PROTOS)
 
+# The whole suite (benchmarks/suite.py): ratd vs direct vs LiteLLM, local inference vs raw
+# ONNX Runtime and sentence-transformers, report and plots in benchmarks/results/. LiteLLM
+# and PyTorch install into their own venvs under benchmarks/ on first use.
+# BENCH_ARGS=--quick for a short pass.
 bench: install
-	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,97 +1,82 @@
-"""Gateway overhead: what ratd adds to a chat call.
+"""Gateway overhead: what ratd adds to a chat call, beside LiteLLM and the direct call.
 
-The same Chat request goes (a) straight to a zero-latency fake OpenAI upstream over
-HTTP and (b) through ratd over gRPC to that same upstream. This process is the load
-generator; the upstream and ratd run as separate processes. The two paths alternate in
-rounds so that drift in the machine's load hits both alike. Printed: p50/p99 latency and
-requests per second of each path, ratd's added p50/p99, and the throughput ratio.
+One zero-latency fake OpenAI upstream (static replies: a precomputed completion, or a
+stream of --chunks content chunks written one SSE event per write) serves three paths,
+measured in the same run:
 
-On a 2-core machine the three processes (load generator, ratd, upstream) share the two
-cores without pinning; at concurrency 1 they mostly take turns.
+  direct    this process -> HTTP -> upstream
+  ratd      this process -> gRPC -> ratd -> HTTP -> upstream
+  litellm   this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
 
-    python benchmarks/overhead.py [--requests 2000] [--rounds 3] [--concurrency 1,64]
+This process is the load generator; the upstream, ratd and LiteLLM are processes of their
+own. On 2 cores the gateway gets one core to itself and the load generator shares the
+other with the upstream (--no-pin to let the kernel place everything). For each mode
+(unary Chat, streamed ChatStream) and concurrency, the paths take turns in rounds, in a
+rotating order, so that drift in the machine's load hits them alike. Each turn is bounded
+by --seconds and --max-requests.
+
+Printed and written to benchmarks/results/<date>.json (section "overhead"): p50/p99
+latency, added p50/p99 over direct, time to first token (first content chunk) for
+streams, content chunks received per stream, requests/s, the ratios ratd / LiteLLM and
+ratd / direct, each gateway's RSS idle and after the run, and ratd's idle RSS without
+local models. --profile attaches py-spy to ratd during an extra unary run (after the
+measured ones, so it perturbs none of them) and writes the folded stacks and a summary.
+
+    python benchmarks/overhead.py                       # everything, ~6 minutes
+    python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
+    python benchmarks/overhead.py --paths direct,ratd --modes unary --concurrency 1,64
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import gzip
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
-import psutil
+import orjson
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import benchlib
 
-from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc  # noqa: E402
+sys.path.insert(0, str(benchlib.REPO / "client"))
+
+from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
+PATHS = ("direct", "ratd", "litellm")
+MODES = ("unary", "stream")
+GATEWAYS = ("ratd", "litellm")
+
+# A call returns (perf_counter time of the first content chunk, content chunks) for
+# streams and (None, 0) for unary calls.
+Call = Callable[[], Awaitable[tuple[float | None, int]]]
 
 
-def start_upstream() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_upstream", "--static"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    if len(line) != 2 or line[0] != "openai":
-        raise RuntimeError(f"the fake upstream did not start: {line}")
-    return process, line[1]
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)
+    chunks: list[int] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+    wall: float = 0.0
 
-
-def start_ratd(base_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
-    config = workdir / "config.toml"
-    config.write_text(
-        f'[server]\naddress = "127.0.0.1:0"\nlog_level = "warning"\n'
-        f'[providers.openai]\nbase_url = "{base_url}"\n'
-    )
-    ready = workdir / "ready"
-    env = {**os.environ, "OPENAI_API_KEY": "sk-bench-not-a-real-key"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ratd", "--config", str(config), "--ready-file", str(ready)],
-        env=env,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not (ready.exists() and ready.read_text().strip()):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("ratd did not start")
-        time.sleep(0.05)
-    return process, ready.read_text().strip()
-
-
-async def run_load(
-    call: Callable[[], Awaitable[None]], requests: int, concurrency: int
-) -> tuple[list[float], float]:
-    """``requests`` calls from ``concurrency`` workers; latencies in seconds and wall time."""
-    latencies: list[float] = []
-    remaining = requests
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            start = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - start)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - start
+    def add_error(self, err: BaseException) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{type(err).__name__}: {err}"[:300]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,97 +84,461 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def run_load(
+    call: Call, concurrency: int, seconds: float, max_requests: int, tally: Tally
+) -> None:
+    """``concurrency`` workers call until ``seconds`` have passed or ``max_requests`` have
+    started (each worker starts at least one call, so a slow path still gets a sample)."""
+    started = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal started
+        first = True
+        while first or (started < max_requests and time.perf_counter() < deadline):
+            first = False
+            started += 1
+            began = time.perf_counter()
+            try:
+                first_chunk, chunks = await call()
+            except (aiohttp.ClientError, grpc.RpcError, AssertionError, TimeoutError) as err:
+                tally.add_error(err)
+                continue
+            tally.latencies.append(time.perf_counter() - began)
+            if first_chunk is not None:
+                tally.ttfts.append(first_chunk - began)
+                tally.chunks.append(chunks)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    tally.wall += time.perf_counter() - began
+
+
+# -- the three paths ------------------------------------------------------------------------------
+
+
+def http_calls(session: aiohttp.ClientSession, url: str, key: str) -> tuple[Call, Call]:
+    """Unary and streamed chat completions against an OpenAI-compatible ``url``."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    messages = [{"role": "user", "content": PROMPT}]
+    unary_body = orjson.dumps({"model": MODEL, "messages": messages})
+    stream_body = orjson.dumps({"model": MODEL, "messages": messages, "stream": True})
+    endpoint = f"{url}/chat/completions"
+
+    async def unary() -> tuple[float | None, int]:
+        async with session.post(endpoint, data=unary_body, headers=headers) as response:
+            body = await response.read()
+            assert response.status == 200, f"HTTP {response.status}: {body[:200]!r}"
+            assert orjson.loads(body)["choices"][0]["message"]["content"]
+        return None, 0
+
+    async def stream() -> tuple[float | None, int]:
+        first: float | None = None
+        chunks = 0
+        async with session.post(endpoint, data=stream_body, headers=headers) as response:
+            assert response.status == 200, f"HTTP {response.status}"
+            async for line in response.content:
+                if not line.startswith(b"data: {"):
+                    continue
+                choices = orjson.loads(line[6:]).get("choices")
+                if choices and (choices[0].get("delta") or {}).get("content"):
+                    chunks += 1
+                    if first is None:
+                        first = time.perf_counter()
+        assert first is not None, "the stream carried no content"
+        return first, chunks
+
+    return unary, stream
+
+
+def grpc_calls(stub: ratatoskr_pb2_grpc.RatatoskrStub) -> tuple[Call, Call]:
+    messages = [chat_pb2.Message(role=chat_pb2.ROLE_USER, content=PROMPT)]
+    options = chat_pb2.ChatOptions(model=MODEL)
+    unary_request = chat_pb2.ChatRequest(messages=messages, options=options)
+    stream_request = chat_pb2.ChatStreamRequest(messages=messages, options=options)
+
+    async def unary() -> tuple[float | None, int]:
+        reply = await stub.Chat(unary_request)
+        assert reply.content
+        return None, 0
+
+    async def stream() -> tuple[float | None, int]:
+        first: float | None = None
+        chunks = 0
+        async for event in stub.ChatStream(stream_request):
+            if event.WhichOneof("event") == "content" and event.content:
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter()
+        assert first is not None, "the stream carried no content"
+        return first, chunks
+
+    return unary, stream
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def summarise(tally: Tally) -> dict[str, Any]:
+    row: dict[str, Any] = {"requests": len(tally.latencies), "errors": tally.errors}
+    if tally.first_error:
+        row["first_error"] = tally.first_error
+    if tally.latencies:
+        row |= {
+            "p50_ms": 1000 * statistics.median(tally.latencies),
+            "p99_ms": 1000 * percentile(tally.latencies, 0.99),
+            "mean_ms": 1000 * statistics.fmean(tally.latencies),
+            "rps": len(tally.latencies) / tally.wall if tally.wall else 0.0,
+        }
+    if tally.ttfts:
+        row |= {
+            "ttft_p50_ms": 1000 * statistics.median(tally.ttfts),
+            "ttft_p99_ms": 1000 * percentile(tally.ttfts, 0.99),
+            "chunks_mean": statistics.fmean(tally.chunks),
+            "chunks_min": min(tally.chunks),
+        }
+    return row
+
+
+def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {"mode": mode, "concurrency": concurrency, "paths": rows}
+    direct = rows.get("direct", {})
+    added: dict[str, dict[str, float]] = {}
+    for gateway in GATEWAYS:
+        row = rows.get(gateway, {})
+        if "p50_ms" not in row or "p50_ms" not in direct:
+            continue
+        added[gateway] = {
+            "p50_ms": row["p50_ms"] - direct["p50_ms"],
+            "p99_ms": row["p99_ms"] - direct["p99_ms"],
+        }
+        if "ttft_p50_ms" in row and "ttft_p50_ms" in direct:
+            added[gateway]["ttft_p50_ms"] = row["ttft_p50_ms"] - direct["ttft_p50_ms"]
+            added[gateway]["ttft_p99_ms"] = row["ttft_p99_ms"] - direct["ttft_p99_ms"]
+    result["added"] = added
+    ratios: dict[str, float] = {}
+
+    def rps(path: str) -> float:
+        return float(rows.get(path, {}).get("rps", 0.0))
+
+    if rps("ratd") and rps("litellm"):
+        ratios["ratd_over_litellm_rps"] = rps("ratd") / rps("litellm")
+    if rps("ratd") and rps("direct"):
+        ratios["ratd_over_direct_rps"] = rps("ratd") / rps("direct")
+    if rps("litellm") and rps("direct"):
+        ratios["litellm_over_direct_rps"] = rps("litellm") / rps("direct")
+    result["ratios"] = ratios
+    return result
+
+
 async def measure(
-    upstream_url: str, ratd_address: str, args: argparse.Namespace
-) -> list[dict[str, float]]:
-    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}).encode()
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
-    request = chat_pb2.ChatRequest(
-        messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content=PROMPT)],
-        options=chat_pb2.ChatOptions(model=MODEL),
-    )
-    connector = aiohttp.TCPConnector(limit=0)
+    calls: dict[str, dict[str, Call]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     results = []
-    async with (
-        aiohttp.ClientSession(connector=connector) as session,
-        grpc.aio.insecure_channel(ratd_address) as channel,
-    ):
-        stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
-
-        async def direct() -> None:
-            async with session.post(
-                f"{upstream_url}/chat/completions", data=body, headers=headers
-            ) as response:
-                json.loads(await response.read())
-                assert response.status == 200
-
-        async def through_ratd() -> None:
-            reply = await stub.Chat(request)
-            assert reply.content
-
+    paths = list(calls)
+    for mode in args.modes:
         for concurrency in args.concurrency:
-            await run_load(direct, 200, concurrency)  # warm-up: connections, caches
-            await run_load(through_ratd, 200, concurrency)
-            samples: dict[str, list[float]] = {"direct": [], "ratd": []}
-            elapsed = {"direct": 0.0, "ratd": 0.0}
-            for _ in range(args.rounds):
-                for name, call in (("direct", direct), ("ratd", through_ratd)):
-                    latencies, wall = await run_load(call, args.requests, concurrency)
-                    samples[name] += latencies
-                    elapsed[name] += wall
-            row = {"concurrency": concurrency}
-            for name in ("direct", "ratd"):
-                row[f"{name}_p50_ms"] = 1000 * statistics.median(samples[name])
-                row[f"{name}_p99_ms"] = 1000 * percentile(samples[name], 0.99)
-                row[f"{name}_rps"] = len(samples[name]) / elapsed[name]
-            row["added_p50_ms"] = row["ratd_p50_ms"] - row["direct_p50_ms"]
-            row["added_p99_ms"] = row["ratd_p99_ms"] - row["direct_p99_ms"]
-            row["rps_ratio"] = row["ratd_rps"] / row["direct_rps"]
+            tallies = {path: Tally() for path in paths}
+            for path in paths:  # warm-up: connections, caches, lazy imports
+                await run_load(calls[path][mode], concurrency, args.warmup, 10**9, Tally())
+            for round_ in range(args.rounds):
+                shift = round_ % len(paths)
+                for path in paths[shift:] + paths[:shift]:
+                    await run_load(
+                        calls[path][mode],
+                        concurrency,
+                        args.seconds,
+                        args.max_requests,
+                        tallies[path],
+                    )
+            row = compare(mode, concurrency, {path: summarise(tallies[path]) for path in paths})
             results.append(row)
+            print_row(row, args.expected_chunks)
     return results
 
 
-def report(results: list[dict[str, float]], ratd_rss: int) -> None:
-    print(f"{'conc':>4}  {'path':<6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9}")
-    for row in results:
-        for name in ("direct", "ratd"):
-            print(
-                f"{row['concurrency']:>4.0f}  {name:<6} {row[f'{name}_p50_ms']:>8.3f} "
-                f"{row[f'{name}_p99_ms']:>8.3f} {row[f'{name}_rps']:>9.0f}"
-            )
-        print(
-            f"      ratd adds p50 {row['added_p50_ms']:.3f} ms, p99 {row['added_p99_ms']:.3f} ms; "
-            f"throughput ratd / direct = {row['rps_ratio']:.2f}"
-        )
-    print(f"ratd RSS after the run: {ratd_rss / 2**20:.1f} MiB")
-    print(json.dumps({"results": results, "ratd_rss_bytes": ratd_rss}))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per path per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64]
+async def profile_ratd(
+    call: Call,
+    *,
+    pid: int,
+    concurrency: int,
+    seconds: float,
+    prefix: Path,
+    cores: frozenset[int] | None,
+    native: bool,
+) -> dict[str, Any]:
+    """py-spy on ratd during ``seconds`` of unary calls at ``concurrency``."""
+    pyspy = benchlib.which("py-spy")
+    if pyspy is None:
+        return {"skipped": "py-spy is not installed (pip install py-spy)"}
+    folded = prefix.with_name(prefix.name + ".folded")
+    log_path = prefix.with_name(prefix.name + ".py-spy.log")
+    process = benchlib.spawn(
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--duration",
+            str(int(seconds)),
+            "--format",
+            "raw",
+            "--output",
+            str(folded),
+            *(["--native"] if native else []),
+            "--threads",
+        ],
+        cores=cores,
+        log_path=log_path,
     )
-    args = parser.parse_args()
-    upstream, upstream_url = start_upstream()
-    with tempfile.TemporaryDirectory() as tmp:
-        ratd, address = start_ratd(upstream_url, Path(tmp))
-        try:
-            try:
-                import uvloop
+    await asyncio.sleep(1.0)  # attach
+    tally = Tally()
+    await run_load(call, concurrency, seconds + 1, 10**9, tally)
+    code = await asyncio.to_thread(process.wait)
+    if code != 0 or not folded.is_file():
+        return {"skipped": f"py-spy failed ({code}): {benchlib.tail(log_path, 5)}"}
+    log_path.unlink(missing_ok=True)
+    compressed = folded.with_name(folded.name + ".gz")  # ~10x smaller, for the repository
+    with folded.open("rb") as source, gzip.open(compressed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    folded.unlink()
+    folded = compressed
+    text = benchlib.summarise_profile(folded, f"ratd, unary Chat, concurrency {concurrency}")
+    summary = prefix.with_name(prefix.name + ".txt")
+    summary.write_text(text)
+    return {
+        "folded": str(folded.relative_to(benchlib.REPO)),
+        "summary": str(summary.relative_to(benchlib.REPO)),
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "requests_during_profile": len(tally.latencies),
+    }
 
-                results = uvloop.run(measure(upstream_url, address, args))
-            except ImportError:
-                results = asyncio.run(measure(upstream_url, address, args))
-            rss = psutil.Process(ratd.pid).memory_info().rss
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def print_row(row: dict[str, Any], expected_chunks: int) -> None:
+    stream = row["mode"] == "stream"
+    header = f"{row['mode']} c={row['concurrency']}"
+    print(f"\n{header}")
+    columns = f"  {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    if stream:
+        columns += f" {'TTFT50':>8} {'TTFT99':>8} {'chunks':>7}"
+    print(columns)
+    for path, values in row["paths"].items():
+        if "p50_ms" not in values:
+            print(f"  {path:<8} no successful request ({values.get('first_error', '')})")
+            continue
+        line = (
+            f"  {path:<8} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
+            f"{values['rps']:>8.0f} {values['errors']:>6}"
+        )
+        if stream and "ttft_p50_ms" in values:
+            line += (
+                f" {values['ttft_p50_ms']:>8.2f} {values['ttft_p99_ms']:>8.2f} "
+                f"{values['chunks_mean']:>7.1f}"
+            )
+        print(line)
+    for gateway, added in row["added"].items():
+        text = f"  {gateway} adds p50 {added['p50_ms']:.2f} ms, p99 {added['p99_ms']:.2f} ms"
+        if "ttft_p50_ms" in added:
+            text += f", TTFT p50 {added['ttft_p50_ms']:.2f} ms"
+        print(text)
+    ratios = row["ratios"]
+    if ratios:
+        print("  " + ", ".join(f"{k.replace('_rps', '')} {v:.2f}" for k, v in ratios.items()))
+    if stream:
+        for path, values in row["paths"].items():
+            if values.get("chunks_min", expected_chunks) < expected_chunks:
+                got = values["chunks_min"]
+                print(f"  WARNING: {path} delivered {got} of {expected_chunks} chunks")
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def name_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [x for x in text.split(",") if x]
+        unknown = set(names) - set(choices)
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(sorted(unknown))}")
+        return names
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--paths", type=name_list(PATHS), default=list(PATHS))
+    parser.add_argument("--modes", type=name_list(MODES), default=list(MODES))
+    parser.add_argument("--concurrency", type=int_list, default=[1, 16, 64, 256])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one turn")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per path, seconds")
+    parser.add_argument("--max-requests", type=int, default=20000, help="cap of one turn")
+    parser.add_argument("--chunks", type=int, default=16, help="content chunks per stream")
+    parser.add_argument(
+        "--chunk-interval-ms", type=float, default=0.0, help="upstream pause between chunks"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy ratd during an extra unary run"
+    )
+    parser.add_argument("--profile-concurrency", type=int, default=64)
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--profile-python-only",
+        action="store_true",
+        help="py-spy without --native (C frames then count toward their Python caller)",
+    )
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s turns, c=1,64")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="results file (default results/<date>.json)"
+    )
+    parser.add_argument("--no-results", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds, args.warmup = 1, 1.0, 0.3
+        if args.concurrency == [1, 16, 64, 256]:
+            args.concurrency = [1, 64]
+        args.profile_seconds = min(args.profile_seconds, 5.0)
+    args.expected_chunks = args.chunks
+    return args
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = benchlib.core_plan(not args.no_pin)
+    if plan.pinned:
+        benchlib.pin(os.getpid(), plan.load)
+    benchlib.log(f"cores: {plan.describe()}")
+    processes: list[subprocess.Popen[bytes]] = []
+    output: dict[str, Any] = {
+        "cores": plan.as_dict(),
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "paths",
+                "modes",
+                "concurrency",
+                "rounds",
+                "seconds",
+                "warmup",
+                "max_requests",
+                "chunks",
+                "chunk_interval_ms",
+            )
+        },
+        "model": MODEL,
+    }
+    with benchlib.temporary_directory("ratatoskr-overhead-") as tmp:
+        try:
+            upstream, upstream_url = benchlib.start_upstream(
+                plan.upstream if plan.pinned else None, args.chunks, args.chunk_interval_ms
+            )
+            processes.append(upstream)
+            gateway_cores = plan.gateway if plan.pinned else None
+            gateways: dict[str, int] = {}
+            ratd_address = litellm = None
+            if "ratd" in args.paths:
+                # No [providers.local]: the idle RSS goal is for ratd without local models.
+                ratd, ratd_address = benchlib.start_ratd(
+                    f'[providers.openai]\nbase_url = "{upstream_url}"\n'
+                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n',
+                    tmp / "ratd",
+                    gateway_cores,
+                )
+                processes.append(ratd)
+                gateways["ratd"] = ratd.pid
+            if "litellm" in args.paths:
+                try:
+                    litellm = benchlib.start_litellm(
+                        upstream_url, MODEL, tmp / "litellm", gateway_cores
+                    )
+                except (benchlib.InstallError, RuntimeError) as err:
+                    benchlib.log(f"LiteLLM skipped: {err}")
+                    output["litellm_skipped"] = str(err)
+                    args.paths = [p for p in args.paths if p != "litellm"]
+                else:
+                    processes.append(litellm.process)
+                    gateways["litellm"] = litellm.process.pid
+                    output["litellm_version"] = benchlib.LITELLM_VERSION
+            await asyncio.sleep(2.0)  # let start-up work settle before the idle reading
+            output["idle_rss_mb"] = {
+                name: benchlib.tree_rss(pid) / benchlib.MB for name, pid in gateways.items()
+            }
+            connector = aiohttp.TCPConnector(limit=0)
+            timeout = aiohttp.ClientTimeout(total=600)
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                grpc.aio.insecure_channel(ratd_address or "127.0.0.1:1") as channel,
+            ):
+                calls: dict[str, dict[str, Call]] = {}
+                for path in args.paths:
+                    if path == "direct":
+                        unary, stream = http_calls(session, upstream_url, "sk-bench")
+                    elif path == "ratd":
+                        unary, stream = grpc_calls(ratatoskr_pb2_grpc.RatatoskrStub(channel))
+                    else:
+                        assert litellm is not None
+                        unary, stream = http_calls(session, litellm.url + "/v1", litellm.master_key)
+                    calls[path] = {"unary": unary, "stream": stream}
+                for path, pair in calls.items():  # one checked call each before timing
+                    await pair["unary"]()
+                    _, chunks = await pair["stream"]()
+                    benchlib.log(f"{path}: ok, {chunks} content chunks per stream")
+                output["results"] = await measure(calls, args)
+                output["rss_after_mb"] = {
+                    name: benchlib.tree_rss(pid) / benchlib.MB for name, pid in gateways.items()
+                }
+                if args.profile and "ratd" in calls:
+                    prefix = benchlib.RESULTS / f"{args.date}-ratd-profile"
+                    prefix.parent.mkdir(parents=True, exist_ok=True)
+                    benchlib.log("profiling ratd with py-spy ...")
+                    output["profile"] = await profile_ratd(
+                        calls["ratd"]["unary"],
+                        pid=gateways["ratd"],
+                        concurrency=args.profile_concurrency,
+                        seconds=args.profile_seconds,
+                        prefix=prefix,
+                        cores=plan.load if plan.pinned else None,
+                        native=not args.profile_python_only,
+                    )
         finally:
-            ratd.terminate()
-            ratd.wait(timeout=30)
-            upstream.terminate()
-            upstream.wait(timeout=30)
-    report(results, rss)
+            for process in reversed(processes):
+                benchlib.stop(process)
+    return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started_on = benchlib.machine()  # before the run: the load average and commit it met
+    args.date = (args.results.stem if args.results else None) or benchlib.today()
+    try:
+        import uvloop
+    except ImportError:
+        output = asyncio.run(run(args))
+    else:
+        output = uvloop.run(run(args))
+    print()
+    for name, value in output["idle_rss_mb"].items():
+        after = output["rss_after_mb"][name]
+        print(f"{name} RSS idle {value:.1f} MB, after the run {after:.1f} MB")
+    if "profile" in output:
+        print(f"profile: {output['profile']}")
+    if not args.no_results:
+        path = args.results or benchlib.results_path(args.date)
+        benchlib.update_results(path, "overhead", output, started_on)
+        print(f"written: {path} (section overhead)")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ class HttpClient:
                 limit=self._config.max_connections,
                 limit_per_host=0,
                 ttl_dns_cache=300,
-                enable_cleanup_closed=True,
             )
             # Until the response begins, a read may wait first_byte_timeout_secs (an
             # unstreamed answer arrives whole); after that, read_timeout_secs between
@@ -61,6 +60,8 @@ class HttpClient:
                 headers=self._headers,
                 raise_for_status=False,
                 read_bufsize=2**18,
+                # Provider APIs set no cookies worth keeping; the jar only costs time.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
