@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ratd.config import TracingConfig
@@ -71,11 +71,39 @@ def shutdown() -> None:
     _state.provider = _state.tracer = None
 
 
-@contextmanager
-def rpc_span(method: str, context: grpc.aio.ServicerContext, info: CallInfo) -> Iterator[None]:
+class _NoSpan(AbstractContextManager[None]):
+    """What the span functions give when tracing is off: nothing, at no cost."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
+def rpc_span(
+    method: str, context: grpc.aio.ServicerContext, info: CallInfo
+) -> AbstractContextManager[None]:
     if _state.tracer is None:
-        yield
-        return
+        return _NO_SPAN
+    return _rpc_span(method, context, info)
+
+
+def provider_span(
+    capability: str, provider: str, kind: str, model: str, options: Any = None
+) -> AbstractContextManager[Any]:
+    """A client span around one provider call; the caller adds the usage with
+    ``record_usage`` when it knows it."""
+    if _state.tracer is None:
+        return _NO_SPAN
+    return _provider_span(capability, provider, kind, model, options)
+
+
+@contextmanager
+def _rpc_span(method: str, context: grpc.aio.ServicerContext, info: CallInfo) -> Iterator[None]:
     from opentelemetry.propagate import extract
     from opentelemetry.trace import SpanKind
 
@@ -102,14 +130,9 @@ def rpc_span(method: str, context: grpc.aio.ServicerContext, info: CallInfo) -> 
 
 
 @contextmanager
-def provider_span(
-    capability: str, provider: str, kind: str, model: str, options: Any = None
+def _provider_span(
+    capability: str, provider: str, kind: str, model: str, options: Any
 ) -> Iterator[Any]:
-    """A client span around one provider call; the caller adds the usage with
-    ``record_usage`` when it knows it."""
-    if _state.tracer is None:
-        yield None
-        return
     from opentelemetry.trace import SpanKind
 
     operation = _OPERATIONS.get(capability, capability)

@@ -5,9 +5,7 @@ closed once the last of them is done."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 
 from ratd.core.gateway import Gateway
 
@@ -20,20 +18,23 @@ class GatewayHolder:
         self._users: dict[int, int] = {}
         self._idle: dict[int, asyncio.Event] = {}
 
-    @contextlib.contextmanager
-    def use(self) -> Iterator[Gateway]:
-        """The current gateway, held for the length of one call."""
+    def use(self) -> _Use:
+        """The current gateway, held for the length of one call (``with holder.use()``)."""
+        return _Use(self)
+
+    def _acquire(self) -> Gateway:
         gateway = self.current
         key = id(gateway)
         self._users[key] = self._users.get(key, 0) + 1
-        try:
-            yield gateway
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                if key in self._idle:
-                    self._idle[key].set()
+        return gateway
+
+    def _release(self, gateway: Gateway) -> None:
+        key = id(gateway)
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]
+            if key in self._idle:
+                self._idle[key].set()
 
     def swap(self, gateway: Gateway) -> Gateway:
         old, self.current = self.current, gateway
@@ -54,3 +55,19 @@ class GatewayHolder:
             finally:
                 self._idle.pop(key, None)
         await gateway.close()
+
+
+class _Use:
+    """One call's hold on a gateway (a class, not a generator: this is on every call)."""
+
+    __slots__ = ("_gateway", "_holder")
+
+    def __init__(self, holder: GatewayHolder) -> None:
+        self._holder = holder
+
+    def __enter__(self) -> Gateway:
+        self._gateway = self._holder._acquire()
+        return self._gateway
+
+    def __exit__(self, *_: object) -> None:
+        self._holder._release(self._gateway)
