@@ -564,7 +564,7 @@ async def test_images(client: ServiceClient, fake: FakeAnthropicUpstream) -> Non
     message = Message.user("What is in these?")
     message.parts.add(image=chat_pb2.ImagePart(data=PNG, mime_type="image/png"))
     message.parts.add(image=chat_pb2.ImagePart(url="https://example.org/ash.jpg"))
-    message.parts.add(image=chat_pb2.ImagePart(url="data:image/webp;base64,UklGRg=="))
+    message.parts.add(image=chat_pb2.ImagePart(url="data:image/webp;base64,UklGRiQAAABXRUJQVlA4IA=="))
     message.parts.add(text="Be brief.")
     await client.chat([message], model="claude-sonnet-4-5")
     assert sent(fake)["messages"][0]["content"] == [
@@ -580,7 +580,7 @@ async def test_images(client: ServiceClient, fake: FakeAnthropicUpstream) -> Non
         {"type": "image", "source": {"type": "url", "url": "https://example.org/ash.jpg"}},
         {
             "type": "image",
-            "source": {"type": "base64", "media_type": "image/webp", "data": "UklGRg=="},
+            "source": {"type": "base64", "media_type": "image/webp", "data": "UklGRiQAAABXRUJQVlA4IA=="},
         },
         {"type": "text", "text": "Be brief."},
     ]

@@ -259,3 +259,36 @@ async def test_sigterm_drains_and_exits_zero(upstream: FakeOpenAIUpstream, tmp_p
             code = await asyncio.to_thread(process.process.wait, 20)
     assert code == 0
     assert "ratd stopped" in process.log()
+
+
+async def test_rat_chat_reaches_each_provider_by_the_default_table(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
+    """claude-* to Anthropic, gemini-* to Google, name:tag to Ollama, vendor/model to
+    OpenRouter: the built-in routing table, through a real ratd and the real CLI."""
+    from tests.fakes.anthropic_upstream import FakeAnthropicUpstream
+    from tests.fakes.gemini_upstream import FakeGeminiUpstream
+    from tests.fakes.ollama_upstream import FakeOllama
+
+    async with FakeAnthropicUpstream() as anthropic, FakeGeminiUpstream() as gemini, FakeOllama() as ollama:
+        config = f"""
+[providers.anthropic]
+base_url = "{anthropic.base_url}"
+[providers.google]
+base_url = "{gemini.base_url}"
+[providers.ollama]
+base_url = "{ollama.base_url}"
+[providers.openrouter]
+base_url = "{upstream.base_url_openrouter}"
+"""
+        env = {"ANTHROPIC_API_KEY": "sk-ant-e2e-000001", "GOOGLE_API_KEY": "AIza-e2e-000001", "OPENROUTER_API_KEY": OPENROUTER_KEY}
+        with spawn_ratd(config, tmp_path, env=env) as process:
+            for model, reached in (
+                ("claude-sonnet-4-5", lambda: anthropic.requests_to("/v1/messages")),
+                ("gemini-2.5-flash", lambda: gemini.requests_to(":streamGenerateContent")),
+                ("llama3.2:1b", lambda: ollama.requests_to("/api/chat")),
+                ("openai/gpt-4o-mini", lambda: upstream.requests_to("openrouter")),
+            ):
+                assert not reached()
+                code, out, err = await rat(process, "chat", "hello", "-m", model)
+                assert code == 0, f"{model}: {err}"
+                assert out.strip(), model
+                assert len(reached()) == 1, f"{model} did not reach its provider"

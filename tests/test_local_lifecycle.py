@@ -22,7 +22,7 @@ from ratd.local.manager import ModelManager
 from ratd.local.provider import LocalProvider
 from ratd.server import Daemon
 from tests.fakes.hub_models import write_model
-from tests.support.daemon import make_config, running_daemon
+from tests.support.daemon import make_config, running_daemon, spawn_ratd
 
 MB = 1024 * 1024
 # 40 MB of float32 weights per model (dim 16).
@@ -84,18 +84,13 @@ async def wait_until_unloaded(client: ServiceClient, name: str, deadline: float 
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def measured_bytes(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> int:
-    """What one of these models costs, as the manager measures it (for sizing budgets)."""
-
-    async def measure() -> int:
-        text = config_text(model_root, tmp_path_factory.mktemp("measure"), ram_budget_mb=4096)
-        async with daemon_and_client(text) as (_, client):
-            return (await client.load_model("alpha")).bytes
-
-    measured = asyncio.run(measure())
+async def test_a_load_is_measured_plausibly(model_root: Path, tmp_path: Path) -> None:
+    """A model with 40 MB of weights, measured by RSS in a fresh ratd process (in this
+    long-lived test process, reused heap would make the number meaningless)."""
+    with spawn_ratd(config_text(model_root, tmp_path, ram_budget_mb=4096), tmp_path) as ratd:
+        async with await ServiceClient.connect(ratd.address, timeout=60) as client:
+            measured = (await client.load_model("alpha")).bytes
     assert 30 * MB < measured < 200 * MB, f"a 40 MB model measured {measured / MB:.1f} MB"
-    return measured
 
 
 async def test_concurrent_first_requests_load_once(model_root: Path, tmp_path: Path) -> None:
@@ -146,9 +141,7 @@ async def fit_budget(daemon: Daemon, client: ServiceClient, room_for: float) -> 
     return manager.budget
 
 
-async def test_lru_eviction_keeps_the_sum_within_budget(
-    model_root: Path, tmp_path: Path, measured_bytes: int
-) -> None:
+async def test_lru_eviction_keeps_the_sum_within_budget(model_root: Path, tmp_path: Path) -> None:
     async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
         daemon,
         client,
@@ -167,9 +160,7 @@ async def test_lru_eviction_keeps_the_sum_within_budget(
         assert manager_of(daemon).used_bytes() <= budget
 
 
-async def test_a_model_in_use_is_never_evicted(
-    model_root: Path, tmp_path: Path, measured_bytes: int
-) -> None:
+async def test_a_model_in_use_is_never_evicted(model_root: Path, tmp_path: Path) -> None:
     async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
         daemon,
         client,
@@ -186,9 +177,7 @@ async def test_a_model_in_use_is_never_evicted(
         assert await loaded_names(client) == {"beta"}
 
 
-async def test_pinned_models_load_at_start_and_stay(
-    model_root: Path, tmp_path: Path, measured_bytes: int
-) -> None:
+async def test_pinned_models_load_at_start_and_stay(model_root: Path, tmp_path: Path) -> None:
     text = config_text(
         model_root,
         tmp_path,
@@ -254,3 +243,29 @@ async def test_checksum_mismatch_is_refused(model_root: Path, tmp_path: Path) ->
     async with daemon_and_client(text) as (_, client):
         with pytest.raises(ModelNotAvailable, match="sha256 mismatch"):
             await client.embed("hello", "checked")
+
+
+async def test_a_cancelled_call_releases_its_model(model_root: Path, tmp_path: Path) -> None:
+    """The client goes away mid-inference: nothing keeps holding the model."""
+    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
+        daemon,
+        client,
+    ):
+        await client.embed("warm", "alpha")
+        entry = manager_of(daemon).entries["alpha"]
+        texts = [f"sentence number {i} about the world tree and its squirrel" for i in range(2000)]
+        call = asyncio.create_task(client.embed_batch(texts, "alpha"))
+        for _ in range(500):
+            if entry.in_use:
+                break
+            await asyncio.sleep(0.005)
+        assert entry.in_use == 1, "the batch is being served"
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        for _ in range(500):
+            if entry.in_use == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert entry.in_use == 0, "the cancelled call released the model"
+        assert daemon.guard.active == 0

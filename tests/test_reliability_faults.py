@@ -335,3 +335,13 @@ async def test_faults_after_the_first_event_end_the_stream_without_retry(
     assert err.code == grpc.StatusCode.UNAVAILABLE and err.reason == reason
     assert len(upstream.requests_to("openai")) == 1, "no retry once the stream has begun"
     assert not upstream.requests_to("openrouter"), "no fallback once the stream has begun"
+
+
+def test_the_retry_budget_forgets_old_requests() -> None:
+    """Requests that never fail must not accumulate (it was a leak, seen in the soak)."""
+    from ratd.core.retry import RetryBudget
+
+    budget = RetryBudget(ratio=0.1, window=0.0, minimum=0)
+    for _ in range(10_000):
+        budget.request()
+    assert len(budget._requests) <= 1

@@ -43,7 +43,7 @@ E = TypeVar("E")
 R = TypeVar("R", bound=ProtoMessage)
 Item = TypeVar("Item")
 Result = TypeVar("Result", bound=ProtoMessage)
-Answer2 = TypeVar("Answer2", bound=ProtoMessage)
+Cached = TypeVar("Cached", bound=ProtoMessage)
 Answer = TypeVar("Answer", chat_pb2.ChatResponse, chat_pb2.GenerateResponse)
 Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse)
 
@@ -434,9 +434,9 @@ class Gateway:
         capability: str,
         model: str,
         request: ProtoMessage,
-        compute: Callable[[Provider, str], Awaitable[Answer2]],
-        cls: type[Answer2],
-    ) -> Answer2:
+        compute: Callable[[Provider, str], Awaitable[Cached]],
+        cls: type[Cached],
+    ) -> Cached:
         """One answer, from the cache when the same request was answered before."""
         key = cache_key(capability, model, request.SerializeToString(deterministic=True))
         cached = self.cache.get(capability, key, cls)

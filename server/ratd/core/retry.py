@@ -51,7 +51,11 @@ class RetryBudget:
                 times.popleft()
 
     def request(self) -> None:
-        self._requests.append(time.monotonic())
+        now = time.monotonic()
+        self._requests.append(now)
+        # Trim here too, or a provider that never fails would grow the deque forever.
+        if self._requests[0] < now - self.window:
+            self._trim(now)
 
     def try_spend(self) -> bool:
         now = time.monotonic()

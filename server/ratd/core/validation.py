@@ -4,6 +4,8 @@ with INVALID_ARGUMENT naming the field (``messages[2].role``) and saying what is
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -110,6 +112,44 @@ def _stops(field: str, stops: Iterable[str], limits: Limits) -> None:
         limits.text(f"{field}[{i}]", stop)
 
 
+def sniff_image(data: bytes) -> str | None:
+    """The image type the bytes begin like, if any of those providers take."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _image_bytes(field: str, data: bytes, mime_type: str) -> None:
+    if mime_type not in IMAGE_TYPES:
+        raise _fail(
+            f"{field}.mime_type" if not field.endswith(".url") else field,
+            f"must be one of {', '.join(sorted(IMAGE_TYPES))}, got {mime_type!r}",
+        )
+    found = sniff_image(data)
+    if found != mime_type:
+        what = f"they look like {found}" if found else "they are not an image"
+        raise _fail(field, f"the bytes are not {mime_type}: {what}")
+
+
+def _data_url(field: str, url: str) -> None:
+    """``data:<type>;base64,<payload>`` with a payload that decodes to that image."""
+    header, sep, payload = url[len("data:") :].partition(",")
+    mime_type, _, encoding = header.partition(";")
+    if not sep or encoding != "base64":
+        raise _fail(field, "a data: URL must be data:<image type>;base64,<bytes>")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail(field, "the base64 payload of the data: URL does not decode") from None
+    _image_bytes(field, data, mime_type)
+
+
 def _image(field: str, image: chat_pb2.ImagePart, limits: Limits) -> None:
     source = image.WhichOneof("source")
     if source is None:
@@ -117,16 +157,19 @@ def _image(field: str, image: chat_pb2.ImagePart, limits: Limits) -> None:
     if source == "data":
         if not image.data:
             raise _fail(f"{field}.data", "is empty")
+        limits.text(f"{field}.data", image.data)
         if image.mime_type not in IMAGE_TYPES:
             raise _fail(
                 f"{field}.mime_type",
                 f"must be one of {', '.join(sorted(IMAGE_TYPES))}, got {image.mime_type!r}",
             )
-        limits.text(f"{field}.data", image.data)
+        _image_bytes(f"{field}.data", image.data, image.mime_type)
     else:
         if not image.url.startswith(("http://", "https://", "data:")):
             raise _fail(f"{field}.url", "must be an http(s) or data: URL")
         limits.text(f"{field}.url", image.url)
+        if image.url.startswith("data:"):
+            _data_url(f"{field}.url", image.url)
     if image.mime_type and image.mime_type not in IMAGE_TYPES:
         raise _fail(f"{field}.mime_type", f"unsupported image type {image.mime_type!r}")
 

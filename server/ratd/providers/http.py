@@ -97,8 +97,13 @@ class HttpClient:
             ) as response:
                 begun = True
                 connection = response.connection
-                if connection is not None and connection.protocol is not None:
-                    connection.protocol.read_timeout = self._config.read_timeout_secs
+                between = self._config.read_timeout_secs
+                if (
+                    between != self._config.first_byte_timeout_secs
+                    and connection is not None
+                    and connection.protocol is not None
+                ):
+                    connection.protocol.read_timeout = between
                 yield response
         except aiohttp.ClientConnectorError as err:
             raise errors.ProviderUnavailable(

@@ -10,7 +10,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
+from types import TracebackType
 from typing import TypeVar
 
 import grpc
@@ -84,47 +85,9 @@ class CallGuard:
         log.error("%s: internal error (request %s)", method, request_id, exc_info=exc)
         await context.abort_with_status(internal_status(request_id))
 
-    @asynccontextmanager
-    async def _admitted(
-        self, context: grpc.aio.ServicerContext, method: str
-    ) -> AsyncIterator[tuple[asyncio.Timeout, CallInfo]]:
-        budget = self._budget(context)
-        info = CallInfo(method, _request_id(), deadline=asyncio.get_running_loop().time() + budget)
-        begin(info)
-        if self.active >= self.max_concurrent:
-            report(info, "RESOURCE_EXHAUSTED", log_requests=self.log_requests)
-            await self._abort(
-                context,
-                method,
-                errors.Overloaded(
-                    f"ratd is serving its limit of {self.max_concurrent} concurrent requests "
-                    "(server.max_concurrent_requests); retry shortly"
-                ),
-            )
-        self.active += 1
-        IN_FLIGHT.inc()
-        status = "OK"
-        try:
-            with tracing.rpc_span(method, context, info):
-                async with asyncio.timeout(budget) as timeout:
-                    yield timeout, info
-        except (asyncio.CancelledError, GeneratorExit):
-            status = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:
-            raise
-        except TimeoutError:
-            status = "DEADLINE_EXCEEDED"
-            await self._abort(
-                context, method, errors.Timeout(f"{method} did not finish within {budget:.3g}s")
-            )
-        except Exception as exc:
-            status = status_name(exc)
-            await self._abort(context, method, exc)
-        finally:
-            self.active -= 1
-            IN_FLIGHT.dec()
-            report(info, status, log_requests=self.log_requests)
+    def _admitted(self, context: grpc.aio.ServicerContext, method: str) -> _Admission:
+        """``async with guard._admitted(...) as (timeout, info)``: one call admitted."""
+        return _Admission(self, context, method)
 
     async def unary(
         self,
@@ -158,3 +121,68 @@ class CallGuard:
                         info.first_event = time.perf_counter() - info.started
                     yield event
                     timeout.reschedule(loop.time() + self._budget(context))
+
+
+class _Admission:
+    """One call's way through the guard: admitted under the concurrency limit, bounded in
+    time, its errors turned into statuses, reported at the end. (A class rather than a
+    generator-based context manager: it runs on every call.)"""
+
+    __slots__ = ("budget", "context", "guard", "info", "method", "span", "status", "timeout")
+
+    def __init__(self, guard: CallGuard, context: grpc.aio.ServicerContext, method: str) -> None:
+        self.guard, self.context, self.method = guard, context, method
+
+    async def __aenter__(self) -> tuple[asyncio.Timeout, CallInfo]:
+        guard = self.guard
+        self.budget = budget = guard._budget(self.context)
+        loop = asyncio.get_running_loop()
+        self.info = info = CallInfo(self.method, _request_id(), deadline=loop.time() + budget)
+        begin(info)
+        if guard.active >= guard.max_concurrent:
+            report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests)
+            await guard._abort(
+                self.context,
+                self.method,
+                errors.Overloaded(
+                    f"ratd is serving its limit of {guard.max_concurrent} concurrent requests "
+                    "(server.max_concurrent_requests); retry shortly"
+                ),
+            )
+        guard.active += 1
+        IN_FLIGHT.inc()
+        self.status = "OK"
+        self.span = tracing.rpc_span(self.method, self.context, info)
+        self.span.__enter__()
+        self.timeout = asyncio.timeout(budget)
+        return await self.timeout.__aenter__(), info
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        guard = self.guard
+        try:
+            try:
+                await self.timeout.__aexit__(kind, exc, tb)
+            finally:
+                self.span.__exit__(kind, exc, tb)
+        except TimeoutError as timeout:
+            exc = timeout
+        try:
+            if exc is None or isinstance(exc, grpc.aio.AbortError):
+                return False
+            if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                self.status = "CANCELLED"
+                return False
+            if isinstance(exc, TimeoutError):
+                self.status = "DEADLINE_EXCEEDED"
+                exc = errors.Timeout(f"{self.method} did not finish within {self.budget:.3g}s")
+            else:
+                self.status = status_name(exc)
+            if isinstance(exc, Exception):
+                await guard._abort(self.context, self.method, exc)
+            return False
+        finally:
+            guard.active -= 1
+            IN_FLIGHT.dec()
+            report(self.info, self.status, log_requests=guard.log_requests)
