@@ -15,7 +15,7 @@ from ratatoskr import RatatoskrError, ServiceClient
 from ratatoskr.v1 import admin_pb2, admin_pb2_grpc
 from ratd.config import Config, ConfigError
 from ratd.server import Daemon
-from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
+from tests.fakes.openai_upstream import FLOOD_EVENTS, TEXT, FakeOpenAIUpstream
 from tests.support.daemon import make_config, running_daemon, spawn_ratd
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,7 +57,7 @@ async def test_a_cancelled_stream_closes_the_upstream_request(upstream: FakeOpen
 
 
 async def test_a_slow_client_slows_the_upstream_read(upstream: FakeOpenAIUpstream) -> None:
-    upstream.openai.scenario = "flood"  # 10 000 events of 2 kB
+    upstream.openai.scenario = "flood"  # FLOOD_EVENTS events of 2 kB
     async with (
         running_daemon(make_config(providers(upstream), env=KEYS)) as daemon,
         await ServiceClient.connect(daemon.address) as client,
@@ -72,14 +72,19 @@ async def test_a_slow_client_slows_the_upstream_read(upstream: FakeOpenAIUpstrea
             if upstream.frames_written == last:
                 break
             last = upstream.frames_written
-        assert upstream.frames_written < 5_000, (
-            f"{upstream.frames_written} of 10 000 events were written to a client reading none"
+        else:
+            raise AssertionError("the upstream never stopped writing")
+        # What is written is what the buffers on the way hold (a few thousand events,
+        # depending on how far the kernel and HTTP/2 grew their windows), never the lot.
+        assert upstream.frames_written < FLOOD_EVENTS // 2, (
+            f"{upstream.frames_written} of {FLOOD_EVENTS} events were written to a client"
+            " reading none"
         )
         print(f"events written while the client read none: {upstream.frames_written}")
         read = 10
         async for _ in stream:  # reading again lets it all through
             read += 1
-        assert read >= 10_000
+        assert read >= FLOOD_EVENTS
 
 
 async def test_sigterm_drains_fifty_streams_in_flight(

@@ -493,11 +493,14 @@ def _refusal(ctx: Context) -> Script:
 
 
 FLOOD_PIECE = "Yggdrasil " * 200  # 2 kB of content per event
+# 60 MB: several times what the buffers on the way (socket buffers of two loopback
+# connections, HTTP/2 flow-control windows, ratd's stream buffer) can hold together.
+FLOOD_EVENTS = 30_000
 
 
 def _flood(ctx: Context) -> Script:
-    """A long stream (20 MB), for backpressure: a slow reader must slow the writer."""
-    return Script((*(Content(FLOOD_PIECE) for _ in range(10_000)), Finish("stop")))
+    """A long stream, for backpressure: a slow reader must slow the writer."""
+    return Script((*(Content(FLOOD_PIECE) for _ in range(FLOOD_EVENTS)), Finish("stop")))
 
 
 def _hang(ctx: Context) -> Script:

@@ -42,7 +42,6 @@ from ratd.providers.messages import (
     retyped,
     unwrap_json_schema,
 )
-from ratd.providers.streams import iter_sse
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -632,22 +631,20 @@ class AnthropicProvider(Provider):
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         plan = self.build_request(request, model, stream=True)
         assembler = StreamAssembler(plan)
-        async with self.http.request("POST", MESSAGES_PATH, plan.body, model=model) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-            if response.content_type == "application/json":
-                data = parse_body(await response.read())
-                if isinstance(data, dict) and data.get("type") == "error":
-                    raise self.error_from_body(200, data, model)
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: expected an event stream, got JSON",
-                    provider=self.name,
-                    model=model,
-                )
-            async for event in iter_sse(response):
+        async with self.http.events(
+            MESSAGES_PATH,
+            plan.body,
+            model=model,
+            status_error=lambda status, data, headers: self.error_from_body(
+                status, data, model, headers
+            ),
+            json_error=lambda data: (
+                self.error_from_body(200, data, model)
+                if isinstance(data, dict) and data.get("type") == "error"
+                else None
+            ),
+        ) as events:
+            async for event in events:
                 payload = loads_or_protocol_error(event.data, self.name, model)
                 if not isinstance(payload, dict):
                     continue

@@ -12,7 +12,7 @@ import email.utils
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ import orjson
 
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.providers.streams import SseEvent, iter_sse
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 # Longer than any real hint, and short enough for a google.protobuf.Duration.
@@ -132,6 +133,37 @@ class HttpClient:
                 provider=self.provider,
                 model=model,
             ) from None
+
+    @asynccontextmanager
+    async def events(
+        self,
+        path: str,
+        payload: Any,
+        *,
+        model: str,
+        status_error: Callable[[int, Any, Mapping[str, str]], errors.GatewayError],
+        json_error: Callable[[Any], errors.GatewayError | None],
+    ) -> AsyncIterator[AsyncIterator[SseEvent]]:
+        """POST and yield the Server-Sent Events of the answer.
+
+        A status other than 200 is ``status_error(status, body, headers)``. A JSON body
+        where events were expected is ``json_error(body)`` (providers answer some errors
+        that way), or a protocol error when that does not recognise it.
+        """
+        async with self.request("POST", path, payload, model=model) as response:
+            if response.status != 200:
+                body = parse_body(await response.read())
+                raise status_error(response.status, body, response.headers)
+            if response.content_type == "application/json":
+                error = json_error(parse_body(await response.read()))
+                if error is not None:
+                    raise error
+                raise errors.UpstreamProtocolError(
+                    f"{self.provider}: expected an event stream, got JSON",
+                    provider=self.provider,
+                    model=model,
+                )
+            yield iter_sse(response)
 
     async def json(
         self, method: str, path: str, payload: Any = None, *, model: str = ""

@@ -31,7 +31,6 @@ from ratd.providers.http import (
     parse_body,
 )
 from ratd.providers.messages import retyped
-from ratd.providers.streams import iter_sse
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -481,24 +480,22 @@ class OpenAICompatibleProvider(Provider):
         self, request: ChatLike, model: str
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         body = self.build_body(request, model, stream=True)
-        async with self.http.request("POST", self.chat_path, body, model=model) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-            if response.content_type == "application/json":
-                data = parse_body(await response.read())
-                if isinstance(data, dict) and data.get("error"):
-                    raise self.stream_error(data["error"], model)
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: expected an event stream, got JSON",
-                    provider=self.name,
-                    model=model,
-                )
-            assembler = StreamAssembler()
-            saw_done = False
-            async for event in iter_sse(response):
+        assembler = StreamAssembler()
+        saw_done = False
+        async with self.http.events(
+            self.chat_path,
+            body,
+            model=model,
+            status_error=lambda status, data, headers: self.error_from_body(
+                status, data, model, headers
+            ),
+            json_error=lambda data: (
+                self.stream_error(data["error"], model)
+                if isinstance(data, dict) and data.get("error")
+                else None
+            ),
+        ) as events:
+            async for event in events:
                 if event.data == "[DONE]":
                     saw_done = True
                     break
