@@ -456,6 +456,35 @@ async def test_thinking_config(
     assert sent(fake)["generationConfig"]["thinkingConfig"] == thinking
 
 
+@pytest.mark.parametrize(
+    ("model", "options", "thinking"),
+    [
+        ("gemini-3-flash-preview", {"reasoning_effort": "medium"}, {"thinkingLevel": "medium"}),
+        ("gemini-3-flash-preview", {"reasoning_effort": "xhigh"}, {"thinkingLevel": "high"}),
+        ("gemini-3-pro-preview", {"reasoning_effort": "medium"}, {"thinkingLevel": "high"}),
+        ("gemini-3-pro-preview", {"reasoning_effort": "minimal"}, {"thinkingLevel": "low"}),
+        ("gemini-3.1-pro-preview", {"reasoning_effort": "medium"}, {"thinkingLevel": "medium"}),
+        # Gemini 3 cannot stop thinking: "none" is the least it does, and none of it shown.
+        (
+            "gemini-3-flash-preview",
+            {"reasoning_effort": "none"},
+            {"thinkingLevel": "minimal", "includeThoughts": False},
+        ),
+        # An explicit budget is still passed as one (the API accepts it).
+        ("gemini-3-pro-preview", {"reasoning_budget": 4096}, {"thinkingBudget": 4096}),
+    ],
+)
+async def test_gemini_3_takes_a_thinking_level(
+    client: ServiceClient,
+    fake: FakeGeminiUpstream,
+    model: str,
+    options: dict[str, Any],
+    thinking: dict[str, Any],
+) -> None:
+    await client.chat("hi", model=model, **options)
+    assert sent(fake)["generationConfig"]["thinkingConfig"] == {"includeThoughts": True, **thinking}
+
+
 async def test_thinking_response(client: ServiceClient) -> None:
     reply = await client.chat("roots?", model="google:thinking", reasoning_effort="medium")
     assert reply.reasoning == fg.THOUGHT

@@ -13,6 +13,8 @@ What this adapter has to get right, beyond renaming fields:
 * Thought parts (``"thought": true``) are reasoning. ``thoughtSignature`` rides on a
   text or function-call part; it is kept as a reasoning block's signature and sent back
   on the matching part of the assistant turn, which Gemini 3 requires for tool use.
+* Reasoning effort becomes ``thinkingBudget`` tokens on Gemini 2.x and ``thinkingLevel``
+  on Gemini 3 and later (the nearest level the model takes; they cannot stop thinking).
 * ``usageMetadata.candidatesTokenCount`` excludes thinking; the normalised completion
   count adds ``thoughtsTokenCount`` so that prompt + completion = total, as elsewhere.
 * The finish reason of a turn that called functions is ``STOP``: normalised to tool calls.
@@ -51,7 +53,6 @@ from ratd.providers.messages import (
     tool_result_value,
     unwrap_json_schema,
 )
-from ratd.providers.streams import iter_sse
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ API_PREFIX = "/v1beta"
 BATCH_EMBED_LIMIT = 100  # requests per batchEmbedContents call
 _SYNTHETIC_ID = re.compile(r"^call_\d+_")
 
-# Reasoning effort -> thinkingBudget (tokens); every value is valid for 2.5 Flash and Pro.
+# Reasoning effort -> thinkingBudget (tokens) for Gemini 2.x; every value is valid for
+# 2.5 Flash and Pro.
 EFFORT_BUDGETS = {
     chat_pb2.REASONING_EFFORT_NONE: 0,
     chat_pb2.REASONING_EFFORT_MINIMAL: 512,
@@ -69,6 +71,22 @@ EFFORT_BUDGETS = {
     chat_pb2.REASONING_EFFORT_HIGH: 16384,
     chat_pb2.REASONING_EFFORT_XHIGH: 24576,
 }
+
+# Gemini 3 and later take a thinking level instead (a budget is accepted, but only for
+# compatibility). None of them can turn thinking off, so "none" asks for the least.
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
+EFFORT_LEVELS = {
+    chat_pb2.REASONING_EFFORT_NONE: "minimal",
+    chat_pb2.REASONING_EFFORT_MINIMAL: "minimal",
+    chat_pb2.REASONING_EFFORT_LOW: "low",
+    chat_pb2.REASONING_EFFORT_MEDIUM: "medium",
+    chat_pb2.REASONING_EFFORT_HIGH: "high",
+    chat_pb2.REASONING_EFFORT_XHIGH: "high",
+}
+# The Pro models know fewer levels; 3 Pro only low and high.
+_PRO_LEVELS = {"3": ("low", "high")}
+_PRO_LEVELS_LATER = ("low", "medium", "high")
+_GEMINI_VERSION = re.compile(r"gemini-(\d+)(?:\.(\d+))?-(\w+)")
 
 _FINISH = {
     "STOP": chat_pb2.FINISH_REASON_STOP,
@@ -329,13 +347,36 @@ def _tool_config(choice: chat_pb2.ToolChoice) -> dict[str, Any]:
     return {"functionCallingConfig": config}
 
 
-def _thinking_config(reasoning: chat_pb2.ReasoningConfig) -> dict[str, Any]:
+def thinking_levels(model: str) -> tuple[str, ...]:
+    """The thinking levels ``model`` takes; none for models that take only a budget."""
+    match = _GEMINI_VERSION.search(model)
+    if match is None or int(match[1]) < 3:
+        return ()
+    if match[3] != "pro":
+        return THINKING_LEVELS
+    version = match[1] if match[2] is None else f"{match[1]}.{match[2]}"
+    return _PRO_LEVELS.get(version, _PRO_LEVELS_LATER)
+
+
+def _nearest_level(wanted: str, levels: tuple[str, ...]) -> str:
+    """The first level at or above ``wanted`` that the model takes, else its highest."""
+    rank = THINKING_LEVELS.index(wanted)
+    return next((lv for lv in levels if THINKING_LEVELS.index(lv) >= rank), levels[-1])
+
+
+def _thinking_config(reasoning: chat_pb2.ReasoningConfig, model: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
+    levels = thinking_levels(model)
     if reasoning.HasField("max_tokens"):
         config["thinkingBudget"] = reasoning.max_tokens
+    elif reasoning.HasField("effort") and levels:
+        wanted = EFFORT_LEVELS.get(reasoning.effort, "high")
+        config["thinkingLevel"] = _nearest_level(wanted, levels)
     elif reasoning.HasField("effort"):
         config["thinkingBudget"] = EFFORT_BUDGETS.get(reasoning.effort, -1)
-    thinking_off = config.get("thinkingBudget") == 0
+    thinking_off = config.get("thinkingBudget") == 0 or (
+        reasoning.HasField("effort") and reasoning.effort == chat_pb2.REASONING_EFFORT_NONE
+    )
     config["includeThoughts"] = not reasoning.exclude_from_output and not thinking_off
     return config
 
@@ -346,7 +387,7 @@ class RequestPlan:
     show_reasoning: bool = True
 
 
-def build_request(request: ChatLike) -> RequestPlan:
+def build_request(request: ChatLike, model: str) -> RequestPlan:
     options = request.options
     system, contents = contents_to_wire(request.messages)
     body: dict[str, Any] = {"contents": contents}
@@ -382,7 +423,7 @@ def build_request(request: ChatLike) -> RequestPlan:
             generation["responseSchema"] = gemini_schema(schema)
     show_reasoning = True
     if options.HasField("reasoning"):
-        generation["thinkingConfig"] = _thinking_config(options.reasoning)
+        generation["thinkingConfig"] = _thinking_config(options.reasoning, model)
         show_reasoning = generation["thinkingConfig"]["includeThoughts"]
     if generation:
         body["generationConfig"] = generation
@@ -593,7 +634,7 @@ class GeminiProvider(Provider):
     # -- chat ----------------------------------------------------------------------------------
 
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        plan = build_request(request)
+        plan = build_request(request, model)
         data = await self._post("generateContent", model, plan.body)
         assembler = ResponseAssembler(self.name, plan.show_reasoning)
         assembler.feed(data, model)
@@ -606,25 +647,23 @@ class GeminiProvider(Provider):
     async def chat_stream(
         self, request: ChatLike, model: str
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        plan = build_request(request)
+        plan = build_request(request, model)
         assembler = ResponseAssembler(self.name, plan.show_reasoning)
         path = self._path(model, "streamGenerateContent") + "?alt=sse"
-        async with self.http.request("POST", path, plan.body, model=model) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-            if response.content_type == "application/json":
-                data = parse_body(await response.read())
-                if isinstance(data, dict | list) and data:
-                    raise self.error_from_body(200, data, model)
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: expected an event stream, got JSON",
-                    provider=self.name,
-                    model=model,
-                )
-            async for event in iter_sse(response):
+        async with self.http.events(
+            path,
+            plan.body,
+            model=model,
+            status_error=lambda status, data, headers: self.error_from_body(
+                status, data, model, headers
+            ),
+            json_error=lambda data: (
+                self.error_from_body(200, data, model)
+                if isinstance(data, dict | list) and data
+                else None
+            ),
+        ) as events:
+            async for event in events:
                 chunk = loads_or_protocol_error(event.data, self.name, model)
                 if not isinstance(chunk, dict):
                     continue
