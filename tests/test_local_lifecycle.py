@@ -269,3 +269,46 @@ async def test_a_cancelled_call_releases_its_model(model_root: Path, tmp_path: P
             await asyncio.sleep(0.01)
         assert entry.in_use == 0, "the cancelled call released the model"
         assert daemon.guard.active == 0
+
+
+async def test_a_reload_keeps_loaded_models_unless_the_local_config_changed(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """A reload that leaves ``[providers.local]`` alone keeps the model manager and what it
+    has loaded (no second copy under the budget, no cold start); one that changes it
+    builds a new manager, and the old one unloads once its calls are done."""
+    local = config_text(model_root, tmp_path, ram_budget_mb=4096)
+    configs = iter(
+        [
+            make_config(local + '[server]\naddress = "127.0.0.1:0"\nlog_level = "debug"\n'),
+            make_config(local.replace("ram_budget_mb = 4096", "ram_budget_mb = 2048")),
+        ]
+    )
+    daemon = Daemon(make_config(local), reread=lambda: next(configs))
+    await daemon.start()
+    try:
+        async with await ServiceClient.connect(daemon.address, timeout=60) as client:
+            await client.embed("warm", "alpha")
+            first = manager_of(daemon)
+
+            reloaded, message = await daemon.reload()
+            assert reloaded, message
+            assert manager_of(daemon) is first, "an unchanged local config keeps its manager"
+            assert await loaded_names(client) == {"alpha"}
+            await client.embed("still warm", "alpha")
+            assert first.entries["alpha"].loads == 1, "the model was not loaded again"
+            assert first._sweeper is not None and not first._sweeper.done()
+
+            reloaded, message = await daemon.reload()
+            assert reloaded, message
+            second = manager_of(daemon)
+            assert second is not first and second.config.ram_budget_mb == 2048
+            assert await loaded_names(client) == set(), "the new manager starts empty"
+            for _ in range(500):  # the old gateway retires once idle
+                if first.used_bytes() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert first.used_bytes() == 0, "the replaced manager unloaded its model"
+            assert (await client.embed("cold again", "alpha")).dimensions == 16
+    finally:
+        await daemon.stop()

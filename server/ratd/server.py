@@ -195,11 +195,13 @@ class Daemon:
                     ),
                     tracing=self.config.tracing,
                 )
+            running = self.holder.current
+            gateway = Gateway(config, build_providers(config, running.providers))
             try:
-                gateway = Gateway(config, build_providers(config))
                 await gateway.start()
             except Exception as err:  # the old gateway keeps serving whatever went wrong
                 log.exception("reload failed while starting the new providers")
+                await gateway.close(keep=running.providers.values())
                 self.notifier.ready("reload failed; serving the previous config")
                 return False, f"reload failed: {err}"
             old = self.holder.swap(gateway)
@@ -212,7 +214,9 @@ class Daemon:
             )
             setup_logging(server.log_level, server.log_format)
             task = asyncio.get_running_loop().create_task(
-                self.holder.retire(old, config.server.shutdown_grace_secs)
+                self.holder.retire(
+                    old, config.server.shutdown_grace_secs, keep=gateway.providers.values()
+                )
             )
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -91,9 +91,13 @@ class Gateway:
         else:
             self.registry.load_cache()
 
-    async def close(self) -> None:
+    async def close(self, keep: Collection[object] = ()) -> None:
+        """Close the registry and every provider but those in ``keep`` (the ones a
+        reloaded gateway took over)."""
         await self.registry.stop()
         for provider in self.providers.values():
+            if any(provider is kept for kept in keep):
+                continue
             try:
                 await provider.close()
             except Exception:

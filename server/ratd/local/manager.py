@@ -108,6 +108,7 @@ class ModelManager:
         self.entries: dict[str, Entry] = {}
         self._load_lock = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- names ---------------------------------------------------------------------------------
@@ -136,6 +137,11 @@ class ModelManager:
     # -- start and stop ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the idle sweeper and load the pinned models (once: a gateway built by a
+        reload starts the manager it kept from the previous one again)."""
+        if self._started:
+            return
+        self._started = True
         if self.config.idle_timeout_secs > 0:
             self._sweeper = asyncio.get_running_loop().create_task(
                 self._sweep(), name="local-idle-sweeper"

@@ -102,6 +102,9 @@ class LocalProvider(Provider):
     async def start(self) -> None:
         await self.manager.start()
 
+    def reusable_for(self, config: Config) -> bool:
+        return config.local == self.local
+
     async def close(self) -> None:
         await self.manager.close()
         self.inference_pool.shutdown(wait=False, cancel_futures=True)

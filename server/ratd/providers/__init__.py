@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 
 from ratd.config import Config
 from ratd.providers.base import Provider
@@ -49,10 +50,22 @@ def build_local(config: Config) -> Provider | None:
     return provider
 
 
-def build_providers(config: Config) -> dict[str, Provider]:
-    """One provider object per configured remote provider whose API this ratd speaks."""
+def build_providers(
+    config: Config, previous: Mapping[str, Provider] | None = None
+) -> dict[str, Provider]:
+    """One provider object per configured provider whose API this ratd speaks. On a
+    reload, ``previous`` are the running gateway's: those that say they can serve the new
+    config unchanged are kept rather than built again."""
+    kept = {
+        name: provider
+        for name, provider in (previous or {}).items()
+        if provider.reusable_for(config)
+    }
     providers: dict[str, Provider] = {}
     for name, conf in config.providers.items():
+        if name in kept:
+            providers[name] = kept[name]
+            continue
         cls = provider_class(conf.kind)
         if cls is None:
             log.warning(
@@ -68,7 +81,7 @@ def build_providers(config: Config) -> dict[str, Provider]:
                 name,
             )
         providers[name] = cls(name, conf, key)
-    local = build_local(config)
+    local = kept.get("local") or build_local(config)
     if local is not None:
         providers[local.name] = local
     return providers

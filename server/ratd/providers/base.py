@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors
-from ratd.config import ProviderConfig
+from ratd.config import Config, ProviderConfig
 from ratd.secrets import Secret
 
 ChatLike = chat_pb2.ChatRequest | chat_pb2.ChatStreamRequest
@@ -50,6 +50,13 @@ class Provider:
 
     async def close(self) -> None:
         """Release connections and anything else held."""
+
+    def reusable_for(self, config: Config) -> bool:
+        """Whether a reload to ``config`` may keep this very object instead of building a
+        new one. Remote providers are rebuilt (their keys may have changed, and they hold
+        nothing a new one lacks); a provider holding loaded models says yes when nothing it
+        was built from changed, so a reload neither drops them nor loads them twice."""
+        return False
 
     def _unsupported(self, operation: str, model: str = "") -> errors.NotImplementedYet:
         return errors.NotImplementedYet(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from ratd.core.gateway import Gateway
 
@@ -40,8 +41,9 @@ class GatewayHolder:
         old, self.current = self.current, gateway
         return old
 
-    async def retire(self, gateway: Gateway, grace: float) -> None:
-        """Close ``gateway`` once no call uses it (or after ``grace`` seconds)."""
+    async def retire(self, gateway: Gateway, grace: float, keep: Collection[object] = ()) -> None:
+        """Close ``gateway`` once no call uses it (or after ``grace`` seconds), but not
+        the providers in ``keep``, which its successor took over."""
         key = id(gateway)
         if self._users.get(key):
             idle = self._idle.setdefault(key, asyncio.Event())
@@ -54,7 +56,7 @@ class GatewayHolder:
                 )
             finally:
                 self._idle.pop(key, None)
-        await gateway.close()
+        await gateway.close(keep)
 
 
 class _Use:
