@@ -15,6 +15,7 @@ import pytest
 
 from ratatoskr import (
     AuthenticationFailed,
+    ChatStreamCollector,
     ContextLengthExceeded,
     InvalidInput,
     Message,
@@ -22,6 +23,7 @@ from ratatoskr import (
     QuotaExceeded,
     RateLimited,
     ServiceClient,
+    ToolCall,
     ToolDefinition,
     UnsupportedParameter,
     chat_pb2,
@@ -459,6 +461,7 @@ async def test_thinking_stream(client: ServiceClient) -> None:
     assert normalise(events)[:-2] == [
         *(("reasoning", p) for p in fa.THINKING_PIECES),
         ("signature", fa.THINKING_SIGNATURE),
+        ("block", fa.THINKING, fa.THINKING_SIGNATURE, b""),
         *(("content", p) for p in fa.ANSWER_PIECES),
     ]
 
@@ -476,16 +479,22 @@ async def test_two_thinking_blocks(client: ServiceClient) -> None:
         client.chat_stream("hi", model="anthropic:two-thinking-blocks", reasoning_effort="low")
     )
     assert joined(events, "reasoning") == reply.reasoning
-    assert [e[0] for e in normalise(events)][:8] == [
+    assert [e[0] for e in normalise(events)][:10] == [
         "reasoning",
         "reasoning",
         "signature",
+        "block",
         "content",
         "reasoning",
         "reasoning",
         "reasoning",
         "signature",
+        "block",
     ]
+    # Each block whole and exact (no joining blank line): as Chat answers them.
+    assert [e.reasoning_block for e in events if e.HasField("reasoning_block")] == list(
+        reply.reasoning_blocks
+    )
 
 
 async def test_redacted_thinking_kept(client: ServiceClient) -> None:
@@ -495,6 +504,10 @@ async def test_redacted_thinking_kept(client: ServiceClient) -> None:
         ("", fa.REDACTED_DATA.encode()),
     ]
     assert reply.reasoning == fa.THINKING
+    streamed = await ChatStreamCollector.collect(
+        client.chat_stream("hi", model="anthropic:redacted-thinking", reasoning_effort="low")
+    )
+    assert list(streamed.reasoning_blocks) == list(reply.reasoning_blocks)
 
 
 async def test_reasoning_excluded_from_output(client: ServiceClient) -> None:
@@ -508,7 +521,19 @@ async def test_reasoning_excluded_from_output(client: ServiceClient) -> None:
             "hi", model="anthropic:thinking", reasoning_effort="low", exclude_reasoning=True
         )
     )
-    assert {e[0] for e in normalise(events)} == {"content", "usage", "done"}
+    # No reasoning text, but the signed block still comes, to send back (as with Chat).
+    assert {e[0] for e in normalise(events)} == {"content", "block", "usage", "done"}
+    assert [e.reasoning_block for e in events if e.HasField("reasoning_block")] == list(
+        reply.reasoning_blocks
+    )
+
+
+def without_arguments(reply: chat_pb2.ChatResponse) -> chat_pb2.ChatResponse:
+    copy = chat_pb2.ChatResponse()
+    copy.CopyFrom(reply)
+    for call in copy.tool_calls:
+        call.ClearField("arguments")
+    return copy
 
 
 async def test_thinking_tool_use_second_turn(
@@ -520,11 +545,12 @@ async def test_thinking_tool_use_second_turn(
         [question], tools=[FERRY], model="anthropic:thinking-tool", reasoning_effort="low"
     )
     assert first.finish_reason == chat_pb2.FINISH_REASON_TOOL_CALLS
-    assistant = Message.assistant(first.content, tool_calls=first.tool_calls)
-    assistant.reasoning_blocks.extend(first.reasoning_blocks)
-    history = [question, assistant, Message.tool(first.tool_calls[0].id, {"departures": ["09:15"]})]
+    result = Message.tool(first.tool_calls[0].id, {"departures": ["09:15"]})
     second = await client.chat(
-        history, tools=[FERRY], model="anthropic:thinking", reasoning_effort="low"
+        [question, Message.from_response(first), result],
+        tools=[FERRY],
+        model="anthropic:thinking",
+        reasoning_effort="low",
     )
     assert second.content == fa.ANSWER
     turn = sent(fake)["messages"][1]
@@ -538,6 +564,25 @@ async def test_thinking_tool_use_second_turn(
             "input": json.loads(fa.FERRY_JSON),
         },
     ]
+
+    # The same turn streamed and collected goes back exactly the same.
+    streamed = await ChatStreamCollector.collect(
+        client.chat_stream(
+            [question], tools=[FERRY], model="anthropic:thinking-tool", reasoning_effort="low"
+        )
+    )
+    # (Arguments as streamed keep the upstream's spacing; Chat re-serialises the object.)
+    assert [ToolCall.parse_arguments(c) for c in streamed.tool_calls] == [
+        ToolCall.parse_arguments(c) for c in first.tool_calls
+    ]
+    assert without_arguments(streamed) == without_arguments(first)
+    await client.chat(
+        [question, Message.from_response(streamed), result],
+        tools=[FERRY],
+        model="anthropic:thinking",
+        reasoning_effort="low",
+    )
+    assert sent(fake)["messages"][1] == turn
 
 
 async def test_reasoning_blocks_sent_back(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from ratatoskr import RatatoskrError, ServiceClient, ToolDefinition, chat_pb2
+from ratatoskr import ChatStreamCollector, RatatoskrError, ServiceClient, ToolDefinition, chat_pb2
 from tests.fakes import conformance as conf
 from tests.fakes.anthropic_upstream import FakeAnthropicUpstream
 from tests.fakes.gemini_upstream import FakeGeminiUpstream
@@ -229,6 +229,23 @@ async def test_reasoning(client: ServiceClient, provider: str) -> None:
         assert "reasoning" not in got.order
     assert got.usage is not None
     check_usage(got.usage, provider, reasoning=True)
+
+
+@pytest.mark.parametrize("scenario", ["conf-text", "conf-tool", "conf-parallel", "conf-reasoning"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_collected_stream_is_the_unary_reply(
+    client: ServiceClient, provider: str, scenario: str
+) -> None:
+    """Folded by ChatStreamCollector, a stream is exactly what Chat answers (reasoning
+    blocks with their signatures included): a client can show a turn as it arrives and
+    still send it back whole."""
+    tools = TOOLS if scenario in ("conf-tool", "conf-parallel") else []
+    name = model(provider, scenario)
+    reply = await client.chat("Go on.", tools, model=name, reasoning_effort="low")
+    streamed = await ChatStreamCollector.collect(
+        client.chat_stream("Go on.", tools, model=name, reasoning_effort="low")
+    )
+    assert streamed == reply
 
 
 # -- errors -----------------------------------------------------------------------------------------------

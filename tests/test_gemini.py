@@ -16,6 +16,7 @@ import pytest
 
 from ratatoskr import (
     AuthenticationFailed,
+    ChatStreamCollector,
     ContentFiltered,
     ContextLengthExceeded,
     InvalidInput,
@@ -504,6 +505,7 @@ async def test_thinking_stream(client: ServiceClient) -> None:
     assert normalise(events)[:-2] == [
         *(("reasoning", p) for p in fg.THOUGHT_PIECES),
         ("signature", fg.THOUGHT_SIGNATURE),
+        ("block", "".join(fg.THOUGHT_PIECES), fg.THOUGHT_SIGNATURE, b""),
         *(("content", p) for p in fg.ANSWER_PIECES),
     ]
 
@@ -524,7 +526,11 @@ async def test_reasoning_excluded_from_output(client: ServiceClient) -> None:
             "roots?", model="google:thinking", reasoning_effort="low", exclude_reasoning=True
         )
     )
-    assert {e[0] for e in normalise(events)} == {"content", "usage", "done"}
+    # The signed block still comes, to send back (as with Chat).
+    assert {e[0] for e in normalise(events)} == {"content", "block", "usage", "done"}
+    assert [e.reasoning_block for e in events if e.HasField("reasoning_block")] == list(
+        reply.reasoning_blocks
+    )
 
 
 async def test_signatures_sent_back_on_their_parts(
@@ -534,11 +540,11 @@ async def test_signatures_sent_back_on_their_parts(
     first = await client.chat(
         "jokes", tools=[FERRY], model="google:parallel-calls", reasoning_effort="low"
     )
-    assistant = Message.assistant(tool_calls=first.tool_calls)
-    assistant.reasoning_blocks.extend(first.reasoning_blocks)
     results = [Message.tool(call.id, "a joke") for call in first.tool_calls]
     await client.chat(
-        [Message.user("jokes"), assistant, *results], tools=[FERRY], model="gemini-2.5-flash"
+        [Message.user("jokes"), Message.from_response(first), *results],
+        tools=[FERRY],
+        model="gemini-2.5-flash",
     )
     model_turn = sent(fake)["contents"][1]
     assert model_turn["role"] == "model"
@@ -547,6 +553,19 @@ async def test_signatures_sent_back_on_their_parts(
         None,
         None,
     ]
+    # Streamed and collected, the same turn goes back the same.
+    streamed = await ChatStreamCollector.collect(
+        client.chat_stream(
+            "jokes", tools=[FERRY], model="google:parallel-calls", reasoning_effort="low"
+        )
+    )
+    assert streamed == first
+    await client.chat(
+        [Message.user("jokes"), Message.from_response(streamed), *results],
+        tools=[FERRY],
+        model="gemini-2.5-flash",
+    )
+    assert sent(fake)["contents"][1] == model_turn
     assert sent(fake)["contents"][2]["parts"][0] == {
         "functionResponse": {"name": "generate_topic", "response": {"result": "a joke"}}
     }

@@ -31,7 +31,14 @@ from ratatoskr.errors import (
     RateLimited,
     UnsupportedParameter,
 )
-from ratatoskr.helpers import ChatOptions, GenerateOptions, Message, ToolCall, ToolDefinition
+from ratatoskr.helpers import (
+    ChatOptions,
+    ChatStreamCollector,
+    GenerateOptions,
+    Message,
+    ToolCall,
+    ToolDefinition,
+)
 from ratatoskr.sync import SyncServiceClient
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2
 
@@ -47,6 +54,7 @@ __all__ = [
     "Cancelled",
     "ChatEvent",
     "ChatOptions",
+    "ChatStreamCollector",
     "ConnectionFailed",
     "ContentFiltered",
     "ContextLengthExceeded",

@@ -8,7 +8,7 @@ content="hi")``, and so on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 
 from ratatoskr.v1 import chat_pb2
@@ -54,10 +54,27 @@ class Message:
 
     @staticmethod
     def assistant(
-        content: str = "", *, tool_calls: Iterable[chat_pb2.ToolCall] = ()
+        content: str = "",
+        *,
+        tool_calls: Iterable[chat_pb2.ToolCall] = (),
+        reasoning_blocks: Iterable[chat_pb2.ReasoningBlock] = (),
     ) -> chat_pb2.Message:
         return chat_pb2.Message(
-            role=chat_pb2.ROLE_ASSISTANT, content=content, tool_calls=list(tool_calls)
+            role=chat_pb2.ROLE_ASSISTANT,
+            content=content,
+            tool_calls=list(tool_calls),
+            reasoning_blocks=list(reasoning_blocks),
+        )
+
+    @staticmethod
+    def from_response(response: chat_pb2.ChatResponse) -> chat_pb2.Message:
+        """The assistant's turn to send back in the next request: its text, tool calls and
+        signed reasoning (which Anthropic and Gemini 3 require to continue after a tool
+        call with thinking on)."""
+        return Message.assistant(
+            response.content,
+            tool_calls=response.tool_calls,
+            reasoning_blocks=response.reasoning_blocks,
         )
 
     @staticmethod
@@ -99,6 +116,64 @@ class ToolCall:
         if not isinstance(value, dict):
             raise ValueError(f"tool call {call.id} arguments are not a JSON object")
         return value
+
+
+class ChatStreamCollector:
+    """Folds ChatStream events into the ChatResponse that Chat would have answered, so
+    that a streamed turn can be shown as it arrives and still be sent back whole::
+
+        collector = ChatStreamCollector()
+        async for event in client.chat_stream(messages, model=model):
+            collector.add(event)  # and show the event
+        messages.append(Message.from_response(collector.response()))
+    """
+
+    def __init__(self) -> None:
+        self._reply = chat_pb2.ChatResponse()
+        self._reasoning: list[str] = []
+        self._content: list[str] = []
+        self._calls: dict[int, chat_pb2.ToolCall] = {}
+
+    @classmethod
+    async def collect(
+        cls, events: AsyncIterable[chat_pb2.ChatStreamResponse]
+    ) -> chat_pb2.ChatResponse:
+        """Read a whole stream and return its response."""
+        collector = cls()
+        async for event in events:
+            collector.add(event)
+        return collector.response()
+
+    def add(self, event: chat_pb2.ChatStreamResponse) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "content":
+            self._content.append(event.content)
+        elif kind == "reasoning":
+            self._reasoning.append(event.reasoning)
+        elif kind == "reasoning_block":
+            self._reply.reasoning_blocks.append(event.reasoning_block)
+        elif kind == "tool_call_start":
+            start = event.tool_call_start
+            self._calls[start.index] = chat_pb2.ToolCall(id=start.id, name=start.name)
+        elif kind == "tool_call_delta":
+            call = self._calls.setdefault(event.tool_call_delta.index, chat_pb2.ToolCall())
+            call.arguments += event.tool_call_delta.arguments
+        elif kind == "usage":
+            self._reply.usage.CopyFrom(event.usage)
+        elif kind == "done":
+            self._reply.finish_reason = event.finish_reason
+            self._reply.model = event.model
+            self._reply.provider = event.provider
+
+    def response(self) -> chat_pb2.ChatResponse:
+        """What the events so far add up to."""
+        reply = chat_pb2.ChatResponse()
+        reply.CopyFrom(self._reply)
+        reply.content = "".join(self._content)
+        if self._reasoning:
+            reply.reasoning = "".join(self._reasoning)
+        reply.tool_calls.extend(self._calls[index] for index in sorted(self._calls))
+        return reply
 
 
 def _tool_choice(choice: str) -> chat_pb2.ToolChoice:

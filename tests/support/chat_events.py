@@ -40,6 +40,9 @@ def event_tuple(event: chat_pb2.ChatStreamResponse) -> tuple[Any, ...]:
         return ("reasoning", event.reasoning)
     if kind == "reasoning_signature":
         return ("signature", event.reasoning_signature)
+    if kind == "reasoning_block":
+        block = event.reasoning_block
+        return ("block", block.text, block.signature, block.redacted_data)
     if kind == "tool_call_start":
         start = event.tool_call_start
         return ("tool_start", start.index, start.id, start.name)
@@ -91,7 +94,8 @@ def conformance_events(
     if scenario == "conf-reasoning":
         reasoning = [("reasoning", piece) for piece in conf.REASONING_PIECES]
         signature = ("signature", conf.REASONING_SIGNATURE)
-        return [*reasoning, signature, *text, ("usage", usage), done_stop]
+        block = ("block", conf.REASONING, conf.REASONING_SIGNATURE, b"")
+        return [*reasoning, signature, block, *text, ("usage", usage), done_stop]
     calls = conf.TOOL_CALLS[:1] if scenario == "conf-tool" else conf.TOOL_CALLS
     if scenario not in ("conf-tool", "conf-parallel"):
         raise KeyError(scenario)

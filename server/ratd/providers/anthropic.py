@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -436,15 +436,21 @@ class _Block:
     tool_index: int = -1
     structured: bool = False
     arguments_sent: bool = False
+    # A thinking block's text and signature, or a redacted block's data, kept to send the
+    # whole block when it ends.
+    thinking: list[str] = field(default_factory=list)
+    signature: str = ""
+    redacted: str = ""
 
 
 class StreamAssembler:
     """Turns Messages API stream events into ChatStreamResponse events, in order.
 
     Text and thinking deltas pass through as they arrive; a ``signature_delta`` becomes a
-    ``reasoning_signature`` event; a ``tool_use`` block becomes ToolCallStart, its
-    ``input_json_delta`` pieces ToolCallDelta exactly as sent, and its
-    ``content_block_stop`` ToolCallEnd. Usage merges ``message_start`` with every
+    ``reasoning_signature`` event, and the end of a thinking or redacted thinking block a
+    ``reasoning_block`` event with the whole block (to send back); a ``tool_use`` block
+    becomes ToolCallStart, its ``input_json_delta`` pieces ToolCallDelta exactly as sent,
+    and its ``content_block_stop`` ToolCallEnd. Usage merges ``message_start`` with every
     ``message_delta`` (output tokens are cumulative there).
     """
 
@@ -497,8 +503,13 @@ class StreamAssembler:
         state = self._blocks[index] = _Block(kind)
         if kind == "text" and block.get("text"):
             return [chat_pb2.ChatStreamResponse(content=block["text"])]
+        if kind == "redacted_thinking":
+            state.redacted = str(block.get("data") or "")
+            return []
         if kind == "thinking":
             self._thinking_blocks += 1
+            state.thinking.append(str(block.get("thinking") or ""))
+            state.signature = str(block.get("signature") or "")
             out: list[chat_pb2.ChatStreamResponse] = []
             if self._thinking_blocks > 1 and self.plan.show_reasoning:
                 # Chat joins the blocks' texts with a blank line; so does the stream.
@@ -523,10 +534,16 @@ class StreamAssembler:
         state = self._blocks.get(index)
         if kind == "text_delta" and delta.get("text"):
             return [chat_pb2.ChatStreamResponse(content=delta["text"])]
-        if kind == "thinking_delta" and delta.get("thinking") and self.plan.show_reasoning:
-            return [chat_pb2.ChatStreamResponse(reasoning=delta["thinking"])]
-        if kind == "signature_delta" and delta.get("signature") and self.plan.show_reasoning:
-            return [chat_pb2.ChatStreamResponse(reasoning_signature=delta["signature"])]
+        if kind == "thinking_delta" and delta.get("thinking"):
+            if state is not None:
+                state.thinking.append(str(delta["thinking"]))
+            if self.plan.show_reasoning:
+                return [chat_pb2.ChatStreamResponse(reasoning=delta["thinking"])]
+        if kind == "signature_delta" and delta.get("signature"):
+            if state is not None:
+                state.signature = str(delta["signature"])
+            if self.plan.show_reasoning:
+                return [chat_pb2.ChatStreamResponse(reasoning_signature=delta["signature"])]
         if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
             piece = str(delta["partial_json"])
             state.arguments_sent = True
@@ -539,7 +556,15 @@ class StreamAssembler:
 
     def _stop(self, index: int) -> list[chat_pb2.ChatStreamResponse]:
         state = self._blocks.get(index)
-        if state is None or state.kind != "tool_use":
+        if state is None:
+            return []
+        if state.kind == "thinking":
+            block = chat_pb2.ReasoningBlock(text="".join(state.thinking), signature=state.signature)
+            return [chat_pb2.ChatStreamResponse(reasoning_block=block)]
+        if state.kind == "redacted_thinking":
+            block = chat_pb2.ReasoningBlock(redacted_data=state.redacted.encode())
+            return [chat_pb2.ChatStreamResponse(reasoning_block=block)]
+        if state.kind != "tool_use":
             return []
         out: list[chat_pb2.ChatStreamResponse] = []
         if not state.arguments_sent:

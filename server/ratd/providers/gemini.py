@@ -476,13 +476,19 @@ class ResponseAssembler:
         return out
 
     def _signature(self, signature: str) -> list[chat_pb2.ChatStreamResponse]:
-        self.blocks.append(
-            chat_pb2.ReasoningBlock(text="".join(self._pending_thought), signature=signature)
-        )
+        block = chat_pb2.ReasoningBlock(text="".join(self._pending_thought), signature=signature)
+        self.blocks.append(block)
         self._pending_thought.clear()
-        if not self.show_reasoning:
-            return []
-        return [chat_pb2.ChatStreamResponse(reasoning_signature=signature)]
+        out = [chat_pb2.ChatStreamResponse(reasoning_block=block)]
+        if self.show_reasoning:
+            out.insert(0, chat_pb2.ChatStreamResponse(reasoning_signature=signature))
+        return out
+
+    def unsigned_block(self) -> chat_pb2.ReasoningBlock | None:
+        """Thoughts after the last signature (Gemini 2.x signs none), as one block."""
+        if not self._pending_thought:
+            return None
+        return chat_pb2.ReasoningBlock(text="".join(self._pending_thought))
 
     def _part(self, part: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
         out: list[chat_pb2.ChatStreamResponse] = []
@@ -534,10 +540,9 @@ class ResponseAssembler:
             finish_reason=self.finish_reason,
             provider=self.provider,
         )
-        blocks = list(self.blocks)
-        if self._pending_thought:
-            blocks.append(chat_pb2.ReasoningBlock(text="".join(self._pending_thought)))
-        response.reasoning_blocks.extend(blocks)
+        response.reasoning_blocks.extend(self.blocks)
+        if (unsigned := self.unsigned_block()) is not None:
+            response.reasoning_blocks.append(unsigned)
         if self.reasoning and self.show_reasoning:
             response.reasoning = "".join(self.reasoning)
         if self.usage is not None:
@@ -677,6 +682,8 @@ class GeminiProvider(Provider):
                 provider=self.name,
                 model=model,
             )
+        if (unsigned := assembler.unsigned_block()) is not None:
+            yield chat_pb2.ChatStreamResponse(reasoning_block=unsigned)
         if assembler.usage is not None:
             yield chat_pb2.ChatStreamResponse(usage=assembler.usage)
         yield chat_pb2.ChatStreamResponse(
