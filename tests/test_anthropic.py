@@ -592,12 +592,18 @@ async def test_reasoning_blocks_sent_back(
     assistant.reasoning_blocks.add(text="thought", signature="sig-1")
     assistant.reasoning_blocks.add(redacted_data=b"opaque-blob")
     assistant.reasoning_blocks.add(text="unsigned thought from another provider")
+    # Claude's thinking that came through OpenRouter carries Anthropic's signature.
+    assistant.reasoning_blocks.add(text="routed", signature="sig-2", format="anthropic-claude-v1")
+    # Other APIs' signatures and encrypted reasoning: Anthropic would refuse them.
+    assistant.reasoning_blocks.add(text="gemini", signature="g-sig", format="google-gemini-v1")
+    assistant.reasoning_blocks.add(redacted_data=b"gAAAA", format="openai-responses-v1")
     await client.chat(
         [Message.user("q"), assistant, Message.user("more")], model="claude-sonnet-4-5"
     )
     assert sent(fake)["messages"][1]["content"] == [
         {"type": "thinking", "thinking": "thought", "signature": "sig-1"},
         {"type": "redacted_thinking", "data": "opaque-blob"},
+        {"type": "thinking", "thinking": "routed", "signature": "sig-2"},
         {"type": "text", "text": "Earlier answer."},
     ]
 
@@ -609,7 +615,9 @@ async def test_images(client: ServiceClient, fake: FakeAnthropicUpstream) -> Non
     message = Message.user("What is in these?")
     message.parts.add(image=chat_pb2.ImagePart(data=PNG, mime_type="image/png"))
     message.parts.add(image=chat_pb2.ImagePart(url="https://example.org/ash.jpg"))
-    message.parts.add(image=chat_pb2.ImagePart(url="data:image/webp;base64,UklGRiQAAABXRUJQVlA4IA=="))
+    message.parts.add(
+        image=chat_pb2.ImagePart(url="data:image/webp;base64,UklGRiQAAABXRUJQVlA4IA==")
+    )
     message.parts.add(text="Be brief.")
     await client.chat([message], model="claude-sonnet-4-5")
     assert sent(fake)["messages"][0]["content"] == [
@@ -625,7 +633,11 @@ async def test_images(client: ServiceClient, fake: FakeAnthropicUpstream) -> Non
         {"type": "image", "source": {"type": "url", "url": "https://example.org/ash.jpg"}},
         {
             "type": "image",
-            "source": {"type": "base64", "media_type": "image/webp", "data": "UklGRiQAAABXRUJQVlA4IA=="},
+            "source": {
+                "type": "base64",
+                "media_type": "image/webp",
+                "data": "UklGRiQAAABXRUJQVlA4IA==",
+            },
         },
         {"type": "text", "text": "Be brief."},
     ]

@@ -571,6 +571,8 @@ async def test_signatures_sent_back_on_their_parts(
     }
 
     text_turn = Message.assistant("Three roots.")
+    # Claude's signature would be refused: only Gemini's own (or untagged) blocks go back.
+    text_turn.reasoning_blocks.add(text="claude", signature="c-sig", format="anthropic-claude-v1")
     text_turn.reasoning_blocks.add(text="thinking", signature=fg.THOUGHT_SIGNATURE)
     await client.chat(
         [Message.user("roots?"), text_turn, Message.user("sure?")], model="gemini-2.5-flash"

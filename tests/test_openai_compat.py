@@ -7,11 +7,13 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from ratatoskr import (
     ChatOptions,
+    ChatStreamCollector,
     Message,
     ServiceClient,
     ToolCall,
@@ -25,13 +27,17 @@ from ratd.secrets import Secret
 from tests.fakes.openai_upstream import (
     ANSWER_TEXT,
     CONVERT_CALL,
+    ENCRYPTED_REASONING,
     FEE_CALL,
     FERRY_CALL,
     LENGTH_TEXT,
     OPENROUTER_FERRY_CALL,
     PARALLEL_USAGE,
     PREAMBLE_TEXT,
+    REASONING_ITEM_ID,
     REASONING_PIECES,
+    REASONING_SIGNATURE,
+    REASONING_SUMMARY,
     REASONING_TEXT,
     REASONING_USAGE,
     REFUSAL_PIECES,
@@ -355,9 +361,13 @@ async def test_openrouter_stream_reasoning(
     )
 
     assert kinds(events) == ["reasoning"] * len(REASONING_PIECES) + ["content"] * 7 + [
+        "reasoning_block",
         "usage",
         "done",
     ]
+    assert events[-3].reasoning_block == chat_pb2.ReasoningBlock(
+        text=REASONING_TEXT, signature=REASONING_SIGNATURE, format="anthropic-claude-v1"
+    )
     assert joined(events, "reasoning") == REASONING_TEXT
     assert joined(events, "content") == ANSWER_TEXT
     assert_usage(events[-2].usage, REASONING_USAGE, "openrouter")
@@ -368,6 +378,74 @@ async def test_openrouter_stream_reasoning(
         "openrouter",
     )
     assert upstream.last("openrouter").json["reasoning"] == {"max_tokens": 2048}
+
+
+CLAUDE_DETAILS = [
+    {
+        "type": "reasoning.text",
+        "text": REASONING_TEXT,
+        "signature": REASONING_SIGNATURE,
+        "format": "anthropic-claude-v1",
+        "index": 0,
+    }
+]
+OPENAI_DETAILS = [
+    {
+        "type": "reasoning.summary",
+        "summary": REASONING_SUMMARY,
+        "id": REASONING_ITEM_ID,
+        "format": "openai-responses-v1",
+        "index": 0,
+    },
+    {
+        "type": "reasoning.encrypted",
+        "data": ENCRYPTED_REASONING,
+        "id": REASONING_ITEM_ID,
+        "format": "openai-responses-v1",
+        "index": 1,
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "details"),
+    [("reasoning", CLAUDE_DETAILS), ("encrypted-reasoning", OPENAI_DETAILS)],
+)
+async def test_openrouter_reasoning_details_go_back_unchanged(
+    ratd: ServiceClient, upstream: FakeOpenAIUpstream, scenario: str, details: list[Any]
+) -> None:
+    """Signed (Claude) and encrypted (OpenAI) reasoning through OpenRouter becomes
+    reasoning blocks, unary or streamed alike, and goes back as the same
+    ``reasoning_details`` with the assistant's turn."""
+    upstream.set_scenario(scenario)
+    question = Message.user("Ferry from Ålesund?")
+    reply = await ratd.chat([question], [FERRY_TOOL], model=OPENROUTER_MODEL, reasoning_budget=2048)
+    assert reply.reasoning_blocks
+    streamed = await ChatStreamCollector.collect(
+        ratd.chat_stream([question], [FERRY_TOOL], model=OPENROUTER_MODEL, reasoning_budget=2048)
+    )
+    assert list(streamed.reasoning_blocks) == list(reply.reasoning_blocks)
+
+    upstream.set_scenario("text")
+    await ratd.chat(
+        [question, Message.from_response(streamed), Message.user("And back?")],
+        model=OPENROUTER_MODEL,
+    )
+    assert upstream.last("openrouter").json["messages"][1]["reasoning_details"] == details
+
+
+async def test_reasoning_blocks_stay_out_of_an_openai_request(
+    ratd: ServiceClient, upstream: FakeOpenAIUpstream
+) -> None:
+    """OpenAI's Chat Completions has no field for them (and refuses unknown ones)."""
+    turn = Message.assistant(
+        "Earlier.",
+        reasoning_blocks=[
+            chat_pb2.ReasoningBlock(text="thought", signature="sig-1", format="anthropic-claude-v1")
+        ],
+    )
+    await ratd.chat([Message.user("q"), turn, Message.user("more")], model=OPENAI_MODEL)
+    assert "reasoning_details" not in upstream.last("openai").json["messages"][1]
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

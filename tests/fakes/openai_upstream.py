@@ -297,6 +297,14 @@ class ReasoningSignature:
 
 
 @dataclass(frozen=True)
+class ReasoningItem:
+    """A whole ``reasoning_details`` item with no reasoning text beside it: how OpenAI's
+    reasoning comes through OpenRouter (a summary, then the encrypted reasoning)."""
+
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ToolStart:
     index: int
     id: str
@@ -342,6 +350,7 @@ Step = (
     | Refusal
     | Reasoning
     | ReasoningSignature
+    | ReasoningItem
     | ToolStart
     | ToolArgs
     | Finish
@@ -427,6 +436,21 @@ def _tool_call(ctx: Context) -> Script:
     else:  # an Anthropic-style model behind OpenRouter says something first
         steps = (Content(PREAMBLE_TEXT), *_tool_steps(0, OPENROUTER_FERRY_CALL))
     return Script((*steps, Finish("tool_calls", "tool_use"), Usage(TOOL_USAGE)))
+
+
+REASONING_SUMMARY = "**Finding the ferry**\n\nLook up departures from the harbour."
+ENCRYPTED_REASONING = "gAAAAABpRatatoskrEncryptedReasoningBlob0001=="
+REASONING_ITEM_ID = "rs_0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def _encrypted_reasoning(ctx: Context) -> Script:
+    """An OpenAI reasoning model behind OpenRouter calling a tool: its reasoning comes as
+    a summary and an encrypted item, both to be sent back with the turn."""
+    common = {"id": REASONING_ITEM_ID, "format": "openai-responses-v1"}
+    summary = {"type": "reasoning.summary", "summary": REASONING_SUMMARY, **common, "index": 0}
+    encrypted = {"type": "reasoning.encrypted", "data": ENCRYPTED_REASONING, **common, "index": 1}
+    steps = (ReasoningItem(summary), ReasoningItem(encrypted), *_tool_steps(0, FERRY_CALL))
+    return Script((*steps, Finish("tool_calls"), Usage(TOOL_USAGE)))
 
 
 def _parallel_tool_calls(ctx: Context) -> Script:
@@ -791,6 +815,7 @@ SCENARIOS: dict[str, Callable[[Context], Script | HttpReply]] = {
     "text": _text,
     "length": _length,
     "tool-call": _tool_call,
+    "encrypted-reasoning": _encrypted_reasoning,
     "parallel-tool-calls": _parallel_tool_calls,
     "reasoning": _reasoning,
     "mid-stream-error": _mid_stream_error,
@@ -1047,6 +1072,12 @@ class _Renderer:
                             self._delta(content="", reasoning=step.text, reasoning_details=[detail])
                         )
                     )
+            elif isinstance(step, ReasoningItem):
+                if not self.openai:
+                    delta = self._delta(
+                        content="", reasoning=None, reasoning_details=[dict(step.detail)]
+                    )
+                    frames.append(self._chunk(delta))
             elif isinstance(step, ReasoningSignature):
                 if not self.openai:
                     detail = {
@@ -1151,6 +1182,9 @@ class _Renderer:
             if signature:
                 details[0]["signature"] = signature
             message["reasoning_details"] = details
+        items = [dict(s.detail) for s in script.steps if isinstance(s, ReasoningItem)]
+        if items:
+            message["reasoning_details"] = items
         if calls:
             message["tool_calls"] = [{**calls[i], "index": i} for i in sorted(calls)]
         obj = {

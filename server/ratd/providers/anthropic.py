@@ -42,6 +42,7 @@ from ratd.providers.messages import (
     retyped,
     unwrap_json_schema,
 )
+from ratd.providers.reasoning_blocks import ANTHROPIC_FORMAT, verifiable_by
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _reasoning_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
     """Earlier thinking, sent back as the API requires; unsigned blocks (another
     provider's reasoning) cannot be verified by Anthropic and are left out."""
     blocks: list[dict[str, Any]] = []
-    for block in message.reasoning_blocks:
+    for block in verifiable_by(message.reasoning_blocks, ANTHROPIC_FORMAT):
         if block.redacted_data:
             data = block.redacted_data.decode("utf-8", errors="replace")
             blocks.append({"type": "redacted_thinking", "data": data})
@@ -407,10 +408,14 @@ def parse_message(
         elif kind == "thinking":
             reasoning.append(block.get("thinking") or "")
             response.reasoning_blocks.add(
-                text=block.get("thinking") or "", signature=block.get("signature") or ""
+                text=block.get("thinking") or "",
+                signature=block.get("signature") or "",
+                format=ANTHROPIC_FORMAT,
             )
         elif kind == "redacted_thinking":
-            response.reasoning_blocks.add(redacted_data=str(block.get("data") or "").encode())
+            response.reasoning_blocks.add(
+                redacted_data=str(block.get("data") or "").encode(), format=ANTHROPIC_FORMAT
+            )
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             if plan.structured_tool and block.get("name") == STRUCTURED_TOOL:
@@ -559,10 +564,14 @@ class StreamAssembler:
         if state is None:
             return []
         if state.kind == "thinking":
-            block = chat_pb2.ReasoningBlock(text="".join(state.thinking), signature=state.signature)
+            block = chat_pb2.ReasoningBlock(
+                text="".join(state.thinking), signature=state.signature, format=ANTHROPIC_FORMAT
+            )
             return [chat_pb2.ChatStreamResponse(reasoning_block=block)]
         if state.kind == "redacted_thinking":
-            block = chat_pb2.ReasoningBlock(redacted_data=state.redacted.encode())
+            block = chat_pb2.ReasoningBlock(
+                redacted_data=state.redacted.encode(), format=ANTHROPIC_FORMAT
+            )
             return [chat_pb2.ChatStreamResponse(reasoning_block=block)]
         if state.kind != "tool_use":
             return []

@@ -53,6 +53,7 @@ from ratd.providers.messages import (
     tool_result_value,
     unwrap_json_schema,
 )
+from ratd.providers.reasoning_blocks import GEMINI_FORMAT, verifiable_by
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,8 @@ def _model_parts(message: chat_pb2.Message, field: str) -> list[dict[str, Any]]:
     """An assistant turn, with its thought signatures back on the parts they came on:
     the first signature on the first function call (Gemini 3 requires it there), the
     next on the next call, or on the first text part when there were no calls."""
-    signatures = [b.signature for b in message.reasoning_blocks if b.signature]
+    blocks = verifiable_by(message.reasoning_blocks, GEMINI_FORMAT)
+    signatures = [b.signature for b in blocks if b.signature]
     parts = _text_and_images(message, field, images=True)
     calls: list[dict[str, Any]] = []
     for call in message.tool_calls:
@@ -476,7 +478,9 @@ class ResponseAssembler:
         return out
 
     def _signature(self, signature: str) -> list[chat_pb2.ChatStreamResponse]:
-        block = chat_pb2.ReasoningBlock(text="".join(self._pending_thought), signature=signature)
+        block = chat_pb2.ReasoningBlock(
+            text="".join(self._pending_thought), signature=signature, format=GEMINI_FORMAT
+        )
         self.blocks.append(block)
         self._pending_thought.clear()
         out = [chat_pb2.ChatStreamResponse(reasoning_block=block)]
@@ -488,7 +492,7 @@ class ResponseAssembler:
         """Thoughts after the last signature (Gemini 2.x signs none), as one block."""
         if not self._pending_thought:
             return None
-        return chat_pb2.ReasoningBlock(text="".join(self._pending_thought))
+        return chat_pb2.ReasoningBlock(text="".join(self._pending_thought), format=GEMINI_FORMAT)
 
     def _part(self, part: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
         out: list[chat_pb2.ChatStreamResponse] = []

@@ -31,6 +31,7 @@ from ratd.providers.http import (
     parse_body,
 )
 from ratd.providers.messages import retyped
+from ratd.providers.reasoning_blocks import ReasoningDetails, details_from_blocks
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ class StreamAssembler:
         self.usage: chat_pb2.Usage | None = None
         self.model = ""
         self.refused = False  # the model refused (OpenAI ``delta.refusal``)
+        self.reasoning_details = ReasoningDetails()
         self._calls: dict[int, _ToolCallState] = {}  # by upstream index
         self._closed = False
 
@@ -231,6 +233,7 @@ class StreamAssembler:
             reasoning = delta.get("reasoning") or delta.get("reasoning_content")
             if reasoning:
                 out.append(chat_pb2.ChatStreamResponse(reasoning=reasoning))
+            self.reasoning_details.add(delta.get("reasoning_details"))
             if delta.get("content"):
                 out.append(chat_pb2.ChatStreamResponse(content=delta["content"]))
             if delta.get("refusal"):  # the refusal is the answer, as in a whole response
@@ -286,6 +289,9 @@ class StreamAssembler:
 
     def finish(self) -> list[chat_pb2.ChatStreamResponse]:
         out = self._close_calls()
+        # Blocks go out whole once the stream has told all of them (a signature comes last).
+        for block in self.reasoning_details.blocks():
+            out.append(chat_pb2.ChatStreamResponse(reasoning_block=block))
         if self.usage is not None:
             out.append(chat_pb2.ChatStreamResponse(usage=self.usage))
         return out
@@ -451,6 +457,9 @@ class OpenAICompatibleProvider(Provider):
         reasoning = message.get("reasoning") or message.get("reasoning_content")
         if reasoning:
             response.reasoning = reasoning
+        details = ReasoningDetails()
+        details.add(message.get("reasoning_details"))
+        response.reasoning_blocks.extend(details.blocks())
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
             arguments = function.get("arguments")
@@ -665,6 +674,17 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             )
         described = (openrouter_metadata(i, self.name) for i in items if isinstance(i, dict))
         return [m for m in described if m is not None]
+
+    def build_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
+        """As for OpenAI, and assistant turns carry their reasoning back as
+        ``reasoning_details`` (models that sign their reasoning require it after a tool call)."""
+        body = super().build_body(request, model, stream)
+        for message, wire in zip(request.messages, body["messages"], strict=True):
+            if message.reasoning_blocks:
+                details = details_from_blocks(message.reasoning_blocks)
+                if details:
+                    wire["reasoning_details"] = details
+        return body
 
     def extra_headers(self) -> dict[str, str]:
         # OpenRouter attributes traffic to apps by these; config headers override them.
