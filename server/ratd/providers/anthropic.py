@@ -149,8 +149,8 @@ def _content_blocks(message: chat_pb2.Message, field: str, *, images: bool) -> l
 
 
 def _reasoning_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
-    """Earlier thinking, sent back as the API requires; unsigned blocks (another
-    provider's reasoning) cannot be verified by Anthropic and are left out."""
+    """Earlier thinking, sent back as the API requires; unsigned blocks and other APIs'
+    blocks cannot be verified by Anthropic and are left out."""
     blocks: list[dict[str, Any]] = []
     for block in verifiable_by(message.reasoning_blocks, ANTHROPIC_FORMAT):
         if block.redacted_data:
