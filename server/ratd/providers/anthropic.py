@@ -669,9 +669,7 @@ class AnthropicProvider(Provider):
             MESSAGES_PATH,
             plan.body,
             model=model,
-            status_error=lambda status, data, headers: self.error_from_body(
-                status, data, model, headers
-            ),
+            status_error=self.error_from_body,
             json_error=lambda data: (
                 self.error_from_body(200, data, model)
                 if isinstance(data, dict) and data.get("type") == "error"

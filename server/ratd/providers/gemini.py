@@ -663,9 +663,7 @@ class GeminiProvider(Provider):
             path,
             plan.body,
             model=model,
-            status_error=lambda status, data, headers: self.error_from_body(
-                status, data, model, headers
-            ),
+            status_error=self.error_from_body,
             json_error=lambda data: (
                 self.error_from_body(200, data, model)
                 if isinstance(data, dict | list) and data

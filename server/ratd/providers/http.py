@@ -141,19 +141,20 @@ class HttpClient:
         payload: Any,
         *,
         model: str,
-        status_error: Callable[[int, Any, Mapping[str, str]], errors.GatewayError],
+        status_error: Callable[[int, Any, str, Mapping[str, str]], errors.GatewayError],
         json_error: Callable[[Any], errors.GatewayError | None],
     ) -> AsyncIterator[AsyncIterator[SseEvent]]:
         """POST and yield the Server-Sent Events of the answer.
 
-        A status other than 200 is ``status_error(status, body, headers)``. A JSON body
+        A status other than 200 is ``status_error(status, body, model, headers)`` (a
+        provider's ``error_from_body``). A JSON body
         where events were expected is ``json_error(body)`` (providers answer some errors
         that way), or a protocol error when that does not recognise it.
         """
         async with self.request("POST", path, payload, model=model) as response:
             if response.status != 200:
                 body = parse_body(await response.read())
-                raise status_error(response.status, body, response.headers)
+                raise status_error(response.status, body, model, response.headers)
             if response.content_type == "application/json":
                 error = json_error(parse_body(await response.read()))
                 if error is not None:

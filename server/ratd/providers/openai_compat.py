@@ -495,9 +495,7 @@ class OpenAICompatibleProvider(Provider):
             self.chat_path,
             body,
             model=model,
-            status_error=lambda status, data, headers: self.error_from_body(
-                status, data, model, headers
-            ),
+            status_error=self.error_from_body,
             json_error=lambda data: (
                 self.stream_error(data["error"], model)
                 if isinstance(data, dict) and data.get("error")
