@@ -147,9 +147,9 @@ class HttpClient:
         """POST and yield the Server-Sent Events of the answer.
 
         A status other than 200 is ``status_error(status, body, model, headers)`` (a
-        provider's ``error_from_body``). A JSON body
-        where events were expected is ``json_error(body)`` (providers answer some errors
-        that way), or a protocol error when that does not recognise it.
+        provider's ``error_from_body``). A JSON body where events were expected is
+        ``json_error(body)`` (providers answer some errors that way), or a protocol error
+        when that does not recognise it.
         """
         async with self.request("POST", path, payload, model=model) as response:
             if response.status != 200:
