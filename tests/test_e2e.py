@@ -23,6 +23,7 @@ from ratatoskr import (
     ToolCall,
     ToolDefinition,
 )
+from ratd.config import embedded_default_text
 from tests.fakes.openai_upstream import (
     ANSWER_TEXT,
     FERRY_CALL,
@@ -261,14 +262,20 @@ async def test_sigterm_drains_and_exits_zero(upstream: FakeOpenAIUpstream, tmp_p
     assert "ratd stopped" in process.log()
 
 
-async def test_rat_chat_reaches_each_provider_by_the_default_table(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
+async def test_rat_chat_reaches_each_provider_by_the_default_table(
+    upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
     """claude-* to Anthropic, gemini-* to Google, name:tag to Ollama, vendor/model to
     OpenRouter: the built-in routing table, through a real ratd and the real CLI."""
     from tests.fakes.anthropic_upstream import FakeAnthropicUpstream
     from tests.fakes.gemini_upstream import FakeGeminiUpstream
     from tests.fakes.ollama_upstream import FakeOllama
 
-    async with FakeAnthropicUpstream() as anthropic, FakeGeminiUpstream() as gemini, FakeOllama() as ollama:
+    async with (
+        FakeAnthropicUpstream() as anthropic,
+        FakeGeminiUpstream() as gemini,
+        FakeOllama() as ollama,
+    ):
         config = f"""
 [providers.anthropic]
 base_url = "{anthropic.base_url}"
@@ -279,7 +286,11 @@ base_url = "{ollama.base_url}"
 [providers.openrouter]
 base_url = "{upstream.base_url_openrouter}"
 """
-        env = {"ANTHROPIC_API_KEY": "sk-ant-e2e-000001", "GOOGLE_API_KEY": "AIza-e2e-000001", "OPENROUTER_API_KEY": OPENROUTER_KEY}
+        env = {
+            "ANTHROPIC_API_KEY": "sk-ant-e2e-000001",
+            "GOOGLE_API_KEY": "AIza-e2e-000001",
+            "OPENROUTER_API_KEY": OPENROUTER_KEY,
+        }
         with spawn_ratd(config, tmp_path, env=env) as process:
             for model, reached in (
                 ("claude-sonnet-4-5", lambda: anthropic.requests_to("/v1/messages")),
@@ -292,3 +303,23 @@ base_url = "{upstream.base_url_openrouter}"
                 assert code == 0, f"{model}: {err}"
                 assert out.strip(), model
                 assert len(reached()) == 1, f"{model} did not reach its provider"
+
+
+async def test_rat_embed_on_the_embedded_default_config(tmp_path: Path) -> None:
+    """What a new user runs after ``make run``: ``rat embed "hello"``, no model named, on
+    the embedded default config, with no key, no Hub and no ../shared (the default model
+    comes from its PyPI package)."""
+    config = (
+        embedded_default_text()
+        .replace('address = "127.0.0.1:9741"', 'address = "127.0.0.1:0"')
+        .replace('metrics_address = "127.0.0.1:9742"', 'metrics_address = "127.0.0.1:0"')
+    )
+    with spawn_ratd(config, tmp_path) as ratd:
+        code, out, err = await rat(ratd, "embed", "hello")
+        assert code == 0, err
+        values = json.loads(out)
+        assert len(values) == 384
+        assert abs(sum(v * v for v in values) - 1) < 1e-3  # normalised, as the model says
+        code, out, err = await rat(ratd, "--json", "embed", "hello", "world")
+        assert code == 0, err
+        assert [json.loads(line)["model"] for line in out.splitlines()] == ["all-MiniLM-L6-v2"] * 2

@@ -2,7 +2,7 @@
 
 rat health
 rat chat "hello" -m openai/gpt-4o-mini
-echo "some text" | rat embed -m all-MiniLM-L6-v2
+echo "some text" | rat embed   # the local all-MiniLM-L6-v2
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from ratatoskr.v1 import inference_pb2, models_pb2
 
 Handler = Callable[[ServiceClient, argparse.Namespace], Awaitable[None]]
 COMMANDS: dict[str, Handler] = {}
+
+DEFAULT_EMBED_MODEL = "ratatoskr:free/embedding"
 
 
 class UsageError(Exception):
@@ -384,8 +386,11 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, parents=[common])
 
-    def model_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-m", "--model", required=True)
+    def model_arg(p: argparse.ArgumentParser, default: str | None = None) -> None:
+        if default is None:
+            p.add_argument("-m", "--model", required=True)
+        else:
+            p.add_argument("-m", "--model", default=default, help=f"default: {default}")
 
     add("health", "is ratd up? version and health")
     p = add("models", "list models with provider, context, price and capabilities")
@@ -410,7 +415,8 @@ def _parser() -> argparse.ArgumentParser:
             )
     p = add("embed", "embeddings, one line per text")
     p.add_argument("text", nargs="*")
-    model_arg(p)
+    # The preset is the local all-MiniLM-L6-v2 unless the config points it elsewhere.
+    model_arg(p, default=DEFAULT_EMBED_MODEL)
     p = add("nli", "natural language inference of a premise and a hypothesis")
     p.add_argument("premise")
     p.add_argument("hypothesis")
