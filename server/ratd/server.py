@@ -196,12 +196,14 @@ class Daemon:
                     tracing=self.config.tracing,
                 )
             running = self.holder.current
-            gateway = Gateway(config, build_providers(config, running.providers))
+            gateway: Gateway | None = None
             try:
+                gateway = Gateway(config, build_providers(config, running.providers))
                 await gateway.start()
             except Exception as err:  # the old gateway keeps serving whatever went wrong
                 log.exception("reload failed while starting the new providers")
-                await gateway.close(keep=running.providers.values())
+                if gateway is not None:  # what it built, not what it took over
+                    await gateway.close(keep=running.providers.values())
                 self.notifier.ready("reload failed; serving the previous config")
                 return False, f"reload failed: {err}"
             old = self.holder.swap(gateway)

@@ -84,9 +84,6 @@ EFFORT_LEVELS = {
     chat_pb2.REASONING_EFFORT_HIGH: "high",
     chat_pb2.REASONING_EFFORT_XHIGH: "high",
 }
-# The Pro models know fewer levels; 3 Pro only low and high.
-_PRO_LEVELS = {"3": ("low", "high")}
-_PRO_LEVELS_LATER = ("low", "medium", "high")
 _GEMINI_VERSION = re.compile(r"gemini-(\d+)(?:\.(\d+))?-(\w+)")
 
 _FINISH = {
@@ -356,8 +353,8 @@ def thinking_levels(model: str) -> tuple[str, ...]:
         return ()
     if match[3] != "pro":
         return THINKING_LEVELS
-    version = match[1] if match[2] is None else f"{match[1]}.{match[2]}"
-    return _PRO_LEVELS.get(version, _PRO_LEVELS_LATER)
+    # The Pro models know fewer: 3 Pro only low and high, later ones low to high.
+    return ("low", "high") if (match[1], match[2]) == ("3", None) else THINKING_LEVELS[1:]
 
 
 def _nearest_level(wanted: str, levels: tuple[str, ...]) -> str:
@@ -483,9 +480,10 @@ class ResponseAssembler:
         )
         self.blocks.append(block)
         self._pending_thought.clear()
-        out = [chat_pb2.ChatStreamResponse(reasoning_block=block)]
+        out = []
         if self.show_reasoning:
-            out.insert(0, chat_pb2.ChatStreamResponse(reasoning_signature=signature))
+            out.append(chat_pb2.ChatStreamResponse(reasoning_signature=signature))
+        out.append(chat_pb2.ChatStreamResponse(reasoning_block=block))
         return out
 
     def unsigned_block(self) -> chat_pb2.ReasoningBlock | None:

@@ -457,9 +457,10 @@ class OpenAICompatibleProvider(Provider):
         reasoning = message.get("reasoning") or message.get("reasoning_content")
         if reasoning:
             response.reasoning = reasoning
-        details = ReasoningDetails()
-        details.add(message.get("reasoning_details"))
-        response.reasoning_blocks.extend(details.blocks())
+        if message.get("reasoning_details"):
+            details = ReasoningDetails()
+            details.add(message["reasoning_details"])
+            response.reasoning_blocks.extend(details.blocks())
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
             arguments = function.get("arguments")
