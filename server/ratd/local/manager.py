@@ -76,6 +76,13 @@ class Entry:
         return self.spec.name
 
 
+def _weights_size(files: sources.ModelFiles) -> int:
+    """Bytes of the graph and its external weights on disk."""
+    size = files.onnx.stat().st_size
+    data = files.find(f"{files.onnx_file}_data")
+    return size + (data.stat().st_size if data is not None else 0)
+
+
 def build_model(spec: ModelSpec, files: sources.ModelFiles, settings: SessionSettings) -> OnnxModel:
     if spec.kind == EMBEDDING:
         return EmbeddingModel(spec, files, settings)
@@ -177,11 +184,7 @@ class ModelManager:
         for activations (corrected by the measurement right after the load)."""
         if entry.bytes:
             return entry.bytes
-        size = files.onnx.stat().st_size
-        data = files.find(f"{files.onnx_file}_data")
-        if data is not None:
-            size += data.stat().st_size
-        return int(size * 1.5)
+        return int(_weights_size(files) * 1.5)
 
     async def _make_room(self, entry: Entry, needed: int) -> None:
         """Evict least-recently-used idle models until ``needed`` more bytes fit."""
@@ -301,7 +304,9 @@ class ModelManager:
                 model.warm_up, self.limits.max_batch_tokens, self.limits.max_batch_size
             )
             after = await asyncio.to_thread(memory.settled_rss)
-            measured = max(after - before, 0)
+            # The weights are in memory whatever RSS says: a heap that reuses memory freed
+            # by an earlier unload can make the difference small, or nothing.
+            measured = max(after - before, _weights_size(files))
             entry.loads += 1
             entry.model, entry.bytes, entry.device, entry.source = (
                 model,
