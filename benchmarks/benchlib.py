@@ -173,17 +173,31 @@ def stop(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
         process.wait(timeout=timeout)
 
 
-def tree_rss(pid: int) -> int:
-    """RSS of a process and its children, in bytes (LiteLLM may run workers as children)."""
+def _tree(pid: int, *, children: bool = True) -> list[psutil.Process]:
+    """A process and its children (LiteLLM may run workers as children)."""
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)] if children else [root]
     except psutil.Error:
-        return 0
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """RSS of a process and its children, in bytes."""
     total = 0
-    for process in processes:
+    for process in _tree(pid):
         with contextlib.suppress(psutil.Error):
             total += process.memory_info().rss
+    return total
+
+
+def tree_cpu(pid: int, *, children: bool = True) -> float:
+    """CPU seconds (user + system) a process and its children have used so far."""
+    total = 0.0
+    for process in _tree(pid, children=children):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
     return total
 
 

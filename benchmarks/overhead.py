@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,9 @@ class Tally:
     errors: int = 0
     first_error: str = ""
     wall: float = 0.0
+    # CPU seconds each process of the path used during the turns, by role: "client" (this
+    # process), "gateway" (ratd or LiteLLM; absent for the direct path), "upstream".
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def add_error(self, err: BaseException) -> None:
         self.errors += 1
@@ -84,11 +87,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _cpu(role: str, pid: int) -> float:
+    # This process (the client) is the parent of the upstream and the gateways.
+    return benchlib.tree_cpu(pid, children=role != "client")
+
+
 async def run_load(
-    call: Call, concurrency: int, seconds: float, max_requests: int, tally: Tally
+    call: Call,
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    tally: Tally,
+    *,
+    pids: Mapping[str, int] | None = None,
 ) -> None:
     """``concurrency`` workers call until ``seconds`` have passed or ``max_requests`` have
-    started (each worker starts at least one call, so a slow path still gets a sample)."""
+    started (each worker starts at least one call, so a slow path still gets a sample).
+    The CPU time the processes in ``pids`` (role -> pid) spend meanwhile goes into the tally."""
     started = 0
     deadline = time.perf_counter() + seconds
 
@@ -109,9 +124,14 @@ async def run_load(
                 tally.ttfts.append(first_chunk - began)
                 tally.chunks.append(chunks)
 
+    pids = pids or {}
+    cpu_before = {role: _cpu(role, pid) for role, pid in pids.items()}
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     tally.wall += time.perf_counter() - began
+    for role, pid in pids.items():
+        used = _cpu(role, pid) - cpu_before[role]
+        tally.cpu[role] = tally.cpu.get(role, 0.0) + used
 
 
 # -- the three paths ------------------------------------------------------------------------------
@@ -190,6 +210,9 @@ def summarise(tally: Tally) -> dict[str, Any]:
             "mean_ms": 1000 * statistics.fmean(tally.latencies),
             "rps": len(tally.latencies) / tally.wall if tally.wall else 0.0,
         }
+        if tally.cpu:
+            calls = len(tally.latencies) + tally.errors
+            row["cpu_us_per_call"] = {role: 1e6 * t / calls for role, t in tally.cpu.items()}
     if tally.ttfts:
         row |= {
             "ttft_p50_ms": 1000 * statistics.median(tally.ttfts),
@@ -231,9 +254,19 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
     return result
 
 
+def path_pids(path: str, pids: Mapping[str, int]) -> dict[str, int]:
+    """The processes a call on ``path`` runs through, by role."""
+    roles = {"client": os.getpid(), "upstream": pids["upstream"]}
+    if path in pids:
+        roles["gateway"] = pids[path]
+    return roles
+
+
 async def measure(
-    calls: dict[str, dict[str, Call]], args: argparse.Namespace
+    calls: dict[str, dict[str, Call]], args: argparse.Namespace, pids: dict[str, int]
 ) -> list[dict[str, Any]]:
+    """``pids``: the gateways' and the upstream's processes, by name ("upstream", "ratd",
+    "litellm"), whose CPU time is measured with each path's turns."""
     results = []
     paths = list(calls)
     for mode in args.modes:
@@ -250,6 +283,7 @@ async def measure(
                         args.seconds,
                         args.max_requests,
                         tallies[path],
+                        pids=path_pids(path, pids),
                     )
             row = compare(mode, concurrency, {path: summarise(tallies[path]) for path in paths})
             results.append(row)
@@ -325,6 +359,7 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     header = f"{row['mode']} c={row['concurrency']}"
     print(f"\n{header}")
     columns = f"  {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    columns += f" {'CPU us/call: client':>19} {'gateway':>7} {'upstream':>8}"
     if stream:
         columns += f" {'TTFT50':>8} {'TTFT99':>8} {'chunks':>7}"
     print(columns)
@@ -336,6 +371,9 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
             f"  {path:<8} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
             f"{values['rps']:>8.0f} {values['errors']:>6}"
         )
+        cpu = values.get("cpu_us_per_call", {})
+        line += f" {cpu.get('client', 0):>19.0f} {cpu.get('gateway', 0):>7.0f}"
+        line += f" {cpu.get('upstream', 0):>8.0f}"
         if stream and "ttft_p50_ms" in values:
             line += (
                 f" {values['ttft_p50_ms']:>8.2f} {values['ttft_p99_ms']:>8.2f} "
@@ -496,7 +534,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await pair["unary"]()
                     _, chunks = await pair["stream"]()
                     benchlib.log(f"{path}: ok, {chunks} content chunks per stream")
-                output["results"] = await measure(calls, args)
+                pids = {**gateways, "upstream": upstream.pid}
+                output["results"] = await measure(calls, args, pids)
                 output["rss_after_mb"] = {
                     name: benchlib.tree_rss(pid) / benchlib.MB for name, pid in gateways.items()
                 }

@@ -181,6 +181,13 @@ def headline(doc: dict[str, Any]) -> list[str]:
     )
 
 
+def cpu_cell(cpu: dict[str, float] | None) -> str:
+    """CPU per call of each process on the path ("–" for a gateway the path lacks)."""
+    if not cpu:
+        return "–"
+    return " / ".join(fmt(cpu.get(role), 0) for role in ("client", "gateway", "upstream"))
+
+
 def overhead_tables(over: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for mode in ("unary", "stream"):
@@ -207,12 +214,17 @@ def overhead_tables(over: dict[str, Any]) -> list[str]:
                         fmt(added.get("ttft_p50_ms"), 2) if path != "direct" else "–",
                         fmt(values.get("chunks_mean"), 1),
                     ]
-                row += [fmt(values["rps"], 0), str(values["requests"]), str(values["errors"])]
+                row += [
+                    fmt(values["rps"], 0),
+                    cpu_cell(values.get("cpu_us_per_call")),
+                    str(values["requests"]),
+                    str(values["errors"]),
+                ]
                 rows.append(row)
         header = ["c", "path", "p50 ms", "p99 ms", "added p50", "added p99"]
         if mode == "stream":
             header += ["TTFT p50 ms", "added TTFT p50", "chunks/stream"]
-        header += ["req/s", "requests", "errors"]
+        header += ["req/s", "CPU µs/call: client / gateway / upstream", "requests", "errors"]
         title = "Unary Chat" if mode == "unary" else "Streaming ChatStream"
         lines += ["", f"### {title}", "", *table(header, rows)]
     ratio_rows = []
