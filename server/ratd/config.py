@@ -17,17 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ratd.secrets import ENV_KEYS, Secret, default_secrets_path, load_secrets
+from ratd.providers.specs import REMOTE_KINDS, SPECS, spec_for
+from ratd.secrets import Secret, default_secrets_path, load_secrets
 
-REMOTE_KINDS = ("openrouter", "openai", "anthropic", "google", "ollama", "huggingface")
-DEFAULT_BASE_URLS = {
-    "openrouter": "https://openrouter.ai/api/v1",
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "google": "https://generativelanguage.googleapis.com",
-    "ollama": "http://localhost:11434",
-    "huggingface": "https://router.huggingface.co/hf-inference",
-}
 CAPABILITIES = ("chat", "generate", "embed", "nli", "classify", "stance", "tokens")
 
 
@@ -75,6 +67,8 @@ class ProviderConfig:
     # Output token cap sent when the caller sets none, for APIs that require one
     # (Anthropic's max_tokens). 4096 fits every current model's output limit.
     default_max_tokens: int = 4096
+    # Largest response body (or whole stream) accepted from the upstream.
+    max_response_mb: float = 64.0
 
 
 @dataclass(frozen=True)
@@ -377,14 +371,19 @@ def _providers(
             continue
         conf = _build(ProviderConfig, body, f"providers.{name}", source)
         kind = conf.kind or name
-        if kind not in REMOTE_KINDS:
+        spec = spec_for(kind)
+        if spec is None or not spec.remote:
             raise ConfigError(
                 f"{source}: providers.{name}: unknown provider kind {kind!r} "
                 f'(expected one of: {", ".join(REMOTE_KINDS)}; set kind = "..." for a custom name)'
             )
-        remote[name] = dataclasses.replace(
-            conf, kind=kind, base_url=(conf.base_url or DEFAULT_BASE_URLS[kind]).rstrip("/")
-        )
+        base_url = (conf.base_url or spec.base_url).rstrip("/")
+        if not base_url:
+            raise ConfigError(
+                f"{source}: providers.{name}: kind {kind!r} has no default address; "
+                'set base_url = "http://host:port/v1"'
+            )
+        remote[name] = dataclasses.replace(conf, kind=kind, base_url=base_url)
     return remote, local
 
 
@@ -430,13 +429,12 @@ def _check_local(local: LocalConfig, source: str) -> None:
 
 
 def _auto_providers(keys: dict[str, Secret]) -> dict[str, ProviderConfig]:
-    """With no provider tables at all: every remote provider whose key is known, plus Ollama."""
-    enabled = {kind for kind in ENV_KEYS if kind in keys and kind in REMOTE_KINDS}
-    enabled.add("ollama")
+    """With no provider tables at all: every remote provider whose key is known, and
+    those that need none (Ollama on localhost)."""
     return {
-        kind: ProviderConfig(kind=kind, base_url=DEFAULT_BASE_URLS[kind])
-        for kind in REMOTE_KINDS
-        if kind in enabled
+        spec.kind: ProviderConfig(kind=spec.kind, base_url=spec.base_url)
+        for spec in SPECS
+        if spec.auto_enable and (spec.kind in keys or not spec.needs_key)
     }
 
 

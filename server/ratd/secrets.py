@@ -13,14 +13,10 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-ENV_KEYS: Mapping[str, str] = {
-    "openrouter": "OPENROUTER_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "google": "GOOGLE_API_KEY",
-    "huggingface": "HF_API_KEY",
-    "ollama": "OLLAMA_API_KEY",
-}
+from ratd.providers.specs import SPECS
+
+# Environment variables that may hold each provider kind's key, first found wins.
+ENV_KEYS: Mapping[str, tuple[str, ...]] = {spec.kind: spec.env_keys for spec in SPECS}
 
 _KNOWN: set[str] = set()
 
@@ -78,9 +74,10 @@ def load_secrets(path: Path | None, env: Mapping[str, str] | None = None) -> dic
     keys: dict[str, Secret] = {}
     if path is not None:
         keys.update(_read_file(path))
-    for provider, var in ENV_KEYS.items():
-        if provider not in keys and env.get(var):
-            keys[provider] = Secret(env[var])
+    for provider, names in ENV_KEYS.items():
+        value = next((env[name] for name in names if env.get(name)), None)
+        if provider not in keys and value:
+            keys[provider] = Secret(value)
     return keys
 
 

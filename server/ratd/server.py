@@ -24,7 +24,7 @@ from ratd.config import Config, ConfigError
 from ratd.core.gateway import Gateway
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
-from ratd.providers import build_providers
+from ratd.providers.factory import build_providers
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
 from ratd.service.guard import CallGuard

@@ -13,43 +13,21 @@ from dataclasses import dataclass
 
 from ratd import errors
 from ratd.config import Config, RoutingRule
+from ratd.providers.specs import SPECS, default_chain, default_routes
 
 PRESET_PREFIX = "ratatoskr:"
 # Routing answers remembered before the memory is cleared (model names are the callers').
 _MAX_REMEMBERED = 4096
 
-# The upstream README's table. Providers are named by kind; a configured provider of that
-# kind with another name serves too. ``name:tag`` is checked before the vendor prefixes
-# so that Ollama's ``gpt-oss:20b`` reaches Ollama; OpenAI's fine-tunes (``ft:...``) are
-# the one OpenAI name with a colon.
-DEFAULT_RULES: tuple[RoutingRule, ...] = (
-    RoutingRule("*/*", "openrouter"),
-    RoutingRule("ft:*", "openai"),
-    RoutingRule("*:*", "ollama"),
-    RoutingRule("claude-*", "anthropic"),
-    RoutingRule("gpt-*", "openai"),
-    RoutingRule("chatgpt-*", "openai"),
-    RoutingRule("o1*", "openai"),
-    RoutingRule("o3*", "openai"),
-    RoutingRule("o4*", "openai"),
-    RoutingRule("text-embedding-*", "openai"),
-    RoutingRule("gemini-*", "google"),
+# The built-in table (ratd.providers.specs): providers are named by kind; a configured
+# provider of that kind with another name serves too.
+DEFAULT_RULES: tuple[RoutingRule, ...] = tuple(
+    RoutingRule(pattern, kind) for pattern, kind in default_routes()
 )
-
-# The fallback chain of a capability whose [routing] list is empty: OpenRouter serves
-# every vendor's chat models, local ONNX and HuggingFace the deterministic tasks.
-DEFAULT_CHAINS: dict[str, tuple[str, ...]] = {
-    "chat": ("openrouter",),
-    "generate": ("openrouter",),
-    "embed": ("local", "huggingface"),
-    "nli": ("local", "huggingface"),
-    "classify": ("local", "huggingface"),
-    "stance": ("local", "huggingface"),
-    "tokens": ("local",),
-}
-
 # OpenRouter names models "vendor/model"; these kinds are vendors there.
-_OPENROUTER_VENDORS = {"anthropic": "anthropic", "openai": "openai", "google": "google"}
+_OPENROUTER_VENDORS = {
+    spec.kind: spec.openrouter_vendor for spec in SPECS if spec.openrouter_vendor
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +99,7 @@ class Router:
                     primary = self._by_name_or_kind(rule.provider)
                     break
         names = [primary] if primary else []
-        chain = self._routing.chain(capability) or DEFAULT_CHAINS.get(capability, ())
+        chain = self._routing.chain(capability) or default_chain(capability)
         for wanted in chain:
             name = self._by_name_or_kind(wanted)
             if name and name not in names:

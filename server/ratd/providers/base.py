@@ -9,11 +9,11 @@ fallback chain move on to a provider that can.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar
 
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import Config, ProviderConfig
+from ratd.providers.specs import BY_KIND
 from ratd.secrets import Secret
 
 ChatLike = chat_pb2.ChatRequest | chat_pb2.ChatStreamRequest
@@ -34,16 +34,17 @@ _SHARED_OPTIONS = (
 
 
 class Provider:
-    """Base of all providers. Subclasses set ``kind`` and override what their API does."""
-
-    kind: ClassVar[str] = ""
-    # The operations this provider serves, by routing capability name.
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """Base of all providers: subclasses override what their API does. What kind of
+    provider it is, and what it serves, comes from its spec (``ratd.providers.specs``)."""
 
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         self.name = name
         self.config = config
         self.api_key = api_key
+        self.spec = BY_KIND[config.kind]
+        self.kind = self.spec.kind
+        # The operations this provider serves, by routing capability name.
+        self.capabilities: frozenset[str] = self.spec.capabilities
 
     async def start(self) -> None:
         """Prepare for requests (nothing by default; connections open lazily)."""

@@ -12,7 +12,7 @@ import email.utils
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ import orjson
 
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers.streams import SseEvent, iter_sse
+from ratd.providers.streams import Oversized, chunks, iter_lines, iter_sse_data
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 # Longer than any real hint, and short enough for a google.protobuf.Duration.
@@ -36,6 +36,9 @@ class HttpClient:
         extras and its authentication, already merged in that order."""
         self.provider = provider
         self.base_url = config.base_url
+        self.max_bytes = int(config.max_response_mb * 1024 * 1024)
+        # Added to "cannot connect" errors (Ollama: is the server running?).
+        self.unreachable_hint = ""
         self._config = config
         self._headers = {"Content-Type": "application/json", **headers}
         self._session: aiohttp.ClientSession | None = None
@@ -86,17 +89,28 @@ class HttpClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request and yield the response with its body unread.
 
-        Transport failures (refused, reset, timeouts, cut bodies), whether they happen
-        while connecting or while the caller reads the body, come out as ratd errors.
+        Transport failures (refused, reset, timeouts, cut bodies, oversized bodies),
+        whether they happen while connecting or while the caller reads the body, come out
+        as ratd errors. Redirects are never followed: the request carries the provider's
+        key, which must reach no origin but the configured one.
         """
         data = orjson.dumps(payload) if payload is not None else None
         url = self.url(path)
         begun = False
         try:
             async with self._get_session().request(
-                method, url, data=data, headers=headers
+                method, url, data=data, headers=headers, allow_redirects=False
             ) as response:
                 begun = True
+                if 300 <= response.status < 400:
+                    raise errors.ProviderUnavailable(
+                        f"{self.provider}: {self.base_url} answered with a redirect "
+                        f"(HTTP {response.status}), which ratd does not follow; "
+                        "set base_url to the API's own address",
+                        provider=self.provider,
+                        model=model,
+                        metadata={"upstream_status": str(response.status)},
+                    )
                 connection = response.connection
                 between = self._config.read_timeout_secs
                 if (
@@ -107,11 +121,16 @@ class HttpClient:
                     connection.protocol.read_timeout = between
                 yield response
         except aiohttp.ClientConnectorError as err:
+            hint = f" ({self.unreachable_hint})" if self.unreachable_hint else ""
             raise errors.ProviderUnavailable(
                 f"{self.provider}: cannot connect to {self.base_url}: "
-                f"{err.os_error.strerror or err}",
+                f"{err.os_error.strerror or err}{hint}",
                 provider=self.provider,
                 model=model,
+            ) from None
+        except Oversized as err:
+            raise errors.UpstreamProtocolError(
+                f"{self.provider}: {err}", provider=self.provider, model=model
             ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             if begun:
@@ -134,44 +153,27 @@ class HttpClient:
                 model=model,
             ) from None
 
-    @asynccontextmanager
-    async def events(
-        self,
-        path: str,
-        payload: Any,
-        *,
-        model: str,
-        status_error: Callable[[int, Any, str, Mapping[str, str]], errors.GatewayError],
-        json_error: Callable[[Any], errors.GatewayError | None],
-    ) -> AsyncIterator[AsyncIterator[SseEvent]]:
-        """POST and yield the Server-Sent Events of the answer.
+    async def read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused (``Oversized``) past ``max_response_mb``."""
+        length = response.content_length
+        if length is not None and length > self.max_bytes:
+            raise Oversized(f"a response of {length} bytes (limit {self.max_bytes})")
+        return b"".join([chunk async for chunk in chunks(response, self.max_bytes)])
 
-        A status other than 200 is ``status_error(status, body, model, headers)`` (a
-        provider's ``error_from_body``). A JSON body where events were expected is
-        ``json_error(body)`` (providers answer some errors that way), or a protocol error
-        when that does not recognise it.
-        """
-        async with self.request("POST", path, payload, model=model) as response:
-            if response.status != 200:
-                body = parse_body(await response.read())
-                raise status_error(response.status, body, model, response.headers)
-            if response.content_type == "application/json":
-                error = json_error(parse_body(await response.read()))
-                if error is not None:
-                    raise error
-                raise errors.UpstreamProtocolError(
-                    f"{self.provider}: expected an event stream, got JSON",
-                    provider=self.provider,
-                    model=model,
-                )
-            yield iter_sse(response)
+    def payloads(
+        self, response: aiohttp.ClientResponse, stream_format: str
+    ) -> AsyncIterator[str] | AsyncIterator[bytes]:
+        """A streamed body's payloads: each SSE event's data, or each NDJSON line."""
+        if stream_format == "ndjson":
+            return iter_lines(response, self.max_bytes)
+        return iter_sse_data(response, self.max_bytes)
 
     async def json(
         self, method: str, path: str, payload: Any = None, *, model: str = ""
     ) -> tuple[int, Mapping[str, str], Any]:
         """Send a request and read the whole body; JSON bodies come back parsed."""
         async with self.request(method, path, payload, model=model) as response:
-            body = await response.read()
+            body = await self.read(response)
             return response.status, response.headers, parse_body(body)
 
 

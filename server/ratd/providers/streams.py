@@ -15,6 +15,14 @@ from dataclasses import dataclass
 import aiohttp
 
 
+# Longest line, and longest event, accepted from an upstream.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+class Oversized(ValueError):
+    """A line or an event is longer than the decoder accepts."""
+
+
 @dataclass(slots=True)
 class SseEvent:
     event: str
@@ -24,31 +32,51 @@ class SseEvent:
 class LineDecoder:
     """Splits a byte stream into lines without their terminators."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_limit", "_pending", "_size")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
+        self._pending: list[bytes] = []  # the pieces of an unfinished line
+        self._size = 0
+        self._limit = limit
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
+        if b"\n" not in chunk:
+            self._hold(chunk)
+            return []
+        if self._pending:
+            chunk = b"".join((*self._pending, chunk))
+            self._pending, self._size = [], 0
+        lines = chunk.split(b"\n")
+        self._hold(lines.pop())
+        for line in lines:
+            if len(line) > self._limit:
+                raise Oversized(f"a line of {len(line)} bytes (limit {self._limit})")
         return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+    def _hold(self, piece: bytes) -> None:
+        if piece:
+            self._pending.append(piece)
+            self._size += len(piece)
+            if self._size > self._limit:
+                raise Oversized(f"a line of over {self._limit} bytes")
 
     def close(self) -> list[bytes]:
         """The last line, when the stream ended without a newline."""
-        rest, self._buffer = self._buffer.rstrip(b"\r"), b""
+        rest = b"".join(self._pending).rstrip(b"\r")
+        self._pending, self._size = [], 0
         return [rest] if rest else []
 
 
 class SseDecoder:
     """Turns SSE bytes into events (https://html.spec.whatwg.org/#event-stream-interpretation)."""
 
-    __slots__ = ("_data", "_event", "_lines")
+    __slots__ = ("_data", "_event", "_limit", "_lines", "_size")
 
-    def __init__(self) -> None:
-        self._lines = LineDecoder()
+    def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
+        self._lines = LineDecoder(limit)
         self._data: list[str] = []
+        self._size = 0
+        self._limit = limit
         self._event = ""
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
@@ -64,7 +92,7 @@ class SseDecoder:
             if not line:
                 if self._data:
                     events.append(SseEvent(self._event or "message", "\n".join(self._data)))
-                self._data, self._event = [], ""
+                self._data, self._event, self._size = [], "", 0
                 continue
             if line[0] == 0x3A:  # ":" starts a comment
                 continue
@@ -72,26 +100,40 @@ class SseDecoder:
             if value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
+                self._size += len(value)
+                if self._size > self._limit:
+                    raise Oversized(f"an event of over {self._limit} bytes")
                 self._data.append(value.decode("utf-8", errors="replace"))
             elif name == b"event":
                 self._event = value.decode("utf-8", errors="replace")
         return events
 
 
-async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
-    """The SSE events of a response body, each as soon as its last byte arrives."""
-    decoder = SseDecoder()
+async def chunks(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives; more than ``limit`` bytes in all is ``Oversized``."""
+    received = 0
     async for chunk in response.content.iter_any():
+        received += len(chunk)
+        if received > limit:
+            raise Oversized(f"a response of over {limit} bytes")
+        yield chunk
+
+
+async def iter_sse_data(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[str]:
+    """The data of each SSE event of a response body, as soon as its last byte arrives.
+    (Event names are not needed: every API also says what an event is in its data.)"""
+    decoder = SseDecoder()
+    async for chunk in chunks(response, limit):
         for event in decoder.feed(chunk):
-            yield event
+            yield event.data
     for event in decoder.close():
-        yield event
+        yield event.data
 
 
-async def iter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def iter_lines(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
     """The non-empty lines of an NDJSON response body, as they arrive."""
     decoder = LineDecoder()
-    async for chunk in response.content.iter_any():
+    async for chunk in chunks(response, limit):
         for line in decoder.feed(chunk):
             if line.strip():
                 yield line

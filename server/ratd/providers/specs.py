@@ -1,0 +1,161 @@
+"""The one table of the providers ratd speaks to: what config, secrets, the provider
+factory and routing each need to know about a kind of provider, declared once.
+
+A spec is data only (this module imports nothing of ratd), so that the config loader
+can read it without pulling in the providers. Adding another OpenAI-compatible service
+is one line here; a new API dialect is one module plus one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Routing rules are tried tier by tier, table order within a tier. Shape rules decide by
+# the form of the model string ("vendor/model", "name:tag", "ft:..."); name rules by its
+# prefix. "gpt-oss:20b" is Ollama's because shapes come first.
+SHAPE = 0
+NAME = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A built-in routing rule: a shell-style ``pattern`` on the model name."""
+
+    pattern: str
+    tier: int = NAME
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    kind: str
+    # "module:Class", imported only when a provider of this kind is configured.
+    target: str
+    base_url: str = ""
+    # Environment variables that may hold the key, first found wins.
+    env_keys: tuple[str, ...] = ()
+    # Whether requests go without a key when none is configured (a warning otherwise).
+    needs_key: bool = True
+    # Routing capabilities the provider serves (chat, generate, embed, nli, ...).
+    capabilities: frozenset[str] = frozenset()
+    routes: tuple[Route, ...] = ()
+    # Capabilities whose default fallback chain (an empty [routing] list) includes it.
+    default_chains: frozenset[str] = frozenset()
+    # The vendor prefix its models carry on OpenRouter ("openai/gpt-4o").
+    openrouter_vendor: str = ""
+    # Enabled by the embedded default config when its key is known (or always, when
+    # it needs none).
+    auto_enable: bool = False
+    # Settings of the dialect the class speaks (e.g. which field carries max_tokens).
+    dialect: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> bool:
+        return self.kind != "local"
+
+
+_CHAT = frozenset({"chat", "generate"})
+_OPENAI_CHAT = "ratd.providers.openai_compat:OpenAIProvider"
+
+SPECS: tuple[ProviderSpec, ...] = (
+    ProviderSpec(
+        "openrouter",
+        "ratd.providers.openai_compat:OpenRouterProvider",
+        "https://openrouter.ai/api/v1",
+        ("OPENROUTER_API_KEY",),
+        capabilities=_CHAT,
+        routes=(Route("*/*", SHAPE),),
+        default_chains=_CHAT,
+        auto_enable=True,
+    ),
+    ProviderSpec(
+        "openai",
+        _OPENAI_CHAT,
+        "https://api.openai.com/v1",
+        ("OPENAI_API_KEY",),
+        capabilities=_CHAT | {"embed"},
+        routes=(
+            Route("ft:*", SHAPE),
+            *(Route(p) for p in ("gpt-*", "chatgpt-*", "o1*", "o3*", "o4*", "text-embedding-*")),
+        ),
+        openrouter_vendor="openai",
+        auto_enable=True,
+        dialect={"max_tokens_field": "max_completion_tokens", "unsupported": ("top_k",)},
+    ),
+    ProviderSpec(
+        "anthropic",
+        "ratd.providers.anthropic:AnthropicProvider",
+        "https://api.anthropic.com",
+        ("ANTHROPIC_API_KEY",),
+        capabilities=_CHAT,
+        routes=(Route("claude-*"),),
+        openrouter_vendor="anthropic",
+        auto_enable=True,
+    ),
+    ProviderSpec(
+        "google",
+        "ratd.providers.gemini:GeminiProvider",
+        "https://generativelanguage.googleapis.com",
+        ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+        capabilities=_CHAT | {"embed", "tokens"},
+        routes=(Route("gemini-*"),),
+        openrouter_vendor="google",
+        auto_enable=True,
+    ),
+    ProviderSpec(
+        "ollama",
+        "ratd.providers.ollama:OllamaProvider",
+        "http://localhost:11434",
+        ("OLLAMA_API_KEY",),
+        needs_key=False,  # a local Ollama takes none; ollama.com does
+        capabilities=_CHAT | {"embed"},
+        routes=(Route("*:*", SHAPE),),
+        auto_enable=True,
+    ),
+    ProviderSpec(
+        "huggingface",
+        "ratd.providers.huggingface:HuggingFaceProvider",
+        "https://router.huggingface.co/hf-inference",
+        ("HF_API_KEY", "HF_TOKEN"),
+        capabilities=frozenset({"embed", "nli", "classify", "stance"}),
+        default_chains=frozenset({"embed", "nli", "classify", "stance"}),
+        auto_enable=True,
+    ),
+    # Any other server that speaks OpenAI's Chat Completions (vLLM, llama.cpp, LM Studio,
+    # TGI, LiteLLM...): they read max_tokens, not max_completion_tokens, and take top_k.
+    ProviderSpec(
+        "openai_compatible",
+        _OPENAI_CHAT,
+        capabilities=_CHAT | {"embed"},
+        needs_key=False,
+        dialect={"max_tokens_field": "max_tokens"},
+    ),
+    # Built from [providers.local] by ratd.local (a model manager, not an HTTP API).
+    ProviderSpec(
+        "local",
+        "",
+        capabilities=frozenset({"embed", "nli", "classify", "stance", "tokens"}),
+        default_chains=frozenset({"embed", "nli", "classify", "stance", "tokens"}),
+    ),
+)
+
+BY_KIND: Mapping[str, ProviderSpec] = {spec.kind: spec for spec in SPECS}
+REMOTE_KINDS: tuple[str, ...] = tuple(spec.kind for spec in SPECS if spec.remote)
+
+
+def spec_for(kind: str) -> ProviderSpec | None:
+    return BY_KIND.get(kind)
+
+
+def default_chain(capability: str) -> tuple[str, ...]:
+    """The providers (by kind) tried for ``capability`` when [routing] names none."""
+    local_first = sorted(SPECS, key=lambda spec: spec.remote)
+    return tuple(spec.kind for spec in local_first if capability in spec.default_chains)
+
+
+def default_routes() -> tuple[tuple[str, str], ...]:
+    """The built-in routing table as (pattern, kind), in the order it is tried."""
+    routes = [(route, spec.kind) for spec in SPECS for route in spec.routes]
+    routes.sort(key=lambda item: item[0].tier)  # stable: table order within a tier
+    return tuple((route.pattern, kind) for route, kind in routes)
