@@ -170,3 +170,20 @@ def test_embedded_default_config_is_valid() -> None:
     result = _ratd("--check-config", "--default-config")
     assert result.returncode == 0, result.stderr
     assert "127.0.0.1:9741" in result.stdout
+
+
+def test_a_kinds_key_goes_only_to_that_kinds_own_api() -> None:
+    """OPENAI_API_KEY serves [providers.openai], never a self-hosted server that speaks
+    the same API under another name and address."""
+    config = parse_config(
+        """
+[providers.openai]
+[providers.vllm]
+kind = "openai"
+base_url = "http://10.0.0.7:8000/v1"
+""",
+        "<test>",
+        env={"OPENAI_API_KEY": "sk-test-only-for-openai"},
+    )
+    assert config.api_key("openai") is not None
+    assert config.api_key("vllm") is None

@@ -63,6 +63,7 @@ from tests.support.compat import (
     kinds,
     tool_arguments,
 )
+from tests.support.daemon import daemon_client, make_config
 
 FLAVOURS = ("openai", "openrouter")
 KEYS = {"openai": OPENAI_KEY, "openrouter": OPENROUTER_KEY}
@@ -903,3 +904,24 @@ async def test_one_pooled_connection_serves_sequential_calls(
     peers = {r.peer for r in upstream.requests_to(flavour)}
     assert len(upstream.requests_to(flavour)) == 6
     assert len(peers) == 1, peers
+
+
+async def test_generic_openai_compatible_server_gets_max_tokens(
+    upstream: FakeOpenAIUpstream,
+) -> None:
+    """kind = "openai_compatible" (vLLM, llama.cpp, LM Studio...): the output cap travels
+    as max_tokens, which those servers read (llama.cpp ignores max_completion_tokens and
+    generated 2,028 tokens when asked for 4), and no key of OpenAI's goes there."""
+    text = f"""
+[providers.llama]
+kind = "openai_compatible"
+base_url = "{upstream.base_url_openai}"
+api_key_env = "LLAMA_KEY"
+"""
+    config = make_config(text, env={"LLAMA_KEY": OPENAI_KEY})
+    async with daemon_client(config) as client:
+        options = ChatOptions(max_tokens=4)
+        reply = await client.chat("hi", model=f"llama:{OPENAI_MODEL}", options=options)
+    assert reply.provider == "llama"
+    sent = upstream.last("openai", "/chat/completions").json
+    assert sent["max_tokens"] == 4 and "max_completion_tokens" not in sent

@@ -67,7 +67,7 @@ class ProviderConfig:
     # Output token cap sent when the caller sets none, for APIs that require one
     # (Anthropic's max_tokens). 4096 fits every current model's output limit.
     default_max_tokens: int = 4096
-    # Largest response body (or whole stream) accepted from the upstream.
+    # Largest whole (unstreamed) response body accepted from the upstream.
     max_response_mb: float = 64.0
 
 
@@ -428,6 +428,11 @@ def _check_local(local: LocalConfig, source: str) -> None:
             )
 
 
+def _kind_home(conf: ProviderConfig) -> bool:
+    spec = spec_for(conf.kind)
+    return spec is not None and conf.base_url == spec.base_url.rstrip("/")
+
+
 def _auto_providers(keys: dict[str, Secret]) -> dict[str, ProviderConfig]:
     """With no provider tables at all: every remote provider whose key is known, and
     those that need none (Ollama on localhost)."""
@@ -477,7 +482,9 @@ def parse_config(
     for name, conf in remote.items():
         if name not in keys and conf.api_key_env and env.get(conf.api_key_env):
             keys[name] = Secret(env[conf.api_key_env])
-        elif name not in keys and conf.kind in keys:
+        elif name not in keys and conf.kind in keys and _kind_home(conf):
+            # A kind's key (OPENAI_API_KEY) goes only to that kind's own API, never to a
+            # self-hosted server of the same kind under another name.
             keys[name] = keys[conf.kind]
     if not providers_table:
         remote, local = _auto_providers(keys), LocalConfig()

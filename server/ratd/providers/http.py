@@ -165,8 +165,8 @@ class HttpClient:
     ) -> AsyncIterator[str] | AsyncIterator[bytes]:
         """A streamed body's payloads: each SSE event's data, or each NDJSON line."""
         if stream_format == "ndjson":
-            return iter_lines(response, self.max_bytes)
-        return iter_sse_data(response, self.max_bytes)
+            return iter_lines(response)
+        return iter_sse_data(response)
 
     async def json(
         self, method: str, path: str, payload: Any = None, *, model: str = ""

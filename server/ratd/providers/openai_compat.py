@@ -1,10 +1,10 @@
-"""The OpenAI Chat Completions API, as OpenAI and OpenRouter speak it.
+"""The OpenAI Chat Completions API, as OpenAI, OpenRouter and other servers speak it.
 
-One adapter, two configurations: ``openai`` (``max_completion_tokens``,
-``reasoning_effort``, embeddings) and ``openrouter`` (``max_tokens``, ``top_k``, the
-``reasoning`` object, comment lines in streams, errors inside 200 streams, cost in
-usage). Any other OpenAI-compatible server can be configured as either kind with its
-own ``base_url``.
+One dialect, with settings from the provider's spec: ``openai`` (``max_completion_tokens``,
+``reasoning_effort``, embeddings), ``openrouter`` (``max_tokens``, ``top_k``, the
+``reasoning`` object and ``reasoning_details``, comment lines in streams, errors inside
+200 streams, cost in usage) and ``openai_compatible`` for any other server (vLLM,
+llama.cpp, LM Studio, TGI: ``max_tokens``, ``top_k``, embeddings).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import orjson
@@ -22,15 +22,11 @@ import orjson
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers import metadata as md
-from ratd.providers.base import ChatLike, Provider
-from ratd.providers.http import (
-    HttpClient,
-    error_for_status,
-    loads_or_protocol_error,
-    parse_body,
-)
+from ratd.providers.base import ChatLike
+from ratd.providers.http import error_for_status
+from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import retyped
+from ratd.providers.openrouter_models import openrouter_metadata
 from ratd.providers.reasoning_blocks import ReasoningDetails, details_from_blocks
 from ratd.secrets import Secret
 
@@ -60,6 +56,7 @@ _EFFORT = {
     chat_pb2.REASONING_EFFORT_XHIGH: "xhigh",
 }
 _CONTEXT_LIMIT_RE = re.compile(r"maximum context length is (\d+)")
+_SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "top_k")
 
 
 # Request fields as OpenAI names them in errors -> ChatOptions names.
@@ -207,14 +204,16 @@ class _ToolCallState:
 
 
 class StreamAssembler:
-    """Turns chat.completion.chunk objects into ChatStreamResponse events, in order.
+    """Turns chat.completion.chunk objects into ChatStreamResponse events, in order
+    (an ``Assembler`` of the HTTP provider base).
 
     Tool calls are announced once their name is known (ToolCallStart), their argument
     text follows piece by piece exactly as it arrived (ToolCallDelta), and all open calls
     are closed (ToolCallEnd) when the choice finishes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider, self.requested = provider, model
         self.finish_reason: str | None = None
         self.usage: chat_pb2.Usage | None = None
         self.model = ""
@@ -287,6 +286,13 @@ class StreamAssembler:
             out.append(chat_pb2.ChatStreamResponse(tool_call_end=end))
         return out
 
+    @property
+    def complete(self) -> bool:
+        return self.finish_reason is not None
+
+    # The stream goes on after the finish reason (the usage chunk) until ``[DONE]``.
+    ended = False
+
     def finish(self) -> list[chat_pb2.ChatStreamResponse]:
         out = self._close_calls()
         # Blocks go out whole once the stream has told all of them (a signature comes last).
@@ -294,25 +300,27 @@ class StreamAssembler:
             out.append(chat_pb2.ChatStreamResponse(reasoning_block=block))
         if self.usage is not None:
             out.append(chat_pb2.ChatStreamResponse(usage=self.usage))
+        refused = chat_pb2.FINISH_REASON_CONTENT_FILTER
+        done = chat_pb2.ChatStreamResponse(
+            done=True,
+            finish_reason=refused if self.refused else finish_reason(self.finish_reason),
+            model=self.model or self.requested,
+            provider=self.provider,
+        )
+        out.append(done)
         return out
 
 
-class OpenAICompatibleProvider(Provider):
-    """Chat Completions over HTTP; subclasses choose the dialect."""
+class ChatCompletions:
+    """The Chat Completions dialect: pure functions from ratatoskr.v1 to OpenAI's JSON and
+    back. ``max_tokens_field`` is what the server reads (OpenAI: max_completion_tokens;
+    vLLM, llama.cpp and most others: max_tokens)."""
 
-    chat_path: ClassVar[str] = "/chat/completions"
-    max_tokens_field: ClassVar[str] = "max_tokens"
+    path = "/chat/completions"
 
-    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
-        super().__init__(name, config, api_key)
-        auth = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key else {}
-        self.http = HttpClient(name, config, {**self.extra_headers(), **config.headers, **auth})
-
-    def extra_headers(self) -> dict[str, str]:
-        return {}
-
-    async def close(self) -> None:
-        await self.http.close()
+    def __init__(self, provider: str, max_tokens_field: str = "max_tokens") -> None:
+        self.provider = provider
+        self.max_tokens_field = max_tokens_field
 
     # -- request ------------------------------------------------------------------------
 
@@ -333,14 +341,7 @@ class OpenAICompatibleProvider(Provider):
             # Only with tools: OpenAI refuses tool_choice without them (400).
             if options.HasField("tool_choice"):
                 body["tool_choice"] = _tool_choice(options.tool_choice)
-        for name in (
-            "temperature",
-            "top_p",
-            "frequency_penalty",
-            "presence_penalty",
-            "seed",
-            "top_k",
-        ):
+        for name in _SAMPLING:
             if options.HasField(name):
                 value = getattr(options, name)
                 body[name] = round(value, 6) if isinstance(value, float) else value
@@ -361,6 +362,11 @@ class OpenAICompatibleProvider(Provider):
             body.update(orjson.loads(options.raw_provider_options))
         return body
 
+    def chat_call(
+        self, request: ChatLike, model: str, *, stream: bool
+    ) -> UpstreamCall[chat_pb2.ChatStreamResponse]:
+        return UpstreamCall(self.path, self.build_body(request, model, stream), model)
+
     # -- errors ---------------------------------------------------------------------------
 
     def error_from_body(
@@ -380,36 +386,23 @@ class OpenAICompatibleProvider(Provider):
         elif isinstance(body, str):
             message = body[:300]
         error = error_for_status(
-            status, message, provider=self.name, model=model, headers=headers, upstream_code=code
+            status,
+            message,
+            provider=self.provider,
+            model=model,
+            headers=headers,
+            upstream_code=code,
         )
         parameter = refused_parameter(obj, code, message)
         if parameter:
             error.metadata["parameter"] = parameter
-        return self.refine_error(error, status, code, message)
+        return refine_error(error, status, code, message)
 
-    def refine_error(
-        self, error: errors.GatewayError, status: int, code: str, message: str
-    ) -> errors.GatewayError:
-        lowered = message.lower()
-        if code == "context_length_exceeded" or "maximum context length" in lowered:
-            match = _CONTEXT_LIMIT_RE.search(message)
-            return retyped(
-                errors.ContextLengthExceeded, error, limit=int(match.group(1)) if match else None
-            )
-        if code == "insufficient_quota":
-            return retyped(errors.QuotaExceeded, error)
-        if code == "model_not_found" or (status == 400 and "not a valid model" in lowered):
-            return retyped(errors.ModelNotFound, error)
-        if code in ("content_policy_violation", "content_filter") or (
-            status == 403 and "flagged" in lowered
-        ):
-            return retyped(errors.ContentFiltered, error)
-        if code == "invalid_api_key":
-            return retyped(errors.AuthenticationFailed, error)
-        return error
-
-    def stream_error(self, obj: Any, model: str) -> errors.GatewayError:
-        """An error object that arrived inside a 200 stream."""
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
+        """An error object in a 200 answer or stream (OpenRouter sends them mid-stream)."""
+        if not isinstance(data, dict) or not data.get("error"):
+            return None
+        obj = data["error"]
         code = obj.get("code") if isinstance(obj, dict) else None
         kind = str(obj.get("type") or "") if isinstance(obj, dict) else ""
         if isinstance(code, int) and 400 <= code < 600:
@@ -424,23 +417,16 @@ class OpenAICompatibleProvider(Provider):
             status = 502
         return self.error_from_body(status, {"error": obj}, model)
 
-    def _object(self, data: Any, model: str) -> dict[str, Any]:
-        """``data`` when it is a JSON object; anything else is an upstream protocol fault."""
-        if not isinstance(data, dict):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: expected a JSON object, got {type(data).__name__}",
-                provider=self.name,
-                model=model,
-            )
-        return data
+    # -- answers ----------------------------------------------------------------------------
 
-    # -- chat -------------------------------------------------------------------------------
-
-    def parse_response(self, data: Mapping[str, Any], model: str) -> chat_pb2.ChatResponse:
+    def parse_chat(
+        self, data: dict[str, Any], call: UpstreamCall[chat_pb2.ChatStreamResponse]
+    ) -> chat_pb2.ChatResponse:
+        model = call.model
         choices = data.get("choices") or []
         if not choices:
             raise errors.UpstreamProtocolError(
-                f"{self.name}: response has no choices", provider=self.name, model=model
+                f"{self.provider}: response has no choices", provider=self.provider, model=model
             )
         choice = choices[0]
         message = choice.get("message") or {}
@@ -452,7 +438,7 @@ class OpenAICompatibleProvider(Provider):
             content=content,
             model=data.get("model") or model,
             finish_reason=finish,
-            provider=self.name,
+            provider=self.provider,
         )
         reasoning = message.get("reasoning") or message.get("reasoning_content")
         if reasoning:
@@ -461,233 +447,26 @@ class OpenAICompatibleProvider(Provider):
             details = ReasoningDetails()
             details.add(message["reasoning_details"])
             response.reasoning_blocks.extend(details.blocks())
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
+        for call_item in message.get("tool_calls") or ():
+            function = call_item.get("function") or {}
             arguments = function.get("arguments")
             if not isinstance(arguments, str):
                 arguments = orjson.dumps(arguments or {}).decode()
             response.tool_calls.add(
-                id=call.get("id") or "", name=function.get("name") or "", arguments=arguments
+                id=call_item.get("id") or "", name=function.get("name") or "", arguments=arguments
             )
         if data.get("usage"):
             response.usage.CopyFrom(usage_from_wire(data["usage"]))
         return response
 
-    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        body = self.build_body(request, model, stream=False)
-        async with self.http.request("POST", self.chat_path, body, model=model) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-        data = self._object(loads_or_protocol_error(raw, self.name, model), model)
-        if data.get("error"):
-            raise self.stream_error(data["error"], model)
-        return self.parse_response(data, model)
-
-    async def chat_stream(
-        self, request: ChatLike, model: str
-    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        body = self.build_body(request, model, stream=True)
-        assembler = StreamAssembler()
-        saw_done = False
-        async with self.http.events(
-            self.chat_path,
-            body,
-            model=model,
-            status_error=self.error_from_body,
-            json_error=lambda data: (
-                self.stream_error(data["error"], model)
-                if isinstance(data, dict) and data.get("error")
-                else None
-            ),
-        ) as events:
-            async for event in events:
-                if event.data == "[DONE]":
-                    saw_done = True
-                    break
-                chunk = self._object(loads_or_protocol_error(event.data, self.name, model), model)
-                if chunk.get("error"):
-                    raise self.stream_error(chunk["error"], model)
-                for out in assembler.feed(chunk):
-                    yield out
-        if not saw_done and assembler.finish_reason is None:
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the stream ended before the response was complete",
-                provider=self.name,
-                model=model,
-            )
-        for out in assembler.finish():
-            yield out
-        yield chat_pb2.ChatStreamResponse(
-            done=True,
-            finish_reason=chat_pb2.FINISH_REASON_CONTENT_FILTER
-            if assembler.refused
-            else finish_reason(assembler.finish_reason),
-            model=assembler.model or model,
-            provider=self.name,
-        )
-
-    # -- models -------------------------------------------------------------------------------
-
-    async def list_models(self) -> list[models_pb2.ModelInfo]:
-        status, headers, body = await self.http.json("GET", "/models")
-        if status != 200:
-            raise self.error_from_body(status, body, "", headers)
-        items = body.get("data") if isinstance(body, dict) else None
-        return [
-            models_pb2.ModelInfo(id=str(item["id"]), provider=self.name)
-            for item in items or ()
-            if isinstance(item, dict) and item.get("id")
-        ]
+    def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> StreamAssembler:
+        return StreamAssembler(self.provider, call.model)
 
 
-class OpenAIProvider(OpenAICompatibleProvider):
-    kind = "openai"
-    capabilities = frozenset({"chat", "generate", "embed"})
-    max_tokens_field = "max_completion_tokens"
-
-    def unsupported_parameters(self, model: str) -> frozenset[str]:
-        return frozenset({"top_k"})
-
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
-        body = {"model": model, "input": list(texts), "encoding_format": "base64"}
-        async with self.http.request("POST", "/embeddings", body, model=model) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-        data = self._object(loads_or_protocol_error(raw, self.name, model), model)
-        items = sorted(data.get("data") or (), key=lambda item: item.get("index", 0))
-        if len(items) != len(texts):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: asked for {len(texts)} embeddings, got {len(items)}",
-                provider=self.name,
-                model=model,
-            )
-        result = []
-        for item in items:
-            vector = item.get("embedding")
-            if isinstance(vector, str):
-                values = np.frombuffer(base64.b64decode(vector), dtype="<f4").tolist()
-            else:
-                values = [float(v) for v in vector or ()]
-            result.append(
-                inference_pb2.Embedding(
-                    values=values, model=data.get("model") or model, dimensions=len(values)
-                )
-            )
-        return result
-
-
-# OpenRouter's names in supported_parameters -> our canonical names, with the ranges
-# OpenRouter documents for them.
-_OPENROUTER_PARAMETERS: dict[str, tuple[str, tuple[float | None, float | None]]] = {
-    "temperature": ("temperature", (0, 2)),
-    "top_p": ("top_p", (0, 1)),
-    "top_k": ("top_k", (1, None)),
-    "frequency_penalty": ("frequency_penalty", (-2, 2)),
-    "presence_penalty": ("presence_penalty", (-2, 2)),
-    "max_tokens": ("max_tokens", (1, None)),
-}
-_OPENROUTER_OPAQUE = {
-    "stop": "stop",
-    "seed": "seed",
-    "tool_choice": "tool_choice",
-    "parallel_tool_calls": "parallel_tool_calls",
-    "response_format": "response_format",
-    "structured_outputs": "response_format",
-    "reasoning": "reasoning",
-    "include_reasoning": "reasoning",
-}
-
-
-def _table(item: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = item.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def openrouter_metadata(item: Mapping[str, Any], provider: str) -> models_pb2.ModelMetadata | None:
-    """One entry of OpenRouter's ``/models`` (prices per token as strings, context,
-    supported parameters) as metadata; None when the entry is unusable."""
-    model_id = item.get("id")
-    if not isinstance(model_id, str) or not model_id:
-        return None
-    pricing = _table(item, "pricing")
-    top = _table(item, "top_provider")
-    arch = _table(item, "architecture")
-    listed = item.get("supported_parameters")
-    supported = {p for p in listed if isinstance(p, str)} if isinstance(listed, list) else None
-    max_output = top.get("max_completion_tokens")
-    max_output = max_output if isinstance(max_output, int) and max_output > 0 else None
-    context = item.get("context_length")
-    context = context if isinstance(context, int) and context > 0 else None
-    capabilities = ["chat"]
-    if supported and "tools" in supported:
-        capabilities.append("tool_use")
-    if supported and supported & {"reasoning", "include_reasoning"}:
-        capabilities.append("reasoning")
-    if supported and supported & {"response_format", "structured_outputs"}:
-        capabilities.append("structured_output")
-    if "image" in (arch.get("input_modalities") or ()):
-        capabilities.append("vision")
-    parameters: dict[str, models_pb2.ParameterAvailability] = {}
-    if supported is not None:
-        for wire, (name, (low, high)) in _OPENROUTER_PARAMETERS.items():
-            if wire in supported:
-                top_value = max_output if name == "max_tokens" else high
-                parameters[name] = md.mutable(low, top_value)
-            else:
-                parameters[name] = md.unsupported()
-        for name in set(_OPENROUTER_OPAQUE.values()):
-            wires = {w for w, n in _OPENROUTER_OPAQUE.items() if n == name}
-            parameters[name] = md.opaque() if wires & supported else md.unsupported()
-    return md.metadata(
-        model_id,
-        provider,
-        capabilities=[*capabilities, "chat_streaming", "generate"],
-        context_window=context,
-        max_output_tokens=max_output,
-        parameters=parameters,
-        price_in=md.per_mtok(pricing.get("prompt")),
-        price_out=md.per_mtok(pricing.get("completion")),
-    )
-
-
-class OpenRouterProvider(OpenAICompatibleProvider):
-    kind = "openrouter"
-    capabilities = frozenset({"chat", "generate"})
-
-    async def describe_models(self) -> list[models_pb2.ModelMetadata]:
-        """``/models`` with prices (per token → per million), context length, output
-        limit and supported parameters. Unusable entries are skipped, never fatal."""
-        status, headers, body = await self.http.json("GET", "/models")
-        if status != 200:
-            raise self.error_from_body(status, body, "", headers)
-        items = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the model list has no data array", provider=self.name
-            )
-        described = (openrouter_metadata(i, self.name) for i in items if isinstance(i, dict))
-        return [m for m in described if m is not None]
-
-    def build_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
-        """As for OpenAI, and assistant turns carry their reasoning back as
-        ``reasoning_details`` (models that sign their reasoning require it after a tool call)."""
-        body = super().build_body(request, model, stream)
-        for message, wire in zip(request.messages, body["messages"], strict=True):
-            if message.reasoning_blocks:
-                details = details_from_blocks(message.reasoning_blocks)
-                if details:
-                    wire["reasoning_details"] = details
-        return body
-
-    def extra_headers(self) -> dict[str, str]:
-        # OpenRouter attributes traffic to apps by these; config headers override them.
-        return {"X-Title": "Ratatoskr", "HTTP-Referer": "https://github.com/ratatoskr"}
+class OpenRouterChat(ChatCompletions):
+    """OpenRouter's Chat Completions: the ``reasoning`` object, and assistant turns that
+    carry their reasoning back as ``reasoning_details`` (models that sign their
+    reasoning require it after a tool call)."""
 
     def reasoning_to_wire(self, reasoning: chat_pb2.ReasoningConfig, body: dict[str, Any]) -> None:
         wire: dict[str, Any] = {}
@@ -698,3 +477,111 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         if reasoning.HasField("exclude_from_output"):
             wire["exclude"] = reasoning.exclude_from_output
         body["reasoning"] = wire or {"enabled": True}
+
+    def build_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
+        body = super().build_body(request, model, stream)
+        for message, wire in zip(request.messages, body["messages"], strict=True):
+            if message.reasoning_blocks:
+                details = details_from_blocks(message.reasoning_blocks)
+                if details:
+                    wire["reasoning_details"] = details
+        return body
+
+
+def refine_error(
+    error: errors.GatewayError, status: int, code: str, message: str
+) -> errors.GatewayError:
+    """The more exact error an OpenAI error code or message names."""
+    lowered = message.lower()
+    if code == "context_length_exceeded" or "maximum context length" in lowered:
+        match = _CONTEXT_LIMIT_RE.search(message)
+        return retyped(
+            errors.ContextLengthExceeded, error, limit=int(match.group(1)) if match else None
+        )
+    if code == "insufficient_quota":
+        return retyped(errors.QuotaExceeded, error)
+    if code == "model_not_found" or (status == 400 and "not a valid model" in lowered):
+        return retyped(errors.ModelNotFound, error)
+    if code in ("content_policy_violation", "content_filter") or (
+        status == 403 and "flagged" in lowered
+    ):
+        return retyped(errors.ContentFiltered, error)
+    if code == "invalid_api_key":
+        return retyped(errors.AuthenticationFailed, error)
+    return error
+
+
+def embeddings_from_wire(
+    data: Mapping[str, Any], count: int, provider: str, model: str
+) -> list[inference_pb2.Embedding]:
+    """``/embeddings`` items (base64 little-endian float32, or lists), in input order."""
+    items = sorted(data.get("data") or (), key=lambda item: item.get("index", 0))
+    if len(items) != count:
+        raise errors.UpstreamProtocolError(
+            f"{provider}: asked for {count} embeddings, got {len(items)}",
+            provider=provider,
+            model=model,
+        )
+    result = []
+    for item in items:
+        vector = item.get("embedding")
+        if isinstance(vector, str):
+            values = np.frombuffer(base64.b64decode(vector), dtype="<f4").tolist()
+        else:
+            values = [float(v) for v in vector or ()]
+        result.append(
+            inference_pb2.Embedding(
+                values=values, model=data.get("model") or model, dimensions=len(values)
+            )
+        )
+    return result
+
+
+class OpenAIProvider(HttpProvider):
+    """OpenAI, and any other server that speaks its API (kind ``openai_compatible``):
+    Chat Completions, embeddings, the model list."""
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        settings = self.spec.dialect
+        self.dialect = ChatCompletions(name, settings.get("max_tokens_field", "max_tokens"))
+        self._unsupported_parameters = frozenset(settings.get("unsupported", ()))
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        return self._unsupported_parameters
+
+    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+        body = {"model": model, "input": list(texts), "encoding_format": "base64"}
+        data = await self.call_json("POST", "/embeddings", body, model=model)
+        return embeddings_from_wire(data, len(texts), self.name, model)
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        return [
+            models_pb2.ModelInfo(id=str(item["id"]), provider=self.name)
+            for item in await self._model_list()
+            if item.get("id")
+        ]
+
+    async def _model_list(self) -> list[dict[str, Any]]:
+        """The objects of ``GET /models``' data array."""
+        body = await self.call_json("GET", "/models")
+        items = body.get("data")
+        if not isinstance(items, list):
+            raise self.protocol_error("the model list has no data array")
+        return [item for item in items if isinstance(item, dict)]
+
+
+class OpenRouterProvider(OpenAIProvider):
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        self.dialect = OpenRouterChat(name, "max_tokens")
+
+    def default_headers(self) -> dict[str, str]:
+        # OpenRouter attributes traffic to apps by these; config headers override them.
+        return {"X-Title": "Ratatoskr", "HTTP-Referer": "https://github.com/ratatoskr"}
+
+    async def describe_models(self) -> list[models_pb2.ModelMetadata]:
+        """``/models`` with prices (per token → per million), context length, output
+        limit and supported parameters. Unusable entries are skipped, never fatal."""
+        described = (openrouter_metadata(item, self.name) for item in await self._model_list())
+        return [m for m in described if m is not None]

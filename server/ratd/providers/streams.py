@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import aiohttp
 
-
 # Longest line, and longest event, accepted from an upstream.
 MAX_LINE_BYTES = 8 * 1024 * 1024
 
@@ -119,21 +118,25 @@ async def chunks(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[
         yield chunk
 
 
-async def iter_sse_data(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[str]:
+# A stream is not held whole (each event is passed on as it arrives, and the caller's
+# deadline and the read timeout bound it), so only its lines and events are capped.
+
+
+async def iter_sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
     """The data of each SSE event of a response body, as soon as its last byte arrives.
     (Event names are not needed: every API also says what an event is in its data.)"""
     decoder = SseDecoder()
-    async for chunk in chunks(response, limit):
+    async for chunk in response.content.iter_any():
         for event in decoder.feed(chunk):
             yield event.data
     for event in decoder.close():
         yield event.data
 
 
-async def iter_lines(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+async def iter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The non-empty lines of an NDJSON response body, as they arrive."""
     decoder = LineDecoder()
-    async for chunk in chunks(response, limit):
+    async for chunk in response.content.iter_any():
         for line in decoder.feed(chunk):
             if line.strip():
                 yield line
