@@ -911,7 +911,7 @@ async def test_generic_openai_compatible_server_gets_max_tokens(
 ) -> None:
     """kind = "openai_compatible" (vLLM, llama.cpp, LM Studio...): the output cap travels
     as max_tokens, which those servers read (llama.cpp ignores max_completion_tokens and
-    generated 2,028 tokens when asked for 4), and no key of OpenAI's goes there."""
+    generated 2,028 tokens when asked for 4)."""
     text = f"""
 [providers.llama]
 kind = "openai_compatible"
@@ -925,3 +925,19 @@ api_key_env = "LLAMA_KEY"
     assert reply.provider == "llama"
     sent = upstream.last("openai", "/chat/completions").json
     assert sent["max_tokens"] == 4 and "max_completion_tokens" not in sent
+
+
+async def test_a_provider_declared_by_one_table_line_serves_chat(
+    upstream: FakeOpenAIUpstream,
+) -> None:
+    """Groq is one ProviderSpec line: its key comes from GROQ_API_KEY and travels as a
+    bearer token to its base_url, and the output cap as max_tokens."""
+    text = f'[providers.groq]\nbase_url = "{upstream.base_url_openai}"\n'
+    async with daemon_client(make_config(text, env={"GROQ_API_KEY": OPENAI_KEY})) as client:
+        reply = await client.chat(
+            "hi", model=f"groq:{OPENAI_MODEL}", options=ChatOptions(max_tokens=8)
+        )
+    assert reply.provider == "groq" and reply.content
+    request = upstream.last("openai", "/chat/completions")
+    assert request.headers["Authorization"] == f"Bearer {OPENAI_KEY}"
+    assert request.json["max_tokens"] == 8

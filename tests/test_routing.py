@@ -57,7 +57,8 @@ def route(model: str, capability: str = "chat", config: str = ALL) -> list[tuple
                 ("openrouter", "openai/ft:gpt-4o-mini:acme::abc123"),
             ],
         ),
-        ("mistral-large", [("openrouter", "mistral-large")]),
+        # Mistral is not configured: OpenRouter serves it under its vendor prefix.
+        ("mistral-large", [("openrouter", "mistralai/mistral-large")]),
         ("anthropic:claude-3-haiku", [("anthropic", "claude-3-haiku")]),
         ("ollama:qwen3", [("ollama", "qwen3")]),
         ("openrouter:openai/gpt-4o", [("openrouter", "openai/gpt-4o")]),
@@ -218,3 +219,15 @@ async def test_no_fallback_on_the_requests_own_400(upstream: FakeOpenAIUpstream)
             await client.chat("hi", model="gpt-4o-mini")
         assert caught.value.metadata["tried"] == "openai"
     assert not upstream.requests_to("openrouter")
+
+
+def test_one_line_providers_route_by_their_table_entry() -> None:
+    """Providers declared by one ProviderSpec line route by their patterns, and a
+    fallback to OpenRouter names the model as OpenRouter does."""
+    config = ALL + "[providers.mistral]\n[providers.xai]\n[providers.deepseek]\n"
+    assert route("mistral-large-latest", config=config) == [
+        ("mistral", "mistral-large-latest"),
+        ("openrouter", "mistralai/mistral-large-latest"),
+    ]
+    assert route("grok-4", config=config)[0] == ("xai", "grok-4")
+    assert route("deepseek-chat", config=config)[1] == ("openrouter", "deepseek/deepseek-chat")

@@ -58,6 +58,28 @@ class ProviderSpec:
 _CHAT = frozenset({"chat", "generate"})
 _OPENAI_CHAT = "ratd.providers.openai_compat:OpenAIProvider"
 
+
+def _openai_compatible(
+    kind: str,
+    base_url: str,
+    env_key: str,
+    routes: tuple[str, ...] = (),
+    openrouter_vendor: str = "",
+) -> ProviderSpec:
+    """A hosted service that speaks OpenAI's Chat Completions with ``max_tokens``."""
+    return ProviderSpec(
+        kind,
+        _OPENAI_CHAT,
+        base_url,
+        (env_key,),
+        capabilities=_CHAT,
+        routes=tuple(Route(pattern) for pattern in routes),
+        openrouter_vendor=openrouter_vendor,
+        auto_enable=True,
+        dialect={"max_tokens_field": "max_tokens"},
+    )
+
+
 SPECS: tuple[ProviderSpec, ...] = (
     ProviderSpec(
         "openrouter",
@@ -122,6 +144,20 @@ SPECS: tuple[ProviderSpec, ...] = (
         default_chains=frozenset({"embed", "nli", "classify", "stance"}),
         auto_enable=True,
     ),
+    # Hosted APIs that speak OpenAI's Chat Completions: one line each.
+    _openai_compatible(
+        "mistral",
+        "https://api.mistral.ai/v1",
+        "MISTRAL_API_KEY",
+        ("mistral-*", "codestral-*", "magistral-*", "pixtral-*"),
+        "mistralai",
+    ),
+    _openai_compatible(
+        "deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY", ("deepseek-*",), "deepseek"
+    ),
+    _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", ("grok-*",), "x-ai"),
+    _openai_compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    _openai_compatible("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
     # Any other server that speaks OpenAI's Chat Completions (vLLM, llama.cpp, LM Studio,
     # TGI, LiteLLM...): they read max_tokens, not max_completion_tokens, and take top_k.
     ProviderSpec(
