@@ -187,3 +187,23 @@ base_url = "http://10.0.0.7:8000/v1"
     )
     assert config.api_key("openai") is not None
     assert config.api_key("vllm") is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:sk-secret-in-url@api.example.com/v1", "ftp://api.example.com", "http://"],
+)
+def test_base_url_with_credentials_or_without_host_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'[providers.openai]\nbase_url = "{url}"\n', "<test>", env={})
+    assert "providers.openai.base_url" in str(caught.value)
+    assert "sk-secret-in-url" not in str(caught.value)
+
+
+def test_credential_headers_are_redacted() -> None:
+    parse_config(
+        '[providers.openai]\nheaders = { "X-Api-Key" = "hdr-secret-4242", "X-Title" = "Ratatoskr" }\n',
+        "<test>",
+        env={},
+    )
+    assert redact("sent hdr-secret-4242 as Ratatoskr") == "sent *** as Ratatoskr"

@@ -12,6 +12,7 @@ import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -383,8 +384,39 @@ def _providers(
                 f"{source}: providers.{name}: kind {kind!r} has no default address; "
                 'set base_url = "http://host:port/v1"'
             )
+        _check_base_url(base_url, f"{source}: providers.{name}.base_url")
+        _protect_headers(conf.headers)
         remote[name] = dataclasses.replace(conf, kind=kind, base_url=base_url)
     return remote, local
+
+
+_SENSITIVE_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "password")
+
+
+def _check_base_url(url: str, where: str) -> None:
+    """An http(s) URL without credentials in it: a key in ``user:password@`` would be
+    printed wherever the address is (errors, --check-config) and belongs in secrets."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        has_credentials = parts.username is not None or parts.password is not None
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as err:
+        raise ConfigError(f"{where} is not a valid URL: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigError(f"{where} must be an http:// or https:// URL with a host")
+    if has_credentials:
+        raise ConfigError(
+            f"{where} must not carry credentials (user:password@host); put the key in the "
+            "secrets file or the environment"
+        )
+
+
+def _protect_headers(headers: dict[str, str]) -> None:
+    """Values of configured headers that look like credentials are kept out of every log
+    line and error, as keys are."""
+    for name, value in headers.items():
+        if any(word in name.lower() for word in _SENSITIVE_HEADER_WORDS):
+            Secret(value)
 
 
 LOCAL_KINDS = ("embedding", "nli")
