@@ -57,6 +57,9 @@ BAD_CHATS = {
     "top_p 3": (chat(top_p=3.0), "options.top_p"),
     "max_tokens 0": (chat(max_tokens=0), "options.max_tokens"),
     "empty model": (chat(model=""), "options.model"),
+    "model rewriting an upstream path": (chat(model="models/../../v1/files/x"), "options.model"),
+    "model injecting a log line": (chat(model="gpt-4o\nrequest forged=1"), "options.model"),
+    "model with a query": (chat(model="gpt-4o?key=x"), "options.model"),
     "10 MB message": (
         chat(messages=[Message.user("x" * (10 * 1024 * 1024))]),
         "messages[0].content",

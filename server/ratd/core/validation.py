@@ -74,11 +74,24 @@ def json_object(field: str, text: str, *, allow_empty: bool = False) -> dict[str
     return value
 
 
+# What a model name may contain: every provider's names fit ("openai/gpt-4o",
+# "ft:gpt-4o-mini:acme::abc123", "hf.co/org/Model-GGUF:Q4_K_M", "BAAI/bge-small-en-v1.5").
+# Nothing that could rewrite an upstream URL path ("..", "?", "#", "%", "\\") or a log line.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/:@+]*")
+_DOT_SEGMENT = re.compile(r"(?:^|[/:])\.{1,2}(?:$|[/:])")
+
+
 def _model(field: str, model: str) -> None:
     if not model.strip():
         raise _fail(field, "must name a model")
     if len(model) > 512:
         raise _fail(field, "is longer than 512 characters")
+    if not _MODEL_NAME.fullmatch(model) or _DOT_SEGMENT.search(model) or "//" in model:
+        raise _fail(
+            field,
+            f"{model[:100]!r} is not a model name (letters, digits and . _ - / : @ + only, "
+            "starting with a letter or digit, no . or .. segments)",
+        )
 
 
 def _number(field: str, value: float, low: float, high: float) -> None:
