@@ -69,6 +69,10 @@ BAD_CHATS = {
         "messages[1].tool_call_id",
     ),
     "raw options not an object": (chat(raw_provider_options="[]"), "options.raw_provider_options"),
+    "raw options 300 deep": (
+        chat(raw_provider_options='{"a":' + "[" * 300 + "]" * 300 + "}"),
+        "options.raw_provider_options",
+    ),
     "image of an unsupported type": (
         chat(messages=[Message.user("look", images=[b"GIF8"], image_mime_type="image/tiff")]),
         "messages[0].parts[0].image.mime_type",

@@ -71,6 +71,12 @@ def json_object(field: str, text: str, *, allow_empty: bool = False) -> dict[str
         raise _fail(field, f"is not valid JSON ({err})") from None
     if not isinstance(value, dict):
         raise _fail(field, f"must be a JSON object, got {type(value).__name__}")
+    try:
+        # Every JSON ratd takes is sent on re-encoded, which refuses nesting past 255
+        # levels (parsing takes 1024): refuse it here, where it names the field.
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as err:
+        raise _fail(field, f"cannot be sent on ({err}); nest it less deeply") from None
     return value
 
 
