@@ -353,8 +353,29 @@ def parse_generate_response(
     return response
 
 
+class _EndsWithDoneLine:
+    """The end of an Ollama stream: the line with ``"done": true``, which carries the
+    finish reason and the counts. A stream that ends without it was cut."""
+
+    done: bool
+    final: Mapping[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        return self.done
+
+    @property
+    def ended(self) -> bool:
+        return self.done
+
+    def note_end(self, obj: Mapping[str, Any]) -> None:
+        if obj.get("done"):
+            self.done = True
+            self.final = obj
+
+
 @dataclass
-class ChatAssembler:
+class ChatAssembler(_EndsWithDoneLine):
     """Turns /api/chat NDJSON objects into ChatStreamResponse events, in order.
 
     Tool calls arrive whole: each is announced (ToolCallStart) with its arguments in one
@@ -368,15 +389,6 @@ class ChatAssembler:
     done: bool = False
     calls: int = 0
     final: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """The done line arrived (a stream that ends without it was cut)."""
-        return self.done
-
-    @property
-    def ended(self) -> bool:
-        return self.done
 
     def feed(self, obj: Mapping[str, Any]) -> list[chat_pb2.ChatStreamResponse]:
         out: list[chat_pb2.ChatStreamResponse] = []
@@ -393,9 +405,7 @@ class ChatAssembler:
             out.append(chat_pb2.ChatStreamResponse(tool_call_start=start))
             out.append(chat_pb2.ChatStreamResponse(tool_call_delta=delta))
             self.calls += 1
-        if obj.get("done"):
-            self.done = True
-            self.final = obj
+        self.note_end(obj)
         return out
 
     def finish(self) -> list[chat_pb2.ChatStreamResponse]:
@@ -418,7 +428,7 @@ class ChatAssembler:
 
 
 @dataclass
-class GenerateAssembler:
+class GenerateAssembler(_EndsWithDoneLine):
     """Turns /api/generate NDJSON objects into GenerateStreamResponse events, in order."""
 
     provider: str
@@ -427,15 +437,6 @@ class GenerateAssembler:
     done: bool = False
     final: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def complete(self) -> bool:
-        """The done line arrived (a stream that ends without it was cut)."""
-        return self.done
-
-    @property
-    def ended(self) -> bool:
-        return self.done
-
     def feed(self, obj: Mapping[str, Any]) -> list[chat_pb2.GenerateStreamResponse]:
         out: list[chat_pb2.GenerateStreamResponse] = []
         self.model = obj.get("model") or self.model
@@ -443,9 +444,7 @@ class GenerateAssembler:
             out.append(chat_pb2.GenerateStreamResponse(reasoning=obj["thinking"]))
         if obj.get("response"):
             out.append(chat_pb2.GenerateStreamResponse(text=obj["response"]))
-        if obj.get("done"):
-            self.done = True
-            self.final = obj
+        self.note_end(obj)
         return out
 
     def finish(self) -> list[chat_pb2.GenerateStreamResponse]:
