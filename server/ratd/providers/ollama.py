@@ -312,47 +312,6 @@ def _tools_to_wire(request: ChatLike) -> list[dict[str, Any]]:
     return [_tool_to_wire(t) for t in tools]
 
 
-def parse_chat_response(
-    data: Mapping[str, Any], *, provider: str, model: str, include_reasoning: bool = True
-) -> chat_pb2.ChatResponse:
-    """A whole (``stream: false``) /api/chat response."""
-    message = data.get("message") or {}
-    seed = str(data.get("created_at") or "")
-    calls = tool_calls_from_wire(message.get("tool_calls"), seed, 0)
-    response = chat_pb2.ChatResponse(
-        content=message.get("content") or "",
-        model=data.get("model") or model,
-        finish_reason=finish_reason(data.get("done_reason"), bool(calls)),
-        provider=provider,
-    )
-    if include_reasoning and message.get("thinking"):
-        response.reasoning = message["thinking"]
-    for call in calls:
-        response.tool_calls.add(id=call.id, name=call.name, arguments=call.arguments)
-    usage = usage_from_wire(data)
-    if usage is not None:
-        response.usage.CopyFrom(usage)
-    return response
-
-
-def parse_generate_response(
-    data: Mapping[str, Any], *, provider: str, model: str, include_reasoning: bool = True
-) -> chat_pb2.GenerateResponse:
-    """A whole (``stream: false``) /api/generate response: text in ``response``."""
-    response = chat_pb2.GenerateResponse(
-        text=data.get("response") or "",
-        model=data.get("model") or model,
-        finish_reason=finish_reason(data.get("done_reason"), False),
-        provider=provider,
-    )
-    if include_reasoning and data.get("thinking"):
-        response.reasoning = data["thinking"]
-    usage = usage_from_wire(data)
-    if usage is not None:
-        response.usage.CopyFrom(usage)
-    return response
-
-
 class _EndsWithDoneLine:
     """The end of an Ollama stream: the line with ``"done": true``, which carries the
     finish reason and the counts. A stream that ends without it was cut."""
@@ -551,16 +510,39 @@ class OllamaDialect:
     def parse_chat(
         self, data: dict[str, Any], call: UpstreamCall[chat_pb2.ChatStreamResponse]
     ) -> chat_pb2.ChatResponse:
-        return parse_chat_response(
-            data, provider=self.provider, model=call.model, include_reasoning=call.plan
+        """A whole (``stream: false``) /api/chat answer."""
+        message = data.get("message") or {}
+        seed = str(data.get("created_at") or "")
+        calls = tool_calls_from_wire(message.get("tool_calls"), seed, 0)
+        response = chat_pb2.ChatResponse(
+            content=message.get("content") or "",
+            model=data.get("model") or call.model,
+            finish_reason=finish_reason(data.get("done_reason"), bool(calls)),
+            provider=self.provider,
+            usage=usage_from_wire(data),
         )
+        if call.plan and message.get("thinking"):  # plan: whether reasoning is wanted
+            response.reasoning = message["thinking"]
+        for tool_call in calls:
+            response.tool_calls.add(
+                id=tool_call.id, name=tool_call.name, arguments=tool_call.arguments
+            )
+        return response
 
     def parse_generate(
         self, data: dict[str, Any], call: UpstreamCall[chat_pb2.GenerateStreamResponse]
     ) -> chat_pb2.GenerateResponse:
-        return parse_generate_response(
-            data, provider=self.provider, model=call.model, include_reasoning=call.plan
+        """A whole (``stream: false``) /api/generate answer: the text in ``response``."""
+        response = chat_pb2.GenerateResponse(
+            text=data.get("response") or "",
+            model=data.get("model") or call.model,
+            finish_reason=finish_reason(data.get("done_reason"), False),
+            provider=self.provider,
+            usage=usage_from_wire(data),
         )
+        if call.plan and data.get("thinking"):
+            response.reasoning = data["thinking"]
+        return response
 
     def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> ChatAssembler:
         return ChatAssembler(self.provider, call.model, call.plan)
