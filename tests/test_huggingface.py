@@ -495,10 +495,12 @@ async def test_unusable_loading_estimates_are_no_retry_delay() -> None:
     try:
         for estimate in (1e300, -5.0, float("nan")):
             body = {"error": "Model m is currently loading", "estimated_time": estimate}
-            error = provider.error_for(503, body, "m")
+            error = provider.errors.error_from_body(503, body, "m")
             assert isinstance(error, errors.ModelNotAvailable)
             assert error.retry_after is None
-        usable = provider.error_for(503, {"error": "loading", "estimated_time": 12}, "m")
+        usable = provider.errors.error_from_body(
+            503, {"error": "loading", "estimated_time": 12}, "m"
+        )
         assert usable.retry_after == 12.0
     finally:
         await provider.close()

@@ -936,6 +936,29 @@ async def test_recorded_generate_streams(shared_dir: Path) -> None:
     assert broken.expect["stream_error"] in caught.value.message
 
 
+# A name from the recorded /api/tags: Ollama pulls GGUFs straight from Hugging Face, and
+# its names look like OpenRouter's ("vendor/model"), so the routing sends them there.
+HF_GGUF = "hf.co/bartowski/Ministral-8B-Instruct-2410-GGUF:IQ4_XS"
+
+
+async def test_metadata_of_a_listed_model_whatever_its_name_looks_like() -> None:
+    """Issue #14, defect 2: a model /api/tags lists has metadata from /api/show, even when
+    its name routes elsewhere (no OpenRouter is configured here)."""
+    pulled = {HF_GGUF: ("llama", ("completion", "tools"), 32768, 4096)}
+    async with FakeOllama(pulled=pulled) as fake, daemon_client(config_for(fake.base_url)) as c:
+        fetched = await c.fetch_model_metadata(HF_GGUF)
+        assert fetched is not None
+        assert (fetched.info.provider, fetched.info.id) == ("ollama", HF_GGUF)
+        assert fetched.info.context_window == 32768
+        assert models_pb2.MODEL_CAPABILITY_TOOL_USE in fetched.info.capabilities
+        assert HF_GGUF in [r.json["model"] for r in fake.requests_to("/api/show")]
+        # Now in the registry's memory: GetModelMetadata answers without asking again.
+        shows = len(fake.requests_to("/api/show"))
+        remembered = await c.model_metadata(HF_GGUF)
+        assert remembered is not None and remembered.info.context_window == 32768
+        assert len(fake.requests_to("/api/show")) == shows
+
+
 async def test_recorded_embed_show_and_tags(shared_dir: Path) -> None:
     embed = load_fixture(shared_dir, "ollama", "embed")
     show = load_fixture(shared_dir, "ollama", "show")

@@ -163,7 +163,9 @@ def _text_script() -> Script:
     return Script(tuple(Say(p) for p in conf.TEXT_PIECES))
 
 
-def _scenario(name: str, model: str, body: Mapping[str, Any]) -> Script | Reply | None:
+def _scenario(
+    name: str, model: str, body: Mapping[str, Any], catalogue: Mapping[str, Any] = CATALOGUE
+) -> Script | Reply | None:
     """What the fake answers for a model; None when it is not pulled."""
     weather = Call("get_weather", conf.WEATHER_ARGS, CALL_IDS[0], 0)
     clock = Call("get_time", conf.TIME_ARGS, CALL_IDS[1], 1)
@@ -217,7 +219,7 @@ def _scenario(name: str, model: str, body: Mapping[str, Any]) -> Script | Reply 
     }
     if name in scripts:
         return scripts[name]
-    if full_name(model) in CATALOGUE:
+    if full_name(model) in catalogue:
         return _text_script()
     return None
 
@@ -351,11 +353,14 @@ class FakeOllama(LoopbackServer):
         api_key: str | None = None,
         write_size: int | None = None,
         running: Sequence[str] = ("llama3.2:1b",),
+        pulled: Mapping[str, tuple[str, tuple[str, ...], int, int]] | None = None,
     ) -> None:
         """``api_key``: when set, a request without ``Authorization: Bearer <key>`` gets 401
         (ollama.com). ``write_size``: stream writes of this many bytes, splitting lines
-        anywhere. ``running``: the models /api/ps reports loaded."""
+        anywhere. ``running``: the models /api/ps reports loaded. ``pulled``: models pulled
+        besides the catalogue's, in its notation."""
         super().__init__(write_size=write_size)
+        self.catalogue = {**CATALOGUE, **(pulled or {})}
         self.api_key = api_key
         self.running = list(running)
 
@@ -401,7 +406,7 @@ class FakeOllama(LoopbackServer):
         model = str(body.get("model") or "")
         if not model:
             return await self._send(request, error_reply(400, "model is required"))
-        answer = _scenario(scenario_of(model), model, body)
+        answer = _scenario(scenario_of(model), model, body, self.catalogue)
         if answer is None:
             return await self._send(request, not_found(model))
         if isinstance(answer, Reply):
@@ -429,7 +434,7 @@ class FakeOllama(LoopbackServer):
             return await self._send(request, refused)
         body = record.json if isinstance(record.json, dict) else {}
         model = str(body.get("model") or "")
-        answer = _scenario(scenario_of(model), model, body)
+        answer = _scenario(scenario_of(model), model, body, self.catalogue)
         if answer is None:
             return await self._send(request, not_found(model))
         if isinstance(answer, Reply):
@@ -453,7 +458,7 @@ class FakeOllama(LoopbackServer):
         if refused is not None:
             return await self._send(request, refused)
         models = []
-        for i, (name, (family, _caps, _ctx, _emb)) in enumerate(CATALOGUE.items()):
+        for i, (name, (family, _caps, _ctx, _emb)) in enumerate(self.catalogue.items()):
             models.append(
                 {
                     "name": name,
@@ -480,7 +485,7 @@ class FakeOllama(LoopbackServer):
             return await self._send(request, refused)
         body = record.json if isinstance(record.json, dict) else {}
         model = str(body.get("model") or body.get("name") or "")
-        entry = CATALOGUE.get(full_name(model))
+        entry = self.catalogue.get(full_name(model))
         if entry is None:
             return await self._send(request, not_found(model))
         family, capabilities, context, embedding = entry

@@ -61,15 +61,25 @@ class Catalog:
         return matches[0] if matches else None
 
     async def fetch_metadata(self, model: str, timeout: float) -> models_pb2.ModelMetadata | None:
-        """Ask the providers that may serve ``model`` for fresh lists first."""
+        """Ask the providers that may serve ``model`` for fresh lists first; when none of
+        them knows it, the other providers. A provider's own list may name a model that
+        the routing sends elsewhere: Ollama's ``hf.co/org/model:tag`` looks like an
+        OpenRouter id."""
         validate_model("model", model)
-        names = {provider for provider, _ in self._candidates(self.resolve_name(model))}
-        await asyncio.gather(
-            *(self.registry.refresh_provider(n, self.providers[n]) for n in names),
-        )
-        if names:
-            self.registry.save_cache()
-        return await self.metadata(model)
+        routed = {provider for provider, _ in self._candidates(self.resolve_name(model))}
+        await self._refresh(routed)
+        found = await self.metadata(model)
+        if found is None:
+            await self._refresh(set(self.providers) - routed)
+            found = await self.metadata(model)
+        return found
+
+    async def _refresh(self, names: set[str]) -> None:
+        """Fresh model lists of these providers in the registry (and its disk cache)."""
+        if not names:
+            return
+        await asyncio.gather(*(self.registry.refresh_provider(n, self.providers[n]) for n in names))
+        self.registry.save_cache()
 
     async def status(self, model: str) -> models_pb2.ModelStatusResponse:
         """What the provider reports (local and Ollama models: loaded or not), else

@@ -41,21 +41,16 @@ import asyncio
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ratatoskr.v1 import inference_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers.base import Provider
-from ratd.providers.http import (
-    HttpClient,
-    error_for_status,
-    loads_or_protocol_error,
-    parse_body,
-    retry_after_from_headers,
-)
+from ratd.providers.http import error_for_status, retry_after_from_headers
+from ratd.providers.http_provider import ChatDialect, HttpProvider
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -254,84 +249,98 @@ async def gather_bounded(calls: Sequence[Awaitable[T]], limit: int) -> list[T]:
         raise
 
 
-class HuggingFaceProvider(Provider):
-    """The serverless Inference API: feature-extraction, text- and zero-shot-classification."""
+def _path(model: str, pipeline: str | None = None) -> str:
+    path = f"/models/{urllib.parse.quote(model, safe='/')}"
+    return f"{path}/pipeline/{pipeline}" if pipeline else path
 
-    kind: ClassVar[str] = "huggingface"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"embed", "nli", "classify", "stance"})
 
-    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
-        super().__init__(name, config, api_key)
-        headers = dict(config.headers)
-        if config.wait_for_model:
-            headers["X-Wait-For-Model"] = "true"
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key.reveal()}"
-        self.http = HttpClient(name, config, headers)
+@dataclass(frozen=True, slots=True)
+class HuggingFaceDialect:
+    """How the Inference API says that something went wrong, as pure functions."""
 
-    async def close(self) -> None:
-        await self.http.close()
+    provider: str
 
-    # -- transport and errors ---------------------------------------------------------------
-
-    @staticmethod
-    def _path(model: str, pipeline: str | None = None) -> str:
-        path = f"/models/{urllib.parse.quote(model, safe='/')}"
-        return f"{path}/pipeline/{pipeline}" if pipeline else path
-
-    def error_for(
+    def error_from_body(
         self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
     ) -> errors.GatewayError:
         """The ratd error an Inference API error status and body mean."""
         message = error_message(body)
         lowered = message.lower()
         common: dict[str, Any] = {
-            "provider": self.name,
+            "provider": self.provider,
             "model": model,
             "metadata": {"upstream_status": str(status)},
         }
         estimated = body.get("estimated_time") if isinstance(body, dict) else None
         if isinstance(estimated, int | float) or "currently loading" in lowered:
-            retry = float(estimated) if isinstance(estimated, int | float) else None
-            if retry is not None and not 0 <= retry <= _MAX_ESTIMATE_SECS:
-                retry = None  # not a usable delay (a gRPC Duration could not even hold it)
-            if retry is None:
-                retry = retry_after_from_headers(headers or {})
-            wait = f"; ready in about {retry:.0f}s" if retry is not None else ""
-            return errors.ModelNotAvailable(
-                f"{self.name}: model {model} is loading on the Inference API{wait} "
-                "(set wait_for_model = true to have the API wait for it)",
-                retry_after=retry,
-                **common,
-            )
+            return self._loading(estimated, model, headers, common)
         if status in (400, 401, 403) and any(hint in lowered for hint in _AUTH_HINTS):
-            return errors.AuthenticationFailed(f"{self.name}: {message}", **common)
+            return errors.AuthenticationFailed(f"{self.provider}: {message}", **common)
         if status == 404 or (status == 400 and "does not exist" in lowered):
             detail = message or "not found"
             return errors.ModelNotFound(
-                f"{self.name}: model {model!r} was not found on the Inference API "
+                f"{self.provider}: model {model!r} was not found on the Inference API "
                 f"(HTTP {status}: {detail})",
                 **common,
             )
-        return error_for_status(status, message, provider=self.name, model=model, headers=headers)
+        return error_for_status(
+            status, message, provider=self.provider, model=model, headers=headers
+        )
 
-    async def _post(self, path: str, payload: Any, model: str) -> Any:
-        async with self.http.request("POST", path, payload, model=model) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_for(response.status, parse_body(raw), model, response.headers)
-        data = loads_or_protocol_error(raw, self.name, model)
+    def _loading(
+        self,
+        estimated: Any,
+        model: str,
+        headers: Mapping[str, str] | None,
+        common: dict[str, Any],
+    ) -> errors.ModelNotAvailable:
+        """A model still loading: UNAVAILABLE, retried after the API's estimate."""
+        retry = float(estimated) if isinstance(estimated, int | float) else None
+        if retry is not None and not 0 <= retry <= _MAX_ESTIMATE_SECS:
+            retry = None  # not a usable delay (a gRPC Duration could not even hold it)
+        if retry is None:
+            retry = retry_after_from_headers(headers or {})
+        wait = f"; ready in about {retry:.0f}s" if retry is not None else ""
+        return errors.ModelNotAvailable(
+            f"{self.provider}: model {model} is loading on the Inference API{wait} "
+            "(set wait_for_model = true to have the API wait for it)",
+            retry_after=retry,
+            **common,
+        )
+
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
+        """Some failures come back as a 200 with an error object."""
         if isinstance(data, dict) and data.get("error"):
-            # Some failures come back as 200 with an error object.
-            raise self.error_for(500, data, model)
-        return data
+            return self.error_from_body(500, data, model)
+        return None
+
+
+class HuggingFaceProvider(HttpProvider):
+    """The serverless Inference API: feature-extraction, text- and zero-shot-classification."""
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        self.errors = HuggingFaceDialect(name)
+
+    def default_headers(self) -> dict[str, str]:
+        return {"X-Wait-For-Model": "true"} if self.config.wait_for_model else {}
+
+    def chat_dialect(self, model: str) -> ChatDialect:
+        """None: the Inference API has no chat (routing sends none here, unless asked)."""
+        raise self._unsupported("chat", model)
+
+    async def _pipeline(self, path: str, body: Any, model: str) -> Any:
+        """Run a pipeline. Its answer is a list or an object, as the pipeline has it."""
+        return await self.call_json(
+            "POST", path, body, model=model, errors_from=self.errors, object_only=False
+        )
 
     # -- embeddings ---------------------------------------------------------------------------
 
     async def _embed_chunk(self, texts: Sequence[str], model: str) -> list[list[float]]:
         batched = len(texts) > 1
         inputs: Any = list(texts) if batched else texts[0]
-        data = await self._post(self._path(model, "feature-extraction"), {"inputs": inputs}, model)
+        data = await self._pipeline(_path(model, "feature-extraction"), {"inputs": inputs}, model)
         return parse_feature_extraction(
             data, len(texts), batched=batched, provider=self.name, model=model
         )
@@ -353,7 +362,7 @@ class HuggingFaceProvider(Provider):
             # Every class's score, not only the best one.
             "parameters": {"top_k": 3},
         }
-        data = await self._post(self._path(model), body, model)
+        data = await self._pipeline(_path(model), body, model)
         return parse_nli(data, provider=self.name, model=model)
 
     async def infer_nli(
@@ -378,7 +387,7 @@ class HuggingFaceProvider(Provider):
         if template is not None:
             parameters["hypothesis_template"] = template
         body = {"inputs": text, "parameters": parameters}
-        data = await self._post(self._path(model), body, model)
+        data = await self._pipeline(_path(model), body, model)
         return parse_zero_shot(data, labels, provider=self.name, model=model)
 
     async def classify_zero_shot(

@@ -31,22 +31,24 @@ import base64
 import hashlib
 import logging
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
-import aiohttp
 import orjson
-from google.protobuf import timestamp_pb2
 
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers.base import ChatLike, GenerateLike, Provider
-from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
-from ratd.providers.streams import iter_lines
+from ratd.providers.base import ChatLike, GenerateLike
+from ratd.providers.http import error_for_status
+from ratd.providers.http_provider import HttpProvider, UpstreamCall
+from ratd.providers.ollama_models import (
+    loaded_model_from_ps,
+    model_info_from_show,
+    running_entry,
+    tag_names,
+)
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -91,19 +93,6 @@ _BODY_KEYS = frozenset(
 )
 # Fields ratd itself owns: letting raw options replace them would break the parsing.
 _OWNED_KEYS = frozenset({"model", "messages", "prompt", "stream", "input"})
-# /api/show capabilities -> ModelCapability.
-_CAPABILITIES: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
-    "completion": (
-        models_pb2.MODEL_CAPABILITY_CHAT,
-        models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
-        models_pb2.MODEL_CAPABILITY_GENERATE,
-        models_pb2.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
-    ),
-    "tools": (models_pb2.MODEL_CAPABILITY_TOOL_USE,),
-    "thinking": (models_pb2.MODEL_CAPABILITY_REASONING,),
-    "vision": (models_pb2.MODEL_CAPABILITY_VISION,),
-    "embedding": (models_pb2.MODEL_CAPABILITY_EMBED,),
-}
 # Concurrent /api/show requests while listing models.
 _SHOW_CONCURRENCY = 8
 
@@ -323,49 +312,29 @@ def _tools_to_wire(request: ChatLike) -> list[dict[str, Any]]:
     return [_tool_to_wire(t) for t in tools]
 
 
-def parse_chat_response(
-    data: Mapping[str, Any], *, provider: str, model: str, include_reasoning: bool = True
-) -> chat_pb2.ChatResponse:
-    """A whole (``stream: false``) /api/chat response."""
-    message = data.get("message") or {}
-    seed = str(data.get("created_at") or "")
-    calls = tool_calls_from_wire(message.get("tool_calls"), seed, 0)
-    response = chat_pb2.ChatResponse(
-        content=message.get("content") or "",
-        model=data.get("model") or model,
-        finish_reason=finish_reason(data.get("done_reason"), bool(calls)),
-        provider=provider,
-    )
-    if include_reasoning and message.get("thinking"):
-        response.reasoning = message["thinking"]
-    for call in calls:
-        response.tool_calls.add(id=call.id, name=call.name, arguments=call.arguments)
-    usage = usage_from_wire(data)
-    if usage is not None:
-        response.usage.CopyFrom(usage)
-    return response
+class _EndsWithDoneLine:
+    """The end of an Ollama stream: the line with ``"done": true``, which carries the
+    finish reason and the counts. A stream that ends without it was cut."""
 
+    done: bool
+    final: Mapping[str, Any]
 
-def parse_generate_response(
-    data: Mapping[str, Any], *, provider: str, model: str, include_reasoning: bool = True
-) -> chat_pb2.GenerateResponse:
-    """A whole (``stream: false``) /api/generate response: text in ``response``."""
-    response = chat_pb2.GenerateResponse(
-        text=data.get("response") or "",
-        model=data.get("model") or model,
-        finish_reason=finish_reason(data.get("done_reason"), False),
-        provider=provider,
-    )
-    if include_reasoning and data.get("thinking"):
-        response.reasoning = data["thinking"]
-    usage = usage_from_wire(data)
-    if usage is not None:
-        response.usage.CopyFrom(usage)
-    return response
+    @property
+    def complete(self) -> bool:
+        return self.done
+
+    @property
+    def ended(self) -> bool:
+        return self.done
+
+    def note_end(self, obj: Mapping[str, Any]) -> None:
+        if obj.get("done"):
+            self.done = True
+            self.final = obj
 
 
 @dataclass
-class ChatStreamState:
+class ChatAssembler(_EndsWithDoneLine):
     """Turns /api/chat NDJSON objects into ChatStreamResponse events, in order.
 
     Tool calls arrive whole: each is announced (ToolCallStart) with its arguments in one
@@ -395,9 +364,7 @@ class ChatStreamState:
             out.append(chat_pb2.ChatStreamResponse(tool_call_start=start))
             out.append(chat_pb2.ChatStreamResponse(tool_call_delta=delta))
             self.calls += 1
-        if obj.get("done"):
-            self.done = True
-            self.final = obj
+        self.note_end(obj)
         return out
 
     def finish(self) -> list[chat_pb2.ChatStreamResponse]:
@@ -420,7 +387,7 @@ class ChatStreamState:
 
 
 @dataclass
-class GenerateStreamState:
+class GenerateAssembler(_EndsWithDoneLine):
     """Turns /api/generate NDJSON objects into GenerateStreamResponse events, in order."""
 
     provider: str
@@ -436,9 +403,7 @@ class GenerateStreamState:
             out.append(chat_pb2.GenerateStreamResponse(reasoning=obj["thinking"]))
         if obj.get("response"):
             out.append(chat_pb2.GenerateStreamResponse(text=obj["response"]))
-        if obj.get("done"):
-            self.done = True
-            self.final = obj
+        self.note_end(obj)
         return out
 
     def finish(self) -> list[chat_pb2.GenerateStreamResponse]:
@@ -469,106 +434,37 @@ def error_message(body: Any) -> str:
     return ""
 
 
-def _context_window(model_info: Mapping[str, Any], suffix: str) -> int | None:
-    """``<architecture>.<suffix>`` from /api/show's model_info (llama.context_length, ...)."""
-    arch = model_info.get("general.architecture")
-    value = model_info.get(f"{arch}.{suffix}") if arch else None
-    if value is None:
-        value = next((v for k, v in model_info.items() if k.endswith(f".{suffix}")), None)
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _include_reasoning(options: chat_pb2.ChatOptions | chat_pb2.GenerateOptions) -> bool:
+    return not (options.HasField("reasoning") and options.reasoning.exclude_from_output)
 
 
-def model_info_from_show(name: str, provider: str, show: Mapping[str, Any]) -> models_pb2.ModelInfo:
-    """A ModelInfo from /api/show: capabilities, context window, embedding dimensions."""
-    info = models_pb2.ModelInfo(id=name, provider=provider)
-    wanted: list[models_pb2.ModelCapability] = []
-    capabilities = [str(c) for c in show.get("capabilities") or ()]
-    for capability in capabilities:
-        wanted.extend(c for c in _CAPABILITIES.get(capability, ()) if c not in wanted)
-    info.capabilities.extend(wanted)
-    model_info = show.get("model_info") or {}
-    if isinstance(model_info, dict):
-        context = _context_window(model_info, "context_length")
-        if context is not None:
-            info.context_window = context
-        if "embedding" in capabilities:
-            dims = _context_window(model_info, "embedding_length")
-            if dims is not None:
-                info.dimensions = dims
-    return info
-
-
-def _timestamp(text: str) -> timestamp_pb2.Timestamp | None:
-    """An RFC 3339 time as Go writes it (nanoseconds, offsets) as a Timestamp."""
-    if not text:
-        return None
-    head, dot, rest = text.partition(".")
-    if dot:  # Python parses at most microseconds
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(parsed)
-    return stamp
-
-
-def loaded_model_from_ps(entry: Mapping[str, Any]) -> models_pb2.LoadedModel:
-    """A running model of /api/ps as a LoadedModel (like `ollama ps`)."""
-    size = int(entry.get("size") or 0)
-    vram = int(entry.get("size_vram") or 0)
-    if size and vram >= size:
-        device = "gpu"
-    elif vram:
-        device = f"cpu/gpu ({round(100 * vram / size)}% gpu)"
-    else:
-        device = "cpu"
-    loaded = models_pb2.LoadedModel(
-        name=str(entry.get("name") or entry.get("model") or ""),
-        kind="ollama",
-        status=models_pb2.MODEL_STATUS_READY,
-        bytes=size,
-        device=device,
-        source="ollama",
+def _unsupported(
+    what: str, field_name: str, parameter: str, message: str, common: dict[str, Any]
+) -> errors.UnsupportedParameter:
+    """A model that cannot take tools or thinking: the request's fault, naming the field."""
+    metadata = {**common["metadata"], "parameter": parameter}
+    return errors.UnsupportedParameter(
+        f"{common['provider']}: model {common['model']} does not support {what} ({message})",
+        field=field_name,
+        parameter=parameter,
+        **{**common, "metadata": metadata},
     )
-    expires = _timestamp(str(entry.get("expires_at") or ""))
-    if expires is not None:
-        loaded.expires_at.CopyFrom(expires)
-    return loaded
 
 
-def _same_model(listed: str, wanted: str) -> bool:
-    """Ollama names without a tag mean ``:latest``."""
+@dataclass(frozen=True, slots=True)
+class OllamaDialect:
+    """Ollama's /api/chat and /api/generate as pure functions. ``base_url`` goes into
+    messages that must say which server answered; ``has_key`` into the 401 hint."""
 
-    def full(name: str) -> str:
-        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+    provider: str
+    base_url: str
+    has_key: bool = False
 
-    return full(listed) == full(wanted)
+    # -- requests --------------------------------------------------------------------------
 
-
-class OllamaProvider(Provider):
-    """Ollama's native API (a local server, or ollama.com with an API key)."""
-
-    kind: ClassVar[str] = "ollama"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"chat", "generate", "embed"})
-
-    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
-        super().__init__(name, config, api_key)
-        auth = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key else {}
-        self.http = HttpClient(name, config, {**config.headers, **auth})
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    def unsupported_parameters(self, model: str) -> frozenset[str]:
-        return frozenset({"parallel_tool_calls"})
-
-    # -- requests -----------------------------------------------------------------------
-
-    def chat_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
+    def chat_call(
+        self, request: ChatLike, model: str, *, stream: bool
+    ) -> UpstreamCall[chat_pb2.ChatStreamResponse]:
         options = request.options
         body: dict[str, Any] = {
             "model": model,
@@ -585,206 +481,159 @@ class OllamaProvider(Provider):
             fmt = format_to_wire(options.response_format)
             if fmt is not None:
                 body["format"] = fmt
-        if options.HasField("reasoning"):
-            body["think"] = think_value(options.reasoning, model)
-        if options.HasField("raw_provider_options"):
-            merge_raw_options(body, options.raw_provider_options)
-        return body
+        self._finish_body(body, options, model)
+        return UpstreamCall("/api/chat", body, model, "ndjson", _include_reasoning(options))
 
-    def generate_body(self, request: GenerateLike, model: str, stream: bool) -> dict[str, Any]:
+    def generate_call(
+        self, request: GenerateLike, model: str, *, stream: bool
+    ) -> UpstreamCall[chat_pb2.GenerateStreamResponse]:
         options = request.options
         body: dict[str, Any] = {"model": model, "prompt": request.prompt, "stream": stream}
         wire_options = sampling_options(options, options.stop_sequences)
         if wire_options:
             body["options"] = wire_options
+        self._finish_body(body, options, model)
+        return UpstreamCall("/api/generate", body, model, "ndjson", _include_reasoning(options))
+
+    @staticmethod
+    def _finish_body(
+        body: dict[str, Any], options: chat_pb2.ChatOptions | chat_pb2.GenerateOptions, model: str
+    ) -> None:
+        """What both request kinds end with: ``think``, then the raw options over it all."""
         if options.HasField("reasoning"):
             body["think"] = think_value(options.reasoning, model)
         if options.HasField("raw_provider_options"):
             merge_raw_options(body, options.raw_provider_options)
-        return body
 
-    @staticmethod
-    def _include_reasoning(options: chat_pb2.ChatOptions | chat_pb2.GenerateOptions) -> bool:
-        return not (options.HasField("reasoning") and options.reasoning.exclude_from_output)
+    # -- answers ---------------------------------------------------------------------------
 
-    # -- errors ---------------------------------------------------------------------------
+    def parse_chat(
+        self, data: dict[str, Any], call: UpstreamCall[chat_pb2.ChatStreamResponse]
+    ) -> chat_pb2.ChatResponse:
+        """A whole (``stream: false``) /api/chat answer."""
+        message = data.get("message") or {}
+        seed = str(data.get("created_at") or "")
+        calls = tool_calls_from_wire(message.get("tool_calls"), seed, 0)
+        response = chat_pb2.ChatResponse(
+            content=message.get("content") or "",
+            model=data.get("model") or call.model,
+            finish_reason=finish_reason(data.get("done_reason"), bool(calls)),
+            provider=self.provider,
+            usage=usage_from_wire(data),
+        )
+        if call.plan and message.get("thinking"):  # plan: whether reasoning is wanted
+            response.reasoning = message["thinking"]
+        for tool_call in calls:
+            response.tool_calls.add(
+                id=tool_call.id, name=tool_call.name, arguments=tool_call.arguments
+            )
+        return response
 
-    def error_for(
-        self,
-        status: int,
-        body: Any,
-        model: str,
-        headers: Mapping[str, str] | None = None,
+    def parse_generate(
+        self, data: dict[str, Any], call: UpstreamCall[chat_pb2.GenerateStreamResponse]
+    ) -> chat_pb2.GenerateResponse:
+        """A whole (``stream: false``) /api/generate answer: the text in ``response``."""
+        response = chat_pb2.GenerateResponse(
+            text=data.get("response") or "",
+            model=data.get("model") or call.model,
+            finish_reason=finish_reason(data.get("done_reason"), False),
+            provider=self.provider,
+            usage=usage_from_wire(data),
+        )
+        if call.plan and data.get("thinking"):
+            response.reasoning = data["thinking"]
+        return response
+
+    def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> ChatAssembler:
+        return ChatAssembler(self.provider, call.model, call.plan)
+
+    def generate_assembler(
+        self, call: UpstreamCall[chat_pb2.GenerateStreamResponse]
+    ) -> GenerateAssembler:
+        return GenerateAssembler(self.provider, call.model, call.plan)
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def error_from_body(
+        self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
     ) -> errors.GatewayError:
         """The ratd error an Ollama error status and body mean."""
         message = error_message(body)
         lowered = message.lower()
+        name = self.provider
         common: dict[str, Any] = {
-            "provider": self.name,
+            "provider": name,
             "model": model,
             "metadata": {"upstream_status": str(status)},
         }
         if status == 404 and not isinstance(body, dict):
             # Go's mux answering: this URL is not an Ollama API at all.
             return errors.ProviderUnavailable(
-                f"{self.name}: {self.http.base_url} does not serve the Ollama API "
+                f"{name}: {self.base_url} does not serve the Ollama API "
                 f"(HTTP 404: {message or 'not found'}); check base_url",
                 **common,
             )
         if status == 404 or ("not found" in lowered and "model" in lowered):
             return errors.ModelNotFound(
-                f"{self.name}: model {model!r} is not available on the Ollama server at "
-                f"{self.http.base_url} ({message or 'not found'}); pull it with "
+                f"{name}: model {model!r} is not available on the Ollama server at "
+                f"{self.base_url} ({message or 'not found'}); pull it with "
                 f"`ollama pull {model}`",
                 **common,
             )
         if "does not support tools" in lowered:
-            return errors.UnsupportedParameter(
-                f"{self.name}: model {model} does not support tools ({message})",
-                field="tools",
-                parameter="tools",
-                **{**common, "metadata": {**common["metadata"], "parameter": "tools"}},
-            )
+            return _unsupported("tools", "tools", "tools", message, common)
         if "does not support thinking" in lowered:
-            return errors.UnsupportedParameter(
-                f"{self.name}: model {model} does not support thinking ({message})",
-                field="options.reasoning",
-                parameter="reasoning",
-                **{**common, "metadata": {**common["metadata"], "parameter": "reasoning"}},
-            )
+            return _unsupported("thinking", "options.reasoning", "reasoning", message, common)
         if "exceeds the context length" in lowered or "context length exceeded" in lowered:
-            return errors.ContextLengthExceeded(f"{self.name}: {message}", **common)
+            return errors.ContextLengthExceeded(f"{name}: {message}", **common)
         if "requires more system memory" in lowered or "out of memory" in lowered:
-            return errors.ModelNotAvailable(f"{self.name}: {message}", **common)
+            return errors.ModelNotAvailable(f"{name}: {message}", **common)
         if status in (401, 403):
             hint = (
                 ""
-                if self.api_key
+                if self.has_key
                 else " (no API key is configured: set OLLAMA_API_KEY or the secrets file)"
             )
             return errors.AuthenticationFailed(
-                f"{self.name}: {message or 'unauthorized'}{hint}", **common
+                f"{name}: {message or 'unauthorized'}{hint}", **common
             )
-        return error_for_status(status, message, provider=self.name, model=model, headers=headers)
+        return error_for_status(status, message, provider=name, model=model, headers=headers)
 
-    def stream_error(self, value: Any, model: str) -> errors.GatewayError:
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
         """An ``{"error": ...}`` object inside a 200 response: the runner failed mid-way,
         which is the server's failure (as a 500 would be), not the request's."""
-        error = self.error_for(500, {"error": value}, model)
+        if not isinstance(data, dict) or data.get("error") is None:
+            return None
+        error = self.error_from_body(500, {"error": data["error"]}, model)
         error.metadata.update(upstream_status="200", in_stream="true")
         return error
 
-    # -- transport -------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _request(
-        self, method: str, path: str, payload: Any, model: str
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """HttpClient.request, with a hint when no Ollama answers at base_url."""
-        try:
-            async with self.http.request(method, path, payload, model=model) as response:
-                yield response
-        except errors.ProviderUnavailable as err:
-            if type(err) is errors.ProviderUnavailable and err.message.startswith(
-                f"{self.name}: cannot connect"
-            ):
-                err.message = f"{err.message} (is Ollama running? start it with `ollama serve`)"
-                err.args = (err.message,)
-            raise
+class OllamaProvider(HttpProvider):
+    """Ollama's native API (a local server, or ollama.com with an API key)."""
 
-    async def _json(self, method: str, path: str, payload: Any, model: str) -> Any:
-        """A whole JSON response; errors (statuses, error bodies in a 200) raised."""
-        async with self._request(method, path, payload, model) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_for(response.status, parse_body(raw), model, response.headers)
-        data = loads_or_protocol_error(raw, self.name, model)
-        if isinstance(data, dict) and data.get("error") is not None:
-            raise self.stream_error(data["error"], model)
-        if not isinstance(data, dict):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: expected a JSON object from {path}", provider=self.name, model=model
-            )
-        return data
+    dialect: OllamaDialect
 
-    async def _ndjson(
-        self, path: str, payload: Any, model: str
-    ) -> AsyncGenerator[Mapping[str, Any], None]:
-        """The objects of an NDJSON stream; an error line raises."""
-        async with self._request("POST", path, payload, model) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise self.error_for(response.status, parse_body(raw), model, response.headers)
-            async for line in iter_lines(response):
-                obj = loads_or_protocol_error(line, self.name, model)
-                if not isinstance(obj, dict):
-                    raise errors.UpstreamProtocolError(
-                        f"{self.name}: expected one JSON object per line, got {line[:100]!r}",
-                        provider=self.name,
-                        model=model,
-                    )
-                if obj.get("error") is not None:
-                    raise self.stream_error(obj["error"], model)
-                yield obj
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        self.http.unreachable_hint = "is Ollama running? start it with `ollama serve`"
+        self.dialect = OllamaDialect(name, self.http.base_url, has_key=bool(api_key))
 
-    def _cut_short(self, model: str) -> errors.UpstreamProtocolError:
-        return errors.UpstreamProtocolError(
-            f"{self.name}: the stream ended before the response was complete (no done line)",
-            provider=self.name,
-            model=model,
-        )
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        return frozenset({"parallel_tool_calls"})
 
-    # -- chat and generation ----------------------------------------------------------------
-
-    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        data = await self._json("POST", "/api/chat", self.chat_body(request, model, False), model)
-        return parse_chat_response(
-            data,
-            provider=self.name,
-            model=model,
-            include_reasoning=self._include_reasoning(request.options),
-        )
-
-    async def chat_stream(
-        self, request: ChatLike, model: str
-    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        body = self.chat_body(request, model, True)
-        state = ChatStreamState(self.name, model, self._include_reasoning(request.options))
-        async with aclosing(self._ndjson("/api/chat", body, model)) as lines:
-            async for obj in lines:
-                for event in state.feed(obj):
-                    yield event
-                if state.done:
-                    break
-        if not state.done:
-            raise self._cut_short(model)
-        for event in state.finish():
-            yield event
+    # -- generation ------------------------------------------------------------------------
 
     async def generate(self, request: GenerateLike, model: str) -> chat_pb2.GenerateResponse:
-        body = self.generate_body(request, model, False)
-        data = await self._json("POST", "/api/generate", body, model)
-        return parse_generate_response(
-            data,
-            provider=self.name,
-            model=model,
-            include_reasoning=self._include_reasoning(request.options),
-        )
+        call = self.dialect.generate_call(request, model, stream=False)
+        data = await self.call_json("POST", call.path, call.body, model=model)
+        return self.dialect.parse_generate(data, call)
 
     async def generate_stream(
         self, request: GenerateLike, model: str
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
-        body = self.generate_body(request, model, True)
-        state = GenerateStreamState(self.name, model, self._include_reasoning(request.options))
-        async with aclosing(self._ndjson("/api/generate", body, model)) as lines:
-            async for obj in lines:
-                for event in state.feed(obj):
-                    yield event
-                if state.done:
-                    break
-        if not state.done:
-            raise self._cut_short(model)
-        for event in state.finish():
+        call = self.dialect.generate_call(request, model, stream=True)
+        async for event in self.stream(call, self.dialect.generate_assembler(call)):
             yield event
 
     # -- embeddings ---------------------------------------------------------------------------
@@ -792,15 +641,12 @@ class OllamaProvider(Provider):
     async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
         """/api/embed, all texts in one request. Ollama returns L2-normalised vectors;
         ratd passes them on unchanged."""
-        data = await self._json("POST", "/api/embed", {"model": model, "input": list(texts)}, model)
+        body = {"model": model, "input": list(texts)}
+        data = await self.call_json("POST", "/api/embed", body, model=model)
         vectors = data.get("embeddings")
         if not isinstance(vectors, list) or len(vectors) != len(texts):
             got = len(vectors) if isinstance(vectors, list) else 0
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: asked for {len(texts)} embeddings, got {got}",
-                provider=self.name,
-                model=model,
-            )
+            raise self.protocol_error(f"asked for {len(texts)} embeddings, got {got}", model)
         name = data.get("model") or model
         return [
             inference_pb2.Embedding(values=vector, model=name, dimensions=len(vector))
@@ -811,18 +657,15 @@ class OllamaProvider(Provider):
 
     async def show(self, model: str) -> Mapping[str, Any]:
         """/api/show for one model (NOT_FOUND with the pull hint when it is not pulled)."""
-        data: Mapping[str, Any] = await self._json("POST", "/api/show", {"model": model}, model)
+        data: Mapping[str, Any] = await self.call_json(
+            "POST", "/api/show", {"model": model}, model=model
+        )
         return data
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         """The pulled models (/api/tags), each with what /api/show says of it. A model
         whose details cannot be read is still listed, without them."""
-        data = await self._json("GET", "/api/tags", None, "")
-        names = [
-            str(entry.get("name") or entry.get("model"))
-            for entry in data.get("models") or ()
-            if isinstance(entry, dict) and (entry.get("name") or entry.get("model"))
-        ]
+        names = tag_names(await self.call_json("GET", "/api/tags"))
         limit = asyncio.Semaphore(_SHOW_CONCURRENCY)
 
         async def describe(name: str) -> models_pb2.ModelInfo:
@@ -839,17 +682,13 @@ class OllamaProvider(Provider):
         """READY when loaded (/api/ps), AVAILABLE when pulled (/api/show), NOT_FOUND with
         the pull hint otherwise; UNAVAILABLE when the server does not answer."""
         try:
-            running = await self._json("GET", "/api/ps", None, model)
-            for entry in running.get("models") or ():
-                if not isinstance(entry, dict):
-                    continue
-                name = str(entry.get("name") or entry.get("model") or "")
-                if name and _same_model(name, model):
-                    return models_pb2.ModelStatusResponse(
-                        status=models_pb2.MODEL_STATUS_READY,
-                        reason="loaded in Ollama",
-                        local=loaded_model_from_ps(entry),
-                    )
+            entry = running_entry(await self.call_json("GET", "/api/ps", model=model), model)
+            if entry is not None:
+                return models_pb2.ModelStatusResponse(
+                    status=models_pb2.MODEL_STATUS_READY,
+                    reason="loaded in Ollama",
+                    local=loaded_model_from_ps(entry),
+                )
             await self.show(model)
         except errors.ModelNotFound:
             raise
@@ -862,4 +701,4 @@ class OllamaProvider(Provider):
         )
 
 
-__all__ = ["OllamaProvider"]
+__all__ = ["OllamaDialect", "OllamaProvider"]
