@@ -231,3 +231,10 @@ def test_one_line_providers_route_by_their_table_entry() -> None:
     ]
     assert route("grok-4", config=config)[0] == ("xai", "grok-4")
     assert route("deepseek-chat", config=config)[1] == ("openrouter", "deepseek/deepseek-chat")
+
+
+def test_models_ollama_pulls_from_the_hub_route_to_ollama() -> None:
+    """Ollama's own listing names such models "hf.co/org/repo:quant"; the vendor/model
+    shape would otherwise send them to OpenRouter."""
+    model = "hf.co/bartowski/Ministral-8B-Instruct-2410-GGUF:IQ4_XS"
+    assert route(model)[0] == ("ollama", model)

@@ -22,9 +22,6 @@ from ratd.providers.http import HttpClient, loads_or_protocol_error, parse_body
 from ratd.secrets import Secret
 
 Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse)
-Event_co = TypeVar(
-    "Event_co", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse, covariant=True
-)
 
 # The data of the SSE event that ends an OpenAI-style stream. No other API sends it.
 SSE_DONE = "[DONE]"
@@ -43,10 +40,10 @@ class UpstreamCall(Generic[Event]):
     plan: Any = None
 
 
-class Assembler(Protocol[Event_co]):
+class Assembler(Protocol[Event]):
     """Turns an upstream's stream payloads into ratatoskr.v1 stream events, in order."""
 
-    def feed(self, payload: dict[str, Any]) -> list[Event_co]:
+    def feed(self, payload: dict[str, Any]) -> list[Event]:
         """The events one upstream payload (an SSE event's data, an NDJSON line) means."""
         ...
 
@@ -60,7 +57,7 @@ class Assembler(Protocol[Event_co]):
         """Nothing more will come: stop reading (some APIs keep the connection open)."""
         ...
 
-    def finish(self) -> list[Event_co]:
+    def finish(self) -> list[Event]:
         """The closing events once the stream is complete: what was held back until the
         end (whole reasoning blocks, tool-call ends), the usage, and ``done``."""
         ...

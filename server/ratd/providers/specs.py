@@ -14,7 +14,9 @@ from typing import Any
 
 # Routing rules are tried tier by tier, table order within a tier. Shape rules decide by
 # the form of the model string ("vendor/model", "name:tag", "ft:..."); name rules by its
-# prefix. "gpt-oss:20b" is Ollama's because shapes come first.
+# prefix. "gpt-oss:20b" is Ollama's because shapes come first; a specific rule beats a
+# shape ("hf.co/org/repo:quant" is a model Ollama pulls from the Hub, not an OpenRouter id).
+SPECIFIC = -1
 SHAPE = 0
 NAME = 1
 
@@ -132,7 +134,7 @@ SPECS: tuple[ProviderSpec, ...] = (
         ("OLLAMA_API_KEY",),
         needs_key=False,  # a local Ollama takes none; ollama.com does
         capabilities=_CHAT | {"embed"},
-        routes=(Route("*:*", SHAPE),),
+        routes=(Route("hf.co/*", SPECIFIC), Route("*:*", SHAPE)),
         auto_enable=True,
     ),
     ProviderSpec(
