@@ -169,9 +169,7 @@ async def test_health_is_open_and_reflection_needs_a_key(daemon: Daemon) -> None
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await services(())
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert "ratatoskr.v1.Ratatoskr" in await services(
-            (("authorization", f"Bearer {KEY_OLD}"),)
-        )
+        assert "ratatoskr.v1.Ratatoskr" in await services((("authorization", f"Bearer {KEY_OLD}"),))
 
 
 async def test_log_names_the_tenant_and_no_key_or_hash(

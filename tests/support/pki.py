@@ -44,7 +44,7 @@ def _ca(directory: Path, name: str) -> Pair:
 
 
 def _issue(
-    directory: Path, ca: Pair, name: str, subject: str, extensions: str, days: str = "2"
+    directory: Path, ca: Pair, name: str, subject: str, extensions: str, *, days: str = "2"
 ) -> Pair:
     """A certificate for ``subject`` signed by ``ca``; ``days`` "-1" makes it expired."""
     (directory / f"{name}.ext").write_text(extensions + "\n")
