@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -163,9 +164,9 @@ async def _serve_both(ready: Path) -> None:
     keyed = Daemon(parse_config(BASE + KEYED, "<api_key>", env={}))
     await plain.start()
     await keyed.start()
-    ready.write_text(f"{plain.address} {keyed.address}\n")
+    await asyncio.to_thread(ready.write_text, f"{plain.address} {keyed.address}\n")
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(15, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await keyed.stop()
     await plain.stop()
