@@ -164,7 +164,7 @@ def test_metrics_outside_loopback_are_refused() -> None:
         exposure(make_config(body))
 
 
-def test_allow_insecure_remote_warns(caplog: pytest.LogCaptureFixture) -> None:
+async def test_allow_insecure_remote_warns(caplog: pytest.LogCaptureFixture) -> None:
     config = make_config(server_table("allow_insecure_remote = true\n", address="0.0.0.0:0"))
     caplog.set_level(logging.WARNING)
     Daemon(config)

@@ -88,6 +88,8 @@ class Daemon:
     ) -> None:
         for problem in exposure(config):  # ConfigError unless allow_insecure_remote
             log.warning("INSECURE (server.allow_insecure_remote = true): %s", problem)
+        if config.auth.mode == "none" and config.tenants:
+            log.warning('[tenants] are ignored with auth.mode = "none": every caller may do all')
         self.config = config
         self.ready_file = ready_file
         # Reads the config and secrets again for a reload (raises ConfigError/SecretsError).
