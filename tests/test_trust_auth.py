@@ -19,6 +19,7 @@ from ratatoskr import (
     RoleRequired,
     ServiceClient,
 )
+from ratatoskr.v1 import models_pb2, ratatoskr_pb2_grpc
 from ratd.server import Daemon
 from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
@@ -78,6 +79,9 @@ async def test_no_key_and_a_wrong_key_are_caller_unauthenticated(
         async with await connect(daemon, key) as client:
             with pytest.raises(CallerUnauthenticated) as caught:
                 await client.chat("hi", model="gpt-4o-mini")
+            with pytest.raises(CallerUnauthenticated):
+                async for _ in client.chat_stream("hi", model="gpt-4o-mini"):
+                    pass
     err = caught.value
     assert err.code == grpc.StatusCode.UNAUTHENTICATED
     assert err.reason == "CALLER_UNAUTHENTICATED"
@@ -88,8 +92,6 @@ async def test_malformed_authorization_metadata(daemon: Daemon) -> None:
     async with grpc.aio.insecure_channel(daemon.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         await stub.Check(health_pb2.HealthCheckRequest())  # open, whatever the metadata
-        from ratatoskr.v1 import models_pb2, ratatoskr_pb2_grpc
-
         ratatoskr = ratatoskr_pb2_grpc.RatatoskrStub(channel)
         for value in ("Basic abc", "Bearer", "Bearer  ", KEY_OPS):
             with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -124,6 +126,9 @@ async def test_inference_tenant_may_not_call_admin(daemon: Daemon) -> None:
         assert caught.value.role == "admin"
         with pytest.raises(RoleRequired):
             await client.reload_config()
+        with pytest.raises(RoleRequired):  # a streaming admin RPC, refused the same way
+            async for _ in client.download_model("all-MiniLM-L6-v2"):
+                pass
         # The catalog is open to every tenant.
         assert await client.list_presets() is not None
     async with await connect(daemon, KEY_OPS) as client:
