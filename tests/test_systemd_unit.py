@@ -53,6 +53,25 @@ def test_unit_essentials() -> None:
     assert shlex.split(pre)[2:] == shlex.split(start)[1:]  # checks what it then runs
 
 
+def _bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def test_memory_ceiling_sits_above_the_model_budget() -> None:
+    """MemoryHigh throttles before MemoryMax kills, and both leave room for the example
+    config's local-model budget plus ratd's own footprint."""
+    unit = directives()
+    (high,), (ceiling,) = unit["MemoryHigh"], unit["MemoryMax"]
+    budget_mb = next(
+        int(line.split("=")[1].split("#")[0])
+        for line in EXAMPLE.read_text().splitlines()
+        if line.startswith("ram_budget_mb")
+    )
+    assert _bytes(high) >= (budget_mb << 20) + (1 << 30)
+    assert _bytes(ceiling) > _bytes(high)
+
+
 @pytest.mark.parametrize("directive", ["ExecStartPre", "ExecStart"])
 def test_command_lines_are_accepted_by_ratd(directive: str, tmp_path: Path) -> None:
     """The unit's arguments, with the config file replaced by the example and the secrets

@@ -376,6 +376,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document per result")
     parser.add_argument("--timeout", type=float, help="deadline of each call in seconds")
+    tls = parser.add_argument_group("TLS and caller credentials")
+    tls.add_argument(
+        "--tls-ca",
+        default=os.environ.get("RATD_TLS_CA"),
+        help="CA certificate (PEM) that signed ratd's: connect with TLS (env RATD_TLS_CA; "
+        "an https:// address uses the system's CAs without it)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        default=os.environ.get("RATD_TLS_CERT"),
+        help="client certificate (PEM) for mutual TLS (env RATD_TLS_CERT)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        default=os.environ.get("RATD_TLS_KEY"),
+        help="the client certificate's private key (env RATD_TLS_KEY)",
+    )
+    tls.add_argument(
+        "--api-key",
+        default=os.environ.get("RATD_API_KEY"),
+        help="caller API key, sent as 'authorization: Bearer' (env RATD_API_KEY; prefer the "
+        "environment: arguments show in the process list)",
+    )
     # --json is accepted after the command too: `rat chat --json ...`.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -450,7 +473,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    client = await ServiceClient.connect(args.address, timeout=args.timeout)
+    try:
+        client = await ServiceClient.connect(
+            args.address,
+            timeout=args.timeout,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            api_key=args.api_key or None,
+        )
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot set up the connection: {err}") from None
     try:
         await COMMANDS[args.command](client, args)
     finally:
@@ -462,7 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_run(args))
     except errors.ConnectionFailed as err:
-        print(f"rat: cannot reach ratd at {args.address}: {err.message}", file=sys.stderr)
+        hint = ""
+        if not (args.tls_ca or args.tls_cert or args.address.startswith("https://")):
+            hint = " (if ratd serves TLS: an https:// address or --tls-ca)"
+        print(f"rat: cannot reach ratd at {args.address}: {err.message}{hint}", file=sys.stderr)
         return output.exit_code(err)
     except errors.RatatoskrError as err:
         print(f"rat: {output.describe_error(err)}", file=sys.stderr)

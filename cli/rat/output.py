@@ -27,6 +27,8 @@ EXIT_CODES: tuple[tuple[type[errors.RatatoskrError], int], ...] = (
     (errors.DeadlineExceeded, 9),
     (errors.ContentFiltered, 10),
     (errors.ContextLengthExceeded, 11),
+    (errors.CallerUnauthenticated, 12),
+    (errors.PermissionDenied, 13),
 )
 
 

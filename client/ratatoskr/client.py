@@ -8,12 +8,13 @@ raises a subclass of ``ratatoskr.errors.RatatoskrError``.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 
-from ratatoskr.address import DEFAULT_ADDRESS, normalize_address
+from ratatoskr.address import DEFAULT_ADDRESS, parse_address
 from ratatoskr.errors import ConnectionFailed, from_rpc_error
 from ratatoskr.helpers import ChatOptions, GenerateOptions, Message
 from ratatoskr.v1 import (
@@ -33,6 +34,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
+# A PEM file's path, or its content.
+PemArg = str | os.PathLike[str] | bytes
+
 MessagesArg = str | chat_pb2.Message | Iterable[chat_pb2.Message]
 
 
@@ -42,6 +46,35 @@ def _messages(messages: MessagesArg) -> list[chat_pb2.Message]:
     if isinstance(messages, chat_pb2.Message):
         return [messages]
     return list(messages)
+
+
+def _pem(value: PemArg | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as file:
+        return file.read()
+
+
+def open_channel(
+    address: str,
+    *,
+    tls_ca: PemArg | None = None,
+    tls_cert: PemArg | None = None,
+    tls_key: PemArg | None = None,
+) -> grpc.aio.Channel:
+    """A channel to ratd: TLS for ``https://`` or when any TLS file is given (the CA
+    defaults to the system's roots), with a client certificate for mutual TLS."""
+    target, tls = parse_address(address)
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
+    if not (tls or tls_ca or tls_cert):
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_pem(tls_ca),
+        private_key=_pem(tls_key),
+        certificate_chain=_pem(tls_cert),
+    )
+    return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
 
 
 def _merge(base: Any, overrides: Any) -> Any:
@@ -54,11 +87,19 @@ def _merge(base: Any, overrides: Any) -> Any:
 class ServiceClient:
     """Async client of ratd. Use ``await ServiceClient.connect(address)``."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout: float | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self._channel = channel
         self._stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
         self._admin = admin_pb2_grpc.AdminServiceStub(channel)
         self.timeout = timeout
+        # Sent with every call; never part of a repr or an error.
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
 
     @classmethod
     async def connect(
@@ -67,10 +108,22 @@ class ServiceClient:
         *,
         timeout: float | None = None,
         wait_ready: float | None = None,
+        tls_ca: PemArg | None = None,
+        tls_cert: PemArg | None = None,
+        tls_key: PemArg | None = None,
+        api_key: str | None = None,
     ) -> ServiceClient:
         """Open a channel to ratd. ``timeout`` is the default per-call deadline in seconds;
-        ``wait_ready`` waits up to that many seconds for the channel to connect."""
-        channel = grpc.aio.insecure_channel(normalize_address(address), options=CHANNEL_OPTIONS)
+        ``wait_ready`` waits up to that many seconds for the channel to connect.
+
+        ``https://host:port`` (or any ``tls_*``) connects with TLS: ``tls_ca`` is the CA
+        that signed ratd's certificate (default: the system's roots), ``tls_cert`` and
+        ``tls_key`` the client certificate for mutual TLS (paths or PEM bytes).
+        ``api_key`` (default ``$RATD_API_KEY``) goes with every call as
+        ``authorization: Bearer <key>``."""
+        if api_key is None:
+            api_key = os.environ.get("RATD_API_KEY") or None
+        channel = open_channel(address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         if wait_ready is not None:
             try:
                 await asyncio.wait_for(channel.channel_ready(), wait_ready)
@@ -80,7 +133,7 @@ class ServiceClient:
                     f"ratd at {address} did not answer within {wait_ready}s",
                     code=grpc.StatusCode.UNAVAILABLE,
                 ) from None
-        return cls(channel, timeout=timeout)
+        return cls(channel, timeout=timeout, api_key=api_key)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -95,14 +148,22 @@ class ServiceClient:
         self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None
     ) -> T:
         try:
-            return await method(request, timeout=timeout if timeout is not None else self.timeout)
+            return await method(
+                request,
+                timeout=timeout if timeout is not None else self.timeout,
+                metadata=self._metadata,
+            )
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
     async def _stream(
         self, method: Callable[..., Any], request: Any, timeout: float | None
     ) -> AsyncIterator[Any]:
-        call = method(request, timeout=timeout if timeout is not None else self.timeout)
+        call = method(
+            request,
+            timeout=timeout if timeout is not None else self.timeout,
+            metadata=self._metadata,
+        )
         try:
             async for event in call:
                 yield event

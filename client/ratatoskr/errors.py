@@ -103,6 +103,28 @@ class AuthenticationFailed(RatatoskrError):
     """UNAUTHENTICATED: the provider refused ratd's key, or none is configured."""
 
 
+class CallerUnauthenticated(RatatoskrError):
+    """UNAUTHENTICATED (reason CALLER_UNAUTHENTICATED): ratd does not know this caller: no
+    API key or client certificate, or one that names no tenant. (AuthenticationFailed is
+    a provider refusing ratd's own key.)"""
+
+
+class PermissionDenied(RatatoskrError):
+    """PERMISSION_DENIED by ratd's access rules (not a provider's content filter)."""
+
+
+class RoleRequired(PermissionDenied):
+    """The caller's tenant lacks the role the RPC needs (``role`` in metadata)."""
+
+    @property
+    def role(self) -> str | None:
+        return self.metadata.get("role")
+
+
+class ModelNotAllowed(PermissionDenied):
+    """The model is not on the caller's tenant's allow-list."""
+
+
 class ContentFiltered(RatatoskrError):
     """PERMISSION_DENIED: the provider's content filter blocked the request."""
 
@@ -137,6 +159,9 @@ _BY_REASON: dict[str, type[RatatoskrError]] = {
     "PRESET_NOT_FOUND": PresetNotFound,
     "QUOTA_EXCEEDED": QuotaExceeded,
     "OVERLOADED": Overloaded,
+    "CALLER_UNAUTHENTICATED": CallerUnauthenticated,
+    "ROLE_REQUIRED": RoleRequired,
+    "MODEL_NOT_ALLOWED": ModelNotAllowed,
 }
 
 _BY_CODE: dict[grpc.StatusCode, type[RatatoskrError]] = {

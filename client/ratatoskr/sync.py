@@ -22,6 +22,8 @@ _STREAMING = {"chat_stream", "generate_stream", "download_model"}
 
 class SyncServiceClient:
     """``SyncServiceClient(address)`` offers every ``ServiceClient`` method, blocking.
+    Keyword arguments of ``ServiceClient.connect`` (``tls_ca``, ``tls_cert``, ``tls_key``,
+    ``api_key``) pass through.
 
     Streaming methods return ordinary iterators.
     """
@@ -32,6 +34,7 @@ class SyncServiceClient:
         *,
         timeout: float | None = None,
         wait_ready: float | None = None,
+        **connect: Any,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -39,7 +42,7 @@ class SyncServiceClient:
         )
         self._thread.start()
         self._client = self._run(
-            ServiceClient.connect(address, timeout=timeout, wait_ready=wait_ready)
+            ServiceClient.connect(address, timeout=timeout, wait_ready=wait_ready, **connect)
         )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -43,6 +43,19 @@ class ServerConfig:
     # One structured line per request (method, model, providers tried, status, times,
     # tokens) at level info.
     log_requests: bool = True
+    # TLS on the gRPC port: certificate chain and private key (PEM; the key file must be
+    # mode 0600). With tls_client_ca_file, mutual TLS: every client must present a
+    # certificate signed by that CA.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # A unix socket address ("unix:/path") gets this mode (octal string) and group.
+    socket_mode: str = "0660"
+    socket_group: str = ""
+    # Serve gRPC outside loopback without TLS or without caller authentication, and
+    # metrics outside loopback at all (the endpoint is unauthenticated): refused unless
+    # this is true, and then only with a warning.
+    allow_insecure_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,6 +263,38 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """``[auth]``: how callers prove who they are. "none" (every caller is anonymous and
+    may do everything; loopback and unix sockets only), "api_key" (``authorization:
+    Bearer <key>`` metadata, checked against the tenants' api_key_sha256) or "mtls" (the
+    client certificate's subject or URI SAN, matched against the tenants' mtls_subjects).
+    A change of mode needs a restart; the tenants reload with the config."""
+
+    mode: str = "none"
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """``[tenants.NAME]``: one caller of ratd, its credentials, roles and limits."""
+
+    # Hex SHA-256 of each valid key (several: rotate without downtime); `ratd keys new`.
+    api_key_sha256: list[str] = field(default_factory=list)
+    # Client certificate subjects ("CN=acme-batch", "CN=x,O=Acme") or URI SANs
+    # ("spiffe://example.org/acme") that name this tenant under mode "mtls".
+    mtls_subjects: list[str] = field(default_factory=list)
+    # "inference" (the Ratatoskr service), "admin" (AdminService).
+    roles: list[str] = field(default_factory=lambda: ["inference"])
+    # Glob allow-list of models ("gpt-4o-mini", "openai:*", "local:*"); absent = all.
+    models: list[str] | None = None
+    # Limits and budgets (0 = unlimited). Parsed now, enforced by a later release.
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    user_requests_per_minute: int = 0
+    budget_usd_daily: float = 0.0
+    budget_usd_monthly: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -261,6 +306,8 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     presets: dict[str, dict[str, PresetConfig]] = field(default_factory=dict)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tenants: dict[str, TenantConfig] = field(default_factory=dict)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -273,6 +320,7 @@ _CHOICES = {
     ("server", "log_format"): ("text", "json"),
     ("validation", "parameter_policy"): ("warn", "error", "ignore"),
     ("routing", "strategy"): ("ordered", "cheapest"),
+    ("auth", "mode"): ("none", "api_key", "mtls"),
 }
 
 
@@ -522,6 +570,9 @@ def parse_config(
         remote, local = _auto_providers(keys), LocalConfig()
     config = dataclasses.replace(base, providers=remote, local=local, keys=keys, source=source)
     _check_routing(config)
+    from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
+
+    check_trust(config)
     return config
 
 

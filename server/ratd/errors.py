@@ -148,3 +148,28 @@ class NotImplementedYet(GatewayError):
 @dataclass(eq=False)
 class Timeout(GatewayError):
     reason: str = "TIMEOUT"
+
+
+@dataclass(eq=False)
+class CallerUnauthenticated(GatewayError):
+    """The caller of ratd gave no credentials, or unknown ones (not a provider refusing
+    ratd's key: that is AuthenticationFailed)."""
+
+    reason: str = "CALLER_UNAUTHENTICATED"
+
+
+@dataclass(eq=False)
+class RoleRequired(GatewayError):
+    """The caller's tenant lacks the role an RPC needs (``admin`` for AdminService)."""
+
+    role: str = ""
+    reason: str = "ROLE_REQUIRED"
+
+
+@dataclass(eq=False)
+class ModelNotAllowed(GatewayError):
+    """The model (or the provider:model that would serve it) is not on the tenant's
+    allow-list. ``fallback``: the chain may try a candidate the tenant may use."""
+
+    reason: str = "MODEL_NOT_ALLOWED"
+    fallback: bool = True

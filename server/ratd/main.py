@@ -13,11 +13,14 @@ from ratd import __version__
 from ratd.config import Config, ConfigError, load_config
 from ratd.logs import setup_logging
 from ratd.secrets import SecretsError
+from ratd.trust import exposure
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ratd", description="Ratatoskr, the gRPC LLM gateway daemon."
+        prog="ratd",
+        description="Ratatoskr, the gRPC LLM gateway daemon.",
+        epilog="`ratd keys new TENANT` makes a caller API key (see [tenants] in the config).",
     )
     parser.add_argument("--config", type=Path, help="config file (TOML)")
     parser.add_argument("--secrets", type=Path, help="secrets file with API keys (mode 600)")
@@ -35,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(config: Config) -> str:
-    lines = [f"config OK: {config.source}", f"  listen: {config.server.address}"]
+    server = config.server
+    transport = "mutual TLS" if server.tls_client_ca_file else "TLS" if server.tls_cert_file else ""
+    listen = f"{server.address} ({transport})" if transport else server.address
+    lines = [f"config OK: {config.source}", f"  listen: {listen}"]
+    lines.append(f"  auth: {config.auth.mode}, {len(config.tenants)} tenants")
     for name, provider in sorted(config.providers.items()):
         key = "key set" if config.api_key(name) else "no key"
         lines.append(f"  provider {name} ({provider.kind}): {provider.base_url} [{key}]")
@@ -55,10 +62,16 @@ def read_config(args: argparse.Namespace) -> Config:
             log_level=args.log_level or config.server.log_level,
         )
         config = dataclasses.replace(config, server=server)
+    exposure(config)  # refuses an exposed daemon (ConfigError) unless allowed
     return config
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        from ratd.keys import main as keys_main
+
+        return keys_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = read_config(args)

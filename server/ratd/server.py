@@ -8,9 +8,11 @@ import asyncio
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -27,10 +29,12 @@ from ratd.notify import Notifier
 from ratd.providers.factory import build_providers
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
+from ratd.service.auth import Authenticator, AuthInterceptor
 from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
 from ratd.service.ratatoskr_service import RatatoskrService
+from ratd.trust import exposure, socket_mode
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,10 @@ class Daemon:
         ready_file: Path | None = None,
         reread: Callable[[], Config] | None = None,
     ) -> None:
+        for problem in exposure(config):  # ConfigError unless allow_insecure_remote
+            log.warning("INSECURE (server.allow_insecure_remote = true): %s", problem)
+        if config.auth.mode == "none" and config.tenants:
+            log.warning('[tenants] are ignored with auth.mode = "none": every caller may do all')
         self.config = config
         self.ready_file = ready_file
         # Reads the config and secrets again for a reload (raises ConfigError/SecretsError).
@@ -104,7 +112,15 @@ class Daemon:
         self.metrics = MetricsServer(
             server.metrics_address, self.holder, lambda: self.service.serving
         )
-        self.server = grpc.aio.server(options=server_options(config))
+        # No interceptor at all without auth: the default costs nothing per call.
+        self.auth: AuthInterceptor | None = None
+        if config.auth.mode != "none":
+            self.auth = AuthInterceptor(
+                Authenticator.from_config(config), log_requests=server.log_requests
+            )
+        self.server = grpc.aio.server(
+            options=server_options(config), interceptors=[self.auth] if self.auth else None
+        )
         ratatoskr_pb2_grpc.add_RatatoskrServicer_to_server(self.service, self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(self.guard, self.reload), self.server
@@ -128,10 +144,7 @@ class Daemon:
         """Bind, start serving and report SERVING. Raises OSError when it cannot bind."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         tracing.setup(self.config.tracing)
-        try:
-            port = self.server.add_insecure_port(self.config.server.address)
-        except RuntimeError as err:
-            raise OSError(f"cannot listen on {self.config.server.address}: {err}") from None
+        port = self._listen()
         self.address = _bound_address(self.config.server.address, port)
         if self.config.server.metrics_address:
             await self.metrics.start()
@@ -150,6 +163,24 @@ class Daemon:
             self.ready_file.write_text(self.address + "\n")
         self.notifier.ready(f"serving on {self.address}")
         self.notifier.start_watchdog()
+
+    def _listen(self) -> int:
+        """Bind the gRPC address: TLS when configured, a unix socket with its mode and
+        group. Raises OSError when it cannot."""
+        server = self.config.server
+        address = server.address
+        try:
+            credentials = _tls_credentials(self.config)
+            with _private_umask(address):
+                if credentials is None:
+                    port = self.server.add_insecure_port(address)
+                else:
+                    port = self.server.add_secure_port(address, credentials)
+        except RuntimeError as err:
+            raise OSError(f"cannot listen on {address}: {err}") from None
+        if address.startswith("unix:"):
+            _set_socket_permissions(_socket_path(address), self.config)
+        return port
 
     async def stop(self) -> None:
         """NOT_SERVING, refuse new calls, drain in-flight ones (streams included) up to the
@@ -186,14 +217,14 @@ class Daemon:
                 log.warning(
                     "reload: %s change only with a restart; keeping the old", ", ".join(kept)
                 )
+                bound = self.config.server
                 config = dataclasses.replace(
                     config,
                     server=dataclasses.replace(
-                        config.server,
-                        address=self.config.server.address,
-                        metrics_address=self.config.server.metrics_address,
+                        config.server, **{key: getattr(bound, key) for key in _RESTART_ONLY}
                     ),
                     tracing=self.config.tracing,
+                    auth=self.config.auth,
                 )
             running = self.holder.current
             gateway: Gateway | None = None
@@ -215,6 +246,9 @@ class Daemon:
                 log_requests=server.log_requests,
             )
             setup_logging(server.log_level, server.log_format)
+            if self.auth is not None:  # new tenants, rotated keys: from the next call on
+                self.auth.authenticator = Authenticator.from_config(config)
+                self.auth.log_requests = server.log_requests
             task = asyncio.get_running_loop().create_task(
                 self.holder.retire(
                     old, config.server.shutdown_grace_secs, keep=gateway.providers.values()
@@ -248,15 +282,79 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
 
 
+# [server] keys bound to the listening sockets: a reload keeps the running values.
+_RESTART_ONLY = (
+    "address",
+    "metrics_address",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "socket_mode",
+    "socket_group",
+    "allow_insecure_remote",
+)
+
+
 def _restart_only_changes(old: Config, new: Config) -> list[str]:
-    """Keys a reload cannot change (listening sockets, the tracing exporter)."""
+    """Keys a reload cannot change (listening sockets and their security, the auth mode,
+    the tracing exporter)."""
     changed = []
-    for key in ("address", "metrics_address"):
+    for key in _RESTART_ONLY:
         if getattr(old.server, key) != getattr(new.server, key):
             changed.append(f"server.{key}")
+    if old.auth != new.auth:
+        changed.append("auth.mode")
     if old.tracing != new.tracing:
         changed.append("[tracing]")
     return changed
+
+
+def _read(path: str) -> bytes:
+    return Path(path).expanduser().read_bytes()
+
+
+def _tls_credentials(config: Config) -> grpc.ServerCredentials | None:
+    """TLS (and with a client CA, mutual TLS) from [server] tls_*; None: plaintext."""
+    server = config.server
+    if not server.tls_cert_file:
+        return None
+    try:
+        pair = (_read(server.tls_key_file), _read(server.tls_cert_file))
+        client_ca = _read(server.tls_client_ca_file) if server.tls_client_ca_file else None
+    except OSError as err:
+        raise OSError(f"cannot read the TLS files: {err.filename}: {err.strerror}") from None
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def _socket_path(address: str) -> Path:
+    path = address.removeprefix("unix:")
+    return Path(path[2:] if path.startswith("//") else path)
+
+
+@contextmanager
+def _private_umask(address: str) -> Iterator[None]:
+    """A unix socket is created owner-only, then opened up to socket_mode: nobody else
+    can connect in between."""
+    if not address.startswith("unix:"):
+        yield
+        return
+    previous = os.umask(0o177)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _set_socket_permissions(path: Path, config: Config) -> None:
+    group = config.server.socket_group
+    try:
+        if group:
+            shutil.chown(path, group=int(group) if group.isdigit() else group)
+        path.chmod(socket_mode(config))
+    except (OSError, LookupError) as err:
+        raise OSError(f"cannot set the permissions of the socket {path}: {err}") from None
 
 
 def _bound_address(address: str, port: int) -> str:

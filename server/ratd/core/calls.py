@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ratatoskr.v1 import chat_pb2
+from ratd.core.access import Tenant
 
 
 @dataclass(slots=True)
@@ -28,6 +29,8 @@ class CallInfo:
     first_event: float | None = None
     usage: chat_pb2.Usage | None = None
     cache: str = ""
+    # The authenticated caller (None: auth mode "none"); core.access.check_model takes it.
+    tenant: Tenant | None = None
 
     def attempt(self, provider: str) -> None:
         if not self.tried or self.tried[-1] != provider:

@@ -17,6 +17,7 @@ from typing import TypeVar
 import grpc
 
 from ratd import errors, tracing
+from ratd.core.access import CALLER, check_model
 from ratd.core.calls import CallInfo, begin
 from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
@@ -35,6 +36,9 @@ _PREFIX = f"{os.getpid():x}"
 
 def _request_id() -> str:
     return f"{_PREFIX}-{next(_ids)}"
+
+
+new_request_id = _request_id
 
 
 def status_name(exc: BaseException) -> str:
@@ -94,11 +98,15 @@ class CallGuard:
         context: grpc.aio.ServicerContext,
         method: str,
         call: Callable[[Gateway], Awaitable[T]],
+        *,
+        model: str = "",
     ) -> T:
         """Run one unary call on the current gateway: admitted, bounded by the time limit,
-        errors as statuses."""
+        errors as statuses. ``model``: the model the request names, for the allow-list."""
         with self.holder.use() as gateway:
-            async with self._admitted(context, method):
+            async with self._admitted(context, method) as (_, info):
+                if model and info.tenant is not None:
+                    _check_model(info, model)
                 return await call(gateway)
         raise AssertionError("unreachable: _admitted aborts on every error")
 
@@ -107,6 +115,8 @@ class CallGuard:
         context: grpc.aio.ServicerContext,
         method: str,
         open_stream: Callable[[Gateway], AsyncIterator[T]],
+        *,
+        model: str = "",
     ) -> AsyncIterator[T]:
         """Relay one stream. The time limit bounds each silence, not the whole stream, and
         the source is closed at once when the client goes away."""
@@ -116,11 +126,20 @@ class CallGuard:
                 self._admitted(context, method) as (timeout, info),
                 aclosing(open_stream(gateway)) as events,  # type: ignore[type-var]
             ):
+                if model and info.tenant is not None:
+                    _check_model(info, model)
                 async for event in events:
                     if info.first_event is None:
                         info.first_event = time.perf_counter() - info.started
                     yield event
                     timeout.reschedule(loop.time() + self._budget(context))
+
+
+def _check_model(info: CallInfo, model: str) -> None:
+    """The model the caller named must be on its tenant's allow-list (the provider:model
+    that serves it is checked by the core, per candidate)."""
+    info.model = model
+    check_model(info.tenant, model)
 
 
 class _Admission:
@@ -138,6 +157,7 @@ class _Admission:
         self.budget = budget = guard._budget(self.context)
         loop = asyncio.get_running_loop()
         self.info = info = CallInfo(self.method, _request_id(), deadline=loop.time() + budget)
+        info.tenant = CALLER.get()
         begin(info)
         if guard.active >= guard.max_concurrent:
             report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests)

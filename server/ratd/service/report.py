@@ -26,6 +26,7 @@ def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
         fields: dict[str, object] = {
             "request_id": info.request_id,
             "method": info.method,
+            "tenant": info.tenant.name if info.tenant is not None else "",
             "model": info.model,
             "provider": info.provider,
             "tried": ",".join(info.tried),

@@ -28,6 +28,9 @@ _CODES: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] = (
     (errors.ContextLengthExceeded, grpc.StatusCode.OUT_OF_RANGE),
     (errors.NotImplementedYet, grpc.StatusCode.UNIMPLEMENTED),
     (errors.Timeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.CallerUnauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.RoleRequired, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.ModelNotAllowed, grpc.StatusCode.PERMISSION_DENIED),
 )
 
 
@@ -74,6 +77,8 @@ def to_grpc_status(err: errors.GatewayError) -> grpc.Status:
         metadata["detail"] = redact(err.message)
     if isinstance(err, errors.ContextLengthExceeded) and err.limit is not None:
         metadata["limit"] = str(err.limit)
+    if isinstance(err, errors.RoleRequired) and err.role:
+        metadata["role"] = err.role
     details = [
         _pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=metadata))
     ]

@@ -1,0 +1,261 @@
+"""Caller authentication: one gRPC server interceptor in front of every service.
+
+It finds the caller's tenant (an API key in ``authorization: Bearer <key>`` metadata, or
+the client certificate of a mutual-TLS connection), checks the role the RPC needs, and
+puts the tenant on the call (``core.access.CALLER``) for the model allow-list and the
+request log. grpc.health.v1 and ``Ratatoskr.Health`` stay open, so that load balancers and
+``rat health`` need no credentials; reflection needs an authenticated caller.
+
+Keys are never stored or compared in the clear: ratd keeps their SHA-256 digests in a
+dict and confirms a hit with ``hmac.compare_digest``. Refusals name the reason, never the
+key, its hash or the certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from ratd import errors
+from ratd.config import Config, TenantConfig
+from ratd.core.access import CALLER, Tenant
+from ratd.core.calls import CallInfo
+from ratd.service.report import report
+from ratd.service.status import to_grpc_status
+from ratd.trust import normalize_subject
+
+log = logging.getLogger(__name__)
+
+# What an RPC needs. OPEN: nothing; ANY: an authenticated caller; else a role.
+OPEN = "open"
+ANY = "any"
+_OPEN_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/ratatoskr.v1.Ratatoskr/Health",
+    }
+)
+# Read-only catalog RPCs: any tenant may look, whatever its roles.
+_CATALOG = frozenset(
+    f"/ratatoskr.v1.Ratatoskr/{name}"
+    for name in (
+        "ListModels",
+        "ModelStatus",
+        "GetModelMetadata",
+        "FetchModelMetadata",
+        "ResolvePreset",
+        "ListPresets",
+        "GetCapabilities",
+    )
+)
+# Peer subjects remembered (subject -> tenant); a bound, since certificates are many.
+_PEER_CACHE_SIZE = 1024
+
+
+def required(method: str) -> str:
+    """OPEN, ANY or the role that the RPC ``method`` (``/package.Service/Method``) needs."""
+    if method in _OPEN_METHODS:
+        return OPEN
+    if method.startswith("/ratatoskr.v1.AdminService/"):
+        return "admin"
+    if method.startswith("/ratatoskr.v1.Ratatoskr/") and method not in _CATALOG:
+        return "inference"
+    return ANY  # the catalog, reflection, and whatever else is served
+
+
+def _tenant(name: str, conf: TenantConfig) -> Tenant:
+    return Tenant.build(name, conf.roles, conf.models)
+
+
+class Authenticator:
+    """The tenants of one config, indexed for the per-call decision."""
+
+    def __init__(self, mode: str, tenants: Mapping[str, TenantConfig]) -> None:
+        self.mode = mode
+        # digest -> (digest, tenant): the stored digest is compared in constant time.
+        self._by_digest: dict[bytes, tuple[bytes, Tenant]] = {}
+        self._by_subject: dict[str, Tenant] = {}
+        self._peers: dict[bytes, Tenant | None] = {}
+        for name, conf in tenants.items():
+            tenant = _tenant(name, conf)
+            for digest in conf.api_key_sha256:
+                raw = bytes.fromhex(digest)
+                self._by_digest[raw] = (raw, tenant)
+            for subject in conf.mtls_subjects:
+                self._by_subject[normalize_subject(subject)] = tenant
+
+    @classmethod
+    def from_config(cls, config: Config) -> Authenticator:
+        return cls(config.auth.mode, config.tenants)
+
+    def from_metadata(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Tenant:
+        """The tenant whose key the ``authorization`` metadata carries."""
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    break
+                digest = hashlib.sha256(token.strip().encode()).digest()
+                hit = self._by_digest.get(digest)
+                if hit is not None and hmac.compare_digest(hit[0], digest):
+                    return hit[1]
+                raise errors.CallerUnauthenticated(
+                    "caller not authenticated: the API key is not valid for this ratd"
+                )
+        raise errors.CallerUnauthenticated(
+            "caller not authenticated: send an API key as 'authorization: Bearer <key>' "
+            "metadata (rat --api-key / RATD_API_KEY)"
+        )
+
+    def from_peer(self, auth_context: Mapping[str, Sequence[bytes]]) -> Tenant:
+        """The tenant that the client certificate's subject (or URI SAN) names."""
+        subjects = auth_context.get("x509_subject") or ()
+        if not subjects:
+            raise errors.CallerUnauthenticated(
+                "caller not authenticated: a client certificate is required"
+            )
+        subject = subjects[0]
+        if subject in self._peers:
+            tenant = self._peers[subject]
+        else:
+            tenant = self._match_peer(subject, auth_context)
+            if len(self._peers) >= _PEER_CACHE_SIZE:
+                self._peers.pop(next(iter(self._peers)))
+            self._peers[subject] = tenant
+        if tenant is None:
+            raise errors.CallerUnauthenticated(
+                "caller not authenticated: the client certificate names no tenant of this ratd"
+            )
+        return tenant
+
+    def _match_peer(
+        self, subject: bytes, auth_context: Mapping[str, Sequence[bytes]]
+    ) -> Tenant | None:
+        names = [normalize_subject(subject.decode(errors="replace"))]
+        names += [
+            normalize_subject("CN=" + cn.decode(errors="replace"))
+            for cn in auth_context.get("x509_common_name") or ()
+        ]
+        names += [
+            san.decode(errors="replace")
+            for san in auth_context.get("x509_subject_alternative_name") or ()
+            if b"://" in san
+        ]
+        for name in names:
+            if (tenant := self._by_subject.get(name)) is not None:
+                return tenant
+        return None
+
+    def decide(self, context: grpc.aio.ServicerContext, need: str) -> Tenant:
+        """The caller's tenant, allowed to call an RPC that needs ``need``; raises
+        CallerUnauthenticated or RoleRequired."""
+        if self.mode == "mtls":
+            tenant = self.from_peer(context.auth_context())
+        else:
+            tenant = self.from_metadata(context.invocation_metadata())
+        if need != ANY and need not in tenant.roles:
+            raise errors.RoleRequired(
+                f"tenant {tenant.name} may not call this RPC: it needs role {need!r}",
+                role=need,
+            )
+        return tenant
+
+
+Behavior = Callable[..., Any]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method's handler (once per method: cached) with the decision."""
+
+    def __init__(self, authenticator: Authenticator, *, log_requests: bool = True) -> None:
+        # Swapped by a config reload (new tenants, rotated keys).
+        self.authenticator = authenticator
+        self.log_requests = log_requests
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler  # unknown method: UNIMPLEMENTED, as without auth
+        method: str = handler_call_details.method
+        cached = self._handlers.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        need = required(method)
+        wrapped = handler if need == OPEN else self._wrap(handler, method, need)
+        self._handlers[method] = (handler, wrapped)  # bounded: one per served method
+        return wrapped
+
+    async def _admit(self, context: grpc.aio.ServicerContext, method: str, need: str) -> None:
+        try:
+            CALLER.set(self.authenticator.decide(context, need))
+        except errors.GatewayError as err:
+            await self._refuse(context, method, err)
+
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, method: str, err: errors.GatewayError
+    ) -> None:
+        short = method.rsplit("/", 1)[-1]
+        log.info("%s refused: %s (peer %s)", short, err.reason, context.peer())
+        status = to_grpc_status(err)
+        from ratd.service.guard import new_request_id  # guard imports the gateway: late
+
+        info = CallInfo(short, new_request_id(), deadline=0.0)
+        report(info, status.code.name, log_requests=self.log_requests)
+        await context.abort_with_status(status)
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler, method: str, need: str
+    ) -> grpc.RpcMethodHandler:
+        admit = self._admit
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(context, method, need)
+                return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+        if handler.unary_stream is not None:
+            unary_source = handler.unary_stream
+
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                await admit(context, method, need)
+                async for item in unary_source(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+        if handler.stream_unary is not None:
+            collect = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(context, method, need)
+                return await collect(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+        stream_source = handler.stream_stream
+
+        async def stream_stream(
+            requests: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            await admit(context, method, need)
+            async for item in stream_source(requests, context):
+                yield item
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
