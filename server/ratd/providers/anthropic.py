@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,10 @@ import orjson
 from ratatoskr.v1 import chat_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers.base import ChatLike, Provider
-from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
+from ratd.providers import anthropic_models
+from ratd.providers.base import ChatLike
+from ratd.providers.http import error_for_status
+from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import (
     InlineImage,
     arguments_object,
@@ -459,9 +461,10 @@ class StreamAssembler:
     ``message_delta`` (output tokens are cumulative there).
     """
 
-    def __init__(self, plan: RequestPlan) -> None:
+    def __init__(self, plan: RequestPlan, model: str, provider: str) -> None:
         self.plan = plan
-        self.model = ""
+        self.model = model
+        self.provider = provider
         self.stop_reason: str | None = None
         self.stopped = False
         self._usage: dict[str, Any] = {}
@@ -474,9 +477,26 @@ class StreamAssembler:
         return usage_from_wire(self._usage) if self._usage else None
 
     @property
-    def finish(self) -> chat_pb2.FinishReason:
+    def finish_reason(self) -> chat_pb2.FinishReason:
         structured = self.plan.structured_tool and self._tool_calls == 0
         return finish_reason(self.stop_reason, structured=structured)
+
+    @property
+    def complete(self) -> bool:
+        """A stop reason came (``message_delta``): a stream cut before it is an error."""
+        return self.stop_reason is not None
+
+    @property
+    def ended(self) -> bool:
+        return self.stopped
+
+    def finish(self) -> list[chat_pb2.ChatStreamResponse]:
+        """The usage (when the upstream reported any) and ``done``."""
+        done = chat_pb2.ChatStreamResponse(
+            done=True, finish_reason=self.finish_reason, model=self.model, provider=self.provider
+        )
+        usage = self.usage
+        return [done] if usage is None else [chat_pb2.ChatStreamResponse(usage=usage), done]
 
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -589,31 +609,33 @@ class StreamAssembler:
         return out
 
 
-# -- the provider -------------------------------------------------------------------------------
+# -- the dialect --------------------------------------------------------------------------------
 
 
-class AnthropicProvider(Provider):
-    kind = "anthropic"
-    capabilities = frozenset({"chat", "generate"})
+class MessagesDialect:
+    """The Messages API as pure hooks (``ChatDialect``): the request body, its answer,
+    its stream and its errors. The request plan (the structured-output tool, whether
+    reasoning is shown) travels in ``UpstreamCall.plan`` to the parser and assembler."""
 
-    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
-        super().__init__(name, config, api_key)
-        auth = {"x-api-key": api_key.reveal()} if api_key else {}
-        defaults = {"anthropic-version": API_VERSION}
-        self.http = HttpClient(name, config, {**defaults, **config.headers, **auth})
+    def __init__(self, provider: str, default_max_tokens: int) -> None:
+        self.provider = provider
+        self.default_max_tokens = default_max_tokens
 
-    async def close(self) -> None:
-        await self.http.close()
-
-    def unsupported_parameters(self, model: str) -> frozenset[str]:
-        return frozenset({"frequency_penalty", "presence_penalty", "seed"})
-
-    def build_request(self, request: ChatLike, model: str, *, stream: bool) -> RequestPlan:
-        return build_request(
-            request, model, stream=stream, default_max_tokens=self.config.default_max_tokens
+    def chat_call(
+        self, request: ChatLike, model: str, *, stream: bool
+    ) -> UpstreamCall[chat_pb2.ChatStreamResponse]:
+        plan = build_request(
+            request, model, stream=stream, default_max_tokens=self.default_max_tokens
         )
+        return UpstreamCall(MESSAGES_PATH, plan.body, model, plan=plan)
 
-    # -- errors ------------------------------------------------------------------------------
+    def parse_chat(
+        self, data: dict[str, Any], call: UpstreamCall[chat_pb2.ChatStreamResponse]
+    ) -> chat_pb2.ChatResponse:
+        return parse_message(data, call.model, self.provider, call.plan)
+
+    def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> StreamAssembler:
+        return StreamAssembler(call.plan, call.model, self.provider)
 
     def error_from_body(
         self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
@@ -630,7 +652,12 @@ class AnthropicProvider(Provider):
         # A type this version does not know, inside a 200 stream: the upstream failed.
         mapped = _TYPE_STATUS.get(kind, 502 if status == 200 else status)
         error = error_for_status(
-            mapped, message, provider=self.name, model=model, headers=headers, upstream_code=kind
+            mapped,
+            message,
+            provider=self.provider,
+            model=model,
+            headers=headers,
+            upstream_code=kind,
         )
         if kind == "invalid_request_error" or mapped == 400:
             match = _CONTEXT_RE.search(message)
@@ -641,98 +668,41 @@ class AnthropicProvider(Provider):
                 return retyped(errors.QuotaExceeded, error)
         return error
 
-    # -- chat ----------------------------------------------------------------------------------
-
-    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        plan = self.build_request(request, model, stream=False)
-        async with self.http.request("POST", MESSAGES_PATH, plan.body, model=model) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-        data = loads_or_protocol_error(raw, self.name, model)
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
+        """An error object in a 200 answer, or a stream's ``event: error`` (whose data
+        says ``"type": "error"`` too)."""
         if isinstance(data, dict) and data.get("type") == "error":
-            raise self.error_from_body(200, data, model)
-        if not isinstance(data, dict):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the response is not a JSON object", provider=self.name, model=model
-            )
-        return parse_message(data, model, self.name, plan)
+            return self.error_from_body(200, data, model)
+        return None
 
-    async def chat_stream(
-        self, request: ChatLike, model: str
-    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        plan = self.build_request(request, model, stream=True)
-        assembler = StreamAssembler(plan)
-        async with self.http.events(
-            MESSAGES_PATH,
-            plan.body,
-            model=model,
-            status_error=self.error_from_body,
-            json_error=lambda data: (
-                self.error_from_body(200, data, model)
-                if isinstance(data, dict) and data.get("type") == "error"
-                else None
-            ),
-        ) as events:
-            async for event in events:
-                payload = loads_or_protocol_error(event.data, self.name, model)
-                if not isinstance(payload, dict):
-                    continue
-                if event.event == "error" or payload.get("type") == "error":
-                    raise self.error_from_body(200, payload, model)
-                for out in assembler.feed(payload):
-                    yield out
-                if assembler.stopped:
-                    break
-        if assembler.stop_reason is None:
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the stream ended before the response was complete",
-                provider=self.name,
-                model=model,
-            )
-        usage = assembler.usage
-        if usage is not None:
-            yield chat_pb2.ChatStreamResponse(usage=usage)
-        yield chat_pb2.ChatStreamResponse(
-            done=True,
-            finish_reason=assembler.finish,
-            model=assembler.model or model,
-            provider=self.name,
-        )
 
-    # -- models ---------------------------------------------------------------------------------
+# -- the provider -------------------------------------------------------------------------------
+
+
+class AnthropicProvider(HttpProvider):
+    """Chat over the Messages API, and the model list; the key goes in ``x-api-key``."""
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        self.dialect = MessagesDialect(name, config.default_max_tokens)
+
+    def default_headers(self) -> dict[str, str]:
+        return {"anthropic-version": API_VERSION}
+
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        return {"x-api-key": api_key.reveal()}
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        return frozenset({"frequency_penalty", "presence_penalty", "seed"})
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         """Every model of ``GET /v1/models``, following its pages."""
         found: list[models_pb2.ModelInfo] = []
         after: str | None = None
-        chat_capabilities = [
-            models_pb2.MODEL_CAPABILITY_CHAT,
-            models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
-            models_pb2.MODEL_CAPABILITY_GENERATE,
-            models_pb2.MODEL_CAPABILITY_TOOL_USE,
-            models_pb2.MODEL_CAPABILITY_VISION,
-            models_pb2.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
-        ]
-        for _ in range(100):  # a bound, in case a proxy keeps answering has_more
-            path = "/v1/models?limit=1000" + (f"&after_id={after}" if after else "")
-            status, headers, body = await self.http.json("GET", path)
-            if status != 200:
-                raise self.error_from_body(status, body, "", headers)
-            if not isinstance(body, dict):
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: the model list is not a JSON object", provider=self.name
-                )
-            for item in body.get("data") or ():
-                if isinstance(item, dict) and item.get("id"):
-                    found.append(
-                        models_pb2.ModelInfo(
-                            id=str(item["id"]), provider=self.name, capabilities=chat_capabilities
-                        )
-                    )
-            after = body.get("last_id")
-            if not body.get("has_more") or not after:
+        for _ in range(anthropic_models.MAX_PAGES):
+            page = await self.call_json("GET", anthropic_models.page_path(after))
+            found.extend(anthropic_models.model_infos(page, self.name))
+            after = anthropic_models.next_page(page)
+            if after is None:
                 break
         return found
