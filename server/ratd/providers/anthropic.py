@@ -41,7 +41,10 @@ from ratd.providers.messages import (
     InlineImage,
     arguments_object,
     image_source,
+    message_pieces,
     retyped,
+    role_turns,
+    tool_parameters,
     unwrap_json_schema,
 )
 from ratd.providers.reasoning_blocks import ANTHROPIC_FORMAT, verifiable_by
@@ -94,6 +97,8 @@ _CONTEXT_RE = re.compile(
 )
 
 _EPHEMERAL = {"type": "ephemeral"}
+# ToolChoice -> tool_choice type (a named function is {"type": "tool", "name": ...}).
+_CHOICE_TYPES = {"none": "none", "required": "any"}
 
 
 def finish_reason(stop_reason: str | None, *, structured: bool = False) -> chat_pb2.FinishReason:
@@ -133,21 +138,11 @@ def _image_block(image: chat_pb2.ImagePart, field: str) -> dict[str, Any]:
 
 def _content_blocks(message: chat_pb2.Message, field: str, *, images: bool) -> list[dict[str, Any]]:
     """Text (and, where the API takes them, image) blocks of a message, in order."""
-    blocks: list[dict[str, Any]] = []
-    if message.content:
-        blocks.append({"type": "text", "text": message.content})
-    for j, part in enumerate(message.parts):
-        if part.WhichOneof("part") == "text":
-            if part.text:
-                blocks.append({"type": "text", "text": part.text})
-        elif images:
-            blocks.append(_image_block(part.image, f"{field}.parts[{j}].image"))
-        else:
-            raise errors.InvalidInput(
-                f"{field}.parts[{j}]: Anthropic takes images only in user and tool messages",
-                field=f"{field}.parts[{j}]",
-            )
-    return blocks
+    refused = None if images else "Anthropic takes images only in user and tool messages"
+    return [
+        {"type": "text", "text": piece} if isinstance(piece, str) else _image_block(*piece)
+        for piece in message_pieces(message, field, refused)
+    ]
 
 
 def _reasoning_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
@@ -174,40 +169,35 @@ def _tool_result(message: chat_pb2.Message, field: str) -> dict[str, Any]:
     return block
 
 
+def _system_blocks(message: chat_pb2.Message, field: str) -> list[dict[str, Any]]:
+    return _content_blocks(message, field, images=False)
+
+
+def _turn(message: chat_pb2.Message, field: str) -> tuple[str, list[dict[str, Any]]]:
+    """A message's role on the wire and its blocks (empty ones are refused there)."""
+    if message.role == chat_pb2.ROLE_TOOL:
+        return "user", [_tool_result(message, field)]
+    if message.role != chat_pb2.ROLE_ASSISTANT:
+        return "user", _content_blocks(message, field, images=True)
+    blocks = _reasoning_blocks(message)
+    blocks.extend(_content_blocks(message, field, images=False))
+    blocks.extend(
+        {
+            "type": "tool_use",
+            "id": call.id,
+            "name": call.name,
+            "input": arguments_object(call.arguments),
+        }
+        for call in message.tool_calls
+    )
+    return "assistant", blocks
+
+
 def messages_to_wire(
     messages: Sequence[chat_pb2.Message],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, conversation turns) for the Messages API."""
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        field = f"messages[{i}]"
-        if message.role == chat_pb2.ROLE_SYSTEM:
-            system.extend(_content_blocks(message, field, images=False))
-            continue
-        if message.role == chat_pb2.ROLE_ASSISTANT:
-            role = "assistant"
-            blocks = _reasoning_blocks(message)
-            blocks.extend(_content_blocks(message, field, images=False))
-            for call in message.tool_calls:
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.name,
-                        "input": arguments_object(call.arguments),
-                    }
-                )
-        elif message.role == chat_pb2.ROLE_TOOL:
-            role, blocks = "user", [_tool_result(message, field)]
-        else:
-            role, blocks = "user", _content_blocks(message, field, images=True)
-        if not blocks:
-            continue  # the API refuses empty turns and empty text blocks
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+    system, turns = role_turns(messages, _system_blocks, _turn, "content")
     for turn in turns:
         if turn["role"] == "user":
             # Tool results must open the user turn that follows the tool calls.
@@ -219,11 +209,7 @@ def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
     wire: dict[str, Any] = {"name": tool.name}
     if tool.description:
         wire["description"] = tool.description
-    wire["input_schema"] = (
-        orjson.loads(tool.parameters_json)
-        if tool.parameters_json.strip()
-        else {"type": "object", "properties": {}}
-    )
+    wire["input_schema"] = tool_parameters(tool)
     if tool.cache_control_json.strip():
         wire["cache_control"] = orjson.loads(tool.cache_control_json)
     return wire
@@ -231,13 +217,9 @@ def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
 
 def _tool_choice(choice: chat_pb2.ToolChoice) -> dict[str, Any]:
     which = choice.WhichOneof("choice")
-    if which == "none":
-        return {"type": "none"}
-    if which == "required":
-        return {"type": "any"}
     if which == "function":
         return {"type": "tool", "name": choice.function}
-    return {"type": "auto"}
+    return {"type": _CHOICE_TYPES.get(which or "", "auto")}
 
 
 def thinking_budget(reasoning: chat_pb2.ReasoningConfig) -> int | None:
