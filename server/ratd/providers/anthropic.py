@@ -262,105 +262,22 @@ def build_request(
 ) -> RequestPlan:
     """The Messages API body for a chat request, and how to read its answer.
 
-    Structured output uses a forced tool (``STRUCTURED_TOOL``) where it can, since every
-    Claude model supports that; with thinking on (the API refuses forced tools then) or
-    with the caller's own tools, a schema goes to the native ``output_config.format``
-    and a schemaless JSON request becomes an instruction in ``system``.
-
     ``exclude_from_output`` hides reasoning text and signatures from the answer, but the
     signed blocks stay in ``ChatResponse.reasoning_blocks`` so the turn can be sent back.
     """
     options = request.options
     system, turns = messages_to_wire(request.messages)
     body: dict[str, Any] = {"model": model, "messages": turns}
-
-    budget: int | None = None
-    show_reasoning = True
-    if options.HasField("reasoning"):
-        budget = thinking_budget(options.reasoning)
-        show_reasoning = not options.reasoning.exclude_from_output
-        if budget is None:
-            body["thinking"] = {"type": "disabled"}
-    max_tokens = options.max_tokens if options.HasField("max_tokens") else None
-    if budget is not None:
-        if max_tokens is None:
-            max_tokens = default_max_tokens + budget
-        elif budget >= max_tokens:
-            budget = max_tokens - 1
-            if budget < MIN_THINKING_BUDGET:
-                raise errors.InvalidInput(
-                    f"options.max_tokens: Anthropic extended thinking needs max_tokens above "
-                    f"{MIN_THINKING_BUDGET} (the thinking budget counts towards it), "
-                    f"got {max_tokens}",
-                    field="options.max_tokens",
-                )
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    body["max_tokens"] = max_tokens or default_max_tokens
-
+    thinking = _add_thinking(body, options, default_max_tokens)
     tools = [_tool_to_wire(t) for t in request.tools]
-    structured_tool = False
-    fmt = (
-        options.response_format.WhichOneof("format")
-        if options.HasField("response_format")
-        else None
-    )
-    if fmt in ("json_object", "json_schema"):
-        schema: dict[str, Any] | None = None
-        if fmt == "json_schema":
-            _, schema = unwrap_json_schema(options.response_format.json_schema)
-        if budget is None and not tools:
-            # A forced tool works on every Claude model; its input is the answer.
-            structured_tool = True
-            tools = [
-                {
-                    "name": STRUCTURED_TOOL,
-                    "description": "Answer with the requested JSON object as this tool's input.",
-                    "input_schema": schema or {"type": "object"},
-                }
-            ]
-            body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
-        elif schema is not None:
-            # Forcing a tool is refused with thinking, and would keep the model from
-            # the caller's own tools: use the native format instead.
-            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-        else:
-            system.append(
-                {"type": "text", "text": "Respond with a single JSON object and nothing else."}
-            )
+    structured_tool = _add_structured_output(body, options, system, tools, thinking=thinking)
     if system:
         body["system"] = system
     if tools:
         body["tools"] = tools
     if not structured_tool and request.tools:
-        choice = _tool_choice(options.tool_choice) if options.HasField("tool_choice") else None
-        if options.HasField("parallel_tool_calls") and not options.parallel_tool_calls:
-            choice = choice or {"type": "auto"}
-            if choice["type"] != "none":
-                choice["disable_parallel_tool_use"] = True
-        if choice is not None:
-            body["tool_choice"] = choice
-
-    # Extended thinking refuses temperature and top_k, and top_p below 0.95: the thinking
-    # request wins and those are left out.
-    thinking = budget is not None
-    dropped: list[str] = []
-    if options.HasField("temperature"):
-        if thinking:
-            dropped.append("temperature")
-        else:
-            body["temperature"] = round(options.temperature, 6)
-    if options.HasField("top_p"):
-        if thinking and options.top_p < 0.95:
-            dropped.append("top_p")
-        else:
-            body["top_p"] = round(options.top_p, 6)
-    if options.HasField("top_k"):
-        if thinking:
-            dropped.append("top_k")
-        else:
-            body["top_k"] = options.top_k
-    if dropped:
-        log.debug("extended thinking is on: %s left out of the request", ", ".join(dropped))
+        _add_tool_choice(body, options)
+    _add_sampling(body, options, thinking=thinking)
     if options.stop:
         body["stop_sequences"] = list(options.stop)
     if options.HasField("cache_prompt") and options.cache_prompt:
@@ -369,7 +286,105 @@ def build_request(
         body["stream"] = True
     if options.HasField("raw_provider_options"):
         body.update(orjson.loads(options.raw_provider_options))
-    return RequestPlan(body, structured_tool, show_reasoning)
+    hidden = options.HasField("reasoning") and options.reasoning.exclude_from_output
+    return RequestPlan(body, structured_tool, show_reasoning=not hidden)
+
+
+def _add_thinking(body: dict[str, Any], options: chat_pb2.ChatOptions, default: int) -> bool:
+    """``thinking`` and ``max_tokens``, which must exceed the thinking budget; whether
+    thinking is on. Without max_tokens, the budget comes on top of the default."""
+    budget = thinking_budget(options.reasoning) if options.HasField("reasoning") else None
+    max_tokens = options.max_tokens if options.HasField("max_tokens") else None
+    if budget is None:
+        if options.HasField("reasoning"):
+            body["thinking"] = {"type": "disabled"}
+        body["max_tokens"] = max_tokens or default
+        return False
+    if max_tokens is None:
+        max_tokens = default + budget
+    elif budget >= max_tokens:
+        budget = max_tokens - 1
+        if budget < MIN_THINKING_BUDGET:
+            raise errors.InvalidInput(
+                f"options.max_tokens: Anthropic extended thinking needs max_tokens above "
+                f"{MIN_THINKING_BUDGET} (the thinking budget counts towards it), "
+                f"got {max_tokens}",
+                field="options.max_tokens",
+            )
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body["max_tokens"] = max_tokens
+    return True
+
+
+def _add_structured_output(
+    body: dict[str, Any],
+    options: chat_pb2.ChatOptions,
+    system: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    *,
+    thinking: bool,
+) -> bool:
+    """A JSON response format; whether the answer arrives as ``STRUCTURED_TOOL``'s input.
+
+    A forced tool is used where it can be, since every Claude model supports that; with
+    thinking on (the API refuses forced tools then) or with the caller's own tools, a
+    schema goes to the native ``output_config.format`` and a schemaless JSON request
+    becomes an instruction in ``system``.
+    """
+    fmt = (
+        options.response_format.WhichOneof("format")
+        if options.HasField("response_format")
+        else None
+    )
+    if fmt not in ("json_object", "json_schema"):
+        return False
+    schema: dict[str, Any] | None = None
+    if fmt == "json_schema":
+        _, schema = unwrap_json_schema(options.response_format.json_schema)
+    if not thinking and not tools:
+        tools.append(
+            {
+                "name": STRUCTURED_TOOL,
+                "description": "Answer with the requested JSON object as this tool's input.",
+                "input_schema": schema or {"type": "object"},
+            }
+        )
+        body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
+        return True
+    if schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    else:
+        system.append(
+            {"type": "text", "text": "Respond with a single JSON object and nothing else."}
+        )
+    return False
+
+
+def _add_tool_choice(body: dict[str, Any], options: chat_pb2.ChatOptions) -> None:
+    """The caller's tool choice; no parallel calls is a flag on it (unless it is none)."""
+    choice = _tool_choice(options.tool_choice) if options.HasField("tool_choice") else None
+    if options.HasField("parallel_tool_calls") and not options.parallel_tool_calls:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None:
+        body["tool_choice"] = choice
+
+
+def _add_sampling(body: dict[str, Any], options: chat_pb2.ChatOptions, *, thinking: bool) -> None:
+    """Temperature, top_p and top_k. Extended thinking refuses temperature and top_k, and
+    top_p below 0.95: the thinking request wins and those are left out."""
+    dropped: list[str] = []
+    for name in ("temperature", "top_p", "top_k"):
+        if not options.HasField(name):
+            continue
+        value = getattr(options, name)
+        if thinking and (name != "top_p" or value < 0.95):
+            dropped.append(name)
+        else:
+            body[name] = value if name == "top_k" else round(value, 6)
+    if dropped:
+        log.debug("extended thinking is on: %s left out of the request", ", ".join(dropped))
 
 
 # -- response -----------------------------------------------------------------------------------
