@@ -567,13 +567,19 @@ class StreamAssembler:
             if self.plan.show_reasoning:
                 return [chat_pb2.ChatStreamResponse(reasoning_signature=delta["signature"])]
         if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
-            piece = str(delta["partial_json"])
-            state.arguments_sent = True
-            if state.structured:
-                return [chat_pb2.ChatStreamResponse(content=piece)]
-            if state.tool_index >= 0:
-                call = chat_pb2.ToolCallDelta(index=state.tool_index, arguments=piece)
-                return [chat_pb2.ChatStreamResponse(tool_call_delta=call)]
+            return self._arguments(state, str(delta["partial_json"]))
+        return []
+
+    @staticmethod
+    def _arguments(state: _Block, piece: str) -> list[chat_pb2.ChatStreamResponse]:
+        """A piece of a tool call's arguments, exactly as sent; the structured-output
+        tool's arguments are the answer's content."""
+        state.arguments_sent = True
+        if state.structured:
+            return [chat_pb2.ChatStreamResponse(content=piece)]
+        if state.tool_index >= 0:
+            call = chat_pb2.ToolCallDelta(index=state.tool_index, arguments=piece)
+            return [chat_pb2.ChatStreamResponse(tool_call_delta=call)]
         return []
 
     def _stop(self, index: int) -> list[chat_pb2.ChatStreamResponse]:
