@@ -980,7 +980,7 @@ def test_recorded_messages_parse(shared_dir: Path) -> None:
             usage = reply.usage
             finish = reply.finish_reason
         else:
-            assembler = anthropic_provider.StreamAssembler(_plan())
+            assembler = anthropic_provider.StreamAssembler(_plan(), "m", "anthropic")
             decoder = SseDecoder()
             events: list[chat_pb2.ChatStreamResponse] = []
             stream_error = None
@@ -1007,7 +1007,7 @@ def test_recorded_messages_parse(shared_dir: Path) -> None:
                     arguments[index] = arguments.get(index, "") + event.tool_call_delta.arguments
             calls = [(s.id, s.name, json.loads(arguments[s.index])) for s in starts]
             usage = assembler.usage or chat_pb2.Usage()
-            finish = assembler.finish
+            finish = assembler.finish_reason
             if "stream_error" in expect:
                 assert stream_error == expect["stream_error"]["type"], path.name
         assert content == expect.get("text", ""), path.name
@@ -1040,7 +1040,7 @@ def test_recorded_errors_classify(shared_dir: Path) -> None:
     assert cases
     for meta, path in cases:
         expect = meta["expect"]["error"]
-        error = provider.error_from_body(
+        error = provider.dialect.error_from_body(
             meta["status"], json.loads(path.read_text()), "m", meta["headers"]
         )
         assert type(error).__name__ == ERROR_CLASSES[expect["class"]], path.name

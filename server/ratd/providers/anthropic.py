@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,13 +33,18 @@ import orjson
 from ratatoskr.v1 import chat_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers.base import ChatLike, Provider
-from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
+from ratd.providers import anthropic_models
+from ratd.providers.base import ChatLike
+from ratd.providers.http import error_for_status
+from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import (
     InlineImage,
     arguments_object,
     image_source,
+    message_pieces,
     retyped,
+    role_turns,
+    tool_parameters,
     unwrap_json_schema,
 )
 from ratd.providers.reasoning_blocks import ANTHROPIC_FORMAT, verifiable_by
@@ -92,6 +97,8 @@ _CONTEXT_RE = re.compile(
 )
 
 _EPHEMERAL = {"type": "ephemeral"}
+# ToolChoice -> tool_choice type (a named function is {"type": "tool", "name": ...}).
+_CHOICE_TYPES = {"none": "none", "required": "any"}
 
 
 def finish_reason(stop_reason: str | None, *, structured: bool = False) -> chat_pb2.FinishReason:
@@ -131,21 +138,11 @@ def _image_block(image: chat_pb2.ImagePart, field: str) -> dict[str, Any]:
 
 def _content_blocks(message: chat_pb2.Message, field: str, *, images: bool) -> list[dict[str, Any]]:
     """Text (and, where the API takes them, image) blocks of a message, in order."""
-    blocks: list[dict[str, Any]] = []
-    if message.content:
-        blocks.append({"type": "text", "text": message.content})
-    for j, part in enumerate(message.parts):
-        if part.WhichOneof("part") == "text":
-            if part.text:
-                blocks.append({"type": "text", "text": part.text})
-        elif images:
-            blocks.append(_image_block(part.image, f"{field}.parts[{j}].image"))
-        else:
-            raise errors.InvalidInput(
-                f"{field}.parts[{j}]: Anthropic takes images only in user and tool messages",
-                field=f"{field}.parts[{j}]",
-            )
-    return blocks
+    refused = None if images else "Anthropic takes images only in user and tool messages"
+    return [
+        {"type": "text", "text": piece} if isinstance(piece, str) else _image_block(*piece)
+        for piece in message_pieces(message, field, refused)
+    ]
 
 
 def _reasoning_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
@@ -172,40 +169,35 @@ def _tool_result(message: chat_pb2.Message, field: str) -> dict[str, Any]:
     return block
 
 
+def _system_blocks(message: chat_pb2.Message, field: str) -> list[dict[str, Any]]:
+    return _content_blocks(message, field, images=False)
+
+
+def _turn(message: chat_pb2.Message, field: str) -> tuple[str, list[dict[str, Any]]]:
+    """A message's role on the wire and its blocks (empty ones are refused there)."""
+    if message.role == chat_pb2.ROLE_TOOL:
+        return "user", [_tool_result(message, field)]
+    if message.role != chat_pb2.ROLE_ASSISTANT:
+        return "user", _content_blocks(message, field, images=True)
+    blocks = _reasoning_blocks(message)
+    blocks.extend(_content_blocks(message, field, images=False))
+    blocks.extend(
+        {
+            "type": "tool_use",
+            "id": call.id,
+            "name": call.name,
+            "input": arguments_object(call.arguments),
+        }
+        for call in message.tool_calls
+    )
+    return "assistant", blocks
+
+
 def messages_to_wire(
     messages: Sequence[chat_pb2.Message],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, conversation turns) for the Messages API."""
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        field = f"messages[{i}]"
-        if message.role == chat_pb2.ROLE_SYSTEM:
-            system.extend(_content_blocks(message, field, images=False))
-            continue
-        if message.role == chat_pb2.ROLE_ASSISTANT:
-            role = "assistant"
-            blocks = _reasoning_blocks(message)
-            blocks.extend(_content_blocks(message, field, images=False))
-            for call in message.tool_calls:
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.name,
-                        "input": arguments_object(call.arguments),
-                    }
-                )
-        elif message.role == chat_pb2.ROLE_TOOL:
-            role, blocks = "user", [_tool_result(message, field)]
-        else:
-            role, blocks = "user", _content_blocks(message, field, images=True)
-        if not blocks:
-            continue  # the API refuses empty turns and empty text blocks
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+    system, turns = role_turns(messages, _system_blocks, _turn, "content")
     for turn in turns:
         if turn["role"] == "user":
             # Tool results must open the user turn that follows the tool calls.
@@ -217,11 +209,7 @@ def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
     wire: dict[str, Any] = {"name": tool.name}
     if tool.description:
         wire["description"] = tool.description
-    wire["input_schema"] = (
-        orjson.loads(tool.parameters_json)
-        if tool.parameters_json.strip()
-        else {"type": "object", "properties": {}}
-    )
+    wire["input_schema"] = tool_parameters(tool)
     if tool.cache_control_json.strip():
         wire["cache_control"] = orjson.loads(tool.cache_control_json)
     return wire
@@ -229,13 +217,9 @@ def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
 
 def _tool_choice(choice: chat_pb2.ToolChoice) -> dict[str, Any]:
     which = choice.WhichOneof("choice")
-    if which == "none":
-        return {"type": "none"}
-    if which == "required":
-        return {"type": "any"}
     if which == "function":
         return {"type": "tool", "name": choice.function}
-    return {"type": "auto"}
+    return {"type": _CHOICE_TYPES.get(which or "", "auto")}
 
 
 def thinking_budget(reasoning: chat_pb2.ReasoningConfig) -> int | None:
@@ -278,105 +262,22 @@ def build_request(
 ) -> RequestPlan:
     """The Messages API body for a chat request, and how to read its answer.
 
-    Structured output uses a forced tool (``STRUCTURED_TOOL``) where it can, since every
-    Claude model supports that; with thinking on (the API refuses forced tools then) or
-    with the caller's own tools, a schema goes to the native ``output_config.format``
-    and a schemaless JSON request becomes an instruction in ``system``.
-
     ``exclude_from_output`` hides reasoning text and signatures from the answer, but the
     signed blocks stay in ``ChatResponse.reasoning_blocks`` so the turn can be sent back.
     """
     options = request.options
     system, turns = messages_to_wire(request.messages)
     body: dict[str, Any] = {"model": model, "messages": turns}
-
-    budget: int | None = None
-    show_reasoning = True
-    if options.HasField("reasoning"):
-        budget = thinking_budget(options.reasoning)
-        show_reasoning = not options.reasoning.exclude_from_output
-        if budget is None:
-            body["thinking"] = {"type": "disabled"}
-    max_tokens = options.max_tokens if options.HasField("max_tokens") else None
-    if budget is not None:
-        if max_tokens is None:
-            max_tokens = default_max_tokens + budget
-        elif budget >= max_tokens:
-            budget = max_tokens - 1
-            if budget < MIN_THINKING_BUDGET:
-                raise errors.InvalidInput(
-                    f"options.max_tokens: Anthropic extended thinking needs max_tokens above "
-                    f"{MIN_THINKING_BUDGET} (the thinking budget counts towards it), "
-                    f"got {max_tokens}",
-                    field="options.max_tokens",
-                )
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    body["max_tokens"] = max_tokens or default_max_tokens
-
+    thinking = _add_thinking(body, options, default_max_tokens)
     tools = [_tool_to_wire(t) for t in request.tools]
-    structured_tool = False
-    fmt = (
-        options.response_format.WhichOneof("format")
-        if options.HasField("response_format")
-        else None
-    )
-    if fmt in ("json_object", "json_schema"):
-        schema: dict[str, Any] | None = None
-        if fmt == "json_schema":
-            _, schema = unwrap_json_schema(options.response_format.json_schema)
-        if budget is None and not tools:
-            # A forced tool works on every Claude model; its input is the answer.
-            structured_tool = True
-            tools = [
-                {
-                    "name": STRUCTURED_TOOL,
-                    "description": "Answer with the requested JSON object as this tool's input.",
-                    "input_schema": schema or {"type": "object"},
-                }
-            ]
-            body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
-        elif schema is not None:
-            # Forcing a tool is refused with thinking, and would keep the model from
-            # the caller's own tools: use the native format instead.
-            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-        else:
-            system.append(
-                {"type": "text", "text": "Respond with a single JSON object and nothing else."}
-            )
+    structured_tool = _add_structured_output(body, options, system, tools, thinking=thinking)
     if system:
         body["system"] = system
     if tools:
         body["tools"] = tools
     if not structured_tool and request.tools:
-        choice = _tool_choice(options.tool_choice) if options.HasField("tool_choice") else None
-        if options.HasField("parallel_tool_calls") and not options.parallel_tool_calls:
-            choice = choice or {"type": "auto"}
-            if choice["type"] != "none":
-                choice["disable_parallel_tool_use"] = True
-        if choice is not None:
-            body["tool_choice"] = choice
-
-    # Extended thinking refuses temperature and top_k, and top_p below 0.95: the thinking
-    # request wins and those are left out.
-    thinking = budget is not None
-    dropped: list[str] = []
-    if options.HasField("temperature"):
-        if thinking:
-            dropped.append("temperature")
-        else:
-            body["temperature"] = round(options.temperature, 6)
-    if options.HasField("top_p"):
-        if thinking and options.top_p < 0.95:
-            dropped.append("top_p")
-        else:
-            body["top_p"] = round(options.top_p, 6)
-    if options.HasField("top_k"):
-        if thinking:
-            dropped.append("top_k")
-        else:
-            body["top_k"] = options.top_k
-    if dropped:
-        log.debug("extended thinking is on: %s left out of the request", ", ".join(dropped))
+        _add_tool_choice(body, options)
+    _add_sampling(body, options, thinking=thinking)
     if options.stop:
         body["stop_sequences"] = list(options.stop)
     if options.HasField("cache_prompt") and options.cache_prompt:
@@ -385,7 +286,105 @@ def build_request(
         body["stream"] = True
     if options.HasField("raw_provider_options"):
         body.update(orjson.loads(options.raw_provider_options))
-    return RequestPlan(body, structured_tool, show_reasoning)
+    hidden = options.HasField("reasoning") and options.reasoning.exclude_from_output
+    return RequestPlan(body, structured_tool, show_reasoning=not hidden)
+
+
+def _add_thinking(body: dict[str, Any], options: chat_pb2.ChatOptions, default: int) -> bool:
+    """``thinking`` and ``max_tokens``, which must exceed the thinking budget; whether
+    thinking is on. Without max_tokens, the budget comes on top of the default."""
+    budget = thinking_budget(options.reasoning) if options.HasField("reasoning") else None
+    max_tokens = options.max_tokens if options.HasField("max_tokens") else None
+    if budget is None:
+        if options.HasField("reasoning"):
+            body["thinking"] = {"type": "disabled"}
+        body["max_tokens"] = max_tokens or default
+        return False
+    if max_tokens is None:
+        max_tokens = default + budget
+    elif budget >= max_tokens:
+        budget = max_tokens - 1
+        if budget < MIN_THINKING_BUDGET:
+            raise errors.InvalidInput(
+                f"options.max_tokens: Anthropic extended thinking needs max_tokens above "
+                f"{MIN_THINKING_BUDGET} (the thinking budget counts towards it), "
+                f"got {max_tokens}",
+                field="options.max_tokens",
+            )
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body["max_tokens"] = max_tokens
+    return True
+
+
+def _add_structured_output(
+    body: dict[str, Any],
+    options: chat_pb2.ChatOptions,
+    system: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    *,
+    thinking: bool,
+) -> bool:
+    """A JSON response format; whether the answer arrives as ``STRUCTURED_TOOL``'s input.
+
+    A forced tool is used where it can be, since every Claude model supports that; with
+    thinking on (the API refuses forced tools then) or with the caller's own tools, a
+    schema goes to the native ``output_config.format`` and a schemaless JSON request
+    becomes an instruction in ``system``.
+    """
+    fmt = (
+        options.response_format.WhichOneof("format")
+        if options.HasField("response_format")
+        else None
+    )
+    if fmt not in ("json_object", "json_schema"):
+        return False
+    schema: dict[str, Any] | None = None
+    if fmt == "json_schema":
+        _, schema = unwrap_json_schema(options.response_format.json_schema)
+    if not thinking and not tools:
+        tools.append(
+            {
+                "name": STRUCTURED_TOOL,
+                "description": "Answer with the requested JSON object as this tool's input.",
+                "input_schema": schema or {"type": "object"},
+            }
+        )
+        body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
+        return True
+    if schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    else:
+        system.append(
+            {"type": "text", "text": "Respond with a single JSON object and nothing else."}
+        )
+    return False
+
+
+def _add_tool_choice(body: dict[str, Any], options: chat_pb2.ChatOptions) -> None:
+    """The caller's tool choice; no parallel calls is a flag on it (unless it is none)."""
+    choice = _tool_choice(options.tool_choice) if options.HasField("tool_choice") else None
+    if options.HasField("parallel_tool_calls") and not options.parallel_tool_calls:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None:
+        body["tool_choice"] = choice
+
+
+def _add_sampling(body: dict[str, Any], options: chat_pb2.ChatOptions, *, thinking: bool) -> None:
+    """Temperature, top_p and top_k. Extended thinking refuses temperature and top_k, and
+    top_p below 0.95: the thinking request wins and those are left out."""
+    dropped: list[str] = []
+    for name in ("temperature", "top_p", "top_k"):
+        if not options.HasField(name):
+            continue
+        value = getattr(options, name)
+        if thinking and (name != "top_p" or value < 0.95):
+            dropped.append(name)
+        else:
+            body[name] = value if name == "top_k" else round(value, 6)
+    if dropped:
+        log.debug("extended thinking is on: %s left out of the request", ", ".join(dropped))
 
 
 # -- response -----------------------------------------------------------------------------------
@@ -459,9 +458,10 @@ class StreamAssembler:
     ``message_delta`` (output tokens are cumulative there).
     """
 
-    def __init__(self, plan: RequestPlan) -> None:
+    def __init__(self, plan: RequestPlan, model: str, provider: str) -> None:
         self.plan = plan
-        self.model = ""
+        self.model = model
+        self.provider = provider
         self.stop_reason: str | None = None
         self.stopped = False
         self._usage: dict[str, Any] = {}
@@ -474,9 +474,26 @@ class StreamAssembler:
         return usage_from_wire(self._usage) if self._usage else None
 
     @property
-    def finish(self) -> chat_pb2.FinishReason:
+    def finish_reason(self) -> chat_pb2.FinishReason:
         structured = self.plan.structured_tool and self._tool_calls == 0
         return finish_reason(self.stop_reason, structured=structured)
+
+    @property
+    def complete(self) -> bool:
+        """A stop reason came (``message_delta``): a stream cut before it is an error."""
+        return self.stop_reason is not None
+
+    @property
+    def ended(self) -> bool:
+        return self.stopped
+
+    def finish(self) -> list[chat_pb2.ChatStreamResponse]:
+        """The usage (when the upstream reported any) and ``done``."""
+        done = chat_pb2.ChatStreamResponse(
+            done=True, finish_reason=self.finish_reason, model=self.model, provider=self.provider
+        )
+        usage = self.usage
+        return [done] if usage is None else [chat_pb2.ChatStreamResponse(usage=usage), done]
 
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -550,13 +567,19 @@ class StreamAssembler:
             if self.plan.show_reasoning:
                 return [chat_pb2.ChatStreamResponse(reasoning_signature=delta["signature"])]
         if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
-            piece = str(delta["partial_json"])
-            state.arguments_sent = True
-            if state.structured:
-                return [chat_pb2.ChatStreamResponse(content=piece)]
-            if state.tool_index >= 0:
-                call = chat_pb2.ToolCallDelta(index=state.tool_index, arguments=piece)
-                return [chat_pb2.ChatStreamResponse(tool_call_delta=call)]
+            return self._arguments(state, str(delta["partial_json"]))
+        return []
+
+    @staticmethod
+    def _arguments(state: _Block, piece: str) -> list[chat_pb2.ChatStreamResponse]:
+        """A piece of a tool call's arguments, exactly as sent; the structured-output
+        tool's arguments are the answer's content."""
+        state.arguments_sent = True
+        if state.structured:
+            return [chat_pb2.ChatStreamResponse(content=piece)]
+        if state.tool_index >= 0:
+            call = chat_pb2.ToolCallDelta(index=state.tool_index, arguments=piece)
+            return [chat_pb2.ChatStreamResponse(tool_call_delta=call)]
         return []
 
     def _stop(self, index: int) -> list[chat_pb2.ChatStreamResponse]:
@@ -589,31 +612,33 @@ class StreamAssembler:
         return out
 
 
-# -- the provider -------------------------------------------------------------------------------
+# -- the dialect --------------------------------------------------------------------------------
 
 
-class AnthropicProvider(Provider):
-    kind = "anthropic"
-    capabilities = frozenset({"chat", "generate"})
+class MessagesDialect:
+    """The Messages API as pure hooks (``ChatDialect``): the request body, its answer,
+    its stream and its errors. The request plan (the structured-output tool, whether
+    reasoning is shown) travels in ``UpstreamCall.plan`` to the parser and assembler."""
 
-    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
-        super().__init__(name, config, api_key)
-        auth = {"x-api-key": api_key.reveal()} if api_key else {}
-        defaults = {"anthropic-version": API_VERSION}
-        self.http = HttpClient(name, config, {**defaults, **config.headers, **auth})
+    def __init__(self, provider: str, default_max_tokens: int) -> None:
+        self.provider = provider
+        self.default_max_tokens = default_max_tokens
 
-    async def close(self) -> None:
-        await self.http.close()
-
-    def unsupported_parameters(self, model: str) -> frozenset[str]:
-        return frozenset({"frequency_penalty", "presence_penalty", "seed"})
-
-    def build_request(self, request: ChatLike, model: str, *, stream: bool) -> RequestPlan:
-        return build_request(
-            request, model, stream=stream, default_max_tokens=self.config.default_max_tokens
+    def chat_call(
+        self, request: ChatLike, model: str, *, stream: bool
+    ) -> UpstreamCall[chat_pb2.ChatStreamResponse]:
+        plan = build_request(
+            request, model, stream=stream, default_max_tokens=self.default_max_tokens
         )
+        return UpstreamCall(MESSAGES_PATH, plan.body, model, plan=plan)
 
-    # -- errors ------------------------------------------------------------------------------
+    def parse_chat(
+        self, data: dict[str, Any], call: UpstreamCall[chat_pb2.ChatStreamResponse]
+    ) -> chat_pb2.ChatResponse:
+        return parse_message(data, call.model, self.provider, call.plan)
+
+    def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> StreamAssembler:
+        return StreamAssembler(call.plan, call.model, self.provider)
 
     def error_from_body(
         self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
@@ -630,7 +655,12 @@ class AnthropicProvider(Provider):
         # A type this version does not know, inside a 200 stream: the upstream failed.
         mapped = _TYPE_STATUS.get(kind, 502 if status == 200 else status)
         error = error_for_status(
-            mapped, message, provider=self.name, model=model, headers=headers, upstream_code=kind
+            mapped,
+            message,
+            provider=self.provider,
+            model=model,
+            headers=headers,
+            upstream_code=kind,
         )
         if kind == "invalid_request_error" or mapped == 400:
             match = _CONTEXT_RE.search(message)
@@ -641,98 +671,41 @@ class AnthropicProvider(Provider):
                 return retyped(errors.QuotaExceeded, error)
         return error
 
-    # -- chat ----------------------------------------------------------------------------------
-
-    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        plan = self.build_request(request, model, stream=False)
-        async with self.http.request("POST", MESSAGES_PATH, plan.body, model=model) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-        data = loads_or_protocol_error(raw, self.name, model)
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
+        """An error object in a 200 answer, or a stream's ``event: error`` (whose data
+        says ``"type": "error"`` too)."""
         if isinstance(data, dict) and data.get("type") == "error":
-            raise self.error_from_body(200, data, model)
-        if not isinstance(data, dict):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the response is not a JSON object", provider=self.name, model=model
-            )
-        return parse_message(data, model, self.name, plan)
+            return self.error_from_body(200, data, model)
+        return None
 
-    async def chat_stream(
-        self, request: ChatLike, model: str
-    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        plan = self.build_request(request, model, stream=True)
-        assembler = StreamAssembler(plan)
-        async with self.http.events(
-            MESSAGES_PATH,
-            plan.body,
-            model=model,
-            status_error=self.error_from_body,
-            json_error=lambda data: (
-                self.error_from_body(200, data, model)
-                if isinstance(data, dict) and data.get("type") == "error"
-                else None
-            ),
-        ) as events:
-            async for event in events:
-                payload = loads_or_protocol_error(event.data, self.name, model)
-                if not isinstance(payload, dict):
-                    continue
-                if event.event == "error" or payload.get("type") == "error":
-                    raise self.error_from_body(200, payload, model)
-                for out in assembler.feed(payload):
-                    yield out
-                if assembler.stopped:
-                    break
-        if assembler.stop_reason is None:
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the stream ended before the response was complete",
-                provider=self.name,
-                model=model,
-            )
-        usage = assembler.usage
-        if usage is not None:
-            yield chat_pb2.ChatStreamResponse(usage=usage)
-        yield chat_pb2.ChatStreamResponse(
-            done=True,
-            finish_reason=assembler.finish,
-            model=assembler.model or model,
-            provider=self.name,
-        )
 
-    # -- models ---------------------------------------------------------------------------------
+# -- the provider -------------------------------------------------------------------------------
+
+
+class AnthropicProvider(HttpProvider):
+    """Chat over the Messages API, and the model list; the key goes in ``x-api-key``."""
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        self.dialect = MessagesDialect(name, config.default_max_tokens)
+
+    def default_headers(self) -> dict[str, str]:
+        return {"anthropic-version": API_VERSION}
+
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        return {"x-api-key": api_key.reveal()}
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        return frozenset({"frequency_penalty", "presence_penalty", "seed"})
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         """Every model of ``GET /v1/models``, following its pages."""
         found: list[models_pb2.ModelInfo] = []
         after: str | None = None
-        chat_capabilities = [
-            models_pb2.MODEL_CAPABILITY_CHAT,
-            models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
-            models_pb2.MODEL_CAPABILITY_GENERATE,
-            models_pb2.MODEL_CAPABILITY_TOOL_USE,
-            models_pb2.MODEL_CAPABILITY_VISION,
-            models_pb2.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
-        ]
-        for _ in range(100):  # a bound, in case a proxy keeps answering has_more
-            path = "/v1/models?limit=1000" + (f"&after_id={after}" if after else "")
-            status, headers, body = await self.http.json("GET", path)
-            if status != 200:
-                raise self.error_from_body(status, body, "", headers)
-            if not isinstance(body, dict):
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: the model list is not a JSON object", provider=self.name
-                )
-            for item in body.get("data") or ():
-                if isinstance(item, dict) and item.get("id"):
-                    found.append(
-                        models_pb2.ModelInfo(
-                            id=str(item["id"]), provider=self.name, capabilities=chat_capabilities
-                        )
-                    )
-            after = body.get("last_id")
-            if not body.get("has_more") or not after:
+        for _ in range(anthropic_models.MAX_PAGES):
+            page = await self.call_json("GET", anthropic_models.page_path(after))
+            found.extend(anthropic_models.model_infos(page, self.name))
+            after = anthropic_models.next_page(page)
+            if after is None:
                 break
         return found

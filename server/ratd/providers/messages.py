@@ -1,6 +1,6 @@
 """Small pieces of request mapping that several native (non-OpenAI) adapters share:
-images as inline data or URLs, tool-call arguments as objects, and the tool calls an
-assistant made earlier in the history.
+images as inline data or URLs, tool-call arguments as objects, the tool calls an
+assistant made earlier in the history, and conversations as alternating role turns.
 
 They exist because Anthropic and Gemini both take images as base64 plus a MIME type
 (never as ``data:`` URLs) and tool arguments as JSON objects (never as strings).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +61,43 @@ def image_source(image: chat_pb2.ImagePart, field: str) -> InlineImage | RemoteI
     return RemoteImage(url, image.mime_type or guessed)
 
 
+# A piece of a message's content: a text, or an image with the field that names it.
+Piece = str | tuple[chat_pb2.ImagePart, str]
+
+
+def message_pieces(
+    message: chat_pb2.Message, field: str, images_refused: str | None = None
+) -> list[Piece]:
+    """A message's content in order: its non-empty texts, and its images. Where the API
+    takes no image, ``images_refused`` says why and an image is the caller's input error."""
+    pieces: list[Piece] = [message.content] if message.content else []
+    for j, part in enumerate(message.parts):
+        if part.WhichOneof("part") == "text":
+            if part.text:
+                pieces.append(part.text)
+        elif images_refused is None:
+            pieces.append((part.image, f"{field}.parts[{j}].image"))
+        else:
+            where = f"{field}.parts[{j}]"
+            raise errors.InvalidInput(f"{where}: {images_refused}", field=where)
+    return pieces
+
+
 def arguments_object(arguments: str) -> dict[str, Any]:
     """A tool call's serialised arguments as the object native APIs want ("" is {})."""
     if not arguments.strip():
         return {}
     value = orjson.loads(arguments)  # validated as a JSON object before providers run
     return value if isinstance(value, dict) else {"value": value}
+
+
+def tool_parameters(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
+    """A tool's parameters schema; a tool without one takes an empty object, which APIs
+    that require a schema accept."""
+    if tool.parameters_json.strip():
+        value: dict[str, Any] = orjson.loads(tool.parameters_json)
+        return value
+    return {"type": "object", "properties": {}}
 
 
 def tool_result_value(content: str) -> Any:
@@ -97,3 +129,35 @@ def retyped(
         retry_after=error.retry_after,
         **extra,
     )
+
+
+# One message as (role, wire parts); ``field`` names the message for input errors.
+Turn = Callable[[chat_pb2.Message, str], tuple[str, list[dict[str, Any]]]]
+Parts = Callable[[chat_pb2.Message, str], list[dict[str, Any]]]
+
+
+def role_turns(
+    messages: Sequence[chat_pb2.Message], system_parts: Parts, turn: Turn, key: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system parts, turns ``{"role", key: parts}``) of a conversation.
+
+    Native APIs keep the system prompt apart from the turns, refuse empty turns and want
+    roles to alternate: every system message's parts go to the system prompt in order
+    (several are kept, never "last wins"), a message without parts is left out, and
+    consecutive messages of one role are merged into one turn.
+    """
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        field = f"messages[{i}]"
+        if message.role == chat_pb2.ROLE_SYSTEM:
+            system.extend(system_parts(message, field))
+            continue
+        role, parts = turn(message, field)
+        if not parts:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1][key].extend(parts)
+        else:
+            turns.append({"role": role, key: parts})
+    return system, turns
