@@ -100,6 +100,15 @@ def tool_parameters(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
     return {"type": "object", "properties": {}}
 
 
+def function_tool(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
+    """A tool as OpenAI's Chat Completions (and Ollama, which copied it) declare one."""
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = tool_parameters(tool)
+    return {"type": "function", "function": function}
+
+
 def tool_result_value(content: str) -> Any:
     """A tool message's content: its JSON value when it is JSON, else the text."""
     try:

@@ -43,6 +43,7 @@ from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike, GenerateLike
 from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
+from ratd.providers.messages import function_tool
 from ratd.providers.ollama_models import (
     loaded_model_from_ps,
     model_info_from_show,
@@ -284,18 +285,6 @@ def messages_to_wire(messages: Sequence[chat_pb2.Message]) -> list[dict[str, Any
     return wire_messages
 
 
-def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        function["description"] = tool.description
-    function["parameters"] = (
-        orjson.loads(tool.parameters_json)
-        if tool.parameters_json
-        else {"type": "object", "properties": {}}
-    )
-    return {"type": "function", "function": function}
-
-
 def _tools_to_wire(request: ChatLike) -> list[dict[str, Any]]:
     """The tools to offer. Ollama has no tool_choice: "none" offers none, a named function
     offers only that one; "required" cannot be enforced and offers them all."""
@@ -309,7 +298,7 @@ def _tools_to_wire(request: ChatLike) -> list[dict[str, Any]]:
             tools = [t for t in tools if t.name == options.tool_choice.function]
         elif which == "required":
             log.debug("ollama cannot force a tool call; tool_choice=required offers the tools")
-    return [_tool_to_wire(t) for t in tools]
+    return [function_tool(t) for t in tools]
 
 
 class _EndsWithDoneLine:

@@ -25,7 +25,7 @@ from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike
 from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
-from ratd.providers.messages import retyped
+from ratd.providers.messages import function_tool, retyped
 from ratd.providers.openrouter_models import openrouter_metadata
 from ratd.providers.reasoning_blocks import ReasoningDetails, details_from_blocks
 from ratd.secrets import Secret
@@ -138,16 +138,6 @@ def message_to_wire(message: chat_pb2.Message) -> dict[str, Any]:
         if not wire["content"]:
             wire["content"] = None
     return wire
-
-
-def _tool_to_wire(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        function["description"] = tool.description
-    function["parameters"] = (
-        orjson.loads(tool.parameters_json) if tool.parameters_json else {"type": "object"}
-    )
-    return {"type": "function", "function": function}
 
 
 def _tool_choice(choice: chat_pb2.ToolChoice) -> Any:
@@ -335,7 +325,7 @@ class ChatCompletions:
             "messages": [message_to_wire(m) for m in request.messages],
         }
         if request.tools:
-            body["tools"] = [_tool_to_wire(t) for t in request.tools]
+            body["tools"] = [function_tool(t) for t in request.tools]
             if options.HasField("parallel_tool_calls"):
                 body["parallel_tool_calls"] = options.parallel_tool_calls
             # Only with tools: OpenAI refuses tool_choice without them (400).
