@@ -20,6 +20,14 @@ import orjson
 from ratatoskr.v1 import chat_pb2
 from ratd import errors
 
+# Message roles as OpenAI's Chat Completions (and Ollama) name them.
+ROLE_NAMES = {
+    chat_pb2.ROLE_SYSTEM: "system",
+    chat_pb2.ROLE_USER: "user",
+    chat_pb2.ROLE_ASSISTANT: "assistant",
+    chat_pb2.ROLE_TOOL: "tool",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class InlineImage:

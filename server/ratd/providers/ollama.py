@@ -43,7 +43,7 @@ from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike, GenerateLike
 from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
-from ratd.providers.messages import function_tool
+from ratd.providers.messages import ROLE_NAMES, function_tool
 from ratd.providers.ollama_models import (
     loaded_model_from_ps,
     model_info_from_show,
@@ -54,12 +54,6 @@ from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
 
-_ROLES = {
-    chat_pb2.ROLE_SYSTEM: "system",
-    chat_pb2.ROLE_USER: "user",
-    chat_pb2.ROLE_ASSISTANT: "assistant",
-    chat_pb2.ROLE_TOOL: "tool",
-}
 _FINISH: dict[str, chat_pb2.FinishReason] = {
     "stop": chat_pb2.FINISH_REASON_STOP,
     "length": chat_pb2.FINISH_REASON_LENGTH,
@@ -262,7 +256,7 @@ def messages_to_wire(messages: Sequence[chat_pb2.Message]) -> list[dict[str, Any
                 texts.append(part.text)
             else:
                 images.append(_image_base64(part.image, f"messages[{i}].parts[{j}].image"))
-        wire: dict[str, Any] = {"role": _ROLES[message.role], "content": "\n".join(texts)}
+        wire: dict[str, Any] = {"role": ROLE_NAMES[message.role], "content": "\n".join(texts)}
         if images:
             wire["images"] = images
         thinking = "".join(block.text for block in message.reasoning_blocks)

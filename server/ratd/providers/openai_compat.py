@@ -25,19 +25,13 @@ from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike
 from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
-from ratd.providers.messages import function_tool, retyped
+from ratd.providers.messages import ROLE_NAMES, function_tool, retyped
 from ratd.providers.openrouter_models import openrouter_metadata
 from ratd.providers.reasoning_blocks import ReasoningDetails, details_from_blocks
 from ratd.secrets import Secret
 
 log = logging.getLogger(__name__)
 
-_ROLES = {
-    chat_pb2.ROLE_SYSTEM: "system",
-    chat_pb2.ROLE_USER: "user",
-    chat_pb2.ROLE_ASSISTANT: "assistant",
-    chat_pb2.ROLE_TOOL: "tool",
-}
 _FINISH = {
     "stop": chat_pb2.FINISH_REASON_STOP,
     "end_turn": chat_pb2.FINISH_REASON_STOP,
@@ -121,7 +115,7 @@ def _content(message: chat_pb2.Message) -> str | list[dict[str, Any]]:
 
 
 def message_to_wire(message: chat_pb2.Message) -> dict[str, Any]:
-    wire: dict[str, Any] = {"role": _ROLES[message.role], "content": _content(message)}
+    wire: dict[str, Any] = {"role": ROLE_NAMES[message.role], "content": _content(message)}
     if message.HasField("name"):
         wire["name"] = message.name
     if message.role == chat_pb2.ROLE_TOOL:
