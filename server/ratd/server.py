@@ -115,6 +115,7 @@ class Daemon:
         )
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
 
     @property
     def gateway(self) -> Gateway:
@@ -231,12 +232,15 @@ class Daemon:
             return True, f"reloaded {config.source}"
 
     async def run(self) -> int:
+        # Handlers first: start() announces readiness (ready file, READY=1), and a SIGTERM
+        # sent the moment it does must drain and stop cleanly, not kill the process with
+        # the default action.
+        self._install_signals()
         try:
             await self.start()
         except OSError as err:
             log.error("%s", err)
             return 1
-        self._install_signals()
         await self.stopping.wait()
         await self.stop()
         return 0
@@ -245,7 +249,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: reload, once serving (a reload while start-up runs would race it)."""
+        if not self.service.serving:
+            log.warning("SIGHUP before ratd serves (or while it stops): not reloading")
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)  # a reference, so that the task is not collected mid-run
+        task.add_done_callback(self._reloads.discard)
 
 
 def _restart_only_changes(old: Config, new: Config) -> list[str]:
