@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import grpc
@@ -24,7 +24,7 @@ from ratd.config import Config, ConfigError
 from ratd.core.gateway import Gateway
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
-from ratd.providers import build_providers
+from ratd.providers import Provider, build_providers
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
 from ratd.service.guard import CallGuard
@@ -81,14 +81,17 @@ class Daemon:
         *,
         ready_file: Path | None = None,
         reread: Callable[[], Config] | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
+        """``providers``: ones the caller built, used where they serve ``config`` as they are
+        (as a reload keeps the running ones); the rest are built from ``config``."""
         self.config = config
         self.ready_file = ready_file
         # Reads the config and secrets again for a reload (raises ConfigError/SecretsError).
         self.reread = reread
         self.stopping = asyncio.Event()
         self.address = ""
-        self.holder = GatewayHolder(Gateway(config, build_providers(config)))
+        self.holder = GatewayHolder(Gateway(config, build_providers(config, providers)))
         # systemd (Type=notify): READY/RELOADING/STOPPING and watchdog pings; a no-op
         # without $NOTIFY_SOCKET.
         self.notifier = Notifier()

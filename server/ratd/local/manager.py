@@ -13,6 +13,10 @@ Lifecycle of a model: available -> loading -> ready -> unloading -> available.
 - A model unused for ``idle_timeout_secs`` is unloaded (0 turns idle unloading off).
 - After an unload the heap is trimmed (``malloc_trim``) and the RSS drop is measured and
   logged, so that "unloaded" means the memory went back to the OS.
+
+Finding the files, building the session and measuring memory are ``Loaders`` given to the
+manager (the real ones by default), so that tests can give a meter with known costs and
+assert exactly which model the budget evicts, on any machine.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ratd import errors
 from ratd.config import LocalConfig
@@ -76,7 +81,7 @@ class Entry:
         return self.spec.name
 
 
-def _weights_size(files: sources.ModelFiles) -> int:
+def weights_size(files: sources.ModelFiles) -> int:
     """Bytes of the graph and its external weights on disk."""
     size = files.onnx.stat().st_size
     data = files.find(f"{files.onnx_file}_data")
@@ -89,6 +94,64 @@ def build_model(spec: ModelSpec, files: sources.ModelFiles, settings: SessionSet
     return NliModel(spec, files, settings)
 
 
+def resolve_verified(
+    spec: ModelSpec, models_dir: Path, hub: sources.HubSettings
+) -> sources.ModelFiles:
+    """The model's files (perhaps downloaded), checked against their configured sha256."""
+    files = sources.resolve(spec, models_dir, hub)
+    files.verify()
+    return files
+
+
+# -- what the manager is given to load and measure models (injectable, like the loaders
+# of Ollama's scheduler: tests give a known memory cost while everything else stays real)
+
+
+class MemoryMeter(Protocol):
+    """How the manager learns what a model costs in memory. Called in worker threads."""
+
+    def reading(self) -> int:
+        """This process's memory now, settled: the figure compared across a load/unload."""
+        ...
+
+    def estimate(self, spec: ModelSpec, files: sources.ModelFiles) -> int:
+        """The cost expected of a model's first load (later loads reuse the measurement)."""
+        ...
+
+    def cost(self, spec: ModelSpec, files: sources.ModelFiles, before: int, after: int) -> int:
+        """What a load cost, from the readings taken before and after it (and warm-up)."""
+        ...
+
+
+class RssMeter:
+    """The real meter: resident set size after a garbage collection and ``malloc_trim``."""
+
+    def reading(self) -> int:
+        return memory.settled_rss()
+
+    def estimate(self, spec: ModelSpec, files: sources.ModelFiles) -> int:
+        # The weights plus a margin for activations, corrected by the measurement.
+        return int(weights_size(files) * 1.5)
+
+    def cost(self, spec: ModelSpec, files: sources.ModelFiles, before: int, after: int) -> int:
+        # The weights are in memory whatever RSS says: a heap that reuses memory freed by an
+        # earlier unload can make the difference small, or nothing.
+        return max(after - before, weights_size(files))
+
+
+ModelBuilder = Callable[[ModelSpec, sources.ModelFiles, SessionSettings], OnnxModel]
+SourceResolver = Callable[[ModelSpec, Path, sources.HubSettings], sources.ModelFiles]
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """Finding, building and measuring a model: the real ones unless a caller says."""
+
+    meter: MemoryMeter = field(default_factory=RssMeter)
+    build: ModelBuilder = build_model
+    resolve: SourceResolver = resolve_verified
+
+
 class ModelManager:
     def __init__(
         self,
@@ -98,8 +161,10 @@ class ModelManager:
         *,
         models_dir: Path,
         hub: sources.HubSettings,
+        loaders: Loaders | None = None,
     ) -> None:
         self.config = config
+        self.loaders = loaders or Loaders()
         self.catalog = catalog
         self.executor = executor
         self.models_dir = models_dir
@@ -180,11 +245,10 @@ class ModelManager:
         )
 
     def _estimate(self, entry: Entry, files: sources.ModelFiles) -> int:
-        """Expected cost of a load: the last measurement, else the weights plus a margin
-        for activations (corrected by the measurement right after the load)."""
+        """Expected cost of a load: the last measurement, else the meter's estimate."""
         if entry.bytes:
             return entry.bytes
-        return int(_weights_size(files) * 1.5)
+        return self.loaders.meter.estimate(entry.spec, files)
 
     async def _make_room(self, entry: Entry, needed: int) -> None:
         """Evict least-recently-used idle models until ``needed`` more bytes fit."""
@@ -292,21 +356,19 @@ class ModelManager:
 
     async def _load_now(self, entry: Entry) -> None:
         spec = entry.spec
+        meter = self.loaders.meter
         # Finding (perhaps downloading) and checking files needs no memory lock.
-        files = await asyncio.to_thread(sources.resolve, spec, self.models_dir, self.hub)
-        await asyncio.to_thread(files.verify)
+        files = await asyncio.to_thread(self.loaders.resolve, spec, self.models_dir, self.hub)
         async with self._load_lock:
             await self._make_room(entry, self._estimate(entry, files))
-            before = await asyncio.to_thread(memory.settled_rss)
+            before = await asyncio.to_thread(meter.reading)
             started = time.monotonic()
-            model = await asyncio.to_thread(build_model, spec, files, self.settings)
+            model = await asyncio.to_thread(self.loaders.build, spec, files, self.settings)
             await asyncio.to_thread(
                 model.warm_up, self.limits.max_batch_tokens, self.limits.max_batch_size
             )
-            after = await asyncio.to_thread(memory.settled_rss)
-            # The weights are in memory whatever RSS says: a heap that reuses memory freed
-            # by an earlier unload can make the difference small, or nothing.
-            measured = max(after - before, _weights_size(files))
+            after = await asyncio.to_thread(meter.reading)
+            measured = meter.cost(spec, files, before, after)
             entry.loads += 1
             entry.model, entry.bytes, entry.device, entry.source = (
                 model,
@@ -340,7 +402,7 @@ class ModelManager:
 
     async def _release(self, entry: Entry) -> int:
         """Drop the model's session and batcher and trim the heap; returns the RSS drop."""
-        before = memory.rss()
+        before = await asyncio.to_thread(self.loaders.meter.reading)
         batcher, model = entry.batcher, entry.model
         entry.batcher, entry.model = None, None
         if batcher is not None:
@@ -348,7 +410,7 @@ class ModelManager:
         if model is not None:
             model.close()
         del batcher, model
-        after = await asyncio.to_thread(memory.settled_rss)
+        after = await asyncio.to_thread(self.loaders.meter.reading)
         return before - after
 
     async def _unload(self, entry: Entry, reason: str) -> None:
