@@ -228,6 +228,23 @@ async def test_a_pinned_model_outlives_the_idle_timeout(model_root: Path, tmp_pa
         assert await loaded_names(client) == {"alpha"}
 
 
+async def test_a_model_in_use_outlives_its_idle_timeout(model_root: Path, tmp_path: Path) -> None:
+    """beta is loaded, and held by a request, before alpha loads: alpha's idle unload
+    proves that beta's timeout passed too, and beta is still there; once released, it goes."""
+    text = config_text(model_root, tmp_path, idle_timeout_secs=0.3)
+    async with daemon_and_client(text, KnownCosts(EACH_100_MB)) as (daemon, client):
+        async with manager_of(daemon).use("beta"):
+            alpha = await client.load_model("alpha")
+            shown = alpha.expires_at.ToNanoseconds() - alpha.last_used.ToNanoseconds()
+            assert shown == pytest.approx(300_000_000, abs=1_000)  # last use + idle timeout
+            (beta,) = [m for m in await client.list_loaded() if m.name == "beta"]
+            assert beta.in_use == 1 and not beta.HasField("expires_at")
+            await wait_until_unloaded(client, "alpha")
+            assert await loaded_names(client) == {"beta"}
+        await wait_until_unloaded(client, "beta")
+        assert await client.list_loaded() == []
+
+
 async def test_a_model_larger_than_the_budget_is_refused(model_root: Path, tmp_path: Path) -> None:
     """Nothing is evicted for a load that cannot fit even alone."""
     text = config_text(model_root, tmp_path, ram_budget_mb=250, idle_timeout_secs=0)
@@ -366,7 +383,7 @@ async def test_a_reload_keeps_loaded_models_unless_the_local_config_changed(
             assert await loaded_names(client) == {"alpha"}
             await client.embed("still warm", "alpha")
             assert first.entries["alpha"].loads == 1, "the model was not loaded again"
-            assert first._sweeper is not None and not first._sweeper.done()
+            assert first.entries["alpha"].idle_timer is not None, "still unloads when idle"
 
             reloaded, message = await daemon.reload()
             assert reloaded, message

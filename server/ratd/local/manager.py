@@ -10,7 +10,9 @@ Lifecycle of a model: available -> loading -> ready -> unloading -> available.
 - Before a load that would exceed the budget, least-recently-used idle models are
   evicted. A model serving a request (``in_use`` > 0) or pinned is never evicted. If the
   load still cannot fit, it fails with UNAVAILABLE so that the fallback chain moves on.
-- A model unused for ``idle_timeout_secs`` is unloaded (0 turns idle unloading off).
+- A model unused for ``idle_timeout_secs`` is unloaded (0 turns idle unloading off): each
+  ready model has a timer, armed when its last use ends (or its load completes) and
+  disarmed while it serves, is pinned or is unloaded; no polling.
 - After an unload the heap is trimmed (``malloc_trim``) and the RSS drop is measured and
   logged, so that "unloaded" means the memory went back to the OS.
 
@@ -22,7 +24,6 @@ assert exactly which model the budget evicts, on any machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -67,7 +68,9 @@ class Entry:
     device: str = ""
     source: str = ""
     last_used: float = 0.0  # wall clock, for display
-    last_used_mono: float = 0.0  # monotonic, for the idle timeout and LRU order
+    last_used_mono: float = 0.0  # monotonic, for the LRU order
+    # Unloads the model once idle for idle_timeout_secs; None while in use or pinned.
+    idle_timer: asyncio.TimerHandle | None = None
     in_use: int = 0
     pinned: bool = False
     loads: int = 0
@@ -179,9 +182,9 @@ class ModelManager:
         )
         self.entries: dict[str, Entry] = {}
         self._load_lock = asyncio.Lock()
-        self._sweeper: asyncio.Task[None] | None = None
         self._started = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # loads
+        self._expiring: set[asyncio.Task[None]] = set()  # idle unloads
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -209,15 +212,11 @@ class ModelManager:
     # -- start and stop ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the idle sweeper and load the pinned models (once: a gateway built by a
-        reload starts the manager it kept from the previous one again)."""
+        """Load the pinned models (once: a gateway built by a reload starts the manager it
+        kept from the previous one again)."""
         if self._started:
             return
         self._started = True
-        if self.config.idle_timeout_secs > 0:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep(), name="local-idle-sweeper"
-            )
         for name in self.config.pinned:
             try:
                 await self.load(name, pin=True)
@@ -225,10 +224,10 @@ class ModelManager:
                 log.error("pinned model %s could not be loaded at start: %s", name, err.message)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for entry in self.entries.values():
+            self._disarm(entry)
+        if self._expiring:
+            await asyncio.gather(*self._expiring, return_exceptions=True)
         for entry in list(self.entries.values()):
             if entry.state is State.LOADING and entry.transition is not None:
                 await asyncio.gather(asyncio.shield(entry.transition), return_exceptions=True)
@@ -298,6 +297,7 @@ class ModelManager:
         await self._ready(entry)
         entry.in_use += 1
         entry.idle.clear()
+        self._disarm(entry)
         try:
             yield entry
         finally:
@@ -306,6 +306,7 @@ class ModelManager:
             entry.last_used_mono = time.monotonic()
             if entry.in_use == 0:
                 entry.idle.set()
+                self._arm(entry)
 
     async def _ready(self, entry: Entry) -> None:
         while entry.state is not State.READY:
@@ -351,6 +352,7 @@ class ModelManager:
             return
         entry.state = State.READY
         entry.last_error = ""
+        self._arm(entry)  # in case nobody waits for the load any more (callers cancelled)
         if not transition.done():
             transition.set_result(None)
 
@@ -414,6 +416,7 @@ class ModelManager:
         return before - after
 
     async def _unload(self, entry: Entry, reason: str) -> None:
+        self._disarm(entry)
         entry.state = State.UNLOADING
         loop = asyncio.get_running_loop()
         entry.transition = loop.create_future()
@@ -462,23 +465,44 @@ class ModelManager:
             pass
         return entry
 
-    async def _sweep(self) -> None:
+    # -- idle timers -----------------------------------------------------------------------
+
+    def _arm(self, entry: Entry) -> None:
+        """(Re)start the idle timer of a ready, unused, unpinned model. It fires at
+        ``last_used + idle_timeout_secs``, the ``expires_at`` that list_loaded shows."""
+        self._disarm(entry)
         timeout = self.config.idle_timeout_secs
-        interval = min(max(timeout / 4, 0.05), 5.0)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for entry in list(self.entries.values()):
-                if (
-                    entry.state is State.READY
-                    and entry.in_use == 0
-                    and not entry.pinned
-                    and now - entry.last_used_mono >= timeout
-                ):
-                    try:
-                        await self._unload(entry, reason=f"idle for {timeout:g}s")
-                    except Exception:
-                        log.exception("idle unload of %s failed", entry.name)
+        if timeout > 0 and entry.state is State.READY and entry.in_use == 0 and not entry.pinned:
+            loop = asyncio.get_running_loop()
+            entry.idle_timer = loop.call_later(timeout, self._idle_expired, entry)
+
+    @staticmethod
+    def _disarm(entry: Entry) -> None:
+        if entry.idle_timer is not None:
+            entry.idle_timer.cancel()
+            entry.idle_timer = None
+
+    def _idle_expired(self, entry: Entry) -> None:
+        entry.idle_timer = None
+        task = asyncio.get_running_loop().create_task(
+            self._unload_idle(entry), name=f"idle-unload:{entry.name}"
+        )
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def _unload_idle(self, entry: Entry) -> None:
+        # A use may have begun (and even ended, re-arming the timer) since the timer fired.
+        if (
+            entry.state is not State.READY
+            or entry.in_use
+            or entry.pinned
+            or entry.idle_timer is not None
+        ):
+            return
+        try:
+            await self._unload(entry, reason=f"idle for {self.config.idle_timeout_secs:g}s")
+        except Exception:
+            log.exception("idle unload of %s failed", entry.name)
 
     # -- downloads -----------------------------------------------------------------------------
 
