@@ -1,16 +1,21 @@
 """The model manager through an in-process ratd: load on first use (once, however many
 callers), idle unload that gives memory back (process RSS measured), LRU eviction within
-the RAM budget, never evicting a model in use, pinned models, and a corrupt model file
-failing clearly without affecting anything else.
+the RAM budget, never evicting a model in use or pinned, refusing what cannot fit, and a
+corrupt model file failing clearly without affecting anything else.
 
 The models are generated embedding graphs with a known weight in memory (``ballast_rows``
-rows of float32 that no token reaches). Waits poll for a state with a generous deadline;
-nothing asserts on how long anything took."""
+rows of float32 that no token reaches), loaded into real ONNX Runtime sessions. Two tests
+measure real RSS (a load in a fresh ratd process, and an idle unload giving memory back).
+The budget tests inject a memory meter that reports a known cost per model, because RSS
+deltas differ between machines and over a long test run; which model is evicted is then
+exact. Waits poll for a state with a generous deadline; nothing asserts on how long
+anything took."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,8 +23,11 @@ import psutil
 import pytest
 
 from ratatoskr import ModelNotAvailable, ServiceClient, models_pb2
-from ratd.local.manager import ModelManager
+from ratatoskr.v1 import inference_pb2
+from ratd.local.catalog import ModelSpec
+from ratd.local.manager import Loaders, MemoryMeter, ModelManager, RssMeter
 from ratd.local.provider import LocalProvider
+from ratd.local.sources import ModelFiles
 from ratd.server import Daemon
 from tests.fakes.hub_models import write_model
 from tests.support.daemon import make_config, running_daemon, spawn_ratd
@@ -56,9 +64,36 @@ hub_downloads = false
 """
 
 
+class KnownCosts(RssMeter):
+    """Real RSS readings (the manager logs them at unload), but each model's load costs
+    exactly ``costs[name]``; its estimate before the first load is ``estimates[name]``
+    (default: the cost)."""
+
+    def __init__(self, costs: Mapping[str, int], estimates: Mapping[str, int] | None = None):
+        self.costs = dict(costs)
+        self.estimates = dict(estimates or {})
+
+    def estimate(self, spec: ModelSpec, files: ModelFiles) -> int:
+        return self.estimates.get(spec.name, self.costs[spec.name])
+
+    def cost(self, spec: ModelSpec, files: ModelFiles, before: int, after: int) -> int:
+        return self.costs[spec.name]
+
+
+COST = 100 * MB
+EACH_100_MB = {name: COST for name in NAMES}
+
+
 @asynccontextmanager
-async def daemon_and_client(text: str) -> AsyncIterator[tuple[Daemon, ServiceClient]]:
-    async with running_daemon(make_config(text)) as daemon:
+async def daemon_and_client(
+    text: str, meter: MemoryMeter | None = None
+) -> AsyncIterator[tuple[Daemon, ServiceClient]]:
+    """An in-process ratd (with ``meter`` measuring its local loads, when given)."""
+    config = make_config(text)
+    providers = None
+    if meter is not None:
+        providers = {"local": LocalProvider(config, loaders=Loaders(meter=meter))}
+    async with running_daemon(config, providers) as daemon:
         client = await ServiceClient.connect(daemon.address, timeout=60)
         try:
             yield daemon, client
@@ -125,79 +160,130 @@ async def test_idle_unload_gives_memory_back(model_root: Path, tmp_path: Path) -
         assert (await client.embed("hello", "beta")).dimensions == 16
 
 
-async def fit_budget(daemon: Daemon, client: ServiceClient, room_for: float) -> int:
-    """Size the RAM budget from this very daemon's measurements of the test models.
+async def loaded_bytes(client: ServiceClient) -> dict[str, int]:
+    return {m.name: m.bytes for m in await client.list_loaded()}
 
-    RSS deltas of the same model differ between processes and over a long test run
-    (allocator state), so a budget sized from a measurement taken elsewhere can be off by
-    more than the margin these tests need; the manager re-measures on each load anyway.
-    """
-    sizes = []
-    for name in NAMES:
-        sizes.append((await client.load_model(name)).bytes)
-        assert await client.unload_model(name)
-    manager = manager_of(daemon)
-    manager.budget = int(room_for * max(sizes))
-    return manager.budget
+
+_TEXTS = itertools.count()
+
+
+async def use(client: ServiceClient, model: str) -> inference_pb2.EmbedResponse:
+    """One embedding on ``model`` of a text never sent before (the response cache would
+    answer a repeated one without touching the model)."""
+    return await client.embed(f"text number {next(_TEXTS)}", model)
 
 
 async def test_lru_eviction_keeps_the_sum_within_budget(model_root: Path, tmp_path: Path) -> None:
-    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
-        daemon,
-        client,
-    ):
-        budget = await fit_budget(daemon, client, room_for=2.5)
-        await client.embed("hello", "alpha")
-        await client.embed("hello", "beta")
-        await client.embed("hello again", "alpha")  # beta is now the least recently used
-        await client.embed("hello", "gamma")
-        loaded = await loaded_names(client)
-        # beta, the least recently used, went first; alpha stays unless gamma's new
-        # measurement came out so much larger that it needed the room too.
-        assert "beta" not in loaded and "gamma" in loaded
-        total = sum(m.bytes for m in await client.list_loaded())
-        assert total <= budget
-        assert manager_of(daemon).used_bytes() <= budget
+    text = config_text(model_root, tmp_path, ram_budget_mb=250, idle_timeout_secs=0)
+    async with daemon_and_client(text, KnownCosts(EACH_100_MB)) as (daemon, client):
+        await use(client, "alpha")
+        await use(client, "beta")
+        await use(client, "alpha")  # beta is now the least recently used
+        await use(client, "gamma")  # room for two: beta goes
+        assert await loaded_bytes(client) == {"alpha": COST, "gamma": COST}
+        assert manager_of(daemon).used_bytes() == 2 * COST
+        await use(client, "beta")  # now alpha is the least recently used
+        assert await loaded_bytes(client) == {"gamma": COST, "beta": COST}
+        assert [manager_of(daemon).entries[n].loads for n in NAMES] == [1, 2, 1]
 
 
 async def test_a_model_in_use_is_never_evicted(model_root: Path, tmp_path: Path) -> None:
-    async with daemon_and_client(config_text(model_root, tmp_path, ram_budget_mb=4096)) as (
-        daemon,
-        client,
-    ):
-        await fit_budget(daemon, client, room_for=1.25)
+    text = config_text(model_root, tmp_path, ram_budget_mb=150, idle_timeout_secs=0)
+    async with daemon_and_client(text, KnownCosts(EACH_100_MB)) as (daemon, client):
         manager = manager_of(daemon)
         async with manager.use("alpha"):  # a request in flight on alpha
             with pytest.raises(ModelNotAvailable) as caught:
-                await client.embed("hello", "beta")
+                await use(client, "beta")
             assert "serving requests" in caught.value.message
-            assert await loaded_names(client) == {"alpha"}
+            assert "alpha (100 MB, in use)" in caught.value.message
+            assert await loaded_bytes(client) == {"alpha": COST}
+            assert manager.entries["beta"].loads == 0, "refused before building a session"
         # Once alpha is idle, beta may evict it.
-        assert (await client.embed("hello", "beta")).dimensions == 16
-        assert await loaded_names(client) == {"beta"}
+        assert (await use(client, "beta")).dimensions == 16
+        assert await loaded_bytes(client) == {"beta": COST}
 
 
-async def test_pinned_models_load_at_start_and_stay(model_root: Path, tmp_path: Path) -> None:
+async def test_pinned_models_load_at_start_and_are_never_evicted(
+    model_root: Path, tmp_path: Path
+) -> None:
     text = config_text(
-        model_root,
-        tmp_path,
-        pinned=["alpha"],
-        idle_timeout_secs=0.2,
-        ram_budget_mb=4096,
+        model_root, tmp_path, pinned=["alpha"], ram_budget_mb=250, idle_timeout_secs=0
     )
-    async with daemon_and_client(text) as (daemon, client):
+    async with daemon_and_client(text, KnownCosts(EACH_100_MB)) as (_, client):
         (pinned,) = await client.list_loaded()
-        sizes = [pinned.bytes]
-        for name in ("beta", "gamma"):
-            sizes.append((await client.load_model(name)).bytes)
-            assert await client.unload_model(name)
-        manager_of(daemon).budget = int(2.5 * max(sizes))
         assert pinned.name == "alpha" and pinned.pinned and not pinned.HasField("expires_at")
-        await client.embed("hello", "beta")
-        await client.embed("hello", "gamma")  # over budget for three: beta goes, never alpha
-        assert await loaded_names(client) == {"alpha", "gamma"}
-        await wait_until_unloaded(client, "gamma")
+        await use(client, "beta")
+        await use(client, "gamma")  # over budget for three: beta goes, not alpha
+        assert await loaded_bytes(client) == {"alpha": COST, "gamma": COST}
+        await use(client, "beta")  # alpha is the least recently used, but pinned
+        assert await loaded_bytes(client) == {"alpha": COST, "beta": COST}
+
+
+async def test_a_pinned_model_outlives_the_idle_timeout(model_root: Path, tmp_path: Path) -> None:
+    text = config_text(model_root, tmp_path, pinned=["alpha"], idle_timeout_secs=0.2)
+    async with daemon_and_client(text, KnownCosts(EACH_100_MB)) as (_, client):
+        loaded = await client.load_model("beta")
+        assert loaded.HasField("expires_at")
+        await wait_until_unloaded(client, "beta")  # idle for 0.2 s: gone
         assert await loaded_names(client) == {"alpha"}
+
+
+async def test_a_model_in_use_outlives_its_idle_timeout(model_root: Path, tmp_path: Path) -> None:
+    """beta is loaded, and held by a request, before alpha loads: alpha's idle unload
+    proves that beta's timeout passed too, and beta is still there; once released, it goes."""
+    text = config_text(model_root, tmp_path, idle_timeout_secs=0.3)
+    async with daemon_and_client(text, KnownCosts(EACH_100_MB)) as (daemon, client):
+        async with manager_of(daemon).use("beta"):
+            alpha = await client.load_model("alpha")
+            shown = alpha.expires_at.ToNanoseconds() - alpha.last_used.ToNanoseconds()
+            assert shown == pytest.approx(300_000_000, abs=1_000)  # last use + idle timeout
+            (beta,) = [m for m in await client.list_loaded() if m.name == "beta"]
+            assert beta.in_use == 1 and not beta.HasField("expires_at")
+            await wait_until_unloaded(client, "alpha")
+            assert await loaded_names(client) == {"beta"}
+        await wait_until_unloaded(client, "beta")
+        assert await client.list_loaded() == []
+
+
+async def test_a_model_larger_than_the_budget_is_refused(model_root: Path, tmp_path: Path) -> None:
+    """Nothing is evicted for a load that cannot fit even alone."""
+    text = config_text(model_root, tmp_path, ram_budget_mb=250, idle_timeout_secs=0)
+    costs = {**EACH_100_MB, "gamma": 300 * MB}
+    async with daemon_and_client(text, KnownCosts(costs)) as (daemon, client):
+        await use(client, "alpha")
+        with pytest.raises(ModelNotAvailable) as caught:
+            await use(client, "gamma")
+        assert "gamma needs about 300 MB" in caught.value.message
+        assert "more than the whole local RAM budget of 250 MB" in caught.value.message
+        assert manager_of(daemon).entries["gamma"].loads == 0
+        assert await loaded_bytes(client) == {"alpha": COST}
+        status = await client.model_status("gamma")
+        assert status.status == models_pb2.MODEL_STATUS_UNAVAILABLE
+
+
+async def test_a_load_measured_above_its_estimate_evicts_after_loading(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """The estimate let gamma in beside alpha and beta; its measurement does not fit, so the
+    least recently used idle model goes right after the load — or, when every other model
+    is in use, gamma is unloaded again and refused."""
+    text = config_text(model_root, tmp_path, ram_budget_mb=250, idle_timeout_secs=0)
+    meter = KnownCosts(EACH_100_MB, estimates={"gamma": 10 * MB})
+    async with daemon_and_client(text, meter) as (daemon, client):
+        manager = manager_of(daemon)
+        await use(client, "alpha")
+        await use(client, "beta")
+        async with manager.use("alpha"), manager.use("beta"):
+            with pytest.raises(ModelNotAvailable) as caught:
+                await use(client, "gamma")
+            assert "serving requests" in caught.value.message
+            assert manager.entries["gamma"].loads == 1, "built, measured, then let go"
+            assert await loaded_bytes(client) == {"alpha": COST, "beta": COST}
+        # Idle now (beta's use ended first, so it is the least recently used): gamma's
+        # known measurement (100 MB) makes room before it loads again.
+        await use(client, "gamma")
+        assert await loaded_bytes(client) == {"alpha": COST, "gamma": COST}
+        assert manager.entries["gamma"].loads == 2
 
 
 async def test_admin_load_and_unload(model_root: Path, tmp_path: Path) -> None:
@@ -297,7 +383,7 @@ async def test_a_reload_keeps_loaded_models_unless_the_local_config_changed(
             assert await loaded_names(client) == {"alpha"}
             await client.embed("still warm", "alpha")
             assert first.entries["alpha"].loads == 1, "the model was not loaded again"
-            assert first._sweeper is not None and not first._sweeper.done()
+            assert first.entries["alpha"].idle_timer is not None, "still unloads when idle"
 
             reloaded, message = await daemon.reload()
             assert reloaded, message

@@ -374,13 +374,30 @@ def test_watchdog_pings_on_an_abstract_socket(abstract_listener: Listener, tmp_p
     assert index_of(messages, "READY") < index_of(messages, "STOPPING")
 
 
-def test_watchdog_for_another_pid_is_not_pinged(listener: Listener, tmp_path: Path) -> None:
-    env = {"NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"}
-    with spawn_ratd(CONFIG, tmp_path, env=env) as ratd:
+def test_watchdog_for_another_pid_is_not_pinged(
+    listener: Listener, abstract_listener: Listener, tmp_path: Path
+) -> None:
+    """A ratd whose $WATCHDOG_PID names another process (this test's) sends no WATCHDOG=1,
+    although it ran long enough to have sent several: a positive control, a second ratd
+    with the same $WATCHDOG_USEC and no $WATCHDOG_PID, started only once the first serves,
+    pings three times (two intervals apart) while the first still runs."""
+    usec = "200000"
+    other = {"NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": usec}
+    other["WATCHDOG_PID"] = str(os.getpid())
+    control = {"NOTIFY_SOCKET": abstract_listener.env_value, "WATCHDOG_USEC": usec}
+    (tmp_path / "other").mkdir()
+    (tmp_path / "control").mkdir()
+    with spawn_ratd(CONFIG, tmp_path / "other", env=other) as ratd:
         listener.wait_for(lambda ms: any(m.get("READY") == "1" for m in ms))
+        with spawn_ratd(CONFIG, tmp_path / "control", env=control) as pinging:
+            abstract_listener.wait_for(lambda ms: sum(m.get("WATCHDOG") == "1" for m in ms) >= 3)
+            assert terminate(pinging.process) == 0
+        assert health_status(ratd.address) == health_pb2.HealthCheckResponse.SERVING
         assert terminate(ratd.process) == 0
-    listener.wait_for(lambda ms: any(m.get("STOPPING") == "1" for m in ms))
-    assert listener.count("WATCHDOG") == 0
+    messages = listener.wait_for(lambda ms: any(m.get("STOPPING") == "1" for m in ms))
+    # Datagrams from one sender arrive in order: nothing came between READY and STOPPING.
+    assert events(messages) == ["READY", "STOPPING"]
+    assert listener.count("WATCHDOG") == 0, messages
 
 
 def test_nothing_breaks_without_notify_socket(tmp_path: Path) -> None:

@@ -53,11 +53,29 @@ LOADED_MODELS = Gauge("ratatoskr_loaded_models", "Local models loaded now.")
 MODEL_BYTES = Gauge(
     "ratatoskr_loaded_model_bytes", "Measured memory of each loaded local model.", ["model"]
 )
+# Local batching (like text-embeddings-inference's te_queue_size / te_batch_next_*).
 BATCH_SIZE = Histogram(
     "ratatoskr_batch_size",
     "Items per local inference batch.",
     ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+BATCH_TOKENS = Histogram(
+    "ratatoskr_batch_tokens",
+    "Padded tokens per local inference batch (rows x longest row, what max_batch_tokens caps).",
+    ["model"],
+    buckets=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+)
+BATCH_QUEUE = Gauge(
+    "ratatoskr_batch_queue_depth",
+    "Inputs waiting in a local model's batch queue now (max_queue bounds it).",
+    ["model"],
+)
+BATCH_FAILURES = Counter(
+    "ratatoskr_batch_failures",
+    "Local inference inputs that failed, by kind: overloaded (queue full), too_large "
+    "(a request beyond the whole queue), inference (the model raised), unloaded.",
+    ["model", "kind"],
 )
 SPEND = Counter(
     "ratatoskr_spend_usd",

@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from ratd.config import Config, ConfigError
 from ratd.core.gateway import Gateway
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
+from ratd.providers.base import Provider
 from ratd.providers.factory import build_providers
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
@@ -85,7 +86,10 @@ class Daemon:
         *,
         ready_file: Path | None = None,
         reread: Callable[[], Config] | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
+        """``providers``: ones the caller built, used where they serve ``config`` as they are
+        (as a reload keeps the running ones); the rest are built from ``config``."""
         for problem in exposure(config):  # ConfigError unless allow_insecure_remote
             log.warning("INSECURE (server.allow_insecure_remote = true): %s", problem)
         if config.auth.mode == "none" and config.tenants:
@@ -96,7 +100,7 @@ class Daemon:
         self.reread = reread
         self.stopping = asyncio.Event()
         self.address = ""
-        self.holder = GatewayHolder(Gateway(config, build_providers(config)))
+        self.holder = GatewayHolder(Gateway(config, build_providers(config, providers)))
         # systemd (Type=notify): READY/RELOADING/STOPPING and watchdog pings; a no-op
         # without $NOTIFY_SOCKET.
         self.notifier = Notifier()
@@ -131,6 +135,7 @@ class Daemon:
         )
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
 
     @property
     def gateway(self) -> Gateway:
@@ -265,12 +270,15 @@ class Daemon:
             return True, f"reloaded {config.source}"
 
     async def run(self) -> int:
+        # Handlers first: start() announces readiness (ready file, READY=1), and a SIGTERM
+        # sent the moment it does must drain and stop cleanly, not kill the process with
+        # the default action.
+        self._install_signals()
         try:
             await self.start()
         except OSError as err:
             log.error("%s", err)
             return 1
-        self._install_signals()
         await self.stopping.wait()
         await self.stop()
         return 0
@@ -279,7 +287,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: reload, once serving (a reload while start-up runs would race it)."""
+        if not self.service.serving:
+            log.warning("SIGHUP before ratd serves (or while it stops): not reloading")
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)  # a reference, so that the task is not collected mid-run
+        task.add_done_callback(self._reloads.discard)
 
 
 # [server] keys bound to the listening sockets: a reload keeps the running values.

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from ratatoskr import ServiceClient
 from ratd.config import Config, parse_config
+from ratd.providers.base import Provider
 from ratd.server import Daemon
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,8 +34,12 @@ def make_config(text: str, env: dict[str, str] | None = None) -> Config:
 
 
 @asynccontextmanager
-async def running_daemon(config: Config) -> AsyncIterator[Daemon]:
-    daemon = Daemon(config)
+async def running_daemon(
+    config: Config, providers: Mapping[str, Provider] | None = None
+) -> AsyncIterator[Daemon]:
+    """An in-process ratd; ``providers`` built by the test replace those of ``config``
+    (e.g. a LocalProvider whose memory meter reports known costs)."""
+    daemon = Daemon(config, providers=providers)
     await daemon.start()
     try:
         yield daemon

@@ -13,6 +13,9 @@ load batches fill by themselves and the wait never applies.
 
 The queue is bounded (``max_queue`` items): beyond it, submit fails at once with
 RESOURCE_EXHAUSTED rather than letting latency grow without bound.
+
+Telemetry per model (``ratd.metrics``): the queue depth, each batch's size and padded
+tokens, and failed inputs by kind.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from ratd import errors
 from ratd.local.onnx_model import Encoded
-from ratd.metrics import BATCH_SIZE
+from ratd.metrics import BATCH_FAILURES, BATCH_QUEUE, BATCH_SIZE, BATCH_TOKENS, child
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,13 @@ class Batcher:
     def queued(self) -> int:
         return len(self._pending)
 
+    def _set_pending(self, pending: list[_Item]) -> None:
+        self._pending = pending
+        child(BATCH_QUEUE, self.name).set(len(pending))
+
+    def _count_failures(self, kind: str, inputs: int) -> None:
+        child(BATCH_FAILURES, self.name, kind).inc(inputs)
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
             self._loop(), name=f"batcher:{self.name}"
@@ -105,6 +115,7 @@ class Batcher:
         if self._closed:
             raise errors.ModelNotAvailable(f"{self.name} is unloading; retry", model=self.name)
         if len(encoded) > self.limits.max_queue:
+            self._count_failures("too_large", len(encoded))
             # Retrying cannot help: the request is larger than the whole queue.
             raise errors.InvalidInput(
                 f"the request holds {len(encoded)} inputs for {self.name}, more than its queue "
@@ -112,6 +123,7 @@ class Batcher:
                 model=self.name,
             )
         if len(self._pending) + len(encoded) > self.limits.max_queue:
+            self._count_failures("overloaded", len(encoded))
             raise errors.Overloaded(
                 f"{self.name}: {len(self._pending)} inputs are already queued (limit "
                 f"{self.limits.max_queue}, providers.local.max_queue); retry shortly",
@@ -119,7 +131,7 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         items = [_Item(e, loop.create_future(), next(self._order)) for e in encoded]
-        self._pending.extend(items)
+        self._set_pending(self._pending + items)
         self._arrived.set()
         try:
             return list(await asyncio.gather(*(item.future for item in items)))
@@ -150,11 +162,14 @@ class Batcher:
             while self._pending:
                 if self.limits.max_wait > 0:
                     await self._gather_company()
-                self._pending = [item for item in self._pending if not item.future.done()]
+                self._set_pending([item for item in self._pending if not item.future.done()])
                 if not self._pending:
                     break
-                batch, self._pending = cut_batch(self._pending, self.limits)
-                BATCH_SIZE.labels(self.name).observe(len(batch))
+                batch, pending = cut_batch(self._pending, self.limits)
+                self._set_pending(pending)
+                child(BATCH_SIZE, self.name).observe(len(batch))
+                longest = max(item.encoded.length for item in batch)
+                child(BATCH_TOKENS, self.name).observe(len(batch) * longest)
                 try:
                     rows = await loop.run_in_executor(
                         self.executor, self.run, [i.encoded for i in batch]
@@ -163,10 +178,11 @@ class Batcher:
                     self._fail(
                         batch,
                         errors.ModelNotAvailable(f"{self.name} was unloaded", model=self.name),
+                        "unloaded",
                     )
                     raise
                 except errors.GatewayError as err:
-                    self._fail(batch, err)
+                    self._fail(batch, err, "inference")
                     continue
                 except Exception as err:
                     log.exception("%s: inference failed on a batch of %d", self.name, len(batch))
@@ -175,6 +191,7 @@ class Batcher:
                         errors.ModelNotAvailable(
                             f"{self.name}: inference failed: {err}", model=self.name
                         ),
+                        "inference",
                     )
                     continue
                 self.batches += 1
@@ -183,11 +200,15 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_result(row)
 
-    @staticmethod
-    def _fail(batch: list[_Item], err: BaseException) -> None:
+    def _fail(self, batch: list[_Item], err: BaseException, kind: str) -> None:
+        """Fail the inputs still waiting for an answer (counted under ``kind``)."""
+        failed = 0
         for item in batch:
             if not item.future.done():
                 item.future.set_exception(err)
+                failed += 1
+        if failed:
+            self._count_failures(kind, failed)
 
     async def close(self) -> None:
         """Stop the loop; whatever still waits fails with UNAVAILABLE (fallback may retry)."""
@@ -197,6 +218,8 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._fail(
-            self._pending, errors.ModelNotAvailable(f"{self.name} was unloaded", model=self.name)
+            self._pending,
+            errors.ModelNotAvailable(f"{self.name} was unloaded", model=self.name),
+            "unloaded",
         )
-        self._pending = []
+        self._set_pending([])

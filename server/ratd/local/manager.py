@@ -10,15 +10,20 @@ Lifecycle of a model: available -> loading -> ready -> unloading -> available.
 - Before a load that would exceed the budget, least-recently-used idle models are
   evicted. A model serving a request (``in_use`` > 0) or pinned is never evicted. If the
   load still cannot fit, it fails with UNAVAILABLE so that the fallback chain moves on.
-- A model unused for ``idle_timeout_secs`` is unloaded (0 turns idle unloading off).
+- A model unused for ``idle_timeout_secs`` is unloaded (0 turns idle unloading off): each
+  ready model has a timer, armed when its last use ends (or its load completes) and
+  disarmed while it serves, is pinned or is unloaded; no polling.
 - After an unload the heap is trimmed (``malloc_trim``) and the RSS drop is measured and
   logged, so that "unloaded" means the memory went back to the OS.
+
+Finding the files, building the session and measuring memory are ``Loaders`` given to the
+manager (the real ones by default), so that tests can give a meter with known costs and
+assert exactly which model the budget evicts, on any machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -27,6 +32,7 @@ from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ratd import errors
 from ratd.config import LocalConfig
@@ -62,7 +68,9 @@ class Entry:
     device: str = ""
     source: str = ""
     last_used: float = 0.0  # wall clock, for display
-    last_used_mono: float = 0.0  # monotonic, for the idle timeout and LRU order
+    last_used_mono: float = 0.0  # monotonic, for the LRU order
+    # Unloads the model once idle for idle_timeout_secs; None while in use or pinned.
+    idle_timer: asyncio.TimerHandle | None = None
     in_use: int = 0
     pinned: bool = False
     loads: int = 0
@@ -76,7 +84,7 @@ class Entry:
         return self.spec.name
 
 
-def _weights_size(files: sources.ModelFiles) -> int:
+def weights_size(files: sources.ModelFiles) -> int:
     """Bytes of the graph and its external weights on disk."""
     size = files.onnx.stat().st_size
     data = files.find(f"{files.onnx_file}_data")
@@ -89,6 +97,64 @@ def build_model(spec: ModelSpec, files: sources.ModelFiles, settings: SessionSet
     return NliModel(spec, files, settings)
 
 
+def resolve_verified(
+    spec: ModelSpec, models_dir: Path, hub: sources.HubSettings
+) -> sources.ModelFiles:
+    """The model's files (perhaps downloaded), checked against their configured sha256."""
+    files = sources.resolve(spec, models_dir, hub)
+    files.verify()
+    return files
+
+
+# -- what the manager is given to load and measure models (injectable, like the loaders
+# of Ollama's scheduler: tests give a known memory cost while everything else stays real)
+
+
+class MemoryMeter(Protocol):
+    """How the manager learns what a model costs in memory. Called in worker threads."""
+
+    def reading(self) -> int:
+        """This process's memory now, settled: the figure compared across a load/unload."""
+        ...
+
+    def estimate(self, spec: ModelSpec, files: sources.ModelFiles) -> int:
+        """The cost expected of a model's first load (later loads reuse the measurement)."""
+        ...
+
+    def cost(self, spec: ModelSpec, files: sources.ModelFiles, before: int, after: int) -> int:
+        """What a load cost, from the readings taken before and after it (and warm-up)."""
+        ...
+
+
+class RssMeter:
+    """The real meter: resident set size after a garbage collection and ``malloc_trim``."""
+
+    def reading(self) -> int:
+        return memory.settled_rss()
+
+    def estimate(self, spec: ModelSpec, files: sources.ModelFiles) -> int:
+        # The weights plus a margin for activations, corrected by the measurement.
+        return int(weights_size(files) * 1.5)
+
+    def cost(self, spec: ModelSpec, files: sources.ModelFiles, before: int, after: int) -> int:
+        # The weights are in memory whatever RSS says: a heap that reuses memory freed by an
+        # earlier unload can make the difference small, or nothing.
+        return max(after - before, weights_size(files))
+
+
+ModelBuilder = Callable[[ModelSpec, sources.ModelFiles, SessionSettings], OnnxModel]
+SourceResolver = Callable[[ModelSpec, Path, sources.HubSettings], sources.ModelFiles]
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """Finding, building and measuring a model: the real ones unless a caller says."""
+
+    meter: MemoryMeter = field(default_factory=RssMeter)
+    build: ModelBuilder = build_model
+    resolve: SourceResolver = resolve_verified
+
+
 class ModelManager:
     def __init__(
         self,
@@ -98,8 +164,10 @@ class ModelManager:
         *,
         models_dir: Path,
         hub: sources.HubSettings,
+        loaders: Loaders | None = None,
     ) -> None:
         self.config = config
+        self.loaders = loaders or Loaders()
         self.catalog = catalog
         self.executor = executor
         self.models_dir = models_dir
@@ -114,9 +182,9 @@ class ModelManager:
         )
         self.entries: dict[str, Entry] = {}
         self._load_lock = asyncio.Lock()
-        self._sweeper: asyncio.Task[None] | None = None
         self._started = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # loads
+        self._expiring: set[asyncio.Task[None]] = set()  # idle unloads
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -144,15 +212,11 @@ class ModelManager:
     # -- start and stop ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the idle sweeper and load the pinned models (once: a gateway built by a
-        reload starts the manager it kept from the previous one again)."""
+        """Load the pinned models (once: a gateway built by a reload starts the manager it
+        kept from the previous one again)."""
         if self._started:
             return
         self._started = True
-        if self.config.idle_timeout_secs > 0:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep(), name="local-idle-sweeper"
-            )
         for name in self.config.pinned:
             try:
                 await self.load(name, pin=True)
@@ -160,10 +224,10 @@ class ModelManager:
                 log.error("pinned model %s could not be loaded at start: %s", name, err.message)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for entry in self.entries.values():
+            self._disarm(entry)
+        if self._expiring:
+            await asyncio.gather(*self._expiring, return_exceptions=True)
         for entry in list(self.entries.values()):
             if entry.state is State.LOADING and entry.transition is not None:
                 await asyncio.gather(asyncio.shield(entry.transition), return_exceptions=True)
@@ -180,11 +244,10 @@ class ModelManager:
         )
 
     def _estimate(self, entry: Entry, files: sources.ModelFiles) -> int:
-        """Expected cost of a load: the last measurement, else the weights plus a margin
-        for activations (corrected by the measurement right after the load)."""
+        """Expected cost of a load: the last measurement, else the meter's estimate."""
         if entry.bytes:
             return entry.bytes
-        return int(_weights_size(files) * 1.5)
+        return self.loaders.meter.estimate(entry.spec, files)
 
     async def _make_room(self, entry: Entry, needed: int) -> None:
         """Evict least-recently-used idle models until ``needed`` more bytes fit."""
@@ -234,6 +297,7 @@ class ModelManager:
         await self._ready(entry)
         entry.in_use += 1
         entry.idle.clear()
+        self._disarm(entry)
         try:
             yield entry
         finally:
@@ -242,6 +306,7 @@ class ModelManager:
             entry.last_used_mono = time.monotonic()
             if entry.in_use == 0:
                 entry.idle.set()
+                self._arm(entry)
 
     async def _ready(self, entry: Entry) -> None:
         while entry.state is not State.READY:
@@ -287,26 +352,25 @@ class ModelManager:
             return
         entry.state = State.READY
         entry.last_error = ""
+        self._arm(entry)  # in case nobody waits for the load any more (callers cancelled)
         if not transition.done():
             transition.set_result(None)
 
     async def _load_now(self, entry: Entry) -> None:
         spec = entry.spec
+        meter = self.loaders.meter
         # Finding (perhaps downloading) and checking files needs no memory lock.
-        files = await asyncio.to_thread(sources.resolve, spec, self.models_dir, self.hub)
-        await asyncio.to_thread(files.verify)
+        files = await asyncio.to_thread(self.loaders.resolve, spec, self.models_dir, self.hub)
         async with self._load_lock:
             await self._make_room(entry, self._estimate(entry, files))
-            before = await asyncio.to_thread(memory.settled_rss)
+            before = await asyncio.to_thread(meter.reading)
             started = time.monotonic()
-            model = await asyncio.to_thread(build_model, spec, files, self.settings)
+            model = await asyncio.to_thread(self.loaders.build, spec, files, self.settings)
             await asyncio.to_thread(
                 model.warm_up, self.limits.max_batch_tokens, self.limits.max_batch_size
             )
-            after = await asyncio.to_thread(memory.settled_rss)
-            # The weights are in memory whatever RSS says: a heap that reuses memory freed
-            # by an earlier unload can make the difference small, or nothing.
-            measured = max(after - before, _weights_size(files))
+            after = await asyncio.to_thread(meter.reading)
+            measured = meter.cost(spec, files, before, after)
             entry.loads += 1
             entry.model, entry.bytes, entry.device, entry.source = (
                 model,
@@ -340,7 +404,7 @@ class ModelManager:
 
     async def _release(self, entry: Entry) -> int:
         """Drop the model's session and batcher and trim the heap; returns the RSS drop."""
-        before = memory.rss()
+        before = await asyncio.to_thread(self.loaders.meter.reading)
         batcher, model = entry.batcher, entry.model
         entry.batcher, entry.model = None, None
         if batcher is not None:
@@ -348,10 +412,11 @@ class ModelManager:
         if model is not None:
             model.close()
         del batcher, model
-        after = await asyncio.to_thread(memory.settled_rss)
+        after = await asyncio.to_thread(self.loaders.meter.reading)
         return before - after
 
     async def _unload(self, entry: Entry, reason: str) -> None:
+        self._disarm(entry)
         entry.state = State.UNLOADING
         loop = asyncio.get_running_loop()
         entry.transition = loop.create_future()
@@ -400,23 +465,44 @@ class ModelManager:
             pass
         return entry
 
-    async def _sweep(self) -> None:
+    # -- idle timers -----------------------------------------------------------------------
+
+    def _arm(self, entry: Entry) -> None:
+        """(Re)start the idle timer of a ready, unused, unpinned model. It fires at
+        ``last_used + idle_timeout_secs``, the ``expires_at`` that list_loaded shows."""
+        self._disarm(entry)
         timeout = self.config.idle_timeout_secs
-        interval = min(max(timeout / 4, 0.05), 5.0)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for entry in list(self.entries.values()):
-                if (
-                    entry.state is State.READY
-                    and entry.in_use == 0
-                    and not entry.pinned
-                    and now - entry.last_used_mono >= timeout
-                ):
-                    try:
-                        await self._unload(entry, reason=f"idle for {timeout:g}s")
-                    except Exception:
-                        log.exception("idle unload of %s failed", entry.name)
+        if timeout > 0 and entry.state is State.READY and entry.in_use == 0 and not entry.pinned:
+            loop = asyncio.get_running_loop()
+            entry.idle_timer = loop.call_later(timeout, self._idle_expired, entry)
+
+    @staticmethod
+    def _disarm(entry: Entry) -> None:
+        if entry.idle_timer is not None:
+            entry.idle_timer.cancel()
+            entry.idle_timer = None
+
+    def _idle_expired(self, entry: Entry) -> None:
+        entry.idle_timer = None
+        task = asyncio.get_running_loop().create_task(
+            self._unload_idle(entry), name=f"idle-unload:{entry.name}"
+        )
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def _unload_idle(self, entry: Entry) -> None:
+        # A use may have begun (and even ended, re-arming the timer) since the timer fired.
+        if (
+            entry.state is not State.READY
+            or entry.in_use
+            or entry.pinned
+            or entry.idle_timer is not None
+        ):
+            return
+        try:
+            await self._unload(entry, reason=f"idle for {self.config.idle_timeout_secs:g}s")
+        except Exception:
+            log.exception("idle unload of %s failed", entry.name)
 
     # -- downloads -----------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 from google.protobuf import timestamp_pb2
@@ -25,7 +24,7 @@ from ratd import errors
 from ratd.config import Config, LocalConfig, ProviderConfig
 from ratd.local import sources
 from ratd.local.catalog import EMBEDDING, NLI, Catalog, ModelSpec
-from ratd.local.manager import Entry, ModelManager, State
+from ratd.local.manager import Entry, Loaders, ModelManager, State
 from ratd.local.nli import NliModel
 from ratd.local.tokenizers import TokenizerRegistry
 from ratd.local.zero_shot import (
@@ -68,12 +67,9 @@ def hub_settings(config: LocalConfig, models_dir: Path) -> sources.HubSettings:
 
 
 class LocalProvider(Provider):
-    kind: ClassVar[str] = "local"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"embed", "nli", "classify", "stance", "tokens"}
-    )
-
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, loaders: Loaders | None = None) -> None:
+        """``loaders``: how models are found, built and measured (the real ones unless
+        given; tests give a meter with known costs)."""
         super().__init__("local", ProviderConfig(kind="local"), None)
         assert config.local is not None
         self.local = config.local
@@ -85,7 +81,12 @@ class LocalProvider(Provider):
         # Tokenization: separate, so that a huge text never queues behind inference.
         self.tokenize_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ratd-tokenize")
         self.manager = ModelManager(
-            self.local, self.catalog, self.inference_pool, models_dir=self.models_dir, hub=self.hub
+            self.local,
+            self.catalog,
+            self.inference_pool,
+            models_dir=self.models_dir,
+            hub=self.hub,
+            loaders=loaders,
         )
         directory = (
             Path(self.local.tokenizers_dir).expanduser() if self.local.tokenizers_dir else None
