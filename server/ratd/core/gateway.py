@@ -60,6 +60,25 @@ def _preset_table(seed_presets: Mapping[str, Any], config: Config) -> dict[str, 
     return table
 
 
+class _Opened:
+    """What the fallback chain hands a stream: the provider that answered, its model
+    name, and its tracing span, still open (``scope`` is the span's context manager)."""
+
+    __slots__ = ("model", "provider", "scope", "span")
+
+    provider: Provider
+    model: str
+    scope: AbstractContextManager[Any]
+    span: Any
+
+
+def _close_span(scope: AbstractContextManager[Any], span: Any, info: CallInfo | None) -> None:
+    """Close a provider's span once its answer is delivered, with the usage on it."""
+    if span is not None and info is not None and info.usage is not None:
+        tracing.record_usage(span, info.usage)
+    scope.__exit__(None, None, None)
+
+
 class Gateway:
     def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
         self.config = config
@@ -161,23 +180,27 @@ class Gateway:
         child(FALLBACKS, provider.name, capability).inc()
         log.debug("%s failed (%s); trying the next provider", provider.name, err)
 
-    async def _fallback(
+    async def _first_success(
         self,
         capability: str,
         model: str,
         unit: Callable[[Provider, str], Awaitable[T]],
-        options: ProtoMessage | None,
         info: CallInfo | None,
-    ) -> tuple[T, Provider, str, AbstractContextManager[Any], Any]:
+        options: ProtoMessage | None = None,
+        *,
+        opened: _Opened | None = None,
+    ) -> T:
         """The fallback chain, for unary calls and streams alike: ``unit`` from the first
         provider that gives it, each provider retried while that may help. The unit is
         the whole answer of a unary call, and the opening of a stream up to its first
         event (after which nothing may be retried: the caller has begun to receive it).
 
-        Returns the result, the provider and its model name, and the provider's tracing
-        span, still open: the caller closes it (``_finished``) once the answer is
-        delivered, which for a stream is at its end. (Entered and left by hand rather
-        than in a generator-based context manager: this runs on every call.)"""
+        The provider's tracing span is closed here once the unit succeeds, unless
+        ``opened`` is given (a stream): then the provider, its model name and its span,
+        still open, are left in it, for the stream to close at its end. (The span is
+        entered and left by hand rather than with ``with``, so that it can outlive this
+        call; and no generator-based context manager runs on this path, which every
+        call takes.)"""
         failures: list[tuple[str, errors.GatewayError]] = []
         for provider, provider_model in self._candidates(model, capability, options):
             if capability not in provider.capabilities:
@@ -206,28 +229,17 @@ class Gateway:
                 raise
             if info is not None:
                 info.provider = provider.name
-            return result, provider, provider_model, scope, span
+            if opened is None:
+                _close_span(scope, span, info)
+            else:
+                opened.provider, opened.model, opened.scope, opened.span = (
+                    provider,
+                    provider_model,
+                    scope,
+                    span,
+                )
+            return result
         raise self._exhausted(capability, model, failures)
-
-    @staticmethod
-    def _finished(scope: AbstractContextManager[Any], span: Any, info: CallInfo | None) -> None:
-        """Close a provider's span once its answer is delivered, with the usage on it."""
-        if span is not None and info is not None and info.usage is not None:
-            tracing.record_usage(span, info.usage)
-        scope.__exit__(None, None, None)
-
-    async def _first_success(
-        self,
-        capability: str,
-        model: str,
-        call: Callable[[Provider, str], Awaitable[T]],
-        info: CallInfo | None,
-        options: ProtoMessage | None = None,
-    ) -> T:
-        """The first provider's answer to a unary call."""
-        answer, _, _, scope, span = await self._fallback(capability, model, call, options, info)
-        self._finished(scope, span, info)
-        return answer
 
     async def _first_stream(
         self,
@@ -249,23 +261,24 @@ class Gateway:
                 info,
             )
 
-        (event, stream), provider, model, scope, span = await self._fallback(
-            capability, options.model, unit, options, info
+        opened = _Opened()
+        event, stream = await self._first_success(
+            capability, options.model, unit, info, options, opened=opened
         )
+        provider, model, scope = opened.provider, opened.model, opened.scope
         try:
             async with aclosing(stream):  # type: ignore[type-var]
-                while True:
+                if event.WhichOneof("event") == "usage":
+                    self._account(provider, model, event.usage, info)
+                yield event
+                async for event in stream:
                     if event.WhichOneof("event") == "usage":
                         self._account(provider, model, event.usage, info)
                     yield event
-                    try:
-                        event = await anext(stream)
-                    except StopAsyncIteration:
-                        break
         except BaseException as exc:
             scope.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self._finished(scope, span, info)
+        _close_span(scope, opened.span, info)
 
     @staticmethod
     async def _opened(
