@@ -80,7 +80,8 @@ class CorePlan:
 
         return (
             f"load generator on core {cores(self.load)}, fake upstream on core "
-            f"{cores(self.upstream)}, gateway (ratd or LiteLLM) alone on core {cores(self.gateway)}"
+            f"{cores(self.upstream)}, gateway (ratd, LiteLLM or the floor) alone on core "
+            f"{cores(self.gateway)}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -281,6 +282,21 @@ def start_ratd(
         stop(process)
         raise RuntimeError(f"{err}\n{tail(log_path)}") from None
     return process, ready.read_text().strip()
+
+
+def start_floor(
+    upstream_url: str, cores: frozenset[int] | None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The floor gateway (benchmarks/floor_gateway.py) in front of ``upstream_url``;
+    returns its gRPC address."""
+    argv = [sys.executable, str(BENCH / "floor_gateway.py"), "--upstream", upstream_url]
+    process = spawn(argv, cores=cores, cwd=REPO, stdout_pipe=True)
+    assert process.stdout is not None
+    words = process.stdout.readline().decode().split()
+    if len(words) != 2 or words[0] != "floor":
+        stop(process)
+        raise RuntimeError(f"the floor gateway did not start: {words}")
+    return process, words[1]
 
 
 # -- baselines in their own virtual environments ------------------------------------------------

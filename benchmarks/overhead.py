@@ -7,6 +7,12 @@ measured in the same run:
   direct    this process -> HTTP -> upstream
   ratd      this process -> gRPC -> ratd -> HTTP -> upstream
   litellm   this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
+  floor     this process -> gRPC -> floor gateway -> HTTP -> upstream
+
+The floor (benchmarks/floor_gateway.py) is the least a gateway on ratd's own stack can do
+(grpc.aio under uvloop, one pooled aiohttp session; no routing, validation, metrics,
+logs or retries), on the same pinned core as ratd: ratd / floor is what ratd's features
+cost, in calls/s and in the gateway's CPU per call.
 
 This process is the load generator; the upstream, ratd and LiteLLM are processes of their
 own. On 2 cores the gateway gets one core to itself and the load generator shares the
@@ -17,10 +23,11 @@ by --seconds and --max-requests.
 
 Printed and written to benchmarks/results/<date>.json (section "overhead"): p50/p99
 latency, added p50/p99 over direct, time to first token (first content chunk) for
-streams, content chunks received per stream, requests/s, the ratios ratd / LiteLLM and
-ratd / direct, each gateway's RSS idle and after the run, and ratd's idle RSS without
-local models. --profile attaches py-spy to ratd during an extra unary run (after the
-measured ones, so it perturbs none of them) and writes the folded stacks and a summary.
+streams, content chunks received per stream, requests/s, the ratios ratd / LiteLLM,
+ratd / direct and ratd / floor (calls/s, and gateway CPU per call), each gateway's RSS
+idle and after the run, and ratd's idle RSS without local models. --profile attaches
+py-spy to ratd during an extra unary run (after the measured ones, so it perturbs none
+of them) and writes the folded stacks and a summary.
 
     python benchmarks/overhead.py                       # everything, ~6 minutes
     python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
@@ -55,9 +62,9 @@ from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
-PATHS = ("direct", "ratd", "litellm")
+PATHS = ("direct", "ratd", "litellm", "floor")
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "litellm")
+GATEWAYS = ("ratd", "litellm", "floor")
 
 # A call returns (perf_counter time of the first content chunk, content chunks) for
 # streams and (None, 0) for unary calls.
@@ -250,6 +257,14 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
         ratios["ratd_over_direct_rps"] = rps("ratd") / rps("direct")
     if rps("litellm") and rps("direct"):
         ratios["litellm_over_direct_rps"] = rps("litellm") / rps("direct")
+    if rps("ratd") and rps("floor"):
+        ratios["ratd_over_floor_rps"] = rps("ratd") / rps("floor")
+
+    def cpu(path: str) -> float:
+        return float(rows.get(path, {}).get("cpu_us_per_call", {}).get("gateway", 0.0))
+
+    if cpu("ratd") and cpu("floor"):
+        ratios["ratd_over_floor_cpu_per_call"] = cpu("ratd") / cpu("floor")
     result["ratios"] = ratios
     return result
 
@@ -354,6 +369,13 @@ async def profile_ratd(
 # -- report ---------------------------------------------------------------------------------------
 
 
+def _ratio_label(key: str) -> str:
+    """``ratd_over_floor_rps`` -> ``ratd/floor calls/s``."""
+    label = key.replace("_over_", "/")
+    label = label.replace("_cpu_per_call", " CPU us/call")
+    return label.replace("_rps", " calls/s")
+
+
 def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     stream = row["mode"] == "stream"
     header = f"{row['mode']} c={row['concurrency']}"
@@ -387,7 +409,7 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
         print(text)
     ratios = row["ratios"]
     if ratios:
-        print("  " + ", ".join(f"{k.replace('_rps', '')} {v:.2f}" for k, v in ratios.items()))
+        print("  " + ", ".join(f"{_ratio_label(k)} {v:.2f}" for k, v in ratios.items()))
     if stream:
         for path, values in row["paths"].items():
             if values.get("chunks_min", expected_chunks) < expected_chunks:
@@ -486,7 +508,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             processes.append(upstream)
             gateway_cores = plan.gateway if plan.pinned else None
             gateways: dict[str, int] = {}
-            ratd_address = litellm = None
+            ratd_address = floor_address = litellm = None
             if "ratd" in args.paths:
                 # No [providers.local]: the idle RSS goal is for ratd without local models.
                 ratd, ratd_address = benchlib.start_ratd(
@@ -497,6 +519,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 processes.append(ratd)
                 gateways["ratd"] = ratd.pid
+            if "floor" in args.paths:
+                floor, floor_address = benchlib.start_floor(upstream_url, gateway_cores)
+                processes.append(floor)
+                gateways["floor"] = floor.pid
             if "litellm" in args.paths:
                 try:
                     litellm = benchlib.start_litellm(
@@ -519,6 +545,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
                 grpc.aio.insecure_channel(ratd_address or "127.0.0.1:1") as channel,
+                grpc.aio.insecure_channel(floor_address or "127.0.0.1:1") as floor_channel,
             ):
                 calls: dict[str, dict[str, Call]] = {}
                 for path in args.paths:
@@ -526,6 +553,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         unary, stream = http_calls(session, upstream_url, "sk-bench")
                     elif path == "ratd":
                         unary, stream = grpc_calls(ratatoskr_pb2_grpc.RatatoskrStub(channel))
+                    elif path == "floor":
+                        stub = ratatoskr_pb2_grpc.RatatoskrStub(floor_channel)
+                        unary, stream = grpc_calls(stub)
                     else:
                         assert litellm is not None
                         unary, stream = http_calls(session, litellm.url + "/v1", litellm.master_key)

@@ -18,8 +18,19 @@ from typing import Any
 
 import benchlib
 
-PATH_LABELS = {"direct": "direct HTTP", "ratd": "ratd (gRPC)", "litellm": "LiteLLM proxy"}
-COLOURS = {"direct": "#7f7f7f", "ratd": "#1f77b4", "litellm": "#d62728", "st": "#2ca02c"}
+PATH_LABELS = {
+    "direct": "direct HTTP",
+    "ratd": "ratd (gRPC)",
+    "litellm": "LiteLLM proxy",
+    "floor": "floor gateway (gRPC)",
+}
+COLOURS = {
+    "direct": "#7f7f7f",
+    "ratd": "#1f77b4",
+    "litellm": "#d62728",
+    "st": "#2ca02c",
+    "floor": "#9467bd",
+}
 
 
 def row_for(results: list[dict[str, Any]], mode: str, concurrency: int) -> dict[str, Any] | None:

@@ -190,3 +190,47 @@ async def test_spans_continue_the_callers_trace(upstream: FakeOpenAIUpstream) ->
         a.key: a.value.string_value for a in received[0].resource_spans[0].resource.attributes
     }
     assert resource["service.name"] == "ratd"
+
+
+async def test_a_streams_provider_span_covers_the_stream(upstream: FakeOpenAIUpstream) -> None:
+    """The provider span of a stream stays open until its end: it carries the usage that
+    only the last events report, under the RPC's span."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received: list[trace_service_pb2.ExportTraceServiceRequest] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+        async def Export(self, request, context):  # type: ignore[no-untyped-def]
+            received.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        extra = f'[tracing]\notlp_endpoint = "http://127.0.0.1:{port}"\n'
+        async with running_daemon(make_config(providers(upstream, extra), env=KEYS)) as daemon:
+            async with grpc.aio.insecure_channel(daemon.address) as channel:
+                stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+                request = chat_pb2.ChatStreamRequest(
+                    messages=[chat_pb2.Message(role=chat_pb2.ROLE_USER, content="hi")],
+                    options=chat_pb2.ChatOptions(model="gpt-4o-mini"),
+                )
+                events = [event async for event in stub.ChatStream(request)]
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await server.stop(None)
+    assert any(event.WhichOneof("event") == "usage" for event in events)
+    spans = [
+        s for r in received for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans
+    ]
+    by_name = {s.name: s for s in spans}
+    rpc, call = by_name["ratatoskr.v1.Ratatoskr/ChatStream"], by_name["chat gpt-4o-mini"]
+    assert call.parent_span_id == rpc.span_id and call.trace_id == rpc.trace_id
+    attributes = {a.key: a.value for a in call.attributes}
+    assert attributes["gen_ai.usage.output_tokens"].int_value > 0
+    assert call.end_time_unix_nano <= rpc.end_time_unix_nano

@@ -295,6 +295,43 @@ budget_min_retries = 2
     assert len(upstream.requests_to("openai")) == 6 + 2
 
 
+async def test_each_provider_has_its_own_retry_budget(upstream: FakeOpenAIUpstream) -> None:
+    """A provider that is down spends its own budget, not the retries of the next one."""
+    config = make_config(
+        f"""
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+[providers.openrouter]
+base_url = "{upstream.base_url_openrouter}"
+[routing]
+chat = ["openai", "openrouter"]
+[retry]
+max_attempts = 3
+initial_delay_ms = 1
+max_delay_ms = 2
+budget_ratio = 0.0
+budget_min_retries = 2
+""",
+        env=KEYS,
+    )
+    upstream.openai.scenario = "server-error"
+    upstream.openrouter.scenario = "server-error"
+    async with (
+        running_daemon(config) as daemon,
+        await ServiceClient.connect(daemon.address) as client,
+    ):
+        for _ in range(3):  # openai: 3 requests and its 2 retries; openrouter untouched
+            await failing(lambda: client.chat("hi", model="openai:gpt-4o-mini"))
+        assert len(upstream.requests_to("openai")) == 3 + 2
+        assert not upstream.requests_to("openrouter")
+        # Through the chain: openai, out of budget, fails once and falls back; openrouter
+        # still has both of its retries.
+        err = await failing(lambda: client.chat("hi", model="gpt-4o-mini"))
+        assert err.metadata["tried"] == "openai,openrouter"
+        assert len(upstream.requests_to("openai")) == 3 + 2 + 1
+        assert len(upstream.requests_to("openrouter")) == 1 + 2
+
+
 def test_jitter_is_applied_and_bounded() -> None:
     retrier = Retrier(
         RetryConfig(initial_delay_ms=100, max_delay_ms=1000, jitter=0.5), random.Random(7)

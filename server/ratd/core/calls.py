@@ -1,7 +1,11 @@
 """What one RPC did, gathered as it happens: the model, the providers tried, retries,
-time spent waiting on upstreams, the usage. The service layer starts it and reports it
-(metrics, the request log line, the trace); the core fills it in. It travels in a
-context variable, so no function signature has to carry it."""
+time spent waiting on upstreams, the usage; and its deadline, which retries must not
+pass. The service layer starts it (``begin``) and reports it (metrics, the request log
+line, the trace); the core fills it in.
+
+It reaches the core in a context variable, read once at the gateway's entry points
+(``current``); below them it is passed as an argument, so that what decides (the retry
+deadline) and what is recorded is visible in the signatures."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors, tracing
 from ratd.config import Config
 from ratd.core.cache import ResponseCache, cache_key
-from ratd.core.calls import current
+from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
@@ -58,6 +58,25 @@ def _preset_table(seed_presets: Mapping[str, Any], config: Config) -> dict[str, 
         for capability, preset in caps.items():
             table.setdefault(tier, {})[capability] = preset.as_seed_entry()
     return table
+
+
+class _Opened:
+    """What the fallback chain hands a stream: the provider that answered, its model
+    name, and its tracing span, still open (``scope`` is the span's context manager)."""
+
+    __slots__ = ("model", "provider", "scope", "span")
+
+    provider: Provider
+    model: str
+    scope: AbstractContextManager[Any]
+    span: Any
+
+
+def _close_span(scope: AbstractContextManager[Any], span: Any, info: CallInfo | None) -> None:
+    """Close a provider's span once its answer is delivered, with the usage on it."""
+    if span is not None and info is not None and info.usage is not None:
+        tracing.record_usage(span, info.usage)
+    scope.__exit__(None, None, None)
 
 
 class Gateway:
@@ -165,53 +184,107 @@ class Gateway:
         self,
         capability: str,
         model: str,
-        call: Callable[[Provider, str], Awaitable[T]],
+        unit: Callable[[Provider, str], Awaitable[T]],
+        info: CallInfo | None,
         options: ProtoMessage | None = None,
+        *,
+        opened: _Opened | None = None,
     ) -> T:
-        """The first provider's answer, each provider retried while that may help."""
+        """The fallback chain, for unary calls and streams alike: ``unit`` from the first
+        provider that gives it, each provider retried while that may help. The unit is
+        the whole answer of a unary call, and the opening of a stream up to its first
+        event (after which nothing may be retried: the caller has begun to receive it).
+
+        The provider's tracing span is closed here once the unit succeeds, unless
+        ``opened`` is given (a stream): then the provider, its model name and its span,
+        still open, are left in it, for the stream to close at its end. (The span is
+        entered and left by hand rather than with ``with``, so that it can outlive this
+        call; and no generator-based context manager runs on this path, which every
+        call takes.)"""
         failures: list[tuple[str, errors.GatewayError]] = []
-        info = current()
         for provider, provider_model in self._candidates(model, capability, options):
             if capability not in provider.capabilities:
                 continue
             if info is not None:
                 info.model = info.model or model
                 info.attempt(provider.name)
-            with tracing.provider_span(
+            scope = tracing.provider_span(
                 capability, provider.name, provider.kind, provider_model, options
-            ) as span:
-                try:
-                    answer = await self.retry.run(
-                        partial(call, provider, provider_model), provider.name
-                    )
-                except errors.GatewayError as err:
-                    tracing.failed(span, err)
-                    failures.append((provider.name, err))
-                    if not err.fallback:
-                        break
-                    self._moving_on(provider, capability, err)
-                    continue
-                if info is not None:
-                    info.provider = provider.name
-                    if info.usage is not None:
-                        tracing.record_usage(span, info.usage)
-                return answer
+            )
+            span = scope.__enter__()
+            try:
+                result = await self.retry.run(
+                    partial(unit, provider, provider_model), provider.name, info
+                )
+            except errors.GatewayError as err:
+                tracing.failed(span, err)
+                scope.__exit__(None, None, None)
+                failures.append((provider.name, err))
+                if not err.fallback:
+                    break
+                self._moving_on(provider, capability, err)
+                continue
+            except BaseException as exc:
+                scope.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            if info is not None:
+                info.provider = provider.name
+            if opened is None:
+                _close_span(scope, span, info)
+            else:
+                opened.provider, opened.model, opened.scope, opened.span = (
+                    provider,
+                    provider_model,
+                    scope,
+                    span,
+                )
+            return result
         raise self._exhausted(capability, model, failures)
 
-    async def _opened_stream(
+    async def _first_stream(
         self,
-        open_stream: Callable[[Provider, str], AsyncIterator[E]],
-        provider: Provider,
-        model: str,
-    ) -> tuple[E, AsyncIterator[E]]:
-        return await self._opened(open_stream(provider, model), provider, model)
+        capability: str,
+        request: R,
+        open_stream: Callable[[Provider, str, R], AsyncIterator[Event]],
+        info: CallInfo | None,
+    ) -> AsyncIterator[Event]:
+        """Stream from the first provider that produces an event, counting the usage it
+        reports. The provider's span stays open until the stream ends."""
+        options = request.options  # type: ignore[attr-defined]
+
+        def unit(provider: Provider, model: str) -> Awaitable[tuple[Event, AsyncIterator[Event]]]:
+            return self._prepared(
+                provider,
+                model,
+                request,
+                lambda r: self._opened(open_stream(provider, model, r), provider, model),
+                info,
+            )
+
+        opened = _Opened()
+        event, stream = await self._first_success(
+            capability, options.model, unit, info, options, opened=opened
+        )
+        provider, model, scope = opened.provider, opened.model, opened.scope
+        try:
+            async with aclosing(stream):  # type: ignore[type-var]
+                if event.WhichOneof("event") == "usage":
+                    self._account(provider, model, event.usage, info)
+                yield event
+                async for event in stream:
+                    if event.WhichOneof("event") == "usage":
+                        self._account(provider, model, event.usage, info)
+                    yield event
+        except BaseException as exc:
+            scope.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        _close_span(scope, opened.span, info)
 
     @staticmethod
     async def _opened(
         stream: AsyncIterator[E], provider: Provider, model: str
     ) -> tuple[E, AsyncIterator[E]]:
-        """A stream with its first event read: the point after which no retry or fallback
-        may happen, since the caller has begun to receive the answer."""
+        """A stream with its first event read (closed if that fails)."""
         try:
             first = await anext(stream)
         except StopAsyncIteration:
@@ -222,49 +295,6 @@ class Gateway:
             await stream.aclose()  # type: ignore[attr-defined]
             raise
         return first, stream
-
-    async def _first_stream(
-        self,
-        capability: str,
-        model: str,
-        open_stream: Callable[[Provider, str], AsyncIterator[E]],
-        options: ProtoMessage | None = None,
-    ) -> AsyncIterator[E]:
-        """Stream from the first provider that produces an event; retry and fall back only
-        before it."""
-        failures: list[tuple[str, errors.GatewayError]] = []
-        info = current()
-        for provider, provider_model in self._candidates(model, capability, options):
-            if capability not in provider.capabilities:
-                continue
-            if info is not None:
-                info.model = info.model or model
-                info.attempt(provider.name)
-            with tracing.provider_span(
-                capability, provider.name, provider.kind, provider_model, options
-            ) as span:
-                try:
-                    first, stream = await self.retry.run(
-                        partial(self._opened_stream, open_stream, provider, provider_model),
-                        provider.name,
-                    )
-                except errors.GatewayError as err:
-                    tracing.failed(span, err)
-                    failures.append((provider.name, err))
-                    if not err.fallback:
-                        break
-                    self._moving_on(provider, capability, err)
-                    continue
-                if info is not None:
-                    info.provider = provider.name
-                async with aclosing(stream):  # type: ignore[type-var]
-                    yield first
-                    async for event in stream:
-                        yield event
-                if info is not None and info.usage is not None:
-                    tracing.record_usage(span, info.usage)
-                return
-        raise self._exhausted(capability, model, failures)
 
     # -- one provider: parameters, refusals, cost -------------------------------------------------
 
@@ -280,12 +310,14 @@ class Gateway:
         preset.fill(resolved.options)  # type: ignore[attr-defined]
         return resolved
 
-    def _account(self, provider: Provider, model: str, usage: chat_pb2.Usage) -> None:
+    def _account(
+        self, provider: Provider, model: str, usage: chat_pb2.Usage, info: CallInfo | None
+    ) -> None:
         """Fill in the cost of ``usage`` (unless the provider reported it) and count the
         tokens and the spend."""
         child(TOKENS, provider.name, "prompt").inc(usage.prompt_tokens)
         child(TOKENS, provider.name, "completion").inc(usage.completion_tokens)
-        if (info := current()) is not None:
+        if info is not None:
             info.usage = usage
         if not usage.HasField("cost_usd"):
             cost = self.registry.cost(provider.name, model, usage)
@@ -295,64 +327,44 @@ class Gateway:
         label = model if self.registry.get(provider.name, model) is not None else "other"
         child(SPEND, provider.name, label).inc(usage.cost_usd)
 
+    async def _prepared(
+        self,
+        provider: Provider,
+        model: str,
+        request: R,
+        send: Callable[[R], Awaitable[T]],
+        info: CallInfo | None,
+    ) -> T:
+        """``send`` of ``request`` with its parameters fitted to the model; a refused
+        parameter learned (and, under ``warn``, the request sent once more without it);
+        the wait on the upstream timed. ``send`` is the whole unary call, or the opening
+        of a stream up to its first event (a refusal can only come before it)."""
+        prepared = self.parameters.apply(request, provider, model)
+        started = time.perf_counter()
+        try:
+            try:
+                return await send(prepared)
+            except errors.UpstreamInvalidRequest as err:
+                if not self.parameters.learn(err, prepared, provider, model):
+                    raise
+                return await send(self.parameters.apply(request, provider, model))
+        finally:
+            if info is not None:
+                info.upstream += time.perf_counter() - started
+
     async def _send(
         self,
         provider: Provider,
         model: str,
         request: R,
         send: Callable[[R], Awaitable[Answer]],
+        info: CallInfo | None,
     ) -> Answer:
-        """One provider's answer: parameters fitted to the model, a refused parameter
-        learned (and, under ``warn``, the request sent once more without it), cost added."""
-        prepared = self.parameters.apply(request, provider, model)
-        started = time.perf_counter()
-        try:
-            try:
-                answer = await send(prepared)
-            except errors.UpstreamInvalidRequest as err:
-                if not self.parameters.learn(err, prepared, provider, model):
-                    raise
-                answer = await send(self.parameters.apply(request, provider, model))
-        finally:
-            if (info := current()) is not None:
-                info.upstream += time.perf_counter() - started
+        """One provider's unary answer (``_prepared``), its cost added."""
+        answer = await self._prepared(provider, model, request, send, info)
         if answer.HasField("usage"):
-            self._account(provider, model, answer.usage)
+            self._account(provider, model, answer.usage, info)
         return answer
-
-    async def _relay(
-        self,
-        provider: Provider,
-        model: str,
-        request: R,
-        open_stream: Callable[[R], AsyncIterator[Event]],
-    ) -> AsyncIterator[Event]:
-        """``_send`` for streams: a refusal can only come before the first event."""
-        prepared = self.parameters.apply(request, provider, model)
-        started = time.perf_counter()
-        stream = open_stream(prepared)
-        try:
-            try:
-                first = await anext(stream)
-            except errors.UpstreamInvalidRequest as err:
-                await stream.aclose()  # type: ignore[attr-defined]
-                if not self.parameters.learn(err, prepared, provider, model):
-                    raise
-                stream = open_stream(self.parameters.apply(request, provider, model))
-                first = await anext(stream)
-        finally:
-            if (info := current()) is not None:
-                info.upstream += time.perf_counter() - started
-        async with aclosing(stream):  # type: ignore[type-var]
-            event = first
-            while True:
-                if event.WhichOneof("event") == "usage":
-                    self._account(provider, model, event.usage)
-                yield event
-                try:
-                    event = await anext(stream)
-                except StopAsyncIteration:
-                    return
 
     # -- chat and generation ------------------------------------------------------------------
 
@@ -360,44 +372,45 @@ class Gateway:
         validate_chat(request, self.max_bytes)
         request = self._with_preset(request)
         model = request.options.model
+        info = current()
 
-        async def call(provider: Provider, model: str) -> chat_pb2.ChatResponse:
-            return await self._send(provider, model, request, lambda r: provider.chat(r, model))
+        def call(provider: Provider, model: str) -> Awaitable[chat_pb2.ChatResponse]:
+            return self._send(provider, model, request, lambda r: provider.chat(r, model), info)
 
         options = request.options
         if self.cache.config.chat and options.HasField("temperature") and options.temperature == 0:
-            return await self._whole("chat", model, request, call, chat_pb2.ChatResponse)
-        return await self._first_success("chat", model, call, request.options)
+            return await self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
+        return await self._first_success("chat", model, call, info, options)
 
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
-        request = self._with_preset(request)
         return self._first_stream(
             "chat",
-            request.options.model,
-            lambda p, m: self._relay(p, m, request, lambda r: p.chat_stream(r, m)),
-            request.options,
+            self._with_preset(request),
+            lambda provider, model, r: provider.chat_stream(r, model),
+            current(),
         )
 
     async def generate(self, request: GenerateLike) -> chat_pb2.GenerateResponse:
         validate_generate(request, self.max_bytes)
         request = self._with_preset(request)
+        info = current()
 
-        async def call(provider: Provider, model: str) -> chat_pb2.GenerateResponse:
-            return await self._send(provider, model, request, lambda r: provider.generate(r, model))
+        def call(provider: Provider, model: str) -> Awaitable[chat_pb2.GenerateResponse]:
+            return self._send(provider, model, request, lambda r: provider.generate(r, model), info)
 
-        return await self._first_success("generate", request.options.model, call, request.options)
+        options = request.options
+        return await self._first_success("generate", options.model, call, info, options)
 
     def generate_stream(
         self, request: GenerateLike
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
         validate_generate(request, self.max_bytes)
-        request = self._with_preset(request)
         return self._first_stream(
             "generate",
-            request.options.model,
-            lambda p, m: self._relay(p, m, request, lambda r: p.generate_stream(r, m)),
-            request.options,
+            self._with_preset(request),
+            lambda provider, model, r: provider.generate_stream(r, model),
+            current(),
         )
 
     # -- inference --------------------------------------------------------------------------------
@@ -411,6 +424,7 @@ class Gateway:
         key: Callable[[Item], bytes],
         compute: Callable[[Provider, str, list[Item]], Awaitable[Sequence[Result]]],
         cls: type[Result],
+        info: CallInfo | None,
     ) -> list[Result]:
         """Results for ``items``, each from the cache when it is there; the rest computed
         in one call through the fallback chain, then cached."""
@@ -420,7 +434,7 @@ class Gateway:
         if missing:
             todo = [items[i] for i in missing]
             computed = await self._first_success(
-                capability, model, lambda p, m: compute(p, m, todo)
+                capability, model, lambda p, m: compute(p, m, todo), info
             )
             if len(computed) != len(todo):
                 raise errors.UpstreamProtocolError(
@@ -429,7 +443,7 @@ class Gateway:
             for i, result in zip(missing, computed, strict=True):
                 found[i] = result
                 self.cache.put(keys[i], result)
-        elif (info := current()) is not None:
+        elif info is not None:
             info.cache, info.provider, info.model = "hit", "cache", model
         return [result for result in found if result is not None]
 
@@ -440,15 +454,17 @@ class Gateway:
         request: ProtoMessage,
         compute: Callable[[Provider, str], Awaitable[Cached]],
         cls: type[Cached],
+        *,
+        info: CallInfo | None,
     ) -> Cached:
         """One answer, from the cache when the same request was answered before."""
         key = cache_key(capability, model, request.SerializeToString(deterministic=True))
         cached = self.cache.get(capability, key, cls)
         if cached is not None:
-            if (info := current()) is not None:
+            if info is not None:
                 info.cache, info.provider, info.model = "hit", "cache", model
             return cached
-        answer = await self._first_success(capability, model, compute)
+        answer = await self._first_success(capability, model, compute, info)
         self.cache.put(key, answer)
         return answer
 
@@ -460,6 +476,7 @@ class Gateway:
             key=lambda text: cache_key("embed", model, text),
             compute=lambda p, m, todo: p.embed(todo, m),
             cls=inference_pb2.Embedding,
+            info=current(),
         )
 
     async def embed_batch(
@@ -490,6 +507,7 @@ class Gateway:
             key=lambda pair: cache_key("nli", model, pair.premise, pair.hypothesis),
             compute=lambda p, m, todo: p.infer_nli(todo, m),
             cls=inference_pb2.NliResult,
+            info=current(),
         )
 
     async def infer_nli_batch(
@@ -529,6 +547,7 @@ class Gateway:
             request,
             lambda p, m: p.classify_zero_shot(request, m),
             inference_pb2.ClassifyZeroShotResponse,
+            info=current(),
         )
 
     async def classify_stance(
@@ -544,6 +563,7 @@ class Gateway:
             request,
             lambda p, m: p.classify_stance(request, m),
             inference_pb2.ClassifyStanceResponse,
+            info=current(),
         )
 
     async def count_tokens(
@@ -553,7 +573,7 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
         return await self._first_success(
-            "tokens", model, lambda p, m: p.count_tokens(request.text, m)
+            "tokens", model, lambda p, m: p.count_tokens(request.text, m), current()
         )
 
     async def tokenize(
@@ -562,7 +582,9 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success("tokens", model, lambda p, m: p.tokenize(request.text, m))
+        return await self._first_success(
+            "tokens", model, lambda p, m: p.tokenize(request.text, m), current()
+        )
 
     # -- models ----------------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ Only failures that another attempt can cure are retried: rate limits (not an exh
 quota), 5xx and overload, connection errors and timeouts, cut or malformed responses.
 The provider's own hint (Retry-After, X-Ratelimit-Reset, Gemini RetryInfo, HuggingFace
 estimated_time) sets the wait when there is one; otherwise exponential backoff with
-jitter. No wait goes past the caller's deadline, and a retry budget (a fraction of
-recent requests) keeps a provider that is down from drawing a retry storm.
+jitter. No wait goes past the caller's deadline, and a retry budget per provider (a
+fraction of that provider's recent requests) keeps a provider that is down from drawing a
+retry storm, without spending the retries the other providers may need.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 from ratd import errors
 from ratd.config import RetryConfig
-from ratd.core.calls import current
+from ratd.core.calls import CallInfo
 from ratd.metrics import RETRIES, child
 
 T = TypeVar("T")
@@ -70,9 +71,19 @@ class Retrier:
     def __init__(self, config: RetryConfig, rng: random.Random | None = None) -> None:
         self.config = config
         self.rng = rng or random.Random()
-        self.budget = RetryBudget(
-            config.budget_ratio, config.budget_window_secs, config.budget_min_retries
-        )
+        # One budget per provider, so that one provider that is down cannot spend the
+        # retries of the others. Keyed by the configured provider names: bounded.
+        self._budgets: dict[str, RetryBudget] = {}
+
+    def budget(self, provider: str) -> RetryBudget:
+        """``provider``'s retry budget (made on its first call)."""
+        budget = self._budgets.get(provider)
+        if budget is None:
+            config = self.config
+            budget = self._budgets[provider] = RetryBudget(
+                config.budget_ratio, config.budget_window_secs, config.budget_min_retries
+            )
+        return budget
 
     def backoff(self, attempt: int) -> float:
         """Seconds before retry number ``attempt`` (1 for the first retry), jittered."""
@@ -80,8 +91,11 @@ class Retrier:
         capped = min(base, self.config.max_delay_ms) / 1000
         return capped * (1 - self.config.jitter * self.rng.random())
 
-    def wait_before(self, attempt: int, err: errors.GatewayError) -> float | None:
-        """How long to wait before retrying after ``err``; None: do not retry."""
+    def wait_before(
+        self, attempt: int, err: errors.GatewayError, deadline: float | None = None
+    ) -> float | None:
+        """How long to wait before retrying after ``err``; None: do not retry (also when
+        the wait would end past ``deadline``, on the event loop's clock)."""
         if attempt >= self.config.max_attempts or not retryable(err):
             return None
         if err.retry_after is not None:
@@ -90,24 +104,28 @@ class Retrier:
             wait = err.retry_after
         else:
             wait = self.backoff(attempt)
-        info = current()
-        if info is not None and asyncio.get_running_loop().time() + wait >= info.deadline:
+        if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
             return None
         return wait
 
-    async def run(self, call: Callable[[], Awaitable[T]], provider: str) -> T:
-        """``call()``, again while its failures are worth another attempt."""
-        self.budget.request()
+    async def run(
+        self, call: Callable[[], Awaitable[T]], provider: str, info: CallInfo | None = None
+    ) -> T:
+        """``call()``, again while its failures are worth another attempt, within the
+        deadline of ``info`` (the call being served) and ``provider``'s budget."""
+        budget = self.budget(provider)
+        budget.request()
         attempt = 1
         while True:
             try:
                 return await call()
             except errors.GatewayError as err:
-                wait = self.wait_before(attempt, err)
-                if wait is None or not self.budget.try_spend():
+                deadline = info.deadline if info is not None else None
+                wait = self.wait_before(attempt, err, deadline)
+                if wait is None or not budget.try_spend():
                     raise
             child(RETRIES, provider).inc()
-            if (info := current()) is not None:
+            if info is not None:
                 info.retries += 1
             await asyncio.sleep(wait)
             attempt += 1

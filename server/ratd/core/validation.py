@@ -43,7 +43,8 @@ class Limits:
         self._total = 0
 
     def text(self, field: str, value: str | bytes) -> None:
-        size = len(value) if isinstance(value, bytes) else len(value.encode())
+        # An ASCII string's length is its UTF-8 size (isascii is a flag lookup: no copy).
+        size = len(value) if isinstance(value, bytes) or value.isascii() else len(value.encode())
         if size > self.max_bytes:
             raise _fail(
                 field,
