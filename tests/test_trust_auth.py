@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ratatoskr import (
     CallerUnauthenticated,
     ModelNotAllowed,
+    RatatoskrError,
     RoleRequired,
     ServiceClient,
 )
@@ -218,3 +219,41 @@ async def test_reload_rotates_keys(upstream: FakeOpenAIUpstream) -> None:
                 await client.chat("hi", model="gpt-4o-mini")
     finally:
         await daemon.stop()
+
+
+async def test_a_fallback_never_leads_outside_the_allow_list(upstream: FakeOpenAIUpstream) -> None:
+    """A tenant allowed "openai:*" asks for gpt-4o-mini while OpenAI is down: the chain
+    would go on to OpenRouter (openrouter:openai/gpt-4o-mini), which is not on its list,
+    so the call fails with OpenAI's error and OpenRouter is never asked. A tenant that
+    may use the model by name gets the fallback."""
+    narrow, wide = "rat_test-narrow-5a4b3c2d1e", "rat_test-wide-9f8e7d6c5b"
+    text = f"""
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+[providers.openrouter]
+base_url = "{upstream.base_url_openrouter}"
+[routing]
+chat = ["openrouter"]
+[auth]
+mode = "api_key"
+[tenants.narrow]
+api_key_sha256 = ["{sha(narrow)}"]
+roles = ["inference"]
+models = ["openai:*"]
+[tenants.wide]
+api_key_sha256 = ["{sha(wide)}"]
+roles = ["inference"]
+models = ["gpt-4o-mini"]
+"""
+    env = {"OPENAI_API_KEY": OPENAI_KEY, "OPENROUTER_API_KEY": OPENAI_KEY}
+    upstream.set_scenario("server-error", "openai")
+    async with running_daemon(make_config(text, env=env)) as daemon:
+        async with await connect(daemon, narrow) as client:
+            with pytest.raises(RatatoskrError) as caught:
+                await client.chat("hi", model="gpt-4o-mini")
+            assert caught.value.metadata["tried"] == "openai"
+            assert not upstream.requests_to("openrouter")
+            with pytest.raises(ModelNotAllowed):  # nothing on its list serves this one
+                await client.chat("hi", model="anthropic/claude-sonnet-4")
+        async with await connect(daemon, wide) as client:
+            assert (await client.chat("hi", model="gpt-4o-mini")).provider == "openrouter"

@@ -1,10 +1,10 @@
 """Who is calling, and which models they may use.
 
 The service layer authenticates the caller and puts its ``Tenant`` on the call
-(``CallInfo.tenant``); the core asks ``check_model`` before it uses a model: once for the
-model the caller named, and once for every provider:model that would serve it, fallbacks
-included, so that a preset, an alias or a fallback chain cannot lead a tenant to a model
-outside its allow-list.
+(``CallInfo.tenant``); the gateway core keeps, of the providers that would serve a model
+(fallbacks included), only those the tenant may use (``permits``), and refuses the call
+when none is left. It checks the model after presets and aliases are resolved, so that
+none of them can lead a tenant to a model outside its allow-list.
 
 Allow-list patterns are shell globs, case-sensitive. A pattern with a colon
 (``openai:*``, ``local:all-MiniLM-L6-v2``) matches ``provider:model``; one without
@@ -66,26 +66,19 @@ def _compile(patterns: list[str]) -> re.Pattern[str] | None:
 CALLER: ContextVar[Tenant | None] = ContextVar("ratd_caller", default=None)
 
 
-def check_model(
-    tenant: Tenant | None, requested: str, provider: str = "", provider_model: str = ""
-) -> None:
-    """Raise ModelNotAllowed unless ``tenant`` may use ``requested`` and, when given, the
-    ``provider``:``provider_model`` that would serve it. No tenant (auth mode "none") or
-    no allow-list: every model. The message names the tenant and the model, never a
-    credential."""
-    if tenant is None or tenant.models is None:
-        return
-    if requested and not tenant.may_use(requested):
-        raise ModelNotAllowed(
-            f"tenant {tenant.name} may not use model {requested!r} (not on its allow-list)",
-            model=requested,
-        )
-    if provider:
-        candidate = f"{provider}:{provider_model}"
-        if not tenant.may_use(candidate):
-            raise ModelNotAllowed(
-                f"tenant {tenant.name} may not use {candidate!r}, which would serve "
-                f"{requested!r} (not on its allow-list)",
-                provider=provider,
-                model=provider_model,
-            )
+def permits(tenant: Tenant, model: str, provider: str, provider_model: str) -> bool:
+    """May ``tenant`` have ``model`` served by ``provider`` (as ``provider_model``)? Yes
+    when the model's name is on its allow-list ("gpt-4o-mini": whoever serves it), or
+    the provider:model that would serve it is ("openai:*")."""
+    return tenant.may_use(model) or tenant.may_use(f"{provider}:{provider_model}")
+
+
+def refusal(tenant: Tenant, model: str, candidates: Iterable[str]) -> ModelNotAllowed:
+    """The error when no provider that would serve ``model`` is allowed. It names the
+    tenant, the model and the candidates, never a credential."""
+    tried = ", ".join(candidates) or "no configured provider"
+    return ModelNotAllowed(
+        f"tenant {tenant.name} may not use model {model!r}: neither it nor what would "
+        f"serve it ({tried}) is on its allow-list",
+        model=model,
+    )

@@ -33,7 +33,8 @@ class CallInfo:
     first_event: float | None = None
     usage: chat_pb2.Usage | None = None
     cache: str = ""
-    # The authenticated caller (None: auth mode "none"); core.access.check_model takes it.
+    # The authenticated caller (None: auth mode "none"); the gateway keeps, of the
+    # providers that could serve a model, those this caller may use (core.access).
     tenant: Tenant | None = None
 
     def attempt(self, provider: str) -> None:

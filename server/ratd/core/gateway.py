@@ -18,6 +18,7 @@ from google.protobuf.message import Message as ProtoMessage
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors, tracing
 from ratd.config import Config
+from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
@@ -132,13 +133,31 @@ class Gateway:
     # -- candidates and fallback ----------------------------------------------------------------
 
     def _candidates(
-        self, model: str, capability: str, options: ProtoMessage | None = None
+        self,
+        model: str,
+        capability: str,
+        options: ProtoMessage | None = None,
+        info: CallInfo | None = None,
     ) -> list[tuple[Provider, str]]:
+        """The providers to try for ``model``, in order: those routing names that are
+        configured and, for a caller with a model allow-list, that it may use."""
+        tenant = info.tenant if info is not None else None
+        if tenant is not None and tenant.models is None:
+            tenant = None  # no allow-list: every model
+        try:
+            routed = self.router.resolve(model, capability)
+        except errors.NoProvider:
+            if tenant is not None and not tenant.may_use(model):
+                raise access.refusal(tenant, model, ()) from None
+            raise
         found = [
-            (self.providers[c.provider], c.model)
-            for c in self.router.resolve(model, capability)
-            if c.provider in self.providers
+            (self.providers[c.provider], c.model) for c in routed if c.provider in self.providers
         ]
+        if tenant is not None:
+            allowed = [(p, m) for p, m in found if access.permits(tenant, model, p.name, m)]
+            if not allowed and (found or not tenant.may_use(model)):
+                raise access.refusal(tenant, model, (f"{p.name}:{m}" for p, m in found))
+            found = allowed
         if self.config.routing.strategy == "cheapest":
             found = self._cheapest_first(found, options)
         return found
@@ -202,7 +221,7 @@ class Gateway:
         call; and no generator-based context manager runs on this path, which every
         call takes.)"""
         failures: list[tuple[str, errors.GatewayError]] = []
-        for provider, provider_model in self._candidates(model, capability, options):
+        for provider, provider_model in self._candidates(model, capability, options, info):
             if capability not in provider.capabilities:
                 continue
             if info is not None:
@@ -428,6 +447,7 @@ class Gateway:
     ) -> list[Result]:
         """Results for ``items``, each from the cache when it is there; the rest computed
         in one call through the fallback chain, then cached."""
+        self._candidates(model, capability, info=info)  # a cached answer is no way round
         keys = [key(item) for item in items]
         found: list[Result | None] = [self.cache.get(capability, k, cls) for k in keys]
         missing = [i for i, result in enumerate(found) if result is None]
@@ -458,6 +478,7 @@ class Gateway:
         info: CallInfo | None,
     ) -> Cached:
         """One answer, from the cache when the same request was answered before."""
+        self._candidates(model, capability, info=info)  # a cached answer is no way round
         key = cache_key(capability, model, request.SerializeToString(deterministic=True))
         cached = self.cache.get(capability, key, cls)
         if cached is not None:

@@ -17,7 +17,7 @@ from typing import TypeVar
 import grpc
 
 from ratd import errors, tracing
-from ratd.core.access import CALLER, check_model
+from ratd.core.access import CALLER
 from ratd.core.calls import CallInfo, begin
 from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
@@ -98,15 +98,11 @@ class CallGuard:
         context: grpc.aio.ServicerContext,
         method: str,
         call: Callable[[Gateway], Awaitable[T]],
-        *,
-        model: str = "",
     ) -> T:
         """Run one unary call on the current gateway: admitted, bounded by the time limit,
-        errors as statuses. ``model``: the model the request names, for the allow-list."""
+        errors as statuses."""
         with self.holder.use() as gateway:
-            async with self._admitted(context, method) as (_, info):
-                if model and info.tenant is not None:
-                    _check_model(info, model)
+            async with self._admitted(context, method):
                 return await call(gateway)
         raise AssertionError("unreachable: _admitted aborts on every error")
 
@@ -115,8 +111,6 @@ class CallGuard:
         context: grpc.aio.ServicerContext,
         method: str,
         open_stream: Callable[[Gateway], AsyncIterator[T]],
-        *,
-        model: str = "",
     ) -> AsyncIterator[T]:
         """Relay one stream. The time limit bounds each silence, not the whole stream, and
         the source is closed at once when the client goes away."""
@@ -126,20 +120,11 @@ class CallGuard:
                 self._admitted(context, method) as (timeout, info),
                 aclosing(open_stream(gateway)) as events,  # type: ignore[type-var]
             ):
-                if model and info.tenant is not None:
-                    _check_model(info, model)
                 async for event in events:
                     if info.first_event is None:
                         info.first_event = time.perf_counter() - info.started
                     yield event
                     timeout.reschedule(loop.time() + self._budget(context))
-
-
-def _check_model(info: CallInfo, model: str) -> None:
-    """The model the caller named must be on its tenant's allow-list (the provider:model
-    that serves it is checked by the core, per candidate)."""
-    info.model = model
-    check_model(info.tenant, model)
 
 
 class _Admission:

@@ -38,24 +38,20 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     # -- chat and generation -----------------------------------------------------------------
 
     async def Chat(self, request: chat_pb2.ChatRequest, context: Context) -> chat_pb2.ChatResponse:
-        return await self.guard.unary(
-            context, "Chat", lambda gw: gw.chat(request), model=request.options.model
-        )
+        return await self.guard.unary(context, "Chat", lambda gw: gw.chat(request))
 
     async def ChatStream(
         self, request: chat_pb2.ChatStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         async for event in self.guard.stream(
-            context, "ChatStream", lambda gw: gw.chat_stream(request), model=request.options.model
+            context, "ChatStream", lambda gw: gw.chat_stream(request)
         ):
             yield event
 
     async def Generate(
         self, request: chat_pb2.GenerateRequest, context: Context
     ) -> chat_pb2.GenerateResponse:
-        return await self.guard.unary(
-            context, "Generate", lambda gw: gw.generate(request), model=request.options.model
-        )
+        return await self.guard.unary(context, "Generate", lambda gw: gw.generate(request))
 
     async def GenerateStream(
         self, request: chat_pb2.GenerateStreamRequest, context: Context
@@ -64,7 +60,6 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
             context,
             "GenerateStream",
             lambda gw: gw.generate_stream(request),
-            model=request.options.model,
         ):
             yield event
 
@@ -73,29 +68,23 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def Embed(
         self, request: inference_pb2.EmbedRequest, context: Context
     ) -> inference_pb2.EmbedResponse:
-        return await self.guard.unary(
-            context, "Embed", lambda gw: gw.embed(request), model=request.model
-        )
+        return await self.guard.unary(context, "Embed", lambda gw: gw.embed(request))
 
     async def EmbedBatch(
         self, request: inference_pb2.EmbedBatchRequest, context: Context
     ) -> inference_pb2.EmbedBatchResponse:
-        return await self.guard.unary(
-            context, "EmbedBatch", lambda gw: gw.embed_batch(request), model=request.model
-        )
+        return await self.guard.unary(context, "EmbedBatch", lambda gw: gw.embed_batch(request))
 
     async def InferNli(
         self, request: inference_pb2.InferNliRequest, context: Context
     ) -> inference_pb2.InferNliResponse:
-        return await self.guard.unary(
-            context, "InferNli", lambda gw: gw.infer_nli(request), model=request.model
-        )
+        return await self.guard.unary(context, "InferNli", lambda gw: gw.infer_nli(request))
 
     async def InferNliBatch(
         self, request: inference_pb2.InferNliBatchRequest, context: Context
     ) -> inference_pb2.InferNliBatchResponse:
         return await self.guard.unary(
-            context, "InferNliBatch", lambda gw: gw.infer_nli_batch(request), model=request.model
+            context, "InferNliBatch", lambda gw: gw.infer_nli_batch(request)
         )
 
     async def ClassifyZeroShot(
@@ -105,29 +94,24 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
             context,
             "ClassifyZeroShot",
             lambda gw: gw.classify_zero_shot(request),
-            model=request.model,
         )
 
     async def ClassifyStance(
         self, request: inference_pb2.ClassifyStanceRequest, context: Context
     ) -> inference_pb2.ClassifyStanceResponse:
         return await self.guard.unary(
-            context, "ClassifyStance", lambda gw: gw.classify_stance(request), model=request.model
+            context, "ClassifyStance", lambda gw: gw.classify_stance(request)
         )
 
     async def CountTokens(
         self, request: inference_pb2.CountTokensRequest, context: Context
     ) -> inference_pb2.CountTokensResponse:
-        return await self.guard.unary(
-            context, "CountTokens", lambda gw: gw.count_tokens(request), model=request.model
-        )
+        return await self.guard.unary(context, "CountTokens", lambda gw: gw.count_tokens(request))
 
     async def Tokenize(
         self, request: inference_pb2.TokenizeRequest, context: Context
     ) -> inference_pb2.TokenizeResponse:
-        return await self.guard.unary(
-            context, "Tokenize", lambda gw: gw.tokenize(request), model=request.model
-        )
+        return await self.guard.unary(context, "Tokenize", lambda gw: gw.tokenize(request))
 
     # -- models --------------------------------------------------------------------------
 
