@@ -13,7 +13,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -77,8 +77,7 @@ class HttpClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    @asynccontextmanager
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -86,8 +85,9 @@ class HttpClient:
         *,
         model: str = "",
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request and yield the response with its body unread.
+    ) -> _Exchange:
+        """``async with client.request(...) as response``: the request sent, the response
+        with its body unread.
 
         Transport failures (refused, reset, timeouts, cut bodies, oversized bodies),
         whether they happen while connecting or while the caller reads the body, come out
@@ -95,69 +95,63 @@ class HttpClient:
         key, which must reach no origin but the configured one.
         """
         data = orjson.dumps(payload) if payload is not None else None
-        url = self.url(path)
-        begun = False
-        try:
-            async with self._get_session().request(
-                method, url, data=data, headers=headers, allow_redirects=False
-            ) as response:
-                begun = True
-                if 300 <= response.status < 400:
-                    raise errors.ProviderUnavailable(
-                        f"{self.provider}: {self.base_url} answered with a redirect "
-                        f"(HTTP {response.status}), which ratd does not follow; "
-                        "set base_url to the API's own address",
-                        provider=self.provider,
-                        model=model,
-                        metadata={"upstream_status": str(response.status)},
-                    )
-                connection = response.connection
-                between = self._config.read_timeout_secs
-                if (
-                    between != self._config.first_byte_timeout_secs
-                    and connection is not None
-                    and connection.protocol is not None
-                ):
-                    connection.protocol.read_timeout = between
-                yield response
-        except aiohttp.ClientConnectorError as err:
+        return _Exchange(self, method, self.url(path), data, headers=headers, model=model)
+
+    def failure(self, err: BaseException, model: str, *, begun: bool) -> errors.GatewayError | None:
+        """The ratd error a transport failure means; None for anything else."""
+        common: dict[str, Any] = {"provider": self.provider, "model": model}
+        if isinstance(err, aiohttp.ClientConnectorError):
             hint = f" ({self.unreachable_hint})" if self.unreachable_hint else ""
-            raise errors.ProviderUnavailable(
+            return errors.ProviderUnavailable(
                 f"{self.provider}: cannot connect to {self.base_url}: "
                 f"{err.os_error.strerror or err}{hint}",
-                provider=self.provider,
-                model=model,
-            ) from None
-        except Oversized as err:
-            raise errors.UpstreamProtocolError(
-                f"{self.provider}: {err}", provider=self.provider, model=model
-            ) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+                **common,
+            )
+        if isinstance(err, Oversized):
+            return errors.UpstreamProtocolError(f"{self.provider}: {err}", **common)
+        if isinstance(err, TimeoutError | aiohttp.ServerTimeoutError):
             if begun:
                 what = f"went silent for {self._config.read_timeout_secs:g}s mid-response"
             else:
                 what = f"did not begin to answer within {self._config.first_byte_timeout_secs:g}s"
+            return errors.ProviderUnavailable(f"{self.provider}: {self.base_url} {what}", **common)
+        if isinstance(err, aiohttp.ClientPayloadError):
+            return errors.UpstreamProtocolError(
+                f"{self.provider}: the response was cut off: {err}", **common
+            )
+        if isinstance(err, aiohttp.ClientError):
+            return errors.ProviderUnavailable(
+                f"{self.provider}: request to {self.base_url} failed: {err}", **common
+            )
+        return None
+
+    def _begun(self, response: aiohttp.ClientResponse, model: str) -> None:
+        """Refuse a redirect, and from now on allow read_timeout_secs between chunks."""
+        if 300 <= response.status < 400:
             raise errors.ProviderUnavailable(
-                f"{self.provider}: {self.base_url} {what}", provider=self.provider, model=model
-            ) from None
-        except aiohttp.ClientPayloadError as err:
-            raise errors.UpstreamProtocolError(
-                f"{self.provider}: the response was cut off: {err}",
+                f"{self.provider}: {self.base_url} answered with a redirect "
+                f"(HTTP {response.status}), which ratd does not follow; "
+                "set base_url to the API's own address",
                 provider=self.provider,
                 model=model,
-            ) from None
-        except aiohttp.ClientError as err:
-            raise errors.ProviderUnavailable(
-                f"{self.provider}: request to {self.base_url} failed: {err}",
-                provider=self.provider,
-                model=model,
-            ) from None
+                metadata={"upstream_status": str(response.status)},
+            )
+        connection = response.connection
+        between = self._config.read_timeout_secs
+        if (
+            between != self._config.first_byte_timeout_secs
+            and connection is not None
+            and connection.protocol is not None
+        ):
+            connection.protocol.read_timeout = between
 
     async def read(self, response: aiohttp.ClientResponse) -> bytes:
         """The whole body, refused (``Oversized``) past ``max_response_mb``."""
         length = response.content_length
-        if length is not None and length > self.max_bytes:
-            raise Oversized(f"a response of {length} bytes (limit {self.max_bytes})")
+        if length is not None:
+            if length > self.max_bytes:
+                raise Oversized(f"a response of {length} bytes (limit {self.max_bytes})")
+            return await response.read()
         return b"".join([chunk async for chunk in chunks(response, self.max_bytes)])
 
     def payloads(
@@ -175,6 +169,56 @@ class HttpClient:
         async with self.request(method, path, payload, model=model) as response:
             body = await self.read(response)
             return response.status, response.headers, parse_body(body)
+
+
+class _Exchange:
+    """One request and its response, as an async context manager. (A class rather than a
+    generator-based context manager: every upstream call takes this path.)"""
+
+    __slots__ = ("_begun", "_context", "client", "data", "headers", "method", "model", "url")
+
+    def __init__(
+        self,
+        client: HttpClient,
+        method: str,
+        url: str,
+        data: bytes | None,
+        *,
+        headers: Mapping[str, str] | None,
+        model: str,
+    ) -> None:
+        self.client, self.method, self.url, self.data = client, method, url, data
+        self.headers, self.model = headers, model
+        self._begun = False
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        client = self.client
+        self._context = client._get_session().request(
+            self.method, self.url, data=self.data, headers=self.headers, allow_redirects=False
+        )
+        try:
+            response = await self._context.__aenter__()
+        except Exception as err:
+            error = client.failure(err, self.model, begun=False)
+            if error is None:
+                raise
+            raise error from None
+        self._begun = True
+        try:
+            client._begun(response, self.model)
+        except BaseException:
+            await self._context.__aexit__(None, None, None)
+            raise
+        return response
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._context.__aexit__(kind, err, tb)
+        if err is not None and isinstance(err, Exception):
+            error = self.client.failure(err, self.model, begun=self._begun)
+            if error is not None:
+                raise error from None
 
 
 def parse_body(body: bytes) -> Any:
