@@ -29,8 +29,10 @@ from ratatoskr import (
     chat_pb2,
     models_pb2,
 )
+from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers import gemini as gemini_provider
+from ratd.providers import gemini_models
 from ratd.providers.gemini import GeminiProvider, ResponseAssembler
 from ratd.providers.streams import SseDecoder
 from ratd.secrets import Secret
@@ -429,6 +431,78 @@ def test_schema_translation() -> None:
         "$defs": {"Node": {"$ref": "#/$defs/Node"}},
     }
     assert gemini_provider.gemini_schema(recursive)["properties"]["child"] == {"type": "object"}
+
+
+# A recursive definition that refers to itself twice: once its $refs are inlined (Gemini
+# takes none), 2**16 copies of it (issue #13: 213 bytes became a 3.9 MB upstream body).
+REF_BOMB = {
+    "$ref": "#/$defs/N",
+    "$defs": {"N": {"properties": {"a": {"$ref": "#/$defs/N"}, "b": {"$ref": "#/$defs/N"}}}},
+}
+
+
+async def test_schema_ref_bomb_in_tool_refused(
+    client: ServiceClient, fake: FakeGeminiUpstream
+) -> None:
+    bomb = ToolDefinition("explode", "Expands without end", REF_BOMB)
+    with pytest.raises(InvalidInput) as caught:
+        await client.chat("hi", model="gemini-2.5-flash", tools=[WEATHER, bomb])
+    assert caught.value.field == "tools[1].parameters_json"
+    assert "$ref" in str(caught.value)
+    assert fake.requests == []
+
+
+async def test_schema_ref_bomb_in_response_format_refused(
+    client: ServiceClient, fake: FakeGeminiUpstream
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await collect(
+            client.chat_stream("describe", model="gemini-2.5-flash", response_format=REF_BOMB)
+        )
+    assert caught.value.field == "options.response_format.json_schema"
+    assert fake.requests == []
+    # The daemon still serves the next call.
+    reply = await client.chat("hi", model="gemini-2.5-flash")
+    assert reply.content
+
+
+def test_schema_within_budget_still_inlined() -> None:
+    """A wide but finite schema (many refs to one definition) is inlined as before."""
+    leaf = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    schema = {
+        "type": "object",
+        "properties": {f"p{i}": {"$ref": "#/$defs/Leaf"} for i in range(200)},
+        "$defs": {"Leaf": leaf},
+    }
+    converted = gemini_provider.gemini_schema(schema)
+    assert converted["properties"]["p199"] == leaf
+
+
+def test_schema_text_copied_by_refs_counts_by_size() -> None:
+    """Few nodes, but one long description copied by every $ref: refused by its size."""
+    schema = {
+        "type": "object",
+        "properties": {f"p{i}": {"$ref": "#/$defs/Long"} for i in range(100)},
+        "$defs": {"Long": {"type": "string", "description": "x" * 200_000}},
+    }
+    with pytest.raises(errors.InvalidInput) as caught:
+        gemini_provider.gemini_schema(schema, "tools[0].parameters_json")
+    assert caught.value.field == "tools[0].parameters_json"
+    assert "MiB" in str(caught.value)
+
+
+def test_malformed_schema_keywords_ignored() -> None:
+    """Keywords of the wrong JSON type are dropped, not a crash (INTERNAL)."""
+    schema = {
+        "type": "object",
+        "definitions": ["not", "an", "object"],
+        "allOf": ["not a schema"],
+        "properties": {"x": {"type": "string", "format": ["date-time"]}},
+    }
+    assert gemini_provider.gemini_schema(schema) == {
+        "type": "object",
+        "properties": {"x": {"type": "string"}},
+    }
 
 
 # -- thinking -----------------------------------------------------------------------------------
@@ -910,9 +984,8 @@ def test_recorded_embeddings_and_models(shared_dir: Path) -> None:
     folder = shared_dir / "fixtures" / "providers" / "gemini"
     batch = json.loads((folder / "batch-embed-contents.response.json").read_text())
     assert [len(e["values"]) for e in batch["embeddings"]] == [768, 768, 768]
-    provider = GeminiProvider("google", ProviderConfig(kind="google", base_url="http://x"), None)
     listed = json.loads((folder / "models-list.response.json").read_text())
-    infos = [provider._model_info(item) for item in listed["models"]]
+    infos = [gemini_models.model_info(item, "google") for item in listed["models"]]
     assert [i.id for i in infos] == ["gemini-2.5-flash", "gemini-2.0-flash", "text-embedding-004"]
     count = json.loads((folder / "count-tokens.response.json").read_text())
     assert count["totalTokens"] == 5

@@ -23,16 +23,18 @@ What this adapter has to get right, beyond renaming fields:
   streams may end with an ``{"error": {...}}`` event after a 200.
 * The key travels in the ``x-goog-api-key`` header, never in the URL (URLs get logged).
 * ``responseSchema`` and ``parameters`` take an OpenAPI subset of JSON Schema: schemas
-  are translated (``$ref`` inlined, ``["string","null"]`` to ``nullable``, unknown
-  keywords such as ``additionalProperties`` dropped).
+  are translated by ``gemini_schemas`` (``$ref`` inlined on a budget, ``["string",
+  "null"]`` to ``nullable``, unknown keywords such as ``additionalProperties`` dropped).
+
+The dialect (``GeminiDialect``) is pure; ``GeminiProvider`` adds the endpoints beyond
+chat on ``HttpProvider``'s transport, and the model list is parsed in ``gemini_models``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -42,9 +44,11 @@ import orjson
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers import metadata as md
-from ratd.providers.base import ChatLike, Provider
-from ratd.providers.http import HttpClient, error_for_status, loads_or_protocol_error, parse_body
+from ratd.providers import gemini_models as gm
+from ratd.providers.base import ChatLike
+from ratd.providers.gemini_schemas import MAX_SCHEMA_GROWTH_BYTES, SchemaBudget, gemini_schema
+from ratd.providers.http import error_for_status
+from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import (
     InlineImage,
     arguments_object,
@@ -56,9 +60,7 @@ from ratd.providers.messages import (
 from ratd.providers.reasoning_blocks import GEMINI_FORMAT, verifiable_by
 from ratd.secrets import Secret
 
-log = logging.getLogger(__name__)
-
-API_PREFIX = "/v1beta"
+API_PREFIX = gm.API_PREFIX
 BATCH_EMBED_LIMIT = 100  # requests per batchEmbedContents call
 _SYNTHETIC_ID = re.compile(r"^call_\d+_")
 
@@ -112,6 +114,11 @@ def model_path(model: str) -> str:
     return f"models/{quote(model, safe='')}"
 
 
+def method_path(model: str, method: str) -> str:
+    """The path of one of ``model``'s methods (``generateContent``, ``countTokens``...)."""
+    return f"{API_PREFIX}/{model_path(model)}:{method}"
+
+
 def finish_reason(value: str | None, *, called_tools: bool) -> chat_pb2.FinishReason:
     if called_tools and value in (None, "STOP"):
         return chat_pb2.FINISH_REASON_TOOL_CALLS
@@ -140,84 +147,6 @@ def parse_delay(value: Any) -> float | None:
     """A google.protobuf.Duration in JSON ("34s", "34.4s")."""
     match = _DELAY_RE.match(str(value or ""))
     return float(match.group(1)) if match else None
-
-
-# -- schemas ------------------------------------------------------------------------------------
-
-# The keywords of Gemini's Schema object (an OpenAPI 3.0 subset).
-_SCHEMA_KEYS = frozenset(
-    {
-        "type", "format", "title", "description", "nullable", "enum", "maxItems",
-        "minItems", "properties", "required", "minProperties", "maxProperties",
-        "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
-        "default", "items", "minimum", "maximum",
-    }
-)  # fmt: skip
-_FORMATS = {
-    "string": {"enum", "date-time"},
-    "integer": {"int32", "int64"},
-    "number": {"float", "double"},
-}
-_MAX_REF_DEPTH = 16
-
-
-def gemini_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON Schema as Gemini's Schema object takes it."""
-    definitions = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    return _convert_schema(schema, definitions, 0)
-
-
-def _convert_schema(node: Any, definitions: Mapping[str, Any], depth: int) -> dict[str, Any]:
-    if not isinstance(node, Mapping):
-        return {}
-    if "$ref" in node:
-        name = str(node["$ref"]).rsplit("/", 1)[-1]
-        target = definitions.get(name)
-        if target is None or depth >= _MAX_REF_DEPTH:
-            return {"type": "object"}  # recursive or unknown: the best Gemini can say
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _convert_schema(merged, definitions, depth + 1)
-    source = dict(node)
-    if isinstance(source.get("allOf"), list) and len(source["allOf"]) == 1:
-        source = {**source.pop("allOf")[0], **source}
-    if "oneOf" in source and "anyOf" not in source:
-        source["anyOf"] = source.pop("oneOf")
-    if "const" in source and "enum" not in source:
-        source["enum"] = [source["const"]]
-    out: dict[str, Any] = {}
-    kind = source.get("type")
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        if len(kinds) < len(kind):
-            out["nullable"] = True
-        if len(kinds) == 1:
-            kind = kinds[0]
-        else:
-            variants = [{**source, "type": k} for k in kinds]
-            out["anyOf"] = [_convert_schema(v, definitions, depth) for v in variants]
-            kind = None
-    if isinstance(kind, str):
-        out["type"] = kind
-    for key, value in source.items():
-        if key not in _SCHEMA_KEYS or (key in ("type", "anyOf") and key in out):
-            continue
-        if key == "properties" and isinstance(value, Mapping):
-            out[key] = {name: _convert_schema(v, definitions, depth) for name, v in value.items()}
-        elif key == "items":
-            out[key] = _convert_schema(value, definitions, depth)
-        elif key == "anyOf" and isinstance(value, list):
-            out[key] = [_convert_schema(v, definitions, depth) for v in value]
-        elif key == "enum":
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                out[key] = value
-        elif key == "format":
-            if value in _FORMATS.get(str(kind), ()):
-                out[key] = value
-        elif key == "type":
-            continue
-        else:
-            out[key] = value
-    return out
 
 
 # -- request ------------------------------------------------------------------------------------
@@ -319,12 +248,16 @@ def contents_to_wire(
     return system, contents
 
 
-def _function_declaration(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:
+def _function_declaration(
+    tool: chat_pb2.ToolDefinition, field: str, budget: SchemaBudget
+) -> dict[str, Any]:
     wire: dict[str, Any] = {"name": tool.name}
     if tool.description:
         wire["description"] = tool.description
     if tool.parameters_json.strip():
-        schema = gemini_schema(orjson.loads(tool.parameters_json))
+        schema = gemini_schema(
+            orjson.loads(tool.parameters_json), f"{field}.parameters_json", budget
+        )
         # Gemini refuses an OBJECT without properties: a function without parameters
         # simply has no ``parameters``.
         if schema.get("properties") or schema.get("type") not in (None, "object"):
@@ -386,14 +319,25 @@ class RequestPlan:
     show_reasoning: bool = True
 
 
+def _schema_budget(request: ChatLike) -> SchemaBudget:
+    """The budget of a request's schemas: what they are as sent, plus the growth allowed."""
+    sent = sum(len(tool.parameters_json) for tool in request.tools)
+    if request.options.response_format.WhichOneof("format") == "json_schema":
+        sent += len(request.options.response_format.json_schema)
+    return SchemaBudget(size=MAX_SCHEMA_GROWTH_BYTES + sent)
+
+
 def build_request(request: ChatLike, model: str) -> RequestPlan:
     options = request.options
     system, contents = contents_to_wire(request.messages)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
+    budget = _schema_budget(request)
     if request.tools:
-        declarations = [_function_declaration(t) for t in request.tools]
+        declarations = [
+            _function_declaration(t, f"tools[{i}]", budget) for i, t in enumerate(request.tools)
+        ]
         body["tools"] = [{"functionDeclarations": declarations}]
         if options.HasField("tool_choice"):
             body["toolConfig"] = _tool_config(options.tool_choice)
@@ -419,7 +363,8 @@ def build_request(request: ChatLike, model: str) -> RequestPlan:
         elif fmt == "json_schema":
             _, schema = unwrap_json_schema(options.response_format.json_schema)
             generation["responseMimeType"] = "application/json"
-            generation["responseSchema"] = gemini_schema(schema)
+            field = "options.response_format.json_schema"
+            generation["responseSchema"] = gemini_schema(schema, field, budget)
     show_reasoning = True
     if options.HasField("reasoning"):
         generation["thinkingConfig"] = _thinking_config(options.reasoning, model)
@@ -438,32 +383,49 @@ def build_request(request: ChatLike, model: str) -> RequestPlan:
 class ResponseAssembler:
     """Turns GenerateContentResponse objects (the one of ``generateContent`` or each
     event of a stream) into ChatStreamResponse events and accumulates the whole answer,
-    so that Chat and ChatStream read a response the same way (same ids, same blocks)."""
+    so that Chat and ChatStream read a response the same way (same ids, same blocks).
+
+    Gemini's stream has no end event (no ``[DONE]``): it ends at EOF, and is whole once
+    a candidate said why it finished."""
 
     provider: str
     show_reasoning: bool = True
+    # The model asked for, named in errors and answers until the upstream names its own.
+    requested: str = ""
     model: str = ""
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     blocks: list[chat_pb2.ReasoningBlock] = field(default_factory=list)
     tool_calls: list[chat_pb2.ToolCall] = field(default_factory=list)
-    finish: str | None = None
+    stop_reason: str | None = None
     usage: chat_pb2.Usage | None = None
     _pending_thought: list[str] = field(default_factory=list)
 
-    def feed(self, data: Mapping[str, Any], model: str) -> list[chat_pb2.ChatStreamResponse]:
+    @property
+    def complete(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def ended(self) -> bool:
+        return False  # read to EOF
+
+    def feed(
+        self, payload: Mapping[str, Any], model: str = ""
+    ) -> list[chat_pb2.ChatStreamResponse]:
+        """The events of one GenerateContentResponse (``model``, when given, is named
+        instead of ``requested`` if the prompt was blocked)."""
         out: list[chat_pb2.ChatStreamResponse] = []
-        self.model = data.get("modelVersion") or self.model
-        if isinstance(data.get("usageMetadata"), dict):
-            self.usage = usage_from_wire(data["usageMetadata"])
-        candidates = data.get("candidates") or []
+        self.model = payload.get("modelVersion") or self.model
+        if isinstance(payload.get("usageMetadata"), dict):
+            self.usage = usage_from_wire(payload["usageMetadata"])
+        candidates = payload.get("candidates") or []
         if not candidates:
-            feedback = data.get("promptFeedback") or {}
+            feedback = payload.get("promptFeedback") or {}
             if feedback.get("blockReason"):
                 raise errors.ContentFiltered(
                     f"{self.provider}: the prompt was blocked ({feedback['blockReason']})",
                     provider=self.provider,
-                    model=model,
+                    model=model or self.requested,
                     metadata={"upstream_code": str(feedback["blockReason"])},
                 )
             return out
@@ -471,8 +433,23 @@ class ResponseAssembler:
         for part in (candidate.get("content") or {}).get("parts") or ():
             out.extend(self._part(part))
         if candidate.get("finishReason"):
-            self.finish = str(candidate["finishReason"])
+            self.stop_reason = str(candidate["finishReason"])
         return out
+
+    def finish(self) -> list[chat_pb2.ChatStreamResponse]:
+        """Thoughts no signature closed, the usage, and ``done``."""
+        out = []
+        if (unsigned := self.unsigned_block()) is not None:
+            out.append(chat_pb2.ChatStreamResponse(reasoning_block=unsigned))
+        if self.usage is not None:
+            out.append(chat_pb2.ChatStreamResponse(usage=self.usage))
+        done = chat_pb2.ChatStreamResponse(
+            done=True,
+            finish_reason=self.finish_reason,
+            model=self.model or self.requested,
+            provider=self.provider,
+        )
+        return [*out, done]
 
     def _signature(self, signature: str) -> list[chat_pb2.ChatStreamResponse]:
         block = chat_pb2.ReasoningBlock(
@@ -532,13 +509,13 @@ class ResponseAssembler:
 
     @property
     def finish_reason(self) -> chat_pb2.FinishReason:
-        return finish_reason(self.finish, called_tools=bool(self.tool_calls))
+        return finish_reason(self.stop_reason, called_tools=bool(self.tool_calls))
 
-    def response(self, model: str) -> chat_pb2.ChatResponse:
+    def response(self, model: str = "") -> chat_pb2.ChatResponse:
         response = chat_pb2.ChatResponse(
             content="".join(self.content),
             tool_calls=self.tool_calls,
-            model=self.model or model,
+            model=self.model or model or self.requested,
             finish_reason=self.finish_reason,
             provider=self.provider,
         )
@@ -552,29 +529,49 @@ class ResponseAssembler:
         return response
 
 
-# -- the provider -------------------------------------------------------------------------------
+# -- the dialect --------------------------------------------------------------------------------
 
 
-class GeminiProvider(Provider):
-    kind = "google"
-    capabilities = frozenset({"chat", "generate", "embed", "tokens"})
+class GeminiDialect:
+    """Chat through ``generateContent`` as pure hooks (``ChatDialect``), and how a Google
+    API says that something went wrong."""
 
-    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
-        super().__init__(name, config, api_key)
-        auth = {"x-goog-api-key": api_key.reveal()} if api_key else {}
-        self.http = HttpClient(name, config, {**config.headers, **auth})
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
 
-    async def close(self) -> None:
-        await self.http.close()
+    def chat_call(
+        self, request: ChatLike, model: str, *, stream: bool
+    ) -> UpstreamCall[chat_pb2.ChatStreamResponse]:
+        plan = build_request(request, model)
+        if stream:
+            path = method_path(model, "streamGenerateContent") + "?alt=sse"
+        else:
+            path = method_path(model, "generateContent")
+        return UpstreamCall(path, plan.body, model, plan=plan.show_reasoning)
 
-    def unsupported_parameters(self, model: str) -> frozenset[str]:
-        # Gemini has no switch for parallel function calling.
-        return frozenset({"parallel_tool_calls"})
+    def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> ResponseAssembler:
+        return ResponseAssembler(self.provider, bool(call.plan), requested=call.model)
 
-    def _path(self, model: str, method: str) -> str:
-        return f"{API_PREFIX}/{model_path(model)}:{method}"
+    def parse_chat(
+        self, data: dict[str, Any], call: UpstreamCall[chat_pb2.ChatStreamResponse]
+    ) -> chat_pb2.ChatResponse:
+        assembler = self.chat_assembler(call)
+        assembler.feed(data)  # a blocked prompt (no candidates) raises ContentFiltered
+        if not data.get("candidates"):
+            raise errors.UpstreamProtocolError(
+                f"{self.provider}: the response has no candidates",
+                provider=self.provider,
+                model=call.model,
+            )
+        return assembler.response()
 
-    # -- errors ------------------------------------------------------------------------------
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
+        """An ``{"error": ...}`` object, alone or first in a list (streaming endpoints
+        answer with a JSON list instead of events when they fail at once)."""
+        first = data[0] if isinstance(data, list) and data else data
+        if isinstance(first, dict) and first.get("error"):
+            return self.error_from_body(200, first, model)
+        return None
 
     def error_from_body(
         self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
@@ -592,21 +589,19 @@ class GeminiProvider(Provider):
             grpc_status = str(obj.get("status") or "")
             if isinstance(obj.get("code"), int) and status == 200:
                 status = obj["code"]  # an error event inside a 200 stream
-            for detail in obj.get("details") or ():
-                if not isinstance(detail, dict):
-                    continue
-                kind = str(detail.get("@type") or "")
-                if kind.endswith("google.rpc.ErrorInfo") and detail.get("reason"):
-                    reasons.append(str(detail["reason"]))
-                elif kind.endswith("google.rpc.RetryInfo"):
-                    delay = parse_delay(detail.get("retryDelay"))
+            reasons, delay = _error_details(obj.get("details"))
         elif isinstance(body, str):
             message = body[:300]
         if status == 200:
             status = 502  # an error event without a code: the upstream failed
         code = reasons[0] if reasons else grpc_status
         error = error_for_status(
-            status, message, provider=self.name, model=model, headers=headers, upstream_code=code
+            status,
+            message,
+            provider=self.provider,
+            model=model,
+            headers=headers,
+            upstream_code=code,
         )
         if delay is not None and error.retry_after is None:
             error.retry_after = delay
@@ -620,216 +615,126 @@ class GeminiProvider(Provider):
                 return retyped(errors.ContextLengthExceeded, error, limit=int(match.group(1)))
         return error
 
-    async def _post(self, method: str, model: str, body: Any) -> Any:
-        async with self.http.request(
-            "POST", self._path(model, method), body, model=model
-        ) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise self.error_from_body(
-                    response.status, parse_body(raw), model, response.headers
-                )
-        data = loads_or_protocol_error(raw, self.name, model)
-        if not isinstance(data, dict):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the response is not a JSON object", provider=self.name, model=model
-            )
-        if data.get("error"):
-            raise self.error_from_body(200, data, model)
-        return data
 
-    # -- chat ----------------------------------------------------------------------------------
+def _error_details(details: Any) -> tuple[list[str], float | None]:
+    """(the ErrorInfo reasons, the RetryInfo delay) of an error's ``details``."""
+    reasons: list[str] = []
+    delay: float | None = None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
+        kind = str(detail.get("@type") or "")
+        if kind.endswith("google.rpc.ErrorInfo") and detail.get("reason"):
+            reasons.append(str(detail["reason"]))
+        elif kind.endswith("google.rpc.RetryInfo"):
+            delay = parse_delay(detail.get("retryDelay"))
+    return reasons, delay
 
-    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        plan = build_request(request, model)
-        data = await self._post("generateContent", model, plan.body)
-        assembler = ResponseAssembler(self.name, plan.show_reasoning)
-        assembler.feed(data, model)
-        if not data.get("candidates"):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the response has no candidates", provider=self.name, model=model
-            )
-        return assembler.response(model)
 
-    async def chat_stream(
-        self, request: ChatLike, model: str
-    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        plan = build_request(request, model)
-        assembler = ResponseAssembler(self.name, plan.show_reasoning)
-        path = self._path(model, "streamGenerateContent") + "?alt=sse"
-        async with self.http.events(
-            path,
-            plan.body,
-            model=model,
-            status_error=self.error_from_body,
-            json_error=lambda data: (
-                self.error_from_body(200, data, model)
-                if isinstance(data, dict | list) and data
-                else None
-            ),
-        ) as events:
-            async for event in events:
-                chunk = loads_or_protocol_error(event.data, self.name, model)
-                if not isinstance(chunk, dict):
-                    continue
-                if chunk.get("error"):
-                    raise self.error_from_body(200, chunk, model)
-                for out in assembler.feed(chunk, model):
-                    yield out
-        if assembler.finish is None:
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: the stream ended before the response was complete",
-                provider=self.name,
-                model=model,
-            )
-        if (unsigned := assembler.unsigned_block()) is not None:
-            yield chat_pb2.ChatStreamResponse(reasoning_block=unsigned)
-        if assembler.usage is not None:
-            yield chat_pb2.ChatStreamResponse(usage=assembler.usage)
-        yield chat_pb2.ChatStreamResponse(
-            done=True,
-            finish_reason=assembler.finish_reason,
-            model=assembler.model or model,
-            provider=self.name,
+# -- embeddings ---------------------------------------------------------------------------------
+
+
+def embed_calls(texts: Sequence[str], model: str) -> list[tuple[str, dict[str, Any]]]:
+    """(path, body) of the calls that embed ``texts``: ``embedContent`` for one text,
+    else ``batchEmbedContents`` in batches of at most ``BATCH_EMBED_LIMIT``."""
+    resource = model_path(model)
+
+    def request(text: str) -> dict[str, Any]:
+        return {"model": resource, "content": {"parts": [{"text": text}]}}
+
+    if len(texts) == 1:
+        return [(method_path(model, "embedContent"), request(texts[0]))]
+    path = method_path(model, "batchEmbedContents")
+    return [
+        (path, {"requests": [request(t) for t in texts[i : i + BATCH_EMBED_LIMIT]]})
+        for i in range(0, len(texts), BATCH_EMBED_LIMIT)
+    ]
+
+
+def embeddings_from(
+    replies: Sequence[Mapping[str, Any]], count: int, provider: str, model: str
+) -> list[inference_pb2.Embedding]:
+    """The embeddings the replies of ``embed_calls`` hold, exactly ``count`` of them."""
+    if count == 1:  # embedContent
+        vectors = [replies[0].get("embedding")]
+    else:
+        vectors = [item for reply in replies for item in reply.get("embeddings") or ()]
+
+    def fault(problem: str) -> errors.UpstreamProtocolError:
+        return errors.UpstreamProtocolError(
+            f"{provider}: {problem}", provider=provider, model=model
         )
 
-    # -- embeddings and tokens --------------------------------------------------------------
+    if len(vectors) != count:
+        raise fault(f"asked for {count} embeddings, got {len(vectors)}")
+    result = []
+    for vector in vectors:
+        values = [float(v) for v in (vector or {}).get("values") or ()]
+        if not values:
+            raise fault("an embedding without values")
+        result.append(inference_pb2.Embedding(values=values, model=model, dimensions=len(values)))
+    return result
+
+
+# -- the provider -------------------------------------------------------------------------------
+
+
+class GeminiProvider(HttpProvider):
+    """Gemini over HTTP: chat through the dialect, plus embeddings, token counting and
+    the model list."""
+
+    def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
+        super().__init__(name, config, api_key)
+        self.dialect = GeminiDialect(name)
+
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        # A header, never the ``key=`` query parameter: URLs get logged.
+        return {"x-goog-api-key": api_key.reveal()}
+
+    def unsupported_parameters(self, model: str) -> frozenset[str]:
+        # Gemini has no switch for parallel function calling.
+        return frozenset({"parallel_tool_calls"})
+
+    def error_from_body(
+        self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
+    ) -> errors.GatewayError:
+        """The dialect's classifier, for callers that hold the provider."""
+        return self.dialect.error_from_body(status, body, model, headers)
 
     async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
-        resource = model_path(model)
-        if len(texts) == 1:
-            body = {"model": resource, "content": {"parts": [{"text": texts[0]}]}}
-            data = await self._post("embedContent", model, body)
-            vectors = [data.get("embedding")]
-        else:
-            batches = [
-                texts[i : i + BATCH_EMBED_LIMIT] for i in range(0, len(texts), BATCH_EMBED_LIMIT)
-            ]
-            replies = await asyncio.gather(
-                *(
-                    self._post(
-                        "batchEmbedContents",
-                        model,
-                        {
-                            "requests": [
-                                {"model": resource, "content": {"parts": [{"text": text}]}}
-                                for text in batch
-                            ]
-                        },
-                    )
-                    for batch in batches
-                )
+        replies = await asyncio.gather(
+            *(
+                self.call_json("POST", path, body, model=model)
+                for path, body in embed_calls(texts, model)
             )
-            vectors = [item for reply in replies for item in reply.get("embeddings") or ()]
-        if len(vectors) != len(texts):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: asked for {len(texts)} embeddings, got {len(vectors)}",
-                provider=self.name,
-                model=model,
-            )
-        result = []
-        for vector in vectors:
-            values = [float(v) for v in (vector or {}).get("values") or ()]
-            if not values:
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: an embedding without values", provider=self.name, model=model
-                )
-            result.append(
-                inference_pb2.Embedding(values=values, model=model, dimensions=len(values))
-            )
-        return result
+        )
+        return embeddings_from(replies, len(texts), self.name, model)
 
     async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
         if not text:
             return inference_pb2.CountTokensResponse(count=0, tokenizer=model)
         body = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
-        data = await self._post("countTokens", model, body)
+        data = await self.call_json("POST", method_path(model, "countTokens"), body, model=model)
         if not isinstance(data.get("totalTokens"), int):
-            raise errors.UpstreamProtocolError(
-                f"{self.name}: countTokens answered without totalTokens",
-                provider=self.name,
-                model=model,
-            )
+            raise self.protocol_error("countTokens answered without totalTokens", model)
         return inference_pb2.CountTokensResponse(count=data["totalTokens"], tokenizer=model)
-
-    # -- models ---------------------------------------------------------------------------------
 
     async def _raw_models(self) -> list[Mapping[str, Any]]:
         """Every model object of ``GET /v1beta/models``, following its pages."""
         found: list[Mapping[str, Any]] = []
         token: str | None = None
-        for _ in range(100):  # a bound, in case a proxy keeps answering with a token
-            path = f"{API_PREFIX}/models?pageSize=1000" + (
-                f"&pageToken={quote(token)}" if token else ""
-            )
-            status, headers, body = await self.http.json("GET", path)
-            if status != 200:
-                raise self.error_from_body(status, body, "", headers)
-            if not isinstance(body, dict):
-                raise errors.UpstreamProtocolError(
-                    f"{self.name}: the model list is not a JSON object", provider=self.name
-                )
-            found.extend(item for item in body.get("models") or () if isinstance(item, dict))
-            token = body.get("nextPageToken")
+        for _ in range(gm.MAX_PAGES):
+            items, token = gm.page_models(await self.call_json("GET", gm.page_path(token)))
+            found.extend(items)
             if not token:
                 break
         return found
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
-        infos = [self._model_info(item) for item in await self._raw_models()]
+        infos = [gm.model_info(item, self.name) for item in await self._raw_models()]
         return [info for info in infos if info.id]
 
     async def describe_models(self) -> list[models_pb2.ModelMetadata]:
         """The model list with each model's sampling defaults and limits as parameters."""
-        described = [self._metadata(item) for item in await self._raw_models()]
+        described = [gm.model_metadata(item, self.name) for item in await self._raw_models()]
         return [m for m in described if m.info.id]
-
-    def _metadata(self, item: Mapping[str, Any]) -> models_pb2.ModelMetadata:
-        info = self._model_info(item)
-        result = models_pb2.ModelMetadata(info=info)
-        if info.HasField("max_output_tokens"):
-            result.max_output_tokens = info.max_output_tokens
-            result.parameters.add(
-                name="max_tokens", availability=md.mutable(1, info.max_output_tokens)
-            )
-
-        def number(key: str) -> float | None:
-            value = item.get(key)
-            return float(value) if isinstance(value, int | float) else None
-
-        if (temperature := number("temperature")) is not None:
-            high = number("maxTemperature") or 2.0
-            result.parameters.add(name="temperature", availability=md.mutable(0, high, temperature))
-        if (top_p := number("topP")) is not None:
-            result.parameters.add(name="top_p", availability=md.mutable(0, 1, top_p))
-        if (top_k := number("topK")) is not None:
-            result.parameters.add(name="top_k", availability=md.mutable(1, None, top_k))
-        return result
-
-    def _model_info(self, item: Mapping[str, Any]) -> models_pb2.ModelInfo:
-        name = str(item.get("name") or "")
-        methods = set(item.get("supportedGenerationMethods") or ())
-        capabilities: list[models_pb2.ModelCapability] = []
-        if "generateContent" in methods:
-            capabilities += [
-                models_pb2.MODEL_CAPABILITY_CHAT,
-                models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
-                models_pb2.MODEL_CAPABILITY_GENERATE,
-                models_pb2.MODEL_CAPABILITY_TOOL_USE,
-                models_pb2.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
-            ]
-        if methods & {"embedContent", "batchEmbedContents"}:
-            capabilities.append(models_pb2.MODEL_CAPABILITY_EMBED)
-        if "countTokens" in methods:
-            capabilities.append(models_pb2.MODEL_CAPABILITY_TOKEN_COUNTING)
-        if item.get("thinking"):
-            capabilities.append(models_pb2.MODEL_CAPABILITY_REASONING)
-        info = models_pb2.ModelInfo(
-            id=name.removeprefix("models/"), provider=self.name, capabilities=capabilities
-        )
-
-        if isinstance(item.get("inputTokenLimit"), int):
-            info.context_window = item["inputTokenLimit"]
-        if isinstance(item.get("outputTokenLimit"), int):
-            info.max_output_tokens = item["outputTokenLimit"]
-        return info
