@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ratd.config import Config
+    from ratd.config import Config, TenantConfig
 
 ROLES = ("inference", "admin")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -89,6 +89,15 @@ def _check_transport(config: Config) -> None:
             ) from None
 
 
+_LIMIT_KEYS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "user_requests_per_minute",
+    "budget_usd_daily",
+    "budget_usd_monthly",
+)
+
+
 def _check_tenants(config: Config) -> None:
     source = config.source
     if config.auth.mode == "mtls" and not config.server.tls_client_ca_file:
@@ -99,38 +108,32 @@ def _check_tenants(config: Config) -> None:
     hashes: dict[str, str] = {}
     subjects: dict[str, str] = {}
     for name, tenant in config.tenants.items():
-        where = f"tenants.{name}"
+        where = f"{source}: tenants.{name}"
+        _check_tenant(tenant, where)
         if not _TENANT_NAME.match(name):
-            raise _error(f"{source}: {where}: a tenant name is letters, digits, '_', '.', '-'")
-        for role in tenant.roles:
-            if role not in ROLES:
-                raise _error(
-                    f"{source}: {where}.roles: unknown role {role!r} "
-                    f"(expected: {', '.join(ROLES)})"
-                )
-        for i, digest in enumerate(tenant.api_key_sha256):
-            if not _HEX64.match(digest):
-                raise _error(
-                    f"{source}: {where}.api_key_sha256[{i}] must be 64 hex digits "
-                    "(the SHA-256 that `ratd keys new` prints), not a key"
-                )
+            raise _error(f"{where}: a tenant name is letters, digits, '_', '.', '-'")
+        for digest in tenant.api_key_sha256:
             if (other := hashes.setdefault(digest.lower(), name)) != name:
-                raise _error(f"{source}: {where}: a key hash is also configured for {other}")
+                raise _error(f"{where}: a key hash is also configured for {other}")
         for subject in tenant.mtls_subjects:
-            key = normalize_subject(subject)
-            if (other := subjects.setdefault(key, name)) != name:
-                raise _error(
-                    f"{source}: {where}.mtls_subjects: {subject!r} also names tenant {other}"
-                )
-        for key in (
-            "requests_per_minute",
-            "tokens_per_minute",
-            "user_requests_per_minute",
-            "budget_usd_daily",
-            "budget_usd_monthly",
-        ):
-            if getattr(tenant, key) < 0:
-                raise _error(f"{source}: {where}.{key} must not be negative")
+            if (other := subjects.setdefault(normalize_subject(subject), name)) != name:
+                raise _error(f"{where}.mtls_subjects: {subject!r} also names tenant {other}")
+
+
+def _check_tenant(tenant: TenantConfig, where: str) -> None:
+    """One tenant's own values: roles, key hashes, limits."""
+    for role in tenant.roles:
+        if role not in ROLES:
+            raise _error(f"{where}.roles: unknown role {role!r} (expected: {', '.join(ROLES)})")
+    for i, digest in enumerate(tenant.api_key_sha256):
+        if not _HEX64.match(digest):
+            raise _error(
+                f"{where}.api_key_sha256[{i}] must be 64 hex digits "
+                "(the SHA-256 that `ratd keys new` prints), not a key"
+            )
+    for key in _LIMIT_KEYS:
+        if getattr(tenant, key) < 0:
+            raise _error(f"{where}.{key} must not be negative")
 
 
 def normalize_subject(subject: str) -> str:

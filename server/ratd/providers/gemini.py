@@ -327,6 +327,17 @@ def _schema_budget(request: ChatLike) -> SchemaBudget:
     return SchemaBudget(size=MAX_SCHEMA_GROWTH_BYTES + sent)
 
 
+_GENERATION_FIELDS = (
+    ("temperature", "temperature"),
+    ("top_p", "topP"),
+    ("top_k", "topK"),
+    ("max_tokens", "maxOutputTokens"),
+    ("seed", "seed"),
+    ("presence_penalty", "presencePenalty"),
+    ("frequency_penalty", "frequencyPenalty"),
+)
+
+
 def build_request(request: ChatLike, model: str) -> RequestPlan:
     options = request.options
     system, contents = contents_to_wire(request.messages)
@@ -341,16 +352,22 @@ def build_request(request: ChatLike, model: str) -> RequestPlan:
         body["tools"] = [{"functionDeclarations": declarations}]
         if options.HasField("tool_choice"):
             body["toolConfig"] = _tool_config(options.tool_choice)
+    generation = _generation_config(options, budget)
+    show_reasoning = True
+    if options.HasField("reasoning"):
+        generation["thinkingConfig"] = _thinking_config(options.reasoning, model)
+        show_reasoning = generation["thinkingConfig"]["includeThoughts"]
+    if generation:
+        body["generationConfig"] = generation
+    if options.HasField("raw_provider_options"):
+        body.update(orjson.loads(options.raw_provider_options))
+    return RequestPlan(body, show_reasoning)
+
+
+def _generation_config(options: chat_pb2.ChatOptions, budget: SchemaBudget) -> dict[str, Any]:
+    """Sampling, limits and structured output, as ``generationConfig`` names them."""
     generation: dict[str, Any] = {}
-    for name, wire in (
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("top_k", "topK"),
-        ("max_tokens", "maxOutputTokens"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-    ):
+    for name, wire in _GENERATION_FIELDS:
         if options.HasField(name):
             value = getattr(options, name)
             generation[wire] = round(value, 6) if isinstance(value, float) else value
@@ -365,15 +382,7 @@ def build_request(request: ChatLike, model: str) -> RequestPlan:
             generation["responseMimeType"] = "application/json"
             field = "options.response_format.json_schema"
             generation["responseSchema"] = gemini_schema(schema, field, budget)
-    show_reasoning = True
-    if options.HasField("reasoning"):
-        generation["thinkingConfig"] = _thinking_config(options.reasoning, model)
-        show_reasoning = generation["thinkingConfig"]["includeThoughts"]
-    if generation:
-        body["generationConfig"] = generation
-    if options.HasField("raw_provider_options"):
-        body.update(orjson.loads(options.raw_provider_options))
-    return RequestPlan(body, show_reasoning)
+    return generation
 
 
 # -- response -----------------------------------------------------------------------------------

@@ -266,33 +266,60 @@ def retry_after_from_headers(headers: Mapping[str, str], now: float | None = Non
 
 
 def _retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    if value := headers.get("retry-after"):
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                parsed = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):  # neither seconds nor an HTTP date
-                parsed = None
-            if parsed is not None:
-                if parsed.tzinfo is None:  # "-0000": UTC, not the local zone
-                    parsed = parsed.replace(tzinfo=datetime.UTC)
-                return max(0.0, parsed.timestamp() - now)
-    if value := headers.get("x-ratelimit-reset"):
-        try:
-            number = float(value)
-        except ValueError:
-            return _parse_duration(value)
-        if number > 1e12:
-            return max(0.0, number / 1000 - now)
-        if number > 1e9:
-            return max(0.0, number - now)
+    for read in (_retry_after_ms, _retry_after_header, _ratelimit_reset, _exhausted_limit):
+        delay = read(headers, now)
+        if delay is not None:
+            return delay
+    return None
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _retry_after_ms(headers: Mapping[str, str], now: float) -> float | None:
+    number = _number(headers.get("retry-after-ms") or "")
+    return None if number is None else max(0.0, number / 1000)
+
+
+def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
+    """``Retry-After``: seconds, or an HTTP date."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    number = _number(value)
+    if number is not None:
         return max(0.0, number)
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # neither seconds nor an HTTP date
+        return None
+    if parsed.tzinfo is None:  # "-0000": UTC, not the local zone
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - now)
+
+
+def _ratelimit_reset(headers: Mapping[str, str], now: float) -> float | None:
+    """``X-Ratelimit-Reset``: epoch milliseconds (OpenRouter), epoch seconds, a number
+    of seconds, or a duration ("1m30s")."""
+    value = headers.get("x-ratelimit-reset")
+    if not value:
+        return None
+    number = _number(value)
+    if number is None:
+        return _parse_duration(value)
+    if number > 1e12:
+        return max(0.0, number / 1000 - now)
+    if number > 1e9:
+        return max(0.0, number - now)
+    return max(0.0, number)
+
+
+def _exhausted_limit(headers: Mapping[str, str], now: float) -> float | None:
+    """OpenAI's reset of whichever limit (requests or tokens) is exhausted."""
     for kind in ("requests", "tokens"):
         if headers.get(f"x-ratelimit-remaining-{kind}") == "0":
             reset = headers.get(f"x-ratelimit-reset-{kind}")

@@ -295,6 +295,16 @@ class StreamAssembler:
         return out
 
 
+def _add_tools(request: ChatLike, body: dict[str, Any]) -> None:
+    options = request.options
+    body["tools"] = [function_tool(t) for t in request.tools]
+    if options.HasField("parallel_tool_calls"):
+        body["parallel_tool_calls"] = options.parallel_tool_calls
+    # Only with tools: OpenAI refuses tool_choice without them (400).
+    if options.HasField("tool_choice"):
+        body["tool_choice"] = _tool_choice(options.tool_choice)
+
+
 class ChatCompletions:
     """The Chat Completions dialect: pure functions from ratatoskr.v1 to OpenAI's JSON and
     back. ``max_tokens_field`` is what the server reads (OpenAI: max_completion_tokens;
@@ -319,12 +329,7 @@ class ChatCompletions:
             "messages": [message_to_wire(m) for m in request.messages],
         }
         if request.tools:
-            body["tools"] = [function_tool(t) for t in request.tools]
-            if options.HasField("parallel_tool_calls"):
-                body["parallel_tool_calls"] = options.parallel_tool_calls
-            # Only with tools: OpenAI refuses tool_choice without them (400).
-            if options.HasField("tool_choice"):
-                body["tool_choice"] = _tool_choice(options.tool_choice)
+            _add_tools(request, body)
         for name in _SAMPLING:
             if options.HasField(name):
                 value = getattr(options, name)
