@@ -612,12 +612,11 @@ class OllamaProvider(HttpProvider):
         data = await self.call_json("POST", call.path, call.body, model=model)
         return self.dialect.parse_generate(data, call)
 
-    async def generate_stream(
+    def generate_stream(
         self, request: GenerateLike, model: str
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
         call = self.dialect.generate_call(request, model, stream=True)
-        async for event in self.stream(call, self.dialect.generate_assembler(call)):
-            yield event
+        return self.stream(call, self.dialect.generate_assembler(call))
 
     # -- embeddings ---------------------------------------------------------------------------
 

@@ -39,25 +39,27 @@ class LineDecoder:
         self._limit = limit
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        if b"\n" not in chunk:
-            self._hold(chunk)
-            return []
         if self._pending:
+            if b"\n" not in chunk:  # the line goes on: hold the piece, join it once later
+                self._hold(chunk)
+                return []
             chunk = b"".join((*self._pending, chunk))
             self._pending, self._size = [], 0
         lines = chunk.split(b"\n")
-        self._hold(lines.pop())
-        for line in lines:
-            if len(line) > self._limit:
-                raise Oversized(f"a line of {len(line)} bytes (limit {self._limit})")
+        rest = lines.pop()
+        if rest:
+            self._hold(rest)
+        if len(chunk) > self._limit:  # only then can a whole line be over the limit
+            for line in lines:
+                if len(line) > self._limit:
+                    raise Oversized(f"a line of {len(line)} bytes (limit {self._limit})")
         return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
     def _hold(self, piece: bytes) -> None:
-        if piece:
-            self._pending.append(piece)
-            self._size += len(piece)
-            if self._size > self._limit:
-                raise Oversized(f"a line of over {self._limit} bytes")
+        self._pending.append(piece)
+        self._size += len(piece)
+        if self._size > self._limit:
+            raise Oversized(f"a line of over {self._limit} bytes")
 
     def close(self) -> list[bytes]:
         """The last line, when the stream ended without a newline."""
