@@ -2,7 +2,8 @@
 # Build the Java conformance program with plain javac against Debian's jars (no Maven
 # repository needed): ./build.sh GEN_DIR OUT_DIR. GEN_DIR holds what `make stubs` writes
 # to client/java/gen (protobuf-java output only runs on the runtime of its protoc's
-# version, so it is generated at build time). Prints the classpath to run with.
+# version, so it is generated at build time). Writes the jars to run with to
+# OUT_DIR/classpath.txt; the classes land in OUT_DIR/classes.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 gen=$(cd "$1" && pwd)
@@ -22,4 +23,4 @@ find "$gen" "$here/src" -name '*.java' > "$out/sources.txt"
 javac -nowarn -encoding UTF-8 -d "$out/classes" -cp "$cp" @"$out/sources.txt" 2>&1 \
   | grep -v '^Note: ' >&2 || true
 test -f "$out/classes/ratatoskr/client/Conformance.class"
-echo "$out/classes:$cp" > "$out/classpath.txt"
+echo "$cp" > "$out/classpath.txt"
