@@ -24,7 +24,14 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.openai_upstream import TEXT
-from tests.support.clients import LANGUAGES, REPO, BuildError, generate
+from tests.support.clients import (
+    CONFORMANCE_SOURCES,
+    LANGUAGES,
+    REPO,
+    BuildError,
+    doc_regions,
+    generate,
+)
 from tests.support.compat import OPENAI_KEY, OPENROUTER_KEY
 from tests.support.daemon import SpawnedRatd, spawn_ratd
 
@@ -129,3 +136,13 @@ def test_committed_stubs_match_a_fresh_generation(name: str, tmp_path: Path) -> 
         path for path in fresh if not filecmp.cmp(tmp_path / path, committed / path, shallow=False)
     ]
     assert not stale, f"{name} stubs differ from the .proto files, run `make stubs`: {stale}"
+
+
+@pytest.mark.parametrize("name", list(CONFORMANCE_SOURCES))
+def test_docs_examples_are_the_conformance_programs_code(name: str) -> None:
+    """docs/clients.md shows each ``docs:begin``/``docs:end`` piece of the program verbatim."""
+    docs = (REPO / "docs" / "clients.md").read_text()
+    regions = doc_regions(CONFORMANCE_SOURCES[name])
+    assert len(regions) >= 4, f"{name}: connect, chat, stream and error pieces are marked"
+    missing = [region for region in regions if region not in docs]
+    assert not missing, f"docs/clients.md no longer shows {name}'s code: {missing}"

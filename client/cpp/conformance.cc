@@ -66,8 +66,10 @@ int main(int argc, char** argv) {
     args[name.substr(2)] = argv[i + 1];
   }
   const ratatoskr_client::Options options{args["api-key"], args["tls-ca"]};
+  // docs:begin
   auto channel = ratatoskr_client::Connect(args["address"], options);
   auto client = v1::Ratatoskr::NewStub(channel);
+  // docs:end
   auto health = Health::NewStub(channel);
 
   std::vector<std::pair<std::string, std::function<std::string()>>> checks = {
@@ -82,12 +84,14 @@ int main(int argc, char** argv) {
        }},
       {"chat",
        [&] {
+         // docs:begin
          grpc::ClientContext context;
          ratatoskr_client::Prepare(context, options);
          v1::ChatRequest request;
          AskForGossip(request, args["chat-model"], "Who carries the gossip?");
          v1::ChatResponse reply;
          ExpectOk(client->Chat(&context, request, &reply));
+         // docs:end
          ExpectText(reply.content());
          Expect(reply.usage().total_tokens() > 0, "no usage");
          return std::to_string(reply.content().size()) + " bytes from " + reply.provider() + ", " +
@@ -104,12 +108,14 @@ int main(int argc, char** argv) {
          int events = 0;
          uint32_t usage = 0;
          std::string content;
+         // docs:begin
          while (stream->Read(&event)) {
            ++events;
            if (event.event_case() == v1::ChatStreamResponse::kContent) content += event.content();
            if (event.event_case() == v1::ChatStreamResponse::kUsage) usage = event.usage().total_tokens();
          }
          ExpectOk(stream->Finish());
+         // docs:end
          ExpectText(content);
          Expect(events >= 2 && usage > 0, std::to_string(events) + " events, usage " + std::to_string(usage));
          return std::to_string(events) + " events, " + std::to_string(content.size()) + " bytes, usage " +
@@ -152,7 +158,9 @@ int main(int argc, char** argv) {
          request.set_text("hello");
          request.set_model(args["missing-model"]);
          v1::EmbedResponse reply;
+         // docs:begin
          auto details = ratatoskr_client::DecodeError(client->Embed(&context, request, &reply));
+         // docs:end
          Expect(details.code == grpc::StatusCode::NOT_FOUND && details.reason == "MODEL_NOT_FOUND" &&
                     details.domain == "ratatoskr",
                 "code " + std::to_string(details.code) + " reason '" + details.reason + "': " + details.message);

@@ -35,7 +35,9 @@ def expect_text(got, want)
 end
 
 creds = { api_key: options[:api_key], tls_ca: options[:tls_ca] }
+# docs:begin
 client = RatatoskrClient.connect(options[:address], **creds)
+# docs:end
 health = RatatoskrClient.connect(options[:address], **creds, service: Grpc::Health::V1::Health::Stub)
 deadline = -> { Time.now + 60 }
 
@@ -46,9 +48,11 @@ checks = {
     'SERVING'
   end,
   'chat' => lambda do
+    # docs:begin
     reply = client.chat(V1::ChatRequest.new(messages: user_message('Who carries the gossip?'),
                                             options: V1::ChatOptions.new(model: options[:chat_model])),
                         deadline: deadline.call)
+    # docs:end
     expect_text(reply.content, options[:expect_text])
     expect(reply.usage&.total_tokens.to_i.positive?, "no usage in #{reply.inspect}")
     "#{reply.content.length} chars from #{reply.provider}, #{reply.usage.total_tokens} tokens"
@@ -59,6 +63,7 @@ checks = {
     events = 0
     usage = 0
     content = +''
+    # docs:begin
     client.chat_stream(request, deadline: deadline.call).each do |event|
       events += 1
       case event.event
@@ -66,6 +71,7 @@ checks = {
       when :usage then usage = event.usage.total_tokens
       end
     end
+    # docs:end
     expect_text(content, options[:expect_text])
     expect(events >= 2 && usage.positive?, "#{events} events, usage #{usage}: want several and usage")
     "#{events} events, #{content.length} chars, usage #{usage} tokens"
@@ -86,12 +92,14 @@ checks = {
     "#{reply.count} tokens (#{reply.tokenizer})"
   end,
   'error_details' => lambda do
+    # docs:begin
     begin
       client.embed(V1::EmbedRequest.new(text: 'hello', model: options[:missing_model]), deadline: deadline.call)
       raise CheckFailed, 'the call succeeded, want NOT_FOUND'
     rescue GRPC::BadStatus => e
       details = RatatoskrClient.error_details(e)
     end
+    # docs:end
     expect(details.code == GRPC::Core::StatusCodes::NOT_FOUND && details.reason == 'MODEL_NOT_FOUND' &&
            details.domain == 'ratatoskr', "got #{details.to_h}")
     "NOT_FOUND, reason #{details.reason}"

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -280,6 +281,32 @@ LANGUAGES: dict[str, Language] = {
         ),
     )
 }
+
+
+CONFORMANCE_SOURCES = {
+    "go": REPO / "client/go/cmd/conformance/main.go",
+    "typescript": REPO / "client/typescript/src/conformance.ts",
+    "cpp": REPO / "client/cpp/conformance.cc",
+    "java": REPO / "client/java/src/ratatoskr/client/Conformance.java",
+    "ruby": REPO / "client/ruby/conformance.rb",
+}
+
+
+def doc_regions(path: Path) -> list[str]:
+    """The pieces of a conformance program between ``docs:begin`` and ``docs:end`` comment
+    lines, dedented: docs/clients.md shows each verbatim, and a test keeps it so."""
+    regions: list[str] = []
+    current: list[str] | None = None
+    for line in path.read_text().splitlines(keepends=True):
+        marker = line.strip().lstrip("/#").strip()
+        if marker == "docs:begin":
+            current = []
+        elif marker == "docs:end" and current is not None:
+            regions.append(textwrap.dedent("".join(current)))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return regions
 
 
 if __name__ == "__main__":  # python -m tests.support.clients LANGUAGE: build, print the command

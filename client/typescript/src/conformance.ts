@@ -20,7 +20,9 @@ const { values: args } = parseArgs({
   },
 });
 
+// docs:begin
 const { ratatoskr, health } = connect(args.address as string, { apiKey: args["api-key"], tlsCa: args["tls-ca"] });
+// docs:end
 const timeoutMs = 60_000;
 const gossip = {
   messages: [{ role: Role.USER, content: "Who carries the gossip?" }],
@@ -37,11 +39,13 @@ function expectText(got: string): void {
 }
 
 async function expectFailure(call: () => Promise<unknown>): Promise<ReturnType<typeof errorDetails>> {
+  // docs:begin
   try {
     await call();
   } catch (error) {
     return errorDetails(error);
   }
+  // docs:end
   throw new Error("the call succeeded, want an error");
 }
 
@@ -52,7 +56,9 @@ const checks: Record<string, () => Promise<string>> = {
     return "SERVING";
   },
   async chat() {
+    // docs:begin
     const reply = await ratatoskr.chat(gossip, { timeoutMs });
+    // docs:end
     expectText(reply.content);
     expect((reply.usage?.totalTokens ?? 0) > 0, "no usage");
     return `${reply.content.length} chars from ${reply.provider}, ${reply.usage?.totalTokens} tokens`;
@@ -61,11 +67,13 @@ const checks: Record<string, () => Promise<string>> = {
     let events = 0;
     let usage = 0;
     let content = "";
+    // docs:begin
     for await (const event of ratatoskr.chatStream(gossip, { timeoutMs })) {
       events++;
       if (event.event.case === "content") content += event.event.value;
       if (event.event.case === "usage") usage = event.event.value.totalTokens;
     }
+    // docs:end
     expectText(content);
     expect(events >= 2 && usage > 0, `${events} events, usage ${usage}`);
     return `${events} events, ${content.length} chars, usage ${usage} tokens`;

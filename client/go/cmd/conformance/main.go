@@ -41,7 +41,9 @@ func main() {
 }
 
 func run(c config) int {
+	// docs:begin
 	conn, client, err := ratclient.Dial(c.address, ratclient.Options{APIKey: c.apiKey, TLSCAFile: c.tlsCA})
+	// docs:end
 	if err != nil {
 		fmt.Println("FAIL dial:", err)
 		fmt.Println("0 passed, 1 failed")
@@ -101,10 +103,12 @@ func userMessage(text string) []*ratatoskrv1.Message {
 }
 
 func checkChat(ctx context.Context, client ratatoskrv1.RatatoskrClient, c config) (string, error) {
+	// docs:begin
 	reply, err := client.Chat(ctx, &ratatoskrv1.ChatRequest{
 		Messages: userMessage("Who carries the gossip?"),
 		Options:  &ratatoskrv1.ChatOptions{Model: c.chatModel},
 	})
+	// docs:end
 	if err != nil {
 		return "", err
 	}
@@ -127,6 +131,7 @@ func checkChatStream(ctx context.Context, client ratatoskrv1.RatatoskrClient, c 
 	}
 	var content strings.Builder
 	events, usage := 0, uint32(0)
+	// docs:begin
 	for {
 		event, err := stream.Recv()
 		if err == io.EOF {
@@ -143,6 +148,7 @@ func checkChatStream(ctx context.Context, client ratatoskrv1.RatatoskrClient, c 
 			usage = e.Usage.GetTotalTokens()
 		}
 	}
+	// docs:end
 	if err := expectText(content.String(), c.expected); err != nil {
 		return "", err
 	}
@@ -180,8 +186,10 @@ func checkCountTokens(ctx context.Context, client ratatoskrv1.RatatoskrClient, c
 }
 
 func checkNotFound(ctx context.Context, client ratatoskrv1.RatatoskrClient, c config) (string, error) {
+	// docs:begin
 	_, err := client.Embed(ctx, &ratatoskrv1.EmbedRequest{Text: "hello", Model: c.missingModel})
 	d, ok := ratclient.ErrorDetails(err)
+	// docs:end
 	if !ok {
 		return "", fmt.Errorf("want a NOT_FOUND status, got %v", err)
 	}

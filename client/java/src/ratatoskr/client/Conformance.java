@@ -48,8 +48,10 @@ public final class Conformance {
     for (int i = 0; i + 1 < argv.length; i += 2) {
       args.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
     }
+    // docs:begin
     ManagedChannel channel = Ratd.connect(args.get("address"), args.get("api-key"), args.get("tls-ca"));
     client = Ratd.blockingStub(channel);
+    // docs:end
     health = HealthGrpc.newBlockingStub(channel);
     Map<String, Callable<String>> checks = new LinkedHashMap<>();
     checks.put("health", this::health);
@@ -109,10 +111,12 @@ public final class Conformance {
   }
 
   private String chat() {
+    // docs:begin
     ChatResponse reply = withDeadline().chat(ChatRequest.newBuilder()
         .addMessages(user("Who carries the gossip?"))
         .setOptions(model(args.get("chat-model")))
         .build());
+    // docs:end
     expectText(reply.getContent());
     expect(reply.getUsage().getTotalTokens() > 0, "no usage");
     return reply.getContent().length() + " chars from " + reply.getProvider() + ", "
@@ -127,6 +131,7 @@ public final class Conformance {
     int events = 0;
     int usage = 0;
     StringBuilder content = new StringBuilder();
+    // docs:begin
     while (stream.hasNext()) {
       ChatStreamResponse event = stream.next();
       events++;
@@ -136,6 +141,7 @@ public final class Conformance {
         default -> { }
       }
     }
+    // docs:end
     expectText(content.toString());
     expect(events >= 2 && usage > 0, events + " events, usage " + usage);
     return events + " events, " + content.length() + " chars, usage " + usage + " tokens";
@@ -158,11 +164,13 @@ public final class Conformance {
   }
 
   private String errorDetails() {
+    // docs:begin
     try {
       withDeadline().embed(EmbedRequest.newBuilder()
           .setText("hello").setModel(args.get("missing-model")).build());
     } catch (StatusRuntimeException e) {
       ErrorDetails details = ErrorDetails.of(e);
+      // docs:end
       expect(details.code() == Status.Code.NOT_FOUND && details.reason().equals("MODEL_NOT_FOUND")
           && details.domain().equals("ratatoskr"), "got " + details);
       return "NOT_FOUND, reason " + details.reason();
