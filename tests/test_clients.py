@@ -38,6 +38,7 @@ from tests.support.daemon import SpawnedRatd, spawn_ratd
 # A C++ build from scratch takes about a minute on two cores; the runs take seconds.
 pytestmark = pytest.mark.timeout(900)
 
+CLIENT_KEY = "rat-clients-test-key-0001"
 CHECKS = 7  # health, chat, chat_stream, embed, count_tokens, error_details, retry_info
 COMMITTED = {
     "go": REPO / "client" / "go" / "gen",
@@ -55,7 +56,11 @@ def fake_upstream() -> Iterator[dict[str, str]]:
         text=True,
     )
     assert process.stdout is not None
-    urls = dict(process.stdout.readline().split() for _ in range(2))
+    lines = [process.stdout.readline().split() for _ in range(2)]
+    if not all(len(line) == 2 for line in lines):
+        process.kill()
+        raise RuntimeError(f"the fake upstream did not start: {lines}")
+    urls = dict(lines)
     try:
         yield urls
     finally:
@@ -84,7 +89,9 @@ cache_path = ""
     with spawn_ratd(config, tmp_path, env=env) as process:
         yield process
     log = process.log()
-    assert OPENAI_KEY not in log and OPENROUTER_KEY not in log, "a key reached the log"
+    assert all(key not in log for key in (OPENAI_KEY, OPENROUTER_KEY, CLIENT_KEY)), (
+        "a key reached the log"
+    )
 
 
 @pytest.mark.parametrize("name", list(LANGUAGES))
@@ -107,6 +114,10 @@ def test_conformance_program_passes_against_ratd(
         TEXT,
         "--rate-limited-model",
         "openai:scenario/rate-limit",
+        # Exercises each helper's bearer-key path (a plaintext loopback channel); ratd
+        # ignores the header until the trust-boundary work makes it check keys.
+        "--api-key",
+        CLIENT_KEY,
     ]
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

@@ -126,7 +126,8 @@ class Language:
         if not missing and self.probe:
             result = subprocess.run(self.probe, capture_output=True, text=True, check=False)
             if result.returncode != 0:
-                missing.append(f"`{' '.join(self.probe)}` failed: {result.stderr.strip()[-300:]}")
+                first_line = (result.stderr.strip().splitlines() or ["no output"])[0]
+                missing.append(f"`{' '.join(self.probe)}` failed: {first_line[:300]}")
         if missing:
             return (
                 f"{self.name} toolchain missing ({'; '.join(missing)}): "
