@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.js";
 import { Role } from "./gen/ratatoskr/v1/chat_pb.js";
-import { Code, connect, errorDetails } from "./index.js";
+import { Code, connect, errorDetails, type ErrorDetails } from "./index.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -38,14 +38,12 @@ function expectText(got: string): void {
   expect(got !== "" && (want === undefined || got === want), `content ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
 }
 
-async function expectFailure(call: () => Promise<unknown>): Promise<ReturnType<typeof errorDetails>> {
-  // docs:begin
+async function expectFailure(call: () => Promise<unknown>): Promise<ErrorDetails> {
   try {
     await call();
   } catch (error) {
     return errorDetails(error);
   }
-  // docs:end
   throw new Error("the call succeeded, want an error");
 }
 
@@ -91,10 +89,17 @@ const checks: Record<string, () => Promise<string>> = {
     return `${reply.count} tokens (${reply.tokenizer})`;
   },
   async error_details() {
-    const details = await expectFailure(() => ratatoskr.embed({ text: "hello", model: args["missing-model"] }, { timeoutMs }));
-    expect(details.code === Code.NotFound && details.reason === "MODEL_NOT_FOUND" && details.domain === "ratatoskr",
-      `got ${JSON.stringify(details)}`);
-    return `NOT_FOUND, reason ${details.reason}`;
+    // docs:begin
+    let details: ErrorDetails | undefined;
+    try {
+      await ratatoskr.embed({ text: "hello", model: args["missing-model"] }, { timeoutMs });
+    } catch (error) {
+      details = errorDetails(error); // code, message, ErrorInfo reason/domain/metadata, RetryInfo
+    }
+    // docs:end
+    expect(details !== undefined && details.code === Code.NotFound && details.reason === "MODEL_NOT_FOUND" &&
+      details.domain === "ratatoskr", `got ${JSON.stringify(details)}`);
+    return `NOT_FOUND, reason ${details?.reason}`;
   },
 };
 if (args["rate-limited-model"]) {
