@@ -8,8 +8,9 @@ the ratd address; it checks health, Chat, ChatStream, Embed, CountTokens, NOT_FO
 ErrorInfo reason MODEL_NOT_FOUND and RESOURCE_EXHAUSTED with a RetryInfo delay, and ends
 with "N passed, N failed", which this test prints for the language.
 
-The committed Go and TypeScript stubs are checked against a fresh generation, as
-test_contract does for the Python ones.
+A recording gRPC server shows that each program's ``--api-key`` reaches the server as
+``authorization: Bearer KEY`` on every call. The committed Go and TypeScript stubs are
+checked against a fresh generation, as test_contract does for the Python ones.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import filecmp
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2_grpc
 
 from tests.fakes.openai_upstream import TEXT
 from tests.support.clients import (
@@ -94,10 +98,39 @@ cache_path = ""
     )
 
 
-@pytest.mark.parametrize("name", list(LANGUAGES))
-def test_conformance_program_passes_against_ratd(
-    name: str, clients_ratd: SpawnedRatd, capsys: pytest.CaptureFixture[str]
-) -> None:
+class KeyRecorder(grpc.ServerInterceptor):
+    """Records the authorization header of every call a server receives."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        self.seen.append(dict(details.invocation_metadata).get("authorization"))
+        return continuation(details)
+
+
+@pytest.fixture(scope="module")
+def key_recording_server() -> Iterator[tuple[str, KeyRecorder]]:
+    """A real gRPC server on loopback that serves only grpc.health.v1 (SERVING) and records
+    the authorization header of each call, ratd's own and the rest alike."""
+    recorder = KeyRecorder()
+    server = grpc.server(ThreadPoolExecutor(max_workers=4), interceptors=[recorder])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", recorder
+    finally:
+        server.stop(grace=None)
+
+
+def built_program(name: str) -> tuple[list[str], str]:
+    """The conformance program's command (skip when its toolchain is missing) and a note
+    on its build."""
     language = LANGUAGES[name]
     reason = language.unavailable()
     if reason:
@@ -106,8 +139,16 @@ def test_conformance_program_passes_against_ratd(
         built = language.build()
     except BuildError as error:
         pytest.fail(f"{name}: build failed: {error}")
+    return language.command(built), "cached" if built.cached else f"{built.seconds:.1f} s"
+
+
+@pytest.mark.parametrize("name", list(LANGUAGES))
+def test_conformance_program_passes_against_ratd(
+    name: str, clients_ratd: SpawnedRatd, capsys: pytest.CaptureFixture[str]
+) -> None:
+    program, build_note = built_program(name)
     command = [
-        *language.command(built),
+        *program,
         "--address",
         clients_ratd.address,
         "--expect-text",
@@ -124,13 +165,34 @@ def test_conformance_program_passes_against_ratd(
     ran = time.monotonic() - start
     lines = result.stdout.strip().splitlines()
     summary = lines[-1] if lines else "(no output)"
-    build_note = "cached" if built.cached else f"{built.seconds:.1f} s"
     with capsys.disabled():
         print(f"\n{name}: {summary} (build {build_note}, run {ran:.1f} s)")
     assert result.returncode == 0 and summary == f"{CHECKS} passed, 0 failed", (
         f"{name} conformance exited {result.returncode}:\n{result.stdout}{result.stderr}"
     )
     assert not any(line.startswith("FAIL") for line in lines)
+
+
+@pytest.mark.parametrize("name", list(LANGUAGES))
+def test_api_key_reaches_the_server_as_a_bearer_header(
+    name: str, key_recording_server: tuple[str, KeyRecorder]
+) -> None:
+    """ratd does not check keys yet, so a recording server shows what ``--api-key`` sends."""
+    program, _ = built_program(name)
+    address, recorder = key_recording_server
+    recorder.seen.clear()
+    result = subprocess.run(
+        [*program, "--address", address, "--api-key", CLIENT_KEY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # Only health is served there: the other checks fail with UNIMPLEMENTED, as they must.
+    assert "ok   health: SERVING" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 1
+    assert len(recorder.seen) >= 5, recorder.seen
+    assert set(recorder.seen) == {f"Bearer {CLIENT_KEY}"}
 
 
 @pytest.mark.parametrize("name", list(COMMITTED))
