@@ -48,10 +48,18 @@ public final class Conformance {
     for (int i = 0; i + 1 < argv.length; i += 2) {
       args.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
     }
-    // docs:begin
-    ManagedChannel channel = Ratd.connect(args.get("address"), args.get("api-key"), args.get("tls-ca"));
-    client = Ratd.blockingStub(channel);
-    // docs:end
+    ManagedChannel channel;
+    try {
+      // docs:begin
+      channel = Ratd.connect(args.get("address"), args.get("api-key"), args.get("tls-ca"));
+      client = Ratd.blockingStub(channel);
+      // docs:end
+    } catch (RuntimeException e) {
+      // Debian 12's netty lacks JDK ALPN support: TLS channels fail here (docs/clients.md).
+      System.out.println("FAIL connect: " + e);
+      System.out.println("0 passed, 1 failed");
+      return 1;
+    }
     health = HealthGrpc.newBlockingStub(channel);
     Map<String, Callable<String>> checks = new LinkedHashMap<>();
     checks.put("health", this::health);
