@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "clients"
 BUF = ("npx", "--yes", "@bufbuild/buf@1.75.0")
 TEMPLATES = (REPO / "buf.gen.yaml", REPO / "client" / "proto-deps" / "buf.gen.yaml")
-# Outputs and installs inside client/<language>/ that never key a build.
-IGNORED_PARTS = {"gen", "node_modules", "dist"}
+# Installs and outputs inside client/<language>/ that never key a build (plus gen/ for the
+# languages whose stubs are generated at build time: `make stubs` output, not sources).
+IGNORED_PARTS = frozenset({"node_modules", "dist"})
 
 
 class BuildError(RuntimeError):
@@ -81,12 +82,12 @@ def generate(language: str, dest: Path) -> None:
         run([*BUF, "generate", "--template", template])
 
 
-def _files(patterns: Iterable[str]) -> list[Path]:
+def _files(patterns: Iterable[str], ignored: frozenset[str]) -> list[Path]:
     found: set[Path] = set()
     for pattern in patterns:
         for path in REPO.glob(pattern):
             relative = path.relative_to(REPO)
-            if path.is_file() and not IGNORED_PARTS.intersection(relative.parts[2:]):
+            if path.is_file() and not ignored.intersection(relative.parts[2:]):
                 found.add(path)
     return sorted(found)
 
@@ -140,7 +141,8 @@ class Language:
         patterns = ["proto/**/*.proto", f"client/{self.name}/**/*"]
         if self.generated_at_build or self.name == "typescript":
             patterns += ["buf.gen.yaml", "client/proto-deps/**/*"]
-        for path in _files(patterns):
+        ignored = IGNORED_PARTS | ({"gen"} if self.generated_at_build else set())
+        for path in _files(patterns, ignored):
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
         if self.version:
             digest.update(run(self.version).encode())
