@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BUF := npx --yes @bufbuild/buf@1.75.0
 PROTOS := $(wildcard proto/ratatoskr/v1/*.proto)
 
-.PHONY: install run test lint proto check-proto bench clean
+.PHONY: install run test lint proto check-proto bench clean stubs clients-toolchains
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/ratd $(RATD_ARGS)
 
-test: install
+test: install clients-toolchains
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -37,6 +37,18 @@ lint: install
 proto: install
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=client --pyi_out=client \
 		--grpc_python_out=client $(PROTOS)
+
+# Client stubs for Go, TypeScript, C++, Java and Ruby from proto/ (buf.gen.yaml) and the
+# third-party protos in client/proto-deps/ (health, google.rpc). Go and TypeScript output
+# is committed; C++, Java and Ruby output lands in gitignored client/<lang>/gen/.
+stubs: clients-toolchains
+	$(BUF) generate
+	$(BUF) generate --template client/proto-deps/buf.gen.yaml
+
+# What the clients' conformance tests build with (Debian packages, npm ci); quick when
+# already there, never fatal: a language that cannot be set up skips its test.
+clients-toolchains:
+	@sh client/toolchains.sh $(CLIENT_LANGUAGES)
 
 # The whole suite (benchmarks/suite.py): ratd vs direct vs LiteLLM, local inference vs raw
 # ONNX Runtime and sentence-transformers, report and plots in benchmarks/results/. LiteLLM
