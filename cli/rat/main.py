@@ -24,10 +24,16 @@ Handler = Callable[[ServiceClient, argparse.Namespace], Awaitable[None]]
 COMMANDS: dict[str, Handler] = {}
 
 DEFAULT_EMBED_MODEL = "ratatoskr:free/embedding"
+DEFAULT_NLI_MODEL = "ratatoskr:free/nli"
+DEFAULT_TOKENS_MODEL = "ratatoskr:free/tokens"
 
 
 class UsageError(Exception):
     """Bad command-line input (exit code 2)."""
+
+
+class CommandFailed(Exception):
+    """ratd answered, but the command did not do what was asked (exit code 1)."""
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -330,6 +336,18 @@ async def load(client: ServiceClient, args: argparse.Namespace) -> None:
         print(f"loaded {model.name} on {model.device} ({output.human_bytes(model.bytes)})")
 
 
+@command("reload")
+async def reload(client: ServiceClient, args: argparse.Namespace) -> None:
+    reply = await client.reload_config()
+    if args.json:
+        print_json(reply)
+        return
+    state = "reloaded" if reply.reloaded else "not reloaded"
+    print(f"{state}: {reply.message}" if reply.message else state)
+    if not reply.reloaded:
+        raise CommandFailed("the config was not reloaded")
+
+
 @command("unload")
 async def unload(client: ServiceClient, args: argparse.Namespace) -> None:
     unloaded = await client.unload_model(args.model)
@@ -443,7 +461,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("nli", "natural language inference of a premise and a hypothesis")
     p.add_argument("premise")
     p.add_argument("hypothesis")
-    model_arg(p)
+    # The preset is the local nli-deberta-v3-small unless the config points it elsewhere.
+    model_arg(p, default=DEFAULT_NLI_MODEL)
     p = add("classify", "zero-shot classification")
     p.add_argument("text", nargs="?")
     p.add_argument("--labels", required=True, help="comma-separated labels")
@@ -459,7 +478,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = add(name, help_text)
         p.add_argument("text", nargs="?")
-        model_arg(p)
+        # The preset is the local o200k_base tokenizer (GPT-4o's) unless configured.
+        model_arg(p, default=DEFAULT_TOKENS_MODEL)
+    add("reload", "reload the config file (AdminService.ReloadConfig), as SIGHUP does")
     add("ps", "local models the daemon holds")
     p = add("load", "load a local model now")
     p.add_argument("model")
@@ -506,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"rat: {err}", file=sys.stderr)
         return 2
+    except CommandFailed as err:
+        print(f"rat: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
