@@ -20,6 +20,9 @@ the project's own, computed deterministically from the inputs. What it reproduce
   {"source_sentence", "sentences"}}``: a bare list of cosine similarities, one per sentence,
   in order; a zero-shot payload sent to such a model gets the same kind of answer for its
   candidate labels (a list of numbers, no labels: what ratd met in issue #14);
+* a dedicated Inference Endpoint at ``/dedicated/{model}``: one model answering at the
+  endpoint's own URL (no ``/models/...`` path), feature-extraction for ``{"inputs": text |
+  [texts]}`` and otherwise what ``POST /models/{model}`` answers;
 * errors: 503 ``{"error": "Model X is currently loading", "estimated_time": s}`` (models
   ``loading/*``, unless ``X-Wait-For-Model`` asks to wait; ``conf-overloaded``), a 503
   without a hint (``busy/*``), 404 JSON ``Model X does not exist`` (``conf-missing``) and
@@ -161,6 +164,7 @@ class FakeHuggingFace(LoopbackServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post(f"{PREFIX}/models/{{model:.+}}/pipeline/{{task}}", self.pipeline)
         app.router.add_post(f"{PREFIX}/models/{{model:.+}}", self.model)
+        app.router.add_post("/dedicated/{model:.+}", self.dedicated)
         app.router.add_route("*", "/{tail:.*}", self.unknown)
 
     @property
@@ -246,6 +250,25 @@ class FakeHuggingFace(LoopbackServer):
             return _json(200, [one(t) for t in inputs])
         return _json(400, {"error": ["Input should be a valid string"], "error_type": "validation"})
 
+    def dedicated_url(self, model: str) -> str:
+        """The URL of a dedicated Inference Endpoint serving ``model``."""
+        return f"http://{self.host}:{self.port}/dedicated/{model}"
+
+    async def dedicated(self, request: web.Request) -> web.StreamResponse:
+        """An Inference Endpoint: the model's task at the endpoint's root."""
+        record = await self._record(request)
+        model = request.match_info["model"]
+        failure = self._failure(request, model)
+        if failure is not None:
+            return failure
+        body = record.json if isinstance(record.json, dict) else {}
+        inputs = body.get("inputs")
+        if isinstance(inputs, str) and "parameters" not in body:
+            return _json(200, sentence_vector(inputs))
+        if isinstance(inputs, list) and all(isinstance(t, str) for t in inputs):
+            return _json(200, [sentence_vector(t) for t in inputs])
+        return self._answer(model, body)
+
     async def model(self, request: web.Request) -> web.StreamResponse:
         record = await self._record(request)
         model = request.match_info["model"]
@@ -253,6 +276,10 @@ class FakeHuggingFace(LoopbackServer):
         if failure is not None:
             return failure
         body = record.json if isinstance(record.json, dict) else {}
+        return self._answer(model, body)
+
+    def _answer(self, model: str, body: Mapping[str, Any]) -> web.Response:
+        """What ``POST /models/{model}`` answers: by the model's pipeline and the payload."""
         parameters = body.get("parameters") or {}
         inputs = body.get("inputs")
         if model.startswith("sentence-transformers/") or "similarity" in model:

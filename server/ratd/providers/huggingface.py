@@ -1,11 +1,18 @@
 """The HuggingFace Inference API (``hf-inference``, behind router.huggingface.co):
-embeddings, NLI, zero-shot classification and stance. It has no chat.
+embeddings, NLI, zero-shot classification and stance. Chat goes through HuggingFace's
+OpenAI-compatible router instead, kind ``huggingface_router`` (see specs.py).
 
 Endpoints, below ``base_url`` (default ``https://router.huggingface.co/hf-inference``):
 
 * ``POST /models/{model}/pipeline/feature-extraction`` with ``{"inputs": text | [texts]}``;
 * ``POST /models/{model}`` for text-classification (NLI pairs) and zero-shot-classification,
   whichever pipeline the model serves.
+
+A dedicated Inference Endpoint (``dedicated_endpoint = true``, implied for hosts under
+``.endpoints.huggingface.cloud``) serves one model at its own URL: every request goes to
+``base_url`` itself with the same payloads, whatever model name the caller used.
+``use_cache = false`` sends ``X-Use-Cache: false`` (the API otherwise may answer a repeated
+input from its cache).
 
 Embeddings and normalisation. A sentence-transformers model answers one vector per input
 (a flat list for a string input, a list of lists for a list). A plain transformer answers
@@ -373,7 +380,20 @@ class HuggingFaceProvider(HttpProvider):
         self._similarity_models: set[str] = set()
 
     def default_headers(self) -> dict[str, str]:
-        return {"X-Wait-For-Model": "true"} if self.config.wait_for_model else {}
+        headers = {"X-Wait-For-Model": "true"} if self.config.wait_for_model else {}
+        if not self.config.use_cache:
+            headers["X-Use-Cache"] = "false"
+        return headers
+
+    @property
+    def dedicated(self) -> bool:
+        """Whether base_url is a dedicated Inference Endpoint (one model, at its root)."""
+        host = urllib.parse.urlsplit(self.config.base_url).hostname or ""
+        return self.config.dedicated_endpoint or host.endswith(".endpoints.huggingface.cloud")
+
+    def _path(self, model: str, pipeline: str | None = None) -> str:
+        """Where a request for ``model`` goes, below base_url (nothing, for an endpoint)."""
+        return "" if self.dedicated else _path(model, pipeline)
 
     def chat_dialect(self, model: str) -> ChatDialect:
         """None: the Inference API has no chat (routing sends none here, unless asked)."""
@@ -390,7 +410,9 @@ class HuggingFaceProvider(HttpProvider):
     async def _embed_chunk(self, texts: Sequence[str], model: str) -> list[list[float]]:
         batched = len(texts) > 1
         inputs: Any = list(texts) if batched else texts[0]
-        data = await self._pipeline(_path(model, "feature-extraction"), {"inputs": inputs}, model)
+        data = await self._pipeline(
+            self._path(model, "feature-extraction"), {"inputs": inputs}, model
+        )
         return parse_feature_extraction(
             data, len(texts), batched=batched, provider=self.name, model=model
         )
@@ -412,7 +434,7 @@ class HuggingFaceProvider(HttpProvider):
             # Every class's score, not only the best one.
             "parameters": {"top_k": 3},
         }
-        data = await self._pipeline(_path(model), body, model)
+        data = await self._pipeline(self._path(model), body, model)
         return parse_nli(data, provider=self.name, model=model)
 
     async def infer_nli(
@@ -439,7 +461,7 @@ class HuggingFaceProvider(HttpProvider):
         if model.startswith(SIMILARITY_PREFIX) or model in self._similarity_models:
             return await self._similarity(text, labels, model, bool(multi_label), template)
         body = {"inputs": text, "parameters": parameters}
-        data = await self._pipeline(_path(model), body, model)
+        data = await self._pipeline(self._path(model), body, model)
         if is_similarity_answer(data):
             self._similarity_models.add(model)
             return await self._similarity(text, labels, model, bool(multi_label), template)
@@ -456,7 +478,7 @@ class HuggingFaceProvider(HttpProvider):
         """Zero-shot by the sentence-similarity pipeline: the text against each label."""
         sentences = [template.replace("{}", label) if template else label for label in labels]
         body = {"inputs": {"source_sentence": text, "sentences": sentences}}
-        data = await self._pipeline(_path(model, "sentence-similarity"), body, model)
+        data = await self._pipeline(self._path(model, "sentence-similarity"), body, model)
         return similarity_scores(
             data, labels, multi_label=multi_label, provider=self.name, model=model
         )
