@@ -86,10 +86,12 @@ async def models(client: ServiceClient, args: argparse.Namespace) -> None:
             str(m.context_window) if m.HasField("context_window") else "-",
             *output.prices(m.pricing if m.HasField("pricing") else None),
             output.capability_names(m.capabilities),
+            output.retirement(m),
         )
         for m in found
     ]
-    table(rows, ("PROVIDER", "MODEL", "CONTEXT", "IN/MTOK", "OUT/MTOK", "CAPABILITIES"))
+    headers = ("PROVIDER", "MODEL", "CONTEXT", "IN/MTOK", "OUT/MTOK", "CAPABILITIES", "RETIREMENT")
+    table(rows, headers)
 
 
 @command("status")
@@ -122,6 +124,12 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
         price_in, price_out = output.prices(found.pricing)
         print(f"price     in {price_in} / out {price_out} per Mtok")
     print(f"caps      {output.capability_names(info.capabilities)}")
+    if info.HasField("deprecation_date"):
+        print(f"deprecated {info.deprecation_date}")
+    if info.HasField("shutdown_date"):
+        print(f"shutdown  {info.shutdown_date}")
+    if info.HasField("replacement"):
+        print(f"replace   with {info.replacement}")
     rows = []
     for entry in found.parameters:
         kind = entry.availability.WhichOneof("kind") or "-"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from ratatoskr.v1 import models_pb2
 from ratd import errors
+from ratd.core.retirement import Retirement
 from ratd.core.routing import Router
 from ratd.core.validation import validate_model
 from ratd.providers.base import Provider
@@ -51,11 +52,20 @@ class Catalog:
         self.presets = presets
         self.router = router
         self.providers = providers
+        self.retirement = Retirement(registry)
 
     def resolve_name(self, model: str) -> str:
         """A preset name as the model it stands for; other names unchanged."""
         preset = self.presets.resolve(model)
         return preset.model if preset is not None else model
+
+    def check_retirement(self, model: str) -> None:
+        """Fail fast when every provider that may serve ``model`` (a preset resolved) has
+        retired it; warn once per deprecated model. For the service layer until the
+        gateway checks each candidate itself (``self.retirement.check``)."""
+        if not model:
+            return
+        self.retirement.check_any(self._candidates(self.resolve_name(model)))
 
     def _candidates(self, model: str) -> list[tuple[str, str]]:
         seen: list[tuple[str, str]] = []

@@ -44,7 +44,14 @@ def merge(
     if new.capabilities:
         del info.capabilities[:]
         info.capabilities.extend(new.capabilities)
-    for name in ("context_window", "dimensions", "max_output_tokens"):
+    for name in (
+        "context_window",
+        "dimensions",
+        "max_output_tokens",
+        "deprecation_date",
+        "shutdown_date",
+        "replacement",
+    ):
         if new.HasField(name):
             setattr(info, name, getattr(new, name))
     if live.HasField("max_output_tokens"):

@@ -3,16 +3,33 @@ and returns what the core answers. Nothing but gRPC concerns live here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeAlias, TypeVar
 
 import grpc
 
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
 from ratd import __version__
+from ratd.core.gateway import Gateway
 from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
+T = TypeVar("T")
+
+
+async def _checked(gw: Gateway, model: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, unless the requested model is retired (the catalog says; interim,
+    until the gateway core checks each candidate)."""
+    gw.catalog.check_retirement(model)
+    return await call()
+
+
+async def _checked_stream(
+    gw: Gateway, model: str, call: Callable[[], AsyncIterator[T]]
+) -> AsyncIterator[T]:
+    gw.catalog.check_retirement(model)
+    async for event in call():
+        yield event
 
 
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
@@ -25,14 +42,20 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
 
     async def Chat(self, request: chat_pb2.ChatRequest, context: Context) -> chat_pb2.ChatResponse:
         return await self.guard.unary(
-            context, "Chat", lambda gw: gw.chat(request), model=request.options.model
+            context,
+            "Chat",
+            lambda gw: _checked(gw, request.options.model, lambda: gw.chat(request)),
+            model=request.options.model,
         )
 
     async def ChatStream(
         self, request: chat_pb2.ChatStreamRequest, context: Context
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         async for event in self.guard.stream(
-            context, "ChatStream", lambda gw: gw.chat_stream(request), model=request.options.model
+            context,
+            "ChatStream",
+            lambda gw: _checked_stream(gw, request.options.model, lambda: gw.chat_stream(request)),
+            model=request.options.model,
         ):
             yield event
 
@@ -40,7 +63,10 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         self, request: chat_pb2.GenerateRequest, context: Context
     ) -> chat_pb2.GenerateResponse:
         return await self.guard.unary(
-            context, "Generate", lambda gw: gw.generate(request), model=request.options.model
+            context,
+            "Generate",
+            lambda gw: _checked(gw, request.options.model, lambda: gw.generate(request)),
+            model=request.options.model,
         )
 
     async def GenerateStream(
@@ -49,7 +75,9 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         async for event in self.guard.stream(
             context,
             "GenerateStream",
-            lambda gw: gw.generate_stream(request),
+            lambda gw: _checked_stream(
+                gw, request.options.model, lambda: gw.generate_stream(request)
+            ),
             model=request.options.model,
         ):
             yield event
@@ -60,28 +88,40 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         self, request: inference_pb2.EmbedRequest, context: Context
     ) -> inference_pb2.EmbedResponse:
         return await self.guard.unary(
-            context, "Embed", lambda gw: gw.embed(request), model=request.model
+            context,
+            "Embed",
+            lambda gw: _checked(gw, request.model, lambda: gw.embed(request)),
+            model=request.model,
         )
 
     async def EmbedBatch(
         self, request: inference_pb2.EmbedBatchRequest, context: Context
     ) -> inference_pb2.EmbedBatchResponse:
         return await self.guard.unary(
-            context, "EmbedBatch", lambda gw: gw.embed_batch(request), model=request.model
+            context,
+            "EmbedBatch",
+            lambda gw: _checked(gw, request.model, lambda: gw.embed_batch(request)),
+            model=request.model,
         )
 
     async def InferNli(
         self, request: inference_pb2.InferNliRequest, context: Context
     ) -> inference_pb2.InferNliResponse:
         return await self.guard.unary(
-            context, "InferNli", lambda gw: gw.infer_nli(request), model=request.model
+            context,
+            "InferNli",
+            lambda gw: _checked(gw, request.model, lambda: gw.infer_nli(request)),
+            model=request.model,
         )
 
     async def InferNliBatch(
         self, request: inference_pb2.InferNliBatchRequest, context: Context
     ) -> inference_pb2.InferNliBatchResponse:
         return await self.guard.unary(
-            context, "InferNliBatch", lambda gw: gw.infer_nli_batch(request), model=request.model
+            context,
+            "InferNliBatch",
+            lambda gw: _checked(gw, request.model, lambda: gw.infer_nli_batch(request)),
+            model=request.model,
         )
 
     async def ClassifyZeroShot(
@@ -90,7 +130,7 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         return await self.guard.unary(
             context,
             "ClassifyZeroShot",
-            lambda gw: gw.classify_zero_shot(request),
+            lambda gw: _checked(gw, request.model, lambda: gw.classify_zero_shot(request)),
             model=request.model,
         )
 
@@ -98,7 +138,10 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         self, request: inference_pb2.ClassifyStanceRequest, context: Context
     ) -> inference_pb2.ClassifyStanceResponse:
         return await self.guard.unary(
-            context, "ClassifyStance", lambda gw: gw.classify_stance(request), model=request.model
+            context,
+            "ClassifyStance",
+            lambda gw: _checked(gw, request.model, lambda: gw.classify_stance(request)),
+            model=request.model,
         )
 
     async def CountTokens(
