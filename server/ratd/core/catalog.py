@@ -65,7 +65,11 @@ class Catalog:
         gateway checks each candidate itself (``self.retirement.check``)."""
         if not model:
             return
-        self.retirement.check_any(self._candidates(self.resolve_name(model)))
+        name = self.resolve_name(model)
+        # A candidate's model id is the name or a part of it (a provider prefix stripped):
+        # most names match no dated id, and need no routing here.
+        if any(model_id in name for model_id in self.registry.dated_ids()):
+            self.retirement.check_any(self._candidates(name))
 
     def _candidates(self, model: str) -> list[tuple[str, str]]:
         seen: list[tuple[str, str]] = []

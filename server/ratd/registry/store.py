@@ -144,6 +144,8 @@ class Registry:
         self._surfaces: dict[Key, dict[str, models_pb2.ParameterAvailability]] = {}
         # Providers whose last live refresh failed, with that failure's message.
         self._failing: dict[str, str] = {}
+        # Ids of models with a retirement date, rebuilt lazily when live data changes.
+        self._dated: frozenset[str] | None = None
         self._rejections = _Rejections(rejection_ttl_secs)
         self._task: asyncio.Task[None] | None = None
 
@@ -178,6 +180,16 @@ class Registry:
             if refused:
                 surface = {**surface, **dict.fromkeys(refused, _UNSUPPORTED)}
         return surface
+
+    def dated_ids(self) -> frozenset[str]:
+        """Ids of the models that have a deprecation or shutdown date (any provider)."""
+        if self._dated is None:
+            self._dated = frozenset(
+                model_id
+                for (_, model_id), md in self._merged.items()
+                if md.info.HasField("shutdown_date") or md.info.HasField("deprecation_date")
+            )
+        return self._dated
 
     def refresh_failure(self, provider: str) -> str | None:
         """Why ``provider``'s last live refresh failed; None when it succeeded (or none ran)."""
@@ -227,6 +239,7 @@ class Registry:
 
     def _rebuild(self, provider: str) -> None:
         self._surfaces.clear()
+        self._dated = None
         for key in [k for k in self._merged if k[0] == provider]:
             del self._merged[key]
         for key, md in self._base.items():
