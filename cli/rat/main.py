@@ -24,10 +24,16 @@ Handler = Callable[[ServiceClient, argparse.Namespace], Awaitable[None]]
 COMMANDS: dict[str, Handler] = {}
 
 DEFAULT_EMBED_MODEL = "ratatoskr:free/embedding"
+DEFAULT_NLI_MODEL = "ratatoskr:free/nli"
+DEFAULT_TOKENS_MODEL = "ratatoskr:free/tokens"
 
 
 class UsageError(Exception):
     """Bad command-line input (exit code 2)."""
+
+
+class CommandFailed(Exception):
+    """ratd answered, but the command did not do what was asked (exit code 1)."""
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -80,10 +86,12 @@ async def models(client: ServiceClient, args: argparse.Namespace) -> None:
             str(m.context_window) if m.HasField("context_window") else "-",
             *output.prices(m.pricing if m.HasField("pricing") else None),
             output.capability_names(m.capabilities),
+            output.retirement(m),
         )
         for m in found
     ]
-    table(rows, ("PROVIDER", "MODEL", "CONTEXT", "IN/MTOK", "OUT/MTOK", "CAPABILITIES"))
+    headers = ("PROVIDER", "MODEL", "CONTEXT", "IN/MTOK", "OUT/MTOK", "CAPABILITIES", "RETIREMENT")
+    table(rows, headers)
 
 
 @command("status")
@@ -116,6 +124,12 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
         price_in, price_out = output.prices(found.pricing)
         print(f"price     in {price_in} / out {price_out} per Mtok")
     print(f"caps      {output.capability_names(info.capabilities)}")
+    if info.HasField("deprecation_date"):
+        print(f"deprecated {info.deprecation_date}")
+    if info.HasField("shutdown_date"):
+        print(f"shutdown  {info.shutdown_date}")
+    if info.HasField("replacement"):
+        print(f"replace   with {info.replacement}")
     rows = []
     for entry in found.parameters:
         kind = entry.availability.WhichOneof("kind") or "-"
@@ -330,6 +344,18 @@ async def load(client: ServiceClient, args: argparse.Namespace) -> None:
         print(f"loaded {model.name} on {model.device} ({output.human_bytes(model.bytes)})")
 
 
+@command("reload")
+async def reload(client: ServiceClient, args: argparse.Namespace) -> None:
+    reply = await client.reload_config()
+    if args.json:
+        print_json(reply)
+        return
+    state = "reloaded" if reply.reloaded else "not reloaded"
+    print(f"{state}: {reply.message}" if reply.message else state)
+    if not reply.reloaded:
+        raise CommandFailed("the config was not reloaded")
+
+
 @command("unload")
 async def unload(client: ServiceClient, args: argparse.Namespace) -> None:
     unloaded = await client.unload_model(args.model)
@@ -443,7 +469,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("nli", "natural language inference of a premise and a hypothesis")
     p.add_argument("premise")
     p.add_argument("hypothesis")
-    model_arg(p)
+    # The preset is the local nli-deberta-v3-small unless the config points it elsewhere.
+    model_arg(p, default=DEFAULT_NLI_MODEL)
     p = add("classify", "zero-shot classification")
     p.add_argument("text", nargs="?")
     p.add_argument("--labels", required=True, help="comma-separated labels")
@@ -459,7 +486,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = add(name, help_text)
         p.add_argument("text", nargs="?")
-        model_arg(p)
+        # The preset is the local o200k_base tokenizer (GPT-4o's) unless configured.
+        model_arg(p, default=DEFAULT_TOKENS_MODEL)
+    add("reload", "reload the config file (AdminService.ReloadConfig), as SIGHUP does")
     add("ps", "local models the daemon holds")
     p = add("load", "load a local model now")
     p.add_argument("model")
@@ -506,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"rat: {err}", file=sys.stderr)
         return 2
+    except CommandFailed as err:
+        print(f"rat: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

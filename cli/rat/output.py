@@ -122,3 +122,15 @@ class Dim:
     def write(self, text: str) -> None:
         self.stream.write(f"\x1b[2m{text}\x1b[0m" if self.on else text)
         self.stream.flush()
+
+
+def retirement(info: models_pb2.ModelInfo) -> str:
+    """A model's retirement in a table cell: "shutdown 2026-10-23 -> gpt-4.1-mini", or "-"."""
+    parts = []
+    if info.HasField("shutdown_date"):
+        parts.append(f"shutdown {info.shutdown_date}")
+    elif info.HasField("deprecation_date"):
+        parts.append(f"deprecated {info.deprecation_date}")
+    if parts and info.HasField("replacement"):
+        parts.append(f"-> {info.replacement}")
+    return " ".join(parts) or "-"

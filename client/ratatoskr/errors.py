@@ -79,6 +79,15 @@ class PresetNotFound(ModelNotFound):
     """NOT_FOUND: the ``ratatoskr:<tier>/<capability>`` preset does not exist."""
 
 
+class ModelRetired(ModelNotFound):
+    """NOT_FOUND: the model is past the shutdown date its provider published. ``metadata``
+    has ``shutdown_date`` and, when known, ``replacement``."""
+
+    @property
+    def replacement(self) -> str | None:
+        return self.metadata.get("replacement")
+
+
 class ModelNotAvailable(RatatoskrError):
     """UNAVAILABLE: the provider or model cannot serve now; retrying later may work."""
 
@@ -157,6 +166,7 @@ class InternalError(RatatoskrError):
 _BY_REASON: dict[str, type[RatatoskrError]] = {
     "UNSUPPORTED_PARAMETER": UnsupportedParameter,
     "PRESET_NOT_FOUND": PresetNotFound,
+    "MODEL_RETIRED": ModelRetired,
     "QUOTA_EXCEEDED": QuotaExceeded,
     "OVERLOADED": Overloaded,
     "CALLER_UNAUTHENTICATED": CallerUnauthenticated,

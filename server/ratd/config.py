@@ -78,6 +78,13 @@ class ProviderConfig:
     # HuggingFace Inference API: ask the API to hold the request while a cold model loads
     # (``X-Wait-For-Model``) instead of answering 503 "loading" at once. Other kinds ignore it.
     wait_for_model: bool = False
+    # HuggingFace Inference API: false sends ``X-Use-Cache: false`` so that the API computes
+    # every answer afresh instead of serving its cache (the API's default is to cache).
+    use_cache: bool = True
+    # HuggingFace: base_url is a dedicated Inference Endpoint serving one model at its own
+    # URL (requests go to base_url itself, whatever the model name), not the serverless
+    # API's /models/{model} layout. Implied for hosts under .endpoints.huggingface.cloud.
+    dedicated_endpoint: bool = False
     # Output token cap sent when the caller sets none, for APIs that require one
     # (Anthropic's max_tokens). 4096 fits every current model's output limit.
     default_max_tokens: int = 4096

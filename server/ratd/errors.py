@@ -61,6 +61,15 @@ class ModelNotFound(GatewayError):
 
 
 @dataclass(eq=False)
+class ModelRetired(ModelNotFound):
+    """The model is past the shutdown date its provider published. ``fallback``: another
+    provider may still serve the same name (an OpenRouter copy of a retired snapshot)."""
+
+    reason: str = "MODEL_RETIRED"
+    fallback: bool = True
+
+
+@dataclass(eq=False)
 class PresetNotFound(ModelNotFound):
     reason: str = "PRESET_NOT_FOUND"
 

@@ -53,6 +53,12 @@ LOADED_MODELS = Gauge("ratatoskr_loaded_models", "Local models loaded now.")
 MODEL_BYTES = Gauge(
     "ratatoskr_loaded_model_bytes", "Measured memory of each loaded local model.", ["model"]
 )
+REGISTRY_MODELS = Gauge(
+    "ratatoskr_registry_models_total",
+    "Models the registry knows (seed and live lists), by configured provider.",
+    ["provider"],
+)
+
 # Local batching (like text-embeddings-inference's te_queue_size / te_batch_next_*).
 BATCH_SIZE = Histogram(
     "ratatoskr_batch_size",

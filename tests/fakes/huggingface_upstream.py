@@ -15,6 +15,14 @@ the project's own, computed deterministically from the inputs. What it reproduce
   labels re-ordered by descending score, as a list holding one
   ``{"sequence", "labels", "scores"}`` object (the router), a bare object (``*legacy*``) or
   ``[{"label", "score"}]`` (``*task-spec*``);
+* ``POST /models/{model}/pipeline/sentence-similarity`` (and ``POST /models/{model}`` for
+  ``sentence-transformers/*`` and ``*similarity*`` models, whose pipeline it is) with ``{"inputs":
+  {"source_sentence", "sentences"}}``: a bare list of cosine similarities, one per sentence,
+  in order; a zero-shot payload sent to such a model gets the same kind of answer for its
+  candidate labels (a list of numbers, no labels: what ratd met in issue #14);
+* a dedicated Inference Endpoint at ``/dedicated/{model}``: one model answering at the
+  endpoint's own URL (no ``/models/...`` path), feature-extraction for ``{"inputs": text |
+  [texts]}`` and otherwise what ``POST /models/{model}`` answers;
 * errors: 503 ``{"error": "Model X is currently loading", "estimated_time": s}`` (models
   ``loading/*``, unless ``X-Wait-For-Model`` asks to wait; ``conf-overloaded``), a 503
   without a hint (``busy/*``), 404 JSON ``Model X does not exist`` (``conf-missing``) and
@@ -105,6 +113,12 @@ def zero_shot_scores(text: str, labels: Sequence[str], multi_label: bool) -> dic
     return {label: round(e / total, 6) for label, e in zip(labels, exps, strict=True)}
 
 
+def similarity(source: str, sentence: str) -> float:
+    """The cosine similarity a sentence-transformers model of the fake answers."""
+    a, b = sentence_vector(source), sentence_vector(sentence)
+    return round(sum(x * y for x, y in zip(a, b, strict=True)), 6)
+
+
 def nli_label_names(model: str) -> dict[str, str]:
     """The label names a model of the fake uses for each class."""
     if "label-ids" in model:
@@ -150,6 +164,7 @@ class FakeHuggingFace(LoopbackServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post(f"{PREFIX}/models/{{model:.+}}/pipeline/{{task}}", self.pipeline)
         app.router.add_post(f"{PREFIX}/models/{{model:.+}}", self.model)
+        app.router.add_post("/dedicated/{model:.+}", self.dedicated)
         app.router.add_route("*", "/{tail:.*}", self.unknown)
 
     @property
@@ -218,10 +233,12 @@ class FakeHuggingFace(LoopbackServer):
         failure = self._failure(request, model)
         if failure is not None:
             return failure
-        if task != "feature-extraction":
-            return _json(400, {"error": f"Task {task} is not supported by the fake"})
         body = record.json if isinstance(record.json, dict) else {}
         inputs = body.get("inputs")
+        if task == "sentence-similarity":
+            return self._similarity(inputs)
+        if task != "feature-extraction":
+            return _json(400, {"error": f"Task {task} is not supported by the fake"})
         token_level = "bart-base" in model or "token-level" in model
 
         def one(text: str) -> Any:
@@ -233,6 +250,25 @@ class FakeHuggingFace(LoopbackServer):
             return _json(200, [one(t) for t in inputs])
         return _json(400, {"error": ["Input should be a valid string"], "error_type": "validation"})
 
+    def dedicated_url(self, model: str) -> str:
+        """The URL of a dedicated Inference Endpoint serving ``model``."""
+        return f"http://{self.host}:{self.port}/dedicated/{model}"
+
+    async def dedicated(self, request: web.Request) -> web.StreamResponse:
+        """An Inference Endpoint: the model's task at the endpoint's root."""
+        record = await self._record(request)
+        model = request.match_info["model"]
+        failure = self._failure(request, model)
+        if failure is not None:
+            return failure
+        body = record.json if isinstance(record.json, dict) else {}
+        inputs = body.get("inputs")
+        if isinstance(inputs, str) and "parameters" not in body:
+            return _json(200, sentence_vector(inputs))
+        if isinstance(inputs, list) and all(isinstance(t, str) for t in inputs):
+            return _json(200, [sentence_vector(t) for t in inputs])
+        return self._answer(model, body)
+
     async def model(self, request: web.Request) -> web.StreamResponse:
         record = await self._record(request)
         model = request.match_info["model"]
@@ -240,8 +276,17 @@ class FakeHuggingFace(LoopbackServer):
         if failure is not None:
             return failure
         body = record.json if isinstance(record.json, dict) else {}
+        return self._answer(model, body)
+
+    def _answer(self, model: str, body: Mapping[str, Any]) -> web.Response:
+        """What ``POST /models/{model}`` answers: by the model's pipeline and the payload."""
         parameters = body.get("parameters") or {}
         inputs = body.get("inputs")
+        if model.startswith("sentence-transformers/") or "similarity" in model:
+            if isinstance(parameters, dict) and "candidate_labels" in parameters:
+                labels = parameters["candidate_labels"]
+                inputs = {"source_sentence": inputs, "sentences": labels}
+            return self._similarity(inputs)
         if isinstance(parameters, dict) and "candidate_labels" in parameters:
             return self._zero_shot(model, inputs, parameters)
         if isinstance(inputs, dict) and "text" in inputs and "text_pair" in inputs:
@@ -287,6 +332,15 @@ class FakeHuggingFace(LoopbackServer):
             "scores": [v for _, v in ranked],
         }
         return _json(200, obj if "legacy" in model else [obj])
+
+    def _similarity(self, inputs: Any) -> web.Response:
+        source = inputs.get("source_sentence") if isinstance(inputs, dict) else None
+        sentences = inputs.get("sentences") if isinstance(inputs, dict) else None
+        if not isinstance(source, str) or not isinstance(sentences, list):
+            return _json(
+                400, {"error": "sentence-similarity needs inputs.source_sentence and sentences"}
+            )
+        return _json(200, [similarity(source, str(s)) for s in sentences])
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

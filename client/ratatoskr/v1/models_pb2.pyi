@@ -57,7 +57,7 @@ MODEL_STATUS_UNAVAILABLE: ModelStatus
 MODEL_STATUS_UNLOADING: ModelStatus
 
 class ModelInfo(_message.Message):
-    __slots__ = ("id", "provider", "capabilities", "context_window", "dimensions", "pricing", "max_output_tokens")
+    __slots__ = ("id", "provider", "capabilities", "context_window", "dimensions", "pricing", "max_output_tokens", "deprecation_date", "shutdown_date", "replacement")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,9 @@ class ModelInfo(_message.Message):
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     PRICING_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DEPRECATION_DATE_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_DATE_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     provider: str
     capabilities: _containers.RepeatedScalarFieldContainer[ModelCapability]
@@ -72,7 +75,10 @@ class ModelInfo(_message.Message):
     dimensions: int
     pricing: PricingInfo
     max_output_tokens: int
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[ModelCapability, str]]] = ..., context_window: _Optional[int] = ..., dimensions: _Optional[int] = ..., pricing: _Optional[_Union[PricingInfo, _Mapping]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    deprecation_date: str
+    shutdown_date: str
+    replacement: str
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[ModelCapability, str]]] = ..., context_window: _Optional[int] = ..., dimensions: _Optional[int] = ..., pricing: _Optional[_Union[PricingInfo, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., deprecation_date: _Optional[str] = ..., shutdown_date: _Optional[str] = ..., replacement: _Optional[str] = ...) -> None: ...
 
 class PricingInfo(_message.Message):
     __slots__ = ("prompt_cost_per_mtok", "completion_cost_per_mtok")

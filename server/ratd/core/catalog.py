@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from ratatoskr.v1 import models_pb2
 from ratd import errors
+from ratd.core.retirement import Retirement
 from ratd.core.routing import Router
 from ratd.core.validation import validate_model
 from ratd.providers.base import Provider
@@ -16,6 +17,27 @@ from ratd.registry import Presets, Registry
 
 # Capabilities whose routing may name the provider of a model, in the order asked.
 _CAPABILITIES = ("chat", "embed", "nli", "classify", "tokens")
+
+M = models_pb2
+# What a provider's routing capabilities (its spec's) offer: every chat provider streams.
+_OFFERED: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
+    "chat": (M.MODEL_CAPABILITY_CHAT, M.MODEL_CAPABILITY_CHAT_STREAMING),
+    "generate": (M.MODEL_CAPABILITY_GENERATE,),
+    "embed": (M.MODEL_CAPABILITY_EMBED,),
+    "nli": (M.MODEL_CAPABILITY_NLI,),
+    "classify": (M.MODEL_CAPABILITY_CLASSIFY,),
+    "stance": (M.MODEL_CAPABILITY_STANCE,),
+    "tokens": (M.MODEL_CAPABILITY_TOKEN_COUNTING,),
+}
+# Offered only when some model of a configured provider has them (registry metadata).
+_BY_MODEL = frozenset(
+    {
+        M.MODEL_CAPABILITY_TOOL_USE,
+        M.MODEL_CAPABILITY_REASONING,
+        M.MODEL_CAPABILITY_VISION,
+        M.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
+    }
+)
 
 
 class Catalog:
@@ -30,6 +52,7 @@ class Catalog:
         self.presets = presets
         self.router = router
         self.providers = providers
+        self.retirement = Retirement(registry)
 
     def resolve_name(self, model: str) -> str:
         """A preset name as the model it stands for; other names unchanged."""
@@ -45,6 +68,22 @@ class Catalog:
                 continue
             seen += [(c.provider, c.model) for c in candidates if (c.provider, c.model) not in seen]
         return [c for c in seen if c[0] in self.providers]
+
+    def capabilities(self) -> list[models_pb2.ModelCapability]:
+        """What this configuration offers: each configured provider's capabilities (from
+        its spec), the model-level ones some registry model of a configured provider has,
+        and local inference when the local provider exists. Sorted by value."""
+        found: set[models_pb2.ModelCapability] = set()
+        for provider in self.providers.values():
+            for name in provider.capabilities:
+                found.update(_OFFERED.get(name, ()))
+            if not provider.spec.remote:
+                found.add(M.MODEL_CAPABILITY_LOCAL_INFERENCE)
+        chat = M.MODEL_CAPABILITY_CHAT in found
+        for md in self.registry.models():
+            if md.info.provider in self.providers:
+                found.update(c for c in md.info.capabilities if c in _BY_MODEL and chat)
+        return sorted(found)
 
     async def list_models(self, provider: str = "") -> list[models_pb2.ModelInfo]:
         return [md.info for md in self.registry.models(provider)]
@@ -82,8 +121,10 @@ class Catalog:
         self.registry.save_cache()
 
     async def status(self, model: str) -> models_pb2.ModelStatusResponse:
-        """What the provider reports (local and Ollama models: loaded or not), else
-        available when the registry knows the model."""
+        """What the provider reports (local and Ollama models: loaded or not); else, for a
+        model the registry knows, whether its provider can be used at all: UNAVAILABLE
+        when it has no key it needs or its last live model list failed, else AVAILABLE
+        naming it."""
         validate_model("model", model)
         name = self.resolve_name(model)
         candidates = self._candidates(name)
@@ -91,10 +132,19 @@ class Catalog:
             status = await self.providers[provider].model_status(provider_model)
             if status is not None:
                 return status
-        for provider, provider_model in candidates:
-            if self.registry.get(provider, provider_model) is not None:
-                return models_pb2.ModelStatusResponse(status=models_pb2.MODEL_STATUS_AVAILABLE)
-        if candidates:
+        listed = [(p, m) for p, m in candidates if self.registry.get(p, m) is not None]
+        problems = []
+        for provider, provider_model in listed:
+            problem = self._unusable(provider)
+            if problem is None:
+                return models_pb2.ModelStatusResponse(
+                    status=models_pb2.MODEL_STATUS_AVAILABLE,
+                    reason=f"served by provider {provider} (as {provider_model})",
+                )
+            problems.append(problem)
+        if problems:
+            reason = "; ".join(problems)
+        elif candidates:
             tried = ", ".join(provider for provider, _ in candidates)
             reason = f"no configured provider lists {model} (would try: {tried})"
         else:
@@ -102,6 +152,19 @@ class Catalog:
         return models_pb2.ModelStatusResponse(
             status=models_pb2.MODEL_STATUS_UNAVAILABLE, reason=reason
         )
+
+    def _unusable(self, name: str) -> str | None:
+        """Why provider ``name`` cannot serve calls now, as far as ratd knows without
+        asking it; None when nothing is known against it."""
+        provider = self.providers[name]
+        if provider.spec.remote and provider.api_key is None and provider.spec.needs_key:
+            where = provider.config.api_key_env or " or ".join(provider.spec.env_keys)
+            hint = f" (set {where} or the secrets file)" if where else ""
+            return f"provider {name} has no API key{hint}"
+        failure = self.registry.refresh_failure(name)
+        if failure is not None:
+            return f"provider {name}: its last model list request failed: {failure}"
+        return None
 
     async def resolve_preset(self, tier: str, capability: str) -> models_pb2.ResolvePresetResponse:
         if not tier or not capability:

@@ -224,6 +224,11 @@ class Gateway:
         for provider, provider_model in self._candidates(model, capability, options, info):
             if capability not in provider.capabilities:
                 continue
+            try:
+                self.catalog.retirement.check(provider.name, provider_model)
+            except errors.ModelRetired as err:
+                failures.append((provider.name, err))
+                continue
             if info is not None:
                 info.model = info.model or model
                 info.attempt(provider.name)

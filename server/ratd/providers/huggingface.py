@@ -1,11 +1,18 @@
 """The HuggingFace Inference API (``hf-inference``, behind router.huggingface.co):
-embeddings, NLI, zero-shot classification and stance. It has no chat.
+embeddings, NLI, zero-shot classification and stance. Chat goes through HuggingFace's
+OpenAI-compatible router instead, kind ``huggingface_router`` (see specs.py).
 
 Endpoints, below ``base_url`` (default ``https://router.huggingface.co/hf-inference``):
 
 * ``POST /models/{model}/pipeline/feature-extraction`` with ``{"inputs": text | [texts]}``;
 * ``POST /models/{model}`` for text-classification (NLI pairs) and zero-shot-classification,
   whichever pipeline the model serves.
+
+A dedicated Inference Endpoint (``dedicated_endpoint = true``, implied for hosts under
+``.endpoints.huggingface.cloud``) serves one model at its own URL: every request goes to
+``base_url`` itself with the same payloads, whatever model name the caller used.
+``use_cache = false`` sends ``X-Use-Cache: false`` (the API otherwise may answer a repeated
+input from its cache).
 
 Embeddings and normalisation. A sentence-transformers model answers one vector per input
 (a flat list for a string input, a list of lists for a list). A plain transformer answers
@@ -27,6 +34,17 @@ Stance is zero-shot classification of the text against three hypotheses about th
 ("This text is in favor of {target}.", "... against ...", "... neutral toward ..."),
 scored with a softmax across them; the label is the largest, ties resolved
 favor > against > neutral as upstream ratatoskr does.
+
+Zero-shot with a sentence-transformers model. Such a model's pipeline is
+sentence-similarity: ``{"inputs": {"source_sentence": text, "sentences": [...]}}`` answers
+one cosine similarity per sentence, no labels. ratd sends that payload for models under
+``sentence-transformers/``, and for any other model that answers the zero-shot payload
+with bare numbers (remembered per model, so it is asked once). The sentences are the
+labels (through ``hypothesis_template`` when the request sets one; stance always uses its
+hypotheses). Scores: with ``multi_label`` each label's cosine clipped to [0, 1]; otherwise
+a softmax of 20 x cosine across the labels (20 is the scale sentence-transformers'
+contrastive loss trains these models with, so the spread matches the training); the top
+label is the most similar either way.
 
 Errors: 503 with ``estimated_time`` is a model still loading -> UNAVAILABLE
 (ModelNotAvailable) with that retry delay; ``wait_for_model = true`` in the provider's config
@@ -65,6 +83,9 @@ CONCURRENCY = 4
 _MAX_ESTIMATE_SECS = 86400.0
 
 STANCE_TEMPLATE = "This text is {}."
+# Softmax scale for similarity scores (sentence-transformers' MultipleNegativesRankingLoss).
+SIMILARITY_SCALE = 20.0
+SIMILARITY_PREFIX = "sentence-transformers/"
 _STANCE_HYPOTHESES = ("in favor of {}", "against {}", "neutral toward {}")
 
 _NLI_LABELS = {
@@ -197,6 +218,40 @@ def parse_zero_shot(
     return {label: found[label] for label in labels}
 
 
+def is_similarity_answer(data: Any) -> bool:
+    """A sentence-similarity answer: a bare list of numbers (no labels)."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in data)
+    )
+
+
+def similarity_scores(
+    data: Any,
+    labels: Sequence[str],
+    *,
+    multi_label: bool,
+    provider: str = "huggingface",
+    model: str = "",
+) -> dict[str, float]:
+    """Label scores from a sentence-similarity answer (one cosine per label, in order):
+    each cosine clipped to [0, 1] with ``multi_label``, else a softmax of
+    ``SIMILARITY_SCALE`` x cosine across the labels."""
+    if not is_similarity_answer(data) or len(data) != len(labels):
+        count = len(data) if isinstance(data, list) else "no list"
+        raise _protocol(
+            provider, model, f"sentence-similarity answered {count} scores for {len(labels)}"
+        )
+    cosines = np.asarray(data, dtype=np.float64)
+    if multi_label:
+        values = np.clip(cosines, 0.0, 1.0)
+    else:
+        scaled = SIMILARITY_SCALE * (cosines - cosines.max())
+        values = np.exp(scaled) / np.exp(scaled).sum()
+    return {label: float(v) for label, v in zip(labels, values, strict=True)}
+
+
 def top_label(scores: Mapping[str, float]) -> tuple[str, float]:
     """The highest-scoring label; on a tie the first in request order."""
     best = next(iter(scores))
@@ -321,9 +376,24 @@ class HuggingFaceProvider(HttpProvider):
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         super().__init__(name, config, api_key)
         self.errors = HuggingFaceDialect(name)
+        # Models found to serve sentence-similarity rather than zero-shot classification.
+        self._similarity_models: set[str] = set()
 
     def default_headers(self) -> dict[str, str]:
-        return {"X-Wait-For-Model": "true"} if self.config.wait_for_model else {}
+        headers = {"X-Wait-For-Model": "true"} if self.config.wait_for_model else {}
+        if not self.config.use_cache:
+            headers["X-Use-Cache"] = "false"
+        return headers
+
+    @property
+    def dedicated(self) -> bool:
+        """Whether base_url is a dedicated Inference Endpoint (one model, at its root)."""
+        host = urllib.parse.urlsplit(self.config.base_url).hostname or ""
+        return self.config.dedicated_endpoint or host.endswith(".endpoints.huggingface.cloud")
+
+    def _path(self, model: str, pipeline: str | None = None) -> str:
+        """Where a request for ``model`` goes, below base_url (nothing, for an endpoint)."""
+        return "" if self.dedicated else _path(model, pipeline)
 
     def chat_dialect(self, model: str) -> ChatDialect:
         """None: the Inference API has no chat (routing sends none here, unless asked)."""
@@ -340,7 +410,9 @@ class HuggingFaceProvider(HttpProvider):
     async def _embed_chunk(self, texts: Sequence[str], model: str) -> list[list[float]]:
         batched = len(texts) > 1
         inputs: Any = list(texts) if batched else texts[0]
-        data = await self._pipeline(_path(model, "feature-extraction"), {"inputs": inputs}, model)
+        data = await self._pipeline(
+            self._path(model, "feature-extraction"), {"inputs": inputs}, model
+        )
         return parse_feature_extraction(
             data, len(texts), batched=batched, provider=self.name, model=model
         )
@@ -362,7 +434,7 @@ class HuggingFaceProvider(HttpProvider):
             # Every class's score, not only the best one.
             "parameters": {"top_k": 3},
         }
-        data = await self._pipeline(_path(model), body, model)
+        data = await self._pipeline(self._path(model), body, model)
         return parse_nli(data, provider=self.name, model=model)
 
     async def infer_nli(
@@ -386,9 +458,30 @@ class HuggingFaceProvider(HttpProvider):
             parameters["multi_label"] = multi_label
         if template is not None:
             parameters["hypothesis_template"] = template
+        if model.startswith(SIMILARITY_PREFIX) or model in self._similarity_models:
+            return await self._similarity(text, labels, model, bool(multi_label), template)
         body = {"inputs": text, "parameters": parameters}
-        data = await self._pipeline(_path(model), body, model)
+        data = await self._pipeline(self._path(model), body, model)
+        if is_similarity_answer(data):
+            self._similarity_models.add(model)
+            return await self._similarity(text, labels, model, bool(multi_label), template)
         return parse_zero_shot(data, labels, provider=self.name, model=model)
+
+    async def _similarity(
+        self,
+        text: str,
+        labels: Sequence[str],
+        model: str,
+        multi_label: bool,
+        template: str | None,
+    ) -> dict[str, float]:
+        """Zero-shot by the sentence-similarity pipeline: the text against each label."""
+        sentences = [template.replace("{}", label) if template else label for label in labels]
+        body = {"inputs": {"source_sentence": text, "sentences": sentences}}
+        data = await self._pipeline(self._path(model, "sentence-similarity"), body, model)
+        return similarity_scores(
+            data, labels, multi_label=multi_label, provider=self.name, model=model
+        )
 
     async def classify_zero_shot(
         self, request: inference_pb2.ClassifyZeroShotRequest, model: str

@@ -10,6 +10,7 @@ llama.cpp, LM Studio, TGI: ``max_tokens``, ``top_k``, embeddings).
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -526,6 +527,46 @@ def embeddings_from_wire(
     return result
 
 
+# Fields of a /models entry that may announce its retirement, by ModelInfo field. OpenAI
+# documents retirements on its deprecations page; entries that carry a date are read.
+_RETIREMENT_KEYS = {
+    "deprecation_date": ("deprecation_date", "deprecated_at", "deprecated_on"),
+    "shutdown_date": ("shutdown_date", "shutdown_at", "retirement_date"),
+    "replacement": ("replacement", "recommended_replacement"),
+}
+
+
+def _as_date(value: Any) -> str | None:
+    """A date as YYYY-MM-DD from an ISO string or a Unix timestamp; None otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        try:
+            return datetime.datetime.fromtimestamp(value, datetime.UTC).date().isoformat()
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value.strip()[:10]).isoformat()
+        except ValueError:
+            return None
+    return None
+
+
+def model_info(item: Mapping[str, Any], provider: str) -> models_pb2.ModelInfo:
+    """A ModelInfo from one ``/models`` entry, with its retirement when it states one."""
+    info = models_pb2.ModelInfo(id=str(item["id"]), provider=provider)
+    for name, keys in _RETIREMENT_KEYS.items():
+        for key in keys:
+            value = item.get(key)
+            if name == "replacement":
+                text = value.strip() if isinstance(value, str) else None
+            else:
+                text = _as_date(value)
+            if text:
+                setattr(info, name, text)
+                break
+    return info
+
+
 class OpenAIProvider(HttpProvider):
     """OpenAI, and any other server that speaks its API (kind ``openai_compatible``):
     Chat Completions, embeddings, the model list."""
@@ -545,11 +586,7 @@ class OpenAIProvider(HttpProvider):
         return embeddings_from_wire(data, len(texts), self.name, model)
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
-        return [
-            models_pb2.ModelInfo(id=str(item["id"]), provider=self.name)
-            for item in await self._model_list()
-            if item.get("id")
-        ]
+        return [model_info(item, self.name) for item in await self._model_list() if item.get("id")]
 
     async def _model_list(self) -> list[dict[str, Any]]:
         """The objects of ``GET /models``' data array."""

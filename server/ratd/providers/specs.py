@@ -146,6 +146,20 @@ SPECS: tuple[ProviderSpec, ...] = (
         default_chains=frozenset({"embed", "nli", "classify", "stance"}),
         auto_enable=True,
     ),
+    # HuggingFace's OpenAI-compatible router for chat and text generation (the Inference
+    # API above keeps its own base_url: pipelines are not Chat Completions). Model names
+    # are Hub ids, optionally with a provider suffix ("meta-llama/Llama-3.1-8B-Instruct",
+    # "...:fastest"); they look like OpenRouter ids, so name the provider:
+    # "huggingface_router:meta-llama/Llama-3.1-8B-Instruct".
+    ProviderSpec(
+        "huggingface_router",
+        _OPENAI_CHAT,
+        "https://router.huggingface.co/v1",
+        ("HF_API_KEY", "HF_TOKEN"),
+        capabilities=_CHAT,
+        auto_enable=True,
+        dialect={"max_tokens_field": "max_tokens"},
+    ),
     # Hosted APIs that speak OpenAI's Chat Completions: one line each.
     _openai_compatible(
         "mistral",

@@ -12,6 +12,9 @@ from typing import Any
 from ratatoskr.v1 import models_pb2
 from ratd.providers import metadata as md
 
+# A model's retirement, where its provider announced it (dates YYYY-MM-DD, UTC).
+RETIREMENT_FIELDS = ("deprecation_date", "shutdown_date", "replacement")
+
 
 @dataclass(frozen=True)
 class Seed:
@@ -27,7 +30,7 @@ def _model(entry: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> models
         capped = {**spec, "max": max_output} if name == "max_tokens" and max_output else spec
         params[name] = md.availability(capped)
     price = entry.get("price") or [None, None]
-    return md.metadata(
+    found = md.metadata(
         entry["id"],
         entry["provider"],
         capabilities=_with_implied(entry.get("capabilities", ())),
@@ -38,6 +41,10 @@ def _model(entry: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> models
         price_in=price[0],
         price_out=price[1],
     )
+    for name in RETIREMENT_FIELDS:
+        if entry.get(name):
+            setattr(found.info, name, str(entry[name]))
+    return found
 
 
 def _with_implied(capabilities: list[str]) -> list[str]:

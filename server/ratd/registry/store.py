@@ -44,7 +44,14 @@ def merge(
     if new.capabilities:
         del info.capabilities[:]
         info.capabilities.extend(new.capabilities)
-    for name in ("context_window", "dimensions", "max_output_tokens"):
+    for name in (
+        "context_window",
+        "dimensions",
+        "max_output_tokens",
+        "deprecation_date",
+        "shutdown_date",
+        "replacement",
+    ):
         if new.HasField(name):
             setattr(info, name, getattr(new, name))
     if live.HasField("max_output_tokens"):
@@ -63,6 +70,16 @@ def merge(
         else:
             merged.parameters.add().CopyFrom(entry)
     return merged
+
+
+def _describe(err: BaseException) -> str:
+    """A failure as one line: ratd errors by their message, others by type and text."""
+    message = getattr(err, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    if isinstance(err, TimeoutError):
+        return "no answer in time"
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
 class _Rejections:
@@ -125,7 +142,9 @@ class Registry:
         self._merged: dict[Key, models_pb2.ModelMetadata] = dict(self._base)
         # parameters() by (provider, model), rebuilt when live data changes.
         self._surfaces: dict[Key, dict[str, models_pb2.ParameterAvailability]] = {}
-        self._failing: set[str] = set()
+        # Providers whose last live refresh failed, with that failure's message.
+        self._failing: dict[str, str] = {}
+        # Ids of models with a retirement date, rebuilt lazily when live data changes.
         self._rejections = _Rejections(rejection_ttl_secs)
         self._task: asyncio.Task[None] | None = None
 
@@ -160,6 +179,10 @@ class Registry:
             if refused:
                 surface = {**surface, **dict.fromkeys(refused, _UNSUPPORTED)}
         return surface
+
+    def refresh_failure(self, provider: str) -> str | None:
+        """Why ``provider``'s last live refresh failed; None when it succeeded (or none ran)."""
+        return self._failing.get(provider)
 
     def remember_rejected(self, provider: str, model: str, parameter: str) -> None:
         """An upstream refused ``parameter`` for ``model``: validate accordingly for a while."""
@@ -222,14 +245,16 @@ class Registry:
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a provider's failure must never break the registry
+            message = _describe(err)
             if name not in self._failing:
-                self._failing.add(name)
-                log.warning("registry: cannot refresh %s, keeping its previous data: %s", name, err)
+                log.warning(
+                    "registry: cannot refresh %s, keeping its previous data: %s", name, message
+                )
             else:
-                log.debug("registry: %s still failing: %s", name, err)
+                log.debug("registry: %s still failing: %s", name, message)
+            self._failing[name] = message
             return False
-        if name in self._failing:
-            self._failing.discard(name)
+        if self._failing.pop(name, None) is not None:
             log.info("registry: %s answers again", name)
         return True
 

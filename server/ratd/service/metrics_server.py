@@ -4,12 +4,13 @@ served by aiohttp in ratd's own event loop on ``server.metrics_address``."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ratd.metrics import LOADED_MODELS, MODEL_BYTES
+from ratd.metrics import LOADED_MODELS, MODEL_BYTES, REGISTRY_MODELS
 from ratd.service.holder import GatewayHolder
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,18 @@ class MetricsServer:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        loaded = await self.holder.current.list_loaded()
+        """Gauges that describe state are set from the current gateway at each scrape, so
+        that a reload (new providers, new registry) never leaves stale series behind."""
+        gateway = self.holder.current
+        loaded = await gateway.list_loaded()
         LOADED_MODELS.set(len(loaded))
         MODEL_BYTES.clear()
         for model in loaded:
             MODEL_BYTES.labels(model.name).set(model.bytes)
+        REGISTRY_MODELS.clear()
+        counts = Counter(md.info.provider for md in gateway.registry.models())
+        for provider, count in counts.items():
+            REGISTRY_MODELS.labels(provider).set(count)
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:

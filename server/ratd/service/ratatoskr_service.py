@@ -14,20 +14,6 @@ from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
-_CAPABILITIES: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
-    "chat": (
-        models_pb2.MODEL_CAPABILITY_CHAT,
-        models_pb2.MODEL_CAPABILITY_CHAT_STREAMING,
-        models_pb2.MODEL_CAPABILITY_TOOL_USE,
-    ),
-    "generate": (models_pb2.MODEL_CAPABILITY_GENERATE,),
-    "embed": (models_pb2.MODEL_CAPABILITY_EMBED,),
-    "nli": (models_pb2.MODEL_CAPABILITY_NLI,),
-    "classify": (models_pb2.MODEL_CAPABILITY_CLASSIFY,),
-    "stance": (models_pb2.MODEL_CAPABILITY_STANCE,),
-    "tokens": (models_pb2.MODEL_CAPABILITY_TOKEN_COUNTING,),
-}
-
 
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     def __init__(self, guard: CallGuard, git_sha: str | None = None) -> None:
@@ -168,9 +154,8 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def GetCapabilities(
         self, request: models_pb2.GetCapabilitiesRequest, context: Context
     ) -> models_pb2.GetCapabilitiesResponse:
-        found = self.guard.holder.current.capabilities()
-        values = sorted({v for name in found for v in _CAPABILITIES.get(name, ())})
-        return models_pb2.GetCapabilitiesResponse(capabilities=values)
+        found = self.guard.holder.current.catalog.capabilities()
+        return models_pb2.GetCapabilitiesResponse(capabilities=found)
 
     async def Health(
         self, request: ratatoskr_pb2.HealthRequest, context: Context

@@ -1,0 +1,116 @@
+"""Model retirement: providers publish deprecation and shutdown dates (the registry holds
+them, from the seed and the providers' live lists). A call to a model past its shutdown
+date fails fast with NOT_FOUND / MODEL_RETIRED, naming the replacement when one is known;
+a call to a deprecated model logs one warning per model and goes ahead.
+
+The gateway core calls ``Retirement.check(provider, model)`` for each candidate before
+calling it; a retired candidate raises ``ModelRetired`` (``fallback``: the chain may try
+another provider of the same name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ratatoskr.v1 import models_pb2
+from ratd import errors
+from ratd.registry import Registry
+
+log = logging.getLogger(__name__)
+
+Today = Callable[[], dt.date]
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def parse_date(value: str) -> dt.date | None:
+    """A YYYY-MM-DD date (a longer ISO timestamp is cut to its date); None when unreadable."""
+    try:
+        return dt.date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Dates:
+    """What the registry says of a model's retirement."""
+
+    deprecation: dt.date | None
+    shutdown: dt.date | None
+    replacement: str
+
+    @classmethod
+    def of(cls, info: models_pb2.ModelInfo) -> Dates:
+        return cls(
+            parse_date(info.deprecation_date) if info.HasField("deprecation_date") else None,
+            parse_date(info.shutdown_date) if info.HasField("shutdown_date") else None,
+            info.replacement,
+        )
+
+    def retired(self, today: dt.date) -> bool:
+        return self.shutdown is not None and today >= self.shutdown
+
+    def deprecated(self, today: dt.date) -> bool:
+        """Deprecated: past its deprecation date, or with a shutdown announced."""
+        return self.shutdown is not None or (
+            self.deprecation is not None and today >= self.deprecation
+        )
+
+
+class Retirement:
+    """The fail-fast check and the once-per-model deprecation warning."""
+
+    def __init__(self, registry: Registry, today: Today = utc_today) -> None:
+        self.registry = registry
+        self.today = today
+        self._warned: set[tuple[str, str]] = set()
+        self._dates: dict[tuple[str, str], tuple[models_pb2.ModelMetadata, Dates]] = {}
+
+    def check(self, provider: str, model: str) -> None:
+        """Raise ``ModelRetired`` when ``provider``'s ``model`` is past its shutdown date;
+        warn once when it is deprecated. Models the registry does not know pass."""
+        found = self.registry.get(provider, model)
+        if found is None:
+            return
+        key = (provider, model)
+        cached = self._dates.get(key)
+        if cached is None or cached[0] is not found:  # parsed once per registry entry
+            cached = self._dates[key] = (found, Dates.of(found.info))
+        dates = cached[1]
+        today = self.today()
+        if dates.retired(today):
+            raise self._retired(provider, model, dates)
+        if dates.deprecated(today) and (provider, model) not in self._warned:
+            self._warned.add((provider, model))
+            log.warning("%s", self._deprecation_notice(provider, model, dates))
+
+    @staticmethod
+    def _retired(provider: str, model: str, dates: Dates) -> errors.ModelRetired:
+        assert dates.shutdown is not None
+        instead = f"; use {dates.replacement} instead" if dates.replacement else ""
+        metadata = {"shutdown_date": dates.shutdown.isoformat()}
+        if dates.replacement:
+            metadata["replacement"] = dates.replacement
+        return errors.ModelRetired(
+            f"{provider}: model {model} was retired on {dates.shutdown.isoformat()}{instead}",
+            provider=provider,
+            model=model,
+            metadata=metadata,
+        )
+
+    @staticmethod
+    def _deprecation_notice(provider: str, model: str, dates: Dates) -> str:
+        parts = [f"{provider}: model {model} is deprecated"]
+        if dates.shutdown is not None:
+            parts.append(f"and shuts down on {dates.shutdown.isoformat()}")
+        if dates.replacement:
+            parts.append(f"(replacement: {dates.replacement})")
+        return " ".join(parts)
+
+
+__all__ = ["Dates", "Retirement", "parse_date", "utc_today"]
