@@ -230,23 +230,15 @@ def _bar_for(name: str, progress: Progress | None) -> type[_ProgressBar]:
     return type("_Bar", (_ProgressBar,), {"report": staticmethod(report)})
 
 
-def download(
-    spec: ModelSpec, hub: HubSettings, revision: str = "", progress: Progress | None = None
-) -> ModelFiles:
-    """Fetch the model's files from the Hub into the cache (skipping what is there), check
-    each file's sha256 against the Hub's LFS metadata and the config, and return them."""
-    from huggingface_hub import HfApi, hf_hub_download
+def _hub_info(spec: ModelSpec, hub: HubSettings, revision: str) -> Any:
+    """The Hub's model info (with each file's size and LFS sha256), its errors as ratd's."""
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import (
         GatedRepoError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    if not spec.hub_repo:
-        raise errors.ModelNotAvailable(
-            f"{spec.name} has no Hub repository to download from", model=spec.name
-        )
-    revision = revision or spec.revision or "main"
     where = f"{spec.hub_repo}@{revision}"
     api = HfApi(endpoint=hub.endpoint, token=hub.token)
     try:
@@ -269,6 +261,23 @@ def download(
             f"cannot reach the Hub ({endpoint}) for {where}: {type(err).__name__}: {err}",
             model=spec.name,
         ) from None
+    return info
+
+
+def download(
+    spec: ModelSpec, hub: HubSettings, revision: str = "", progress: Progress | None = None
+) -> ModelFiles:
+    """Fetch the model's files from the Hub into the cache (skipping what is there), check
+    each file's sha256 against the Hub's LFS metadata and the config, and return them."""
+    from huggingface_hub import hf_hub_download
+
+    if not spec.hub_repo:
+        raise errors.ModelNotAvailable(
+            f"{spec.name} has no Hub repository to download from", model=spec.name
+        )
+    revision = revision or spec.revision or "main"
+    where = f"{spec.hub_repo}@{revision}"
+    info = _hub_info(spec, hub, revision)
     siblings = {s.rfilename: s for s in (info.siblings or [])}
     onnx = next((name for name in _hub_onnx(spec) if name in siblings), None)
     if onnx is None or "tokenizer.json" not in siblings:
