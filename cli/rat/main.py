@@ -113,6 +113,14 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(found)
         return
+    _print_model(found)
+    rows = [_parameter_row(entry) for entry in found.parameters]
+    if rows:
+        print()
+        table(rows, ("PARAMETER", "AVAILABILITY", "RANGE / VALUE"))
+
+
+def _print_model(found: models_pb2.ModelMetadata) -> None:
     info = found.info
     print(f"model     {info.id}")
     print(f"provider  {info.provider}")
@@ -130,25 +138,21 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
         print(f"shutdown  {info.shutdown_date}")
     if info.HasField("replacement"):
         print(f"replace   with {info.replacement}")
-    rows = []
-    for entry in found.parameters:
-        kind = entry.availability.WhichOneof("kind") or "-"
-        detail = ""
-        if kind == "mutable_range":
-            r = entry.availability.mutable_range
-            parts = [
-                f"{label} {getattr(r, f):g}"
-                for f, label in (("min", "min"), ("max", "max"), ("default_value", "default"))
-                if r.HasField(f)
-            ]
-            detail = ", ".join(parts)
-            kind = "mutable"
-        elif kind == "read_only_json":
-            detail, kind = entry.availability.read_only_json, "read-only"
-        rows.append((entry.name, kind, detail))
-    if rows:
-        print()
-        table(rows, ("PARAMETER", "AVAILABILITY", "RANGE / VALUE"))
+
+
+def _parameter_row(entry: models_pb2.ParameterEntry) -> tuple[str, str, str]:
+    kind = entry.availability.WhichOneof("kind") or "-"
+    if kind == "mutable_range":
+        r = entry.availability.mutable_range
+        parts = [
+            f"{label} {getattr(r, f):g}"
+            for f, label in (("min", "min"), ("max", "max"), ("default_value", "default"))
+            if r.HasField(f)
+        ]
+        return entry.name, "mutable", ", ".join(parts)
+    if kind == "read_only_json":
+        return entry.name, "read-only", entry.availability.read_only_json
+    return entry.name, kind, ""
 
 
 @command("presets")
