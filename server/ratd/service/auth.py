@@ -159,12 +159,22 @@ class Authenticator:
             tenant = self.from_peer(context.auth_context())
         else:
             tenant = self.from_metadata(context.invocation_metadata())
-        if need != ANY and need not in tenant.roles:
-            raise errors.RoleRequired(
-                f"tenant {tenant.name} may not call this RPC: it needs role {need!r}",
-                role=need,
-            )
-        return tenant
+        return _with_role(tenant, need)
+
+    def from_bearer(self, authorization: str | None, need: str) -> Tenant:
+        """The same decision for an HTTP request (the OpenAI door): its ``Authorization``
+        header, the same keys, the same roles."""
+        metadata = () if authorization is None else (("authorization", authorization),)
+        return _with_role(self.from_metadata(metadata), need)
+
+
+def _with_role(tenant: Tenant, need: str) -> Tenant:
+    """``tenant``, unless the call needs a role it lacks (RoleRequired)."""
+    if need != ANY and need not in tenant.roles:
+        raise errors.RoleRequired(
+            f"tenant {tenant.name} may not call this: it needs role {need!r}", role=need
+        )
+    return tenant
 
 
 Behavior = Callable[..., Any]
