@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
 
+from ratatoskr import ServiceClient
 from ratd.server import Daemon
 from tests.fakes.openai_upstream import (
     FERRY_CALL,
@@ -21,6 +23,7 @@ from tests.fakes.openai_upstream import (
     FakeOpenAIUpstream,
     fake_embedding,
 )
+from tests.support.daemon import make_config, running_daemon
 from tests.support.openai_door import base_url, door_daemon
 
 pytestmark = pytest.mark.timeout(60)
@@ -358,3 +361,30 @@ async def test_exact_sse_bytes(daemon: Daemon) -> None:
     tail = raw.decode()[len(expected) :]
     assert tail.startswith(f'data: {head}[],"usage":{usage}')
     assert tail.endswith("}\n\ndata: [DONE]\n\n")
+
+
+async def test_local_embeddings_and_models(tmp_path: Path) -> None:
+    """all-MiniLM-L6-v2 on local ONNX Runtime, through the SDK: the same vectors as the
+    gRPC EmbedBatch of the same daemon, and the local model in the model list."""
+    text = f"""
+[http]
+address = "127.0.0.1:0"
+[providers.local]
+models_dir = "{tmp_path / "models"}"
+hub_downloads = false
+"""
+    texts = ["A cat sits on the mat.", "A kitten is sitting on a rug."]
+    async with (
+        running_daemon(make_config(text)) as daemon,
+        openai.AsyncOpenAI(base_url=base_url(daemon), api_key="x", max_retries=0) as api,
+    ):
+        answer = await api.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+        assert [len(d.embedding) for d in answer.data] == [384, 384]
+        client = await ServiceClient.connect(daemon.address, timeout=20)
+        try:
+            direct = await client.embed_batch(texts, "all-MiniLM-L6-v2")
+        finally:
+            await client.close()
+        for got, want in zip(answer.data, direct, strict=True):
+            assert got.embedding == pytest.approx(list(want.values), abs=1e-6)
+        assert "all-MiniLM-L6-v2" in [m.id async for m in api.models.list()]

@@ -169,8 +169,8 @@ def _check_http(config: Config) -> None:
 def check_trust(config: Config) -> None:
     """The TLS files, socket permissions, auth mode and tenants make sense together."""
     _check_transport(config)
-    _check_tenants(config)
     _check_http(config)
+    _check_tenants(config)
 
 
 def exposure(config: Config) -> list[str]:
