@@ -4,9 +4,13 @@ One zero-latency fake OpenAI upstream (static replies: a precomputed completion,
 stream of --chunks content chunks written one SSE event per write) serves three paths,
 measured in the same run:
 
-  direct    this process -> HTTP -> upstream
-  ratd      this process -> gRPC -> ratd -> HTTP -> upstream
-  litellm   this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
+  direct     this process -> HTTP -> upstream
+  ratd       this process -> gRPC -> ratd -> HTTP -> upstream
+  ratd-http  this process -> HTTP (OpenAI API, ratd's [http] door) -> ratd -> HTTP -> upstream
+  litellm    this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
+
+``--paths`` takes path names or a set: ``grpc`` (direct, ratd, litellm: the default),
+``http`` (direct, ratd-http, litellm: both gateways take the same OpenAI request), ``all``.
 
 This process is the load generator; the upstream, ratd and LiteLLM are processes of their
 own. On 2 cores the gateway gets one core to itself and the load generator shares the
@@ -25,6 +29,7 @@ measured ones, so it perturbs none of them) and writes the folded stacks and a s
     python benchmarks/overhead.py                       # everything, ~6 minutes
     python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
     python benchmarks/overhead.py --paths direct,ratd --modes unary --concurrency 1,64
+    python benchmarks/overhead.py --paths http --quick   # the OpenAI HTTP door vs LiteLLM
 """
 
 from __future__ import annotations
@@ -55,9 +60,15 @@ from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
-PATHS = ("direct", "ratd", "litellm")
+PATHS = ("direct", "ratd", "ratd-http", "litellm")
+PATH_SETS = {
+    "grpc": ["direct", "ratd", "litellm"],
+    "http": ["direct", "ratd-http", "litellm"],
+    "all": list(PATHS),
+}
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "litellm")
+GATEWAYS = ("ratd", "ratd-http", "litellm")
+RATDS = ("ratd", "ratd-http")
 
 # A call returns (perf_counter time of the first content chunk, content chunks) for
 # streams and (None, 0) for unary calls.
@@ -244,10 +255,12 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
     def rps(path: str) -> float:
         return float(rows.get(path, {}).get("rps", 0.0))
 
-    if rps("ratd") and rps("litellm"):
-        ratios["ratd_over_litellm_rps"] = rps("ratd") / rps("litellm")
-    if rps("ratd") and rps("direct"):
-        ratios["ratd_over_direct_rps"] = rps("ratd") / rps("direct")
+    for ratd in RATDS:
+        name = ratd.replace("-", "_")
+        if rps(ratd) and rps("litellm"):
+            ratios[f"{name}_over_litellm_rps"] = rps(ratd) / rps("litellm")
+        if rps(ratd) and rps("direct"):
+            ratios[f"{name}_over_direct_rps"] = rps(ratd) / rps("direct")
     if rps("litellm") and rps("direct"):
         ratios["litellm_over_direct_rps"] = rps("litellm") / rps("direct")
     result["ratios"] = ratios
@@ -358,17 +371,17 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     stream = row["mode"] == "stream"
     header = f"{row['mode']} c={row['concurrency']}"
     print(f"\n{header}")
-    columns = f"  {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    columns = f"  {'path':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
     columns += f" {'CPU us/call: client':>19} {'gateway':>7} {'upstream':>8}"
     if stream:
         columns += f" {'TTFT50':>8} {'TTFT99':>8} {'chunks':>7}"
     print(columns)
     for path, values in row["paths"].items():
         if "p50_ms" not in values:
-            print(f"  {path:<8} no successful request ({values.get('first_error', '')})")
+            print(f"  {path:<9} no successful request ({values.get('first_error', '')})")
             continue
         line = (
-            f"  {path:<8} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
+            f"  {path:<9} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
             f"{values['rps']:>8.0f} {values['errors']:>6}"
         )
         cpu = values.get("cpu_us_per_call", {})
@@ -402,9 +415,15 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
-def name_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+def name_list(
+    choices: tuple[str, ...], sets: Mapping[str, list[str]] | None = None
+) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
-        names = [x for x in text.split(",") if x]
+        names: list[str] = []
+        for x in text.split(","):
+            for name in (sets or {}).get(x, [x] if x else []):
+                if name not in names:
+                    names.append(name)
         unknown = set(names) - set(choices)
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown: {', '.join(sorted(unknown))}")
@@ -417,7 +436,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--paths", type=name_list(PATHS), default=list(PATHS))
+    parser.add_argument(
+        "--paths", type=name_list(PATHS, PATH_SETS), default=list(PATH_SETS["grpc"])
+    )
     parser.add_argument("--modes", type=name_list(MODES), default=list(MODES))
     parser.add_argument("--concurrency", type=int_list, default=[1, 16, 64, 256])
     parser.add_argument("--rounds", type=int, default=3)
@@ -487,16 +508,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             gateway_cores = plan.gateway if plan.pinned else None
             gateways: dict[str, int] = {}
             ratd_address = litellm = None
-            if "ratd" in args.paths:
+            ratd_http = ""
+            if set(RATDS) & set(args.paths):
                 # No [providers.local]: the idle RSS goal is for ratd without local models.
-                ratd, ratd_address = benchlib.start_ratd(
+                body = (
                     f'[providers.openai]\nbase_url = "{upstream_url}"\n'
-                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n',
-                    tmp / "ratd",
-                    gateway_cores,
+                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n'
                 )
+                if "ratd-http" in args.paths:
+                    ratd_http = f"127.0.0.1:{benchlib.free_port()}"
+                    body += f'[http]\naddress = "{ratd_http}"\n'
+                ratd, ratd_address = benchlib.start_ratd(body, tmp / "ratd", gateway_cores)
                 processes.append(ratd)
-                gateways["ratd"] = ratd.pid
+                for name in RATDS:  # one process serves both doors
+                    if name in args.paths:
+                        gateways[name] = ratd.pid
             if "litellm" in args.paths:
                 try:
                     litellm = benchlib.start_litellm(
@@ -526,6 +552,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         unary, stream = http_calls(session, upstream_url, "sk-bench")
                     elif path == "ratd":
                         unary, stream = grpc_calls(ratatoskr_pb2_grpc.RatatoskrStub(channel))
+                    elif path == "ratd-http":
+                        unary, stream = http_calls(session, f"http://{ratd_http}/v1", "unused")
                     else:
                         assert litellm is not None
                         unary, stream = http_calls(session, litellm.url + "/v1", litellm.master_key)

@@ -23,8 +23,9 @@ from tests.fakes.openai_upstream import (
     FakeOpenAIUpstream,
     fake_embedding,
 )
+from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import make_config, running_daemon
-from tests.support.openai_door import base_url, door_daemon
+from tests.support.openai_door import base_url, door_config_text, door_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -388,3 +389,27 @@ hub_downloads = false
         for got, want in zip(answer.data, direct, strict=True):
             assert got.embedding == pytest.approx(list(want.values), abs=1e-6)
         assert "all-MiniLM-L6-v2" in [m.id async for m in api.models.list()]
+
+
+async def test_stop_drains_a_stream_in_flight(upstream: FakeOpenAIUpstream) -> None:
+    """SIGTERM's drain covers the HTTP door: a stream that has begun runs to [DONE]."""
+    upstream.frame_delay = 0.05
+    config = make_config(door_config_text(upstream), env={"OPENAI_API_KEY": OPENAI_KEY})
+    daemon = Daemon(config)
+    await daemon.start()
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    stopping = None
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base_url(daemon) + "/chat/completions", json=body) as response:
+            first = await response.content.readline()
+            assert first.startswith(b"data: {")
+            stopping = asyncio.ensure_future(daemon.stop())
+            rest = await response.read()
+    await stopping
+    assert rest.endswith(b"data: [DONE]\n\n")
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+        for line in (first + rest).split(b"\n\n")
+        if line.startswith(b"data: {")
+    )
+    assert text == TEXT
