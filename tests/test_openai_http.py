@@ -413,3 +413,33 @@ async def test_stop_drains_a_stream_in_flight(upstream: FakeOpenAIUpstream) -> N
         if line.startswith(b"data: {")
     )
     assert text == TEXT
+
+
+async def test_error_after_the_stream_began(
+    api: openai.AsyncOpenAI, upstream: FakeOpenAIUpstream
+) -> None:
+    """An upstream failure mid-stream ends the SSE stream with an ``error`` event, which
+    the SDK raises as APIError after the content it already gave."""
+    upstream.set_scenario("mid-stream-error", "openai")
+    stream = await api.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    text = ""
+    with pytest.raises(openai.APIError) as failed:
+        async for chunk in stream:
+            text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert text  # what came before the failure
+    assert failed.value.body is not None
+    assert "reason" in failed.value.body  # type: ignore[operator]
+
+
+async def test_metrics_count_the_http_calls(api: openai.AsyncOpenAI, daemon: Daemon) -> None:
+    await api.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{daemon.metrics.bound}/metrics") as response,
+    ):
+        text = await response.text()
+    assert 'ratatoskr_requests_total{operation="http.Chat",provider="openai",status="OK"}' in text
