@@ -443,3 +443,29 @@ async def test_metrics_count_the_http_calls(api: openai.AsyncOpenAI, daemon: Dae
     ):
         text = await response.text()
     assert 'ratatoskr_requests_total{operation="http.Chat",provider="openai",status="OK"}' in text
+
+
+async def test_body_limit_and_deadline(upstream: FakeOpenAIUpstream) -> None:
+    """A body over the limit (16 MiB here: 4 x max_request_bytes, at least 16 MiB) is a 413
+    in OpenAI's shape; a call past server.request_timeout_secs is a 504 (the SDK's
+    InternalServerError)."""
+    text = door_config_text(upstream).replace(
+        "[http]",
+        '[server]\naddress = "127.0.0.1:0"\nmetrics_address = ""\n'
+        "request_timeout_secs = 0.5\nmax_request_bytes = 1024\n[http]",
+    )
+    upstream.set_scenario("hang")
+    async with running_daemon(make_config(text, env={"OPENAI_API_KEY": OPENAI_KEY})) as daemon:
+        async with aiohttp.ClientSession() as session:
+            huge = b'{"model":"gpt-4o-mini","messages":"' + b"a" * (17 * 2**20) + b'"}'
+            url = base_url(daemon) + "/chat/completions"
+            async with session.post(url, data=huge) as response:
+                assert response.status == 413, await response.text()
+                assert (await response.json())["error"]["code"] == "request_too_large"
+        async with openai.AsyncOpenAI(base_url=base_url(daemon), api_key="x", max_retries=0) as api:
+            with pytest.raises(openai.InternalServerError) as late:
+                await api.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+                )
+    assert late.value.status_code == 504
+    assert late.value.body["code"] == "timeout"  # type: ignore[index]

@@ -329,9 +329,8 @@ class OpenAIDoor:
                     if response is None:
                         response = await _open_sse(request, info)
                     await _write(response, chat.DONE)
-            except ClientGone:
-                assert response is not None
-                return response
+            except ClientGone:  # nobody to answer; aiohttp drops the connection
+                return response if response is not None else web.Response(status=499)
             except Exception as exc:
                 if response is None:
                     return self._failed(method, exc)
