@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -20,6 +21,7 @@ from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import make_config, running_daemon
 from tests.support.openai_door import base_url, door_daemon
+from tests.support.pki import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,10 +131,66 @@ base_url = "{upstream.base_url_openai}"
     [
         ('"0.0.0.0:9743"', "", "OpenAI HTTP on 0.0.0.0:9743 without TLS"),
         ('"127.0.0.1"', "", "http.address must be host:port"),
-        ('"127.0.0.1:0"', '[auth]\nmode = "mtls"\n', "does not serve"),
     ],
 )
 def test_exposure_and_address_rules(http: str, auth: str, problem: str) -> None:
     text = f"[http]\naddress = {http}\n{auth}"
     with pytest.raises(ConfigError, match=problem):
         Daemon(make_config(text))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def https_client(daemon: Daemon, pki: Pki, name: str | None) -> openai.AsyncOpenAI:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if name is not None:
+        pair = pki.clients[name]
+        context.load_cert_chain(str(pair.cert), str(pair.key))
+    return openai.AsyncOpenAI(
+        base_url=f"https://{daemon.http_address}/v1",
+        api_key="unused-under-mtls",
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(verify=context),
+    )
+
+
+async def test_https_with_mutual_tls_names_the_tenant(
+    pki: Pki, upstream: FakeOpenAIUpstream
+) -> None:
+    """With the [server] TLS files the door serves HTTPS; under auth mode "mtls" the
+    client certificate names the tenant, as on gRPC."""
+    extra = f"""
+[server]
+address = "127.0.0.1:0"
+metrics_address = ""
+tls_cert_file = "{pki.server.cert}"
+tls_key_file = "{pki.server.key}"
+tls_client_ca_file = "{pki.ca}"
+[auth]
+mode = "mtls"
+[tenants.acme]
+mtls_subjects = ["CN=acme-batch"]
+[tenants.batch]
+mtls_subjects = ["spiffe://example.org/batch"]
+[tenants.ops]
+mtls_subjects = ["CN=ops"]
+roles = ["admin"]
+"""
+    async with door_daemon(upstream, extra) as daemon:
+        for name in ("acme", "spiffe"):
+            async with https_client(daemon, pki, name) as api:
+                answer = await api.chat.completions.create(model="gpt-4o-mini", messages=HI)
+                assert answer.choices[0].message.content == TEXT
+        async with https_client(daemon, pki, "stranger") as api:
+            with pytest.raises(openai.AuthenticationError):
+                await api.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        async with https_client(daemon, pki, "ops") as api:
+            with pytest.raises(openai.PermissionDeniedError):
+                await api.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        for refused in ("foreign", None):  # another CA's certificate, or none: no handshake
+            async with https_client(daemon, pki, refused) as api:
+                with pytest.raises(openai.APIConnectionError):
+                    await api.models.list()

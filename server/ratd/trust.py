@@ -149,7 +149,7 @@ def normalize_subject(subject: str) -> str:
 
 
 def _check_http(config: Config) -> None:
-    """``[http] address`` is host:port; the HTTP door knows API keys, not certificates."""
+    """``[http] address`` is host:port."""
     address = config.http.address
     if not address:
         return
@@ -158,11 +158,6 @@ def _check_http(config: Config) -> None:
         raise _error(
             f'{config.source}: http.address must be host:port (e.g. "127.0.0.1:9743"), '
             f"got {address!r}"
-        )
-    if config.auth.mode == "mtls":
-        raise _error(
-            f'{config.source}: [http] does not serve auth.mode = "mtls" (client certificates); '
-            'use auth.mode = "api_key" with the HTTP door'
         )
 
 

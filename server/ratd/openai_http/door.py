@@ -221,7 +221,12 @@ class OpenAIDoor:
         """The caller's tenant (None without [auth]); CallerUnauthenticated/RoleRequired."""
         tenant = None
         if self.authenticator is not None:
-            tenant = self.authenticator.from_bearer(request.headers.get("Authorization"), need)
+            peercert = None
+            if self.authenticator.mode == "mtls" and request.transport is not None:
+                peercert = request.transport.get_extra_info("peercert")
+            tenant = self.authenticator.for_http(
+                request.headers.get("Authorization"), peercert, need
+            )
         CALLER.set(tenant)
         return tenant
 
