@@ -29,7 +29,13 @@ from ratd.core.gateway import Gateway
 from ratd.openai_http import chat, completions, embeddings, models
 from ratd.openai_http.wire_errors import error_body, internal_body, plain_error
 from ratd.service.auth import ANY, Authenticator
-from ratd.service.guard import ClientGone, check_caller_model, new_request_id, status_name
+from ratd.service.guard import (
+    CallGuard,
+    ClientGone,
+    check_caller_model,
+    new_request_id,
+    status_name,
+)
 from ratd.service.report import report
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,9 @@ class Encoder(Protocol[E_contra]):
 class OpenAIDoor:
     """``[http] address``: the OpenAI-compatible API over the daemon's CallGuard."""
 
-    def __init__(self, config: Config, guard: Any, authenticator: Authenticator | None) -> None:
+    def __init__(
+        self, config: Config, guard: CallGuard, authenticator: Authenticator | None
+    ) -> None:
         self.address = config.http.address
         self.guard = guard
         # Swapped by a config reload (new tenants, rotated keys), as the interceptor's is.
