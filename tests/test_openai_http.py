@@ -18,6 +18,7 @@ from ratatoskr import ServiceClient
 from ratd.server import Daemon
 from tests.fakes.openai_upstream import (
     FERRY_CALL,
+    REASONING_TEXT,
     TEXT,
     TEXT_USAGE,
     FakeOpenAIUpstream,
@@ -202,7 +203,7 @@ async def test_reasoning_is_surfaced(
     async for chunk in stream:
         extra = chunk.choices[0].delta.model_extra or {} if chunk.choices else {}
         reasoning += extra.get("reasoning_content") or ""
-    assert reasoning  # the OpenRouter reasoning deltas, relayed
+    assert reasoning == REASONING_TEXT  # OpenRouter's reasoning deltas, relayed
 
 
 async def test_legacy_completions(
