@@ -15,12 +15,12 @@ import aiohttp
 import openai
 import pytest
 
-from ratd.config import ConfigError
+from ratd.config import Config, ConfigError
 from ratd.server import Daemon
 from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import make_config, running_daemon
-from tests.support.openai_door import base_url, door_daemon
+from tests.support.openai_door import base_url, door_config_text, door_daemon
 from tests.support.pki import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(60)
@@ -194,3 +194,26 @@ roles = ["admin"]
             async with https_client(daemon, pki, refused) as api:
                 with pytest.raises(openai.APIConnectionError):
                     await api.models.list()
+
+
+async def test_reload_rotates_the_keys_of_the_http_door(upstream: FakeOpenAIUpstream) -> None:
+    """A config reload (SIGHUP, ReloadConfig) gives the HTTP door the new tenants too."""
+    env = {"OPENAI_API_KEY": OPENAI_KEY}
+    key = ["rat_test-rotated-out-11aa22bb"]
+
+    def read() -> Config:
+        tenants = TENANTS.replace(sha(KEY), sha(key[0]))
+        return make_config(door_config_text(upstream, tenants), env=env)
+
+    daemon = Daemon(read(), reread=read)
+    await daemon.start()
+    try:
+        async with sdk(daemon, KEY) as acme:
+            with pytest.raises(openai.AuthenticationError):
+                await acme.chat.completions.create(model="gpt-4o-mini", messages=HI)
+            key[0] = KEY
+            assert (await daemon.reload())[0]
+            answer = await acme.chat.completions.create(model="gpt-4o-mini", messages=HI)
+            assert answer.choices[0].message.content == TEXT
+    finally:
+        await daemon.stop()
