@@ -470,3 +470,36 @@ async def test_body_limit_and_deadline(upstream: FakeOpenAIUpstream) -> None:
                 )
     assert late.value.status_code == 504
     assert late.value.body["code"] == "timeout"  # type: ignore[index]
+
+
+async def _cancelled_streams(session: aiohttp.ClientSession, daemon: Daemon) -> float:
+    """ratatoskr_requests_total for http.ChatStream calls that ended CANCELLED."""
+    series = (
+        'ratatoskr_requests_total{operation="http.ChatStream",provider="openai",status="CANCELLED"}'
+    )
+    async with session.get(f"http://{daemon.metrics.bound}/metrics") as metrics:
+        for line in (await metrics.text()).splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_client_gone_mid_stream_is_a_cancelled_call(
+    daemon: Daemon, upstream: FakeOpenAIUpstream
+) -> None:
+    """A client that closes its connection after the first chunk ends the relay (and the
+    upstream stream): the call is counted CANCELLED, not as an error."""
+    upstream.frame_delay = 0.2
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    async with aiohttp.ClientSession() as session:
+        before = await _cancelled_streams(session, daemon)
+        response = await session.post(base_url(daemon) + "/chat/completions", json=body)
+        assert (await response.content.readline()).startswith(b"data: {")
+        response.close()  # drop the connection mid-stream
+        for _ in range(200):
+            if await _cancelled_streams(session, daemon) == before + 1:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the dropped stream was never counted as CANCELLED")
+    assert len(upstream.requests_to("openai")) == 1
