@@ -165,17 +165,20 @@ class CallPath:
                     if model and tenant is not None:
                         check_caller_model(info, model)
                     encoder = encoder_for(info.request_id)
+                    ending = b""
                     async for event in events:
                         if response is None:
                             info.first_event = time.perf_counter() - info.started
                             response = await _open_sse(request, info)
                         data = encoder.encode(event)
-                        if data:
+                        if event.WhichOneof("event") == "done":  # type: ignore[attr-defined]
+                            ending = data  # the last event: one write with [DONE]
+                        elif data:
                             await _write(response, data)
                         timeout.reschedule(loop.time() + guard.request_timeout)
                     if response is None:
                         response = await _open_sse(request, info)
-                    await _write(response, DONE)
+                    await _write(response, ending + DONE)
             except ClientGone:  # nobody to answer; aiohttp drops the connection
                 return response if response is not None else web.Response(status=499)
             except Exception as exc:
