@@ -4,15 +4,19 @@ One zero-latency fake OpenAI upstream (static replies: a precomputed completion,
 stream of --chunks content chunks written one SSE event per write) serves three paths,
 measured in the same run:
 
-  direct    this process -> HTTP -> upstream
-  ratd      this process -> gRPC -> ratd -> HTTP -> upstream
-  litellm   this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
-  floor     this process -> gRPC -> floor gateway -> HTTP -> upstream
+  direct     this process -> HTTP -> upstream
+  ratd       this process -> gRPC -> ratd -> HTTP -> upstream
+  ratd-http  this process -> HTTP (OpenAI API, ratd's [http] door) -> ratd -> HTTP -> upstream
+  litellm    this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
+  floor      this process -> gRPC -> floor gateway -> HTTP -> upstream
 
 The floor (benchmarks/floor_gateway.py) is the least a gateway on ratd's own stack can do
 (grpc.aio under uvloop, one pooled aiohttp session; no routing, validation, metrics,
 logs or retries), on the same pinned core as ratd: ratd / floor is what ratd's features
 cost, in calls/s and in the gateway's CPU per call.
+
+``--paths`` takes path names or a set: ``grpc`` (direct, ratd, litellm: the default),
+``http`` (direct, ratd-http, litellm: both gateways take the same OpenAI request), ``all``.
 
 This process is the load generator; the upstream, ratd and LiteLLM are processes of their
 own. On 2 cores the gateway gets one core to itself and the load generator shares the
@@ -32,6 +36,7 @@ of them) and writes the folded stacks and a summary.
     python benchmarks/overhead.py                       # everything, ~6 minutes
     python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
     python benchmarks/overhead.py --paths direct,ratd --modes unary --concurrency 1,64
+    python benchmarks/overhead.py --paths http --quick   # the OpenAI HTTP door vs LiteLLM
 """
 
 from __future__ import annotations
@@ -62,9 +67,15 @@ from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
-PATHS = ("direct", "ratd", "litellm", "floor")
+PATHS = ("direct", "ratd", "ratd-http", "litellm", "floor")
+PATH_SETS = {
+    "grpc": ["direct", "ratd", "litellm"],
+    "http": ["direct", "ratd-http", "litellm"],
+    "all": list(PATHS),
+}
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "litellm", "floor")
+GATEWAYS = ("ratd", "ratd-http", "litellm", "floor")
+RATDS = ("ratd", "ratd-http")
 
 # A call returns (perf_counter time of the first content chunk, content chunks) for
 # streams and (None, 0) for unary calls.
@@ -251,10 +262,12 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
     def rps(path: str) -> float:
         return float(rows.get(path, {}).get("rps", 0.0))
 
-    if rps("ratd") and rps("litellm"):
-        ratios["ratd_over_litellm_rps"] = rps("ratd") / rps("litellm")
-    if rps("ratd") and rps("direct"):
-        ratios["ratd_over_direct_rps"] = rps("ratd") / rps("direct")
+    for ratd in RATDS:
+        name = ratd.replace("-", "_")
+        if rps(ratd) and rps("litellm"):
+            ratios[f"{name}_over_litellm_rps"] = rps(ratd) / rps("litellm")
+        if rps(ratd) and rps("direct"):
+            ratios[f"{name}_over_direct_rps"] = rps(ratd) / rps("direct")
     if rps("litellm") and rps("direct"):
         ratios["litellm_over_direct_rps"] = rps("litellm") / rps("direct")
     if rps("ratd") and rps("floor"):
@@ -380,17 +393,17 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     stream = row["mode"] == "stream"
     header = f"{row['mode']} c={row['concurrency']}"
     print(f"\n{header}")
-    columns = f"  {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    columns = f"  {'path':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
     columns += f" {'CPU us/call: client':>19} {'gateway':>7} {'upstream':>8}"
     if stream:
         columns += f" {'TTFT50':>8} {'TTFT99':>8} {'chunks':>7}"
     print(columns)
     for path, values in row["paths"].items():
         if "p50_ms" not in values:
-            print(f"  {path:<8} no successful request ({values.get('first_error', '')})")
+            print(f"  {path:<9} no successful request ({values.get('first_error', '')})")
             continue
         line = (
-            f"  {path:<8} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
+            f"  {path:<9} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
             f"{values['rps']:>8.0f} {values['errors']:>6}"
         )
         cpu = values.get("cpu_us_per_call", {})
@@ -424,9 +437,15 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
-def name_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+def name_list(
+    choices: tuple[str, ...], sets: Mapping[str, list[str]] | None = None
+) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
-        names = [x for x in text.split(",") if x]
+        names: list[str] = []
+        for x in text.split(","):
+            for name in (sets or {}).get(x, [x] if x else []):
+                if name not in names:
+                    names.append(name)
         unknown = set(names) - set(choices)
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown: {', '.join(sorted(unknown))}")
@@ -439,7 +458,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--paths", type=name_list(PATHS), default=list(PATHS))
+    parser.add_argument(
+        "--paths", type=name_list(PATHS, PATH_SETS), default=list(PATH_SETS["grpc"])
+    )
     parser.add_argument("--modes", type=name_list(MODES), default=list(MODES))
     parser.add_argument("--concurrency", type=int_list, default=[1, 16, 64, 256])
     parser.add_argument("--rounds", type=int, default=3)
@@ -509,16 +530,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             gateway_cores = plan.gateway if plan.pinned else None
             gateways: dict[str, int] = {}
             ratd_address = floor_address = litellm = None
-            if "ratd" in args.paths:
+            ratd_http = ""
+            if set(RATDS) & set(args.paths):
                 # No [providers.local]: the idle RSS goal is for ratd without local models.
-                ratd, ratd_address = benchlib.start_ratd(
+                body = (
                     f'[providers.openai]\nbase_url = "{upstream_url}"\n'
-                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n',
-                    tmp / "ratd",
-                    gateway_cores,
+                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n'
                 )
+                if "ratd-http" in args.paths:
+                    ratd_http = f"127.0.0.1:{benchlib.free_port()}"
+                    body += f'[http]\naddress = "{ratd_http}"\n'
+                ratd, ratd_address = benchlib.start_ratd(body, tmp / "ratd", gateway_cores)
                 processes.append(ratd)
-                gateways["ratd"] = ratd.pid
+                for name in RATDS:  # one process serves both doors
+                    if name in args.paths:
+                        gateways[name] = ratd.pid
             if "floor" in args.paths:
                 floor, floor_address = benchlib.start_floor(upstream_url, gateway_cores)
                 processes.append(floor)
@@ -556,6 +582,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     elif path == "floor":
                         stub = ratatoskr_pb2_grpc.RatatoskrStub(floor_channel)
                         unary, stream = grpc_calls(stub)
+                    elif path == "ratd-http":
+                        unary, stream = http_calls(session, f"http://{ratd_http}/v1", "unused")
                     else:
                         assert litellm is not None
                         unary, stream = http_calls(session, litellm.url + "/v1", litellm.master_key)

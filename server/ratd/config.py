@@ -302,6 +302,18 @@ class TenantConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """``[http]``: the OpenAI-compatible HTTP front door (``/v1/chat/completions``,
+    ``/v1/completions``, ``/v1/embeddings``, ``/v1/models``), served from the same
+    gateway, tenants and limits as gRPC. Off unless ``address`` is set."""
+
+    # host:port, e.g. "127.0.0.1:9743" ("": no HTTP door). Outside loopback it needs TLS
+    # (the [server] tls_* files, served as HTTPS here too) and caller authentication,
+    # unless server.allow_insecure_remote = true.
+    address: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -315,6 +327,7 @@ class Config:
     presets: dict[str, dict[str, PresetConfig]] = field(default_factory=dict)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
+    http: HttpConfig = field(default_factory=HttpConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 

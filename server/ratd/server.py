@@ -26,6 +26,7 @@ from ratd.config import Config, ConfigError
 from ratd.core.gateway import Gateway
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
+from ratd.openai_http.door import OpenAIDoor
 from ratd.providers.base import Provider
 from ratd.providers.factory import build_providers
 from ratd.secrets import SecretsError
@@ -122,6 +123,13 @@ class Daemon:
             self.auth = AuthInterceptor(
                 Authenticator.from_config(config), log_requests=server.log_requests
             )
+        # The OpenAI-compatible HTTP door ([http] address): same guard, gateway, tenants.
+        self.http: OpenAIDoor | None = None
+        self.http_address = ""
+        if config.http.address:
+            self.http = OpenAIDoor(
+                config, self.guard, self.auth.authenticator if self.auth else None
+            )
         self.server = grpc.aio.server(
             options=server_options(config), interceptors=[self.auth] if self.auth else None
         )
@@ -154,6 +162,9 @@ class Daemon:
         if self.config.server.metrics_address:
             await self.metrics.start()
         await self.gateway.start()
+        if self.http is not None:
+            await self.http.start()
+            self.http_address = self.http.bound
         await self.server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.service.serving = True
@@ -195,7 +206,10 @@ class Daemon:
         self.notifier.stopping(f"draining in-flight calls for up to {grace}s")
         self.service.serving = False
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if self.http is not None:  # both doors drain at once, within the one grace period
+            await asyncio.gather(self.server.stop(grace), self.http.stop())
+        else:
+            await self.server.stop(grace)
         for task in list(self._retiring):
             await task
         await self.gateway.close()
@@ -230,6 +244,7 @@ class Daemon:
                     ),
                     tracing=self.config.tracing,
                     auth=self.config.auth,
+                    http=self.config.http,
                 )
             running = self.holder.current
             gateway: Gateway | None = None
@@ -254,6 +269,8 @@ class Daemon:
             if self.auth is not None:  # new tenants, rotated keys: from the next call on
                 self.auth.authenticator = Authenticator.from_config(config)
                 self.auth.log_requests = server.log_requests
+                if self.http is not None:
+                    self.http.authenticator = self.auth.authenticator
             task = asyncio.get_running_loop().create_task(
                 self.holder.retire(
                     old, config.server.shutdown_grace_secs, keep=gateway.providers.values()
@@ -323,6 +340,8 @@ def _restart_only_changes(old: Config, new: Config) -> list[str]:
         changed.append("auth.mode")
     if old.tracing != new.tracing:
         changed.append("[tracing]")
+    if old.http != new.http:
+        changed.append("http.address")
     return changed
 
 

@@ -6,15 +6,13 @@ Without it every function here costs next to nothing."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ratd.config import TracingConfig
 
 if TYPE_CHECKING:
-    import grpc
-
     from ratd.core.calls import CallInfo
 
 log = logging.getLogger(__name__)
@@ -85,11 +83,16 @@ _NO_SPAN = _NoSpan()
 
 
 def rpc_span(
-    method: str, context: grpc.aio.ServicerContext, info: CallInfo
+    method: str,
+    metadata: Callable[[], Iterable[tuple[str, object]] | None],
+    info: CallInfo,
+    system: str = "grpc",
 ) -> AbstractContextManager[None]:
+    """A server span around one call; ``metadata`` (gRPC metadata or HTTP headers, read
+    only when tracing is on) may carry the caller's trace context."""
     if _state.tracer is None:
         return _NO_SPAN
-    return _rpc_span(method, context, info)
+    return _rpc_span(method, metadata, info, system)
 
 
 def provider_span(
@@ -103,13 +106,18 @@ def provider_span(
 
 
 @contextmanager
-def _rpc_span(method: str, context: grpc.aio.ServicerContext, info: CallInfo) -> Iterator[None]:
+def _rpc_span(
+    method: str,
+    metadata: Callable[[], Iterable[tuple[str, object]] | None],
+    info: CallInfo,
+    system: str,
+) -> Iterator[None]:
     from opentelemetry.propagate import extract
     from opentelemetry.trace import SpanKind
 
-    carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+    carrier = {k.lower(): v for k, v in metadata() or () if isinstance(v, str)}
     attributes = {
-        "rpc.system": "grpc",
+        "rpc.system": system,
         "rpc.service": "ratatoskr.v1.Ratatoskr",
         "rpc.method": method,
     }

@@ -151,9 +151,23 @@ def normalize_subject(subject: str) -> str:
     return ",".join(sorted(parts))
 
 
+def _check_http(config: Config) -> None:
+    """``[http] address`` is host:port."""
+    address = config.http.address
+    if not address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise _error(
+            f'{config.source}: http.address must be host:port (e.g. "127.0.0.1:9743"), '
+            f"got {address!r}"
+        )
+
+
 def check_trust(config: Config) -> None:
     """The TLS files, socket permissions, auth mode and tenants make sense together."""
     _check_transport(config)
+    _check_http(config)
     _check_tenants(config)
 
 
@@ -168,6 +182,14 @@ def exposure(config: Config) -> list[str]:
         if config.auth.mode == "none":
             problems.append(
                 f'gRPC on {server.address} without caller authentication (auth.mode = "none")'
+            )
+    http = config.http.address
+    if http and not is_local_address(http):
+        if not server.tls_cert_file:
+            problems.append(f"OpenAI HTTP on {http} without TLS (server.tls_cert_file)")
+        if config.auth.mode == "none":
+            problems.append(
+                f'OpenAI HTTP on {http} without caller authentication (auth.mode = "none")'
             )
     if server.metrics_address and not is_local_address(server.metrics_address):
         problems.append(f"unauthenticated metrics HTTP on {server.metrics_address}")

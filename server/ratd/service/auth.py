@@ -159,12 +159,55 @@ class Authenticator:
             tenant = self.from_peer(context.auth_context())
         else:
             tenant = self.from_metadata(context.invocation_metadata())
-        if need != ANY and need not in tenant.roles:
-            raise errors.RoleRequired(
-                f"tenant {tenant.name} may not call this RPC: it needs role {need!r}",
-                role=need,
-            )
-        return tenant
+        return _with_role(tenant, need)
+
+    def for_http(
+        self, authorization: str | None, peercert: Mapping[str, Any] | None, need: str
+    ) -> Tenant:
+        """The same decision for an HTTP request (the OpenAI door): its ``Authorization``
+        header, or under mode "mtls" the client certificate of its TLS connection (as
+        ``ssl.SSLSocket.getpeercert()`` gives it); the same tenants, the same roles."""
+        if self.mode == "mtls":
+            return _with_role(self.from_peer(_auth_context(peercert or {})), need)
+        metadata = () if authorization is None else (("authorization", authorization),)
+        return _with_role(self.from_metadata(metadata), need)
+
+
+# ssl's attribute names, as the short forms that certificate subjects are written in.
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "domainComponent": "DC",
+}
+
+
+def _auth_context(cert: Mapping[str, Any]) -> dict[str, list[bytes]]:
+    """A verified peer certificate from ``ssl`` in the shape of gRPC's auth context, so
+    that ``from_peer`` matches it exactly as it matches a gRPC client's certificate."""
+    pairs = [(name, value) for rdn in cert.get("subject", ()) for name, value in rdn]
+    if not pairs:
+        return {}
+    subject = ",".join(f"{_SHORT_NAMES.get(name, name)}={value}" for name, value in pairs)
+    return {
+        "x509_subject": [subject.encode()],
+        "x509_common_name": [v.encode() for name, v in pairs if name == "commonName"],
+        "x509_subject_alternative_name": [
+            v.encode() for kind, v in cert.get("subjectAltName", ()) if kind == "URI"
+        ],
+    }
+
+
+def _with_role(tenant: Tenant, need: str) -> Tenant:
+    """``tenant``, unless the call needs a role it lacks (RoleRequired)."""
+    if need != ANY and need not in tenant.roles:
+        raise errors.RoleRequired(
+            f"tenant {tenant.name} may not call this: it needs role {need!r}", role=need
+        )
+    return tenant
 
 
 Behavior = Callable[..., Any]

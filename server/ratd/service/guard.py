@@ -1,5 +1,11 @@
-"""What every RPC passes through: the concurrency limit, the time limit, and the turning
-of errors into statuses. Bugs become INTERNAL with a request id and a logged traceback.
+"""What every call passes through: the concurrency limit, the time limit, metrics and the
+request log, and the turning of errors into statuses. Bugs become INTERNAL with a request
+id and a logged traceback.
+
+``CallGuard.admission`` is the transport-neutral core (a ``CallInfo`` per call, admission
+under ``server.max_concurrent_requests``, the time limit, the span, the report); the gRPC
+service uses it through ``unary``/``stream``, which turn errors into gRPC statuses, and
+the OpenAI HTTP door (``ratd.openai_http``) uses it directly and turns them into JSON.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from types import TracebackType
 from typing import TypeVar
@@ -17,7 +23,7 @@ from typing import TypeVar
 import grpc
 
 from ratd import errors, tracing
-from ratd.core.access import CALLER
+from ratd.core.access import CALLER, Tenant
 from ratd.core.calls import CallInfo, begin
 from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
@@ -39,6 +45,15 @@ def _request_id() -> str:
 
 
 new_request_id = _request_id
+
+
+class ClientGone(Exception):
+    """The caller went away (an HTTP client closed its connection mid-stream): the call
+    ends as CANCELLED, like a cancelled RPC."""
+
+
+# Zero-argument callables giving a call's metadata/headers, read only when tracing is on.
+Metadata = Callable[[], Iterable[tuple[str, object]] | None]
 
 
 def status_name(exc: BaseException) -> str:
@@ -76,22 +91,47 @@ class CallGuard:
             return self.request_timeout
         return min(self.request_timeout, remaining)
 
-    async def _abort(
-        self, context: grpc.aio.ServicerContext, method: str, exc: BaseException
-    ) -> None:
+    def admission(
+        self,
+        method: str,
+        budget: float,
+        tenant: Tenant | None,
+        metadata: Metadata,
+        *,
+        system: str = "grpc",
+    ) -> Admission:
+        """``async with guard.admission(...) as (timeout, info)``: one call admitted (or
+        errors.Overloaded raised), bounded by ``budget`` seconds (``timeout.reschedule``
+        moves the bound), reported when it ends. A timeout leaves as errors.Timeout; other
+        errors leave as they are, for the transport to turn into its own answer."""
+        return Admission(self, method, budget, tenant, metadata, system)
+
+    def failure(self, method: str, exc: Exception) -> errors.GatewayError | str:
+        """Log a failed call. Returns the error to answer with, or for a bug (anything
+        but a GatewayError) the request id that the logged traceback carries."""
         if isinstance(exc, errors.GatewayError):
             if isinstance(exc, errors.InvalidInput | errors.NotImplementedYet):
                 log.debug("%s refused: %s", method, redact(exc.message))
             else:
                 log.info("%s failed: %s: %s", method, exc.reason, redact(exc.message))
-            await context.abort_with_status(to_grpc_status(exc))
+            return exc
         request_id = _request_id()
         log.error("%s: internal error (request %s)", method, request_id, exc_info=exc)
-        await context.abort_with_status(internal_status(request_id))
+        return request_id
 
-    def _admitted(self, context: grpc.aio.ServicerContext, method: str) -> _Admission:
-        """``async with guard._admitted(...) as (timeout, info)``: one call admitted."""
-        return _Admission(self, context, method)
+    async def _abort(self, context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        found = self.failure(method, exc)
+        if isinstance(found, errors.GatewayError):
+            await context.abort_with_status(to_grpc_status(found))
+        else:
+            await context.abort_with_status(internal_status(found))
+
+    def _admitted(self, context: grpc.aio.ServicerContext, method: str) -> Admission:
+        return self.admission(
+            method, self._budget(context), CALLER.get(), context.invocation_metadata
+        )
 
     async def unary(
         self,
@@ -102,9 +142,12 @@ class CallGuard:
         """Run one unary call on the current gateway: admitted, bounded by the time limit,
         errors as statuses."""
         with self.holder.use() as gateway:
-            async with self._admitted(context, method):
-                return await call(gateway)
-        raise AssertionError("unreachable: _admitted aborts on every error")
+            try:
+                async with self._admitted(context, method):
+                    return await call(gateway)
+            except Exception as exc:
+                await self._abort(context, method, exc)
+        raise AssertionError("unreachable: _abort aborts on every error")
 
     async def stream(
         self,
@@ -116,48 +159,67 @@ class CallGuard:
         the source is closed at once when the client goes away."""
         loop = asyncio.get_running_loop()
         with self.holder.use() as gateway:
-            async with (
-                self._admitted(context, method) as (timeout, info),
-                aclosing(open_stream(gateway)) as events,  # type: ignore[type-var]
-            ):
-                async for event in events:
-                    if info.first_event is None:
-                        info.first_event = time.perf_counter() - info.started
-                    yield event
-                    timeout.reschedule(loop.time() + self._budget(context))
+            try:
+                async with (
+                    self._admitted(context, method) as (timeout, info),
+                    aclosing(open_stream(gateway)) as events,  # type: ignore[type-var]
+                ):
+                    async for event in events:
+                        if info.first_event is None:
+                            info.first_event = time.perf_counter() - info.started
+                        yield event
+                        timeout.reschedule(loop.time() + self._budget(context))
+            except Exception as exc:
+                await self._abort(context, method, exc)
 
 
-class _Admission:
+class Admission:
     """One call's way through the guard: admitted under the concurrency limit, bounded in
-    time, its errors turned into statuses, reported at the end. (A class rather than a
-    generator-based context manager: it runs on every call.)"""
+    time, reported at the end. (A class rather than a generator-based context manager: it
+    runs on every call.)"""
 
-    __slots__ = ("budget", "context", "guard", "info", "method", "span", "status", "timeout")
+    __slots__ = (
+        "budget",
+        "guard",
+        "info",
+        "metadata",
+        "method",
+        "span",
+        "status",
+        "system",
+        "tenant",
+        "timeout",
+    )
 
-    def __init__(self, guard: CallGuard, context: grpc.aio.ServicerContext, method: str) -> None:
-        self.guard, self.context, self.method = guard, context, method
+    def __init__(  # noqa: PLR0917 (built in one place, CallGuard.admission)
+        self,
+        guard: CallGuard,
+        method: str,
+        budget: float,
+        tenant: Tenant | None,
+        metadata: Metadata,
+        system: str,
+    ) -> None:
+        self.guard, self.method, self.budget = guard, method, budget
+        self.tenant, self.metadata, self.system = tenant, metadata, system
 
     async def __aenter__(self) -> tuple[asyncio.Timeout, CallInfo]:
         guard = self.guard
-        self.budget = budget = guard._budget(self.context)
+        budget = self.budget
         loop = asyncio.get_running_loop()
         self.info = info = CallInfo(self.method, _request_id(), deadline=loop.time() + budget)
-        info.tenant = CALLER.get()
+        info.tenant = self.tenant
         begin(info)
         if guard.active >= guard.max_concurrent:
             report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests)
-            await guard._abort(
-                self.context,
-                self.method,
-                errors.Overloaded(
-                    f"ratd is serving its limit of {guard.max_concurrent} concurrent requests "
-                    "(server.max_concurrent_requests); retry shortly"
-                ),
+            raise errors.Overloaded(
+                f"ratd is serving its limit of {guard.max_concurrent} concurrent requests "
+                "(server.max_concurrent_requests); retry shortly"
             )
         guard.active += 1
         IN_FLIGHT.inc()
         self.status = "OK"
-        self.span = tracing.rpc_span(self.method, self.context, info)
+        self.span = tracing.rpc_span(self.method, self.metadata, info, self.system)
         self.span.__enter__()
         self.timeout = asyncio.timeout(budget)
         return await self.timeout.__aenter__(), info
@@ -176,16 +238,15 @@ class _Admission:
         try:
             if exc is None or isinstance(exc, grpc.aio.AbortError):
                 return False
-            if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            if isinstance(exc, asyncio.CancelledError | GeneratorExit | ClientGone):
                 self.status = "CANCELLED"
                 return False
             if isinstance(exc, TimeoutError):
                 self.status = "DEADLINE_EXCEEDED"
-                exc = errors.Timeout(f"{self.method} did not finish within {self.budget:.3g}s")
-            else:
-                self.status = status_name(exc)
-            if isinstance(exc, Exception):
-                await guard._abort(self.context, self.method, exc)
+                raise errors.Timeout(
+                    f"{self.method} did not finish within {self.budget:.3g}s"
+                ) from None
+            self.status = status_name(exc)
             return False
         finally:
             guard.active -= 1

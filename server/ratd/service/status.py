@@ -48,7 +48,8 @@ def format_delay(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
 
 
-def _message(err: errors.GatewayError) -> str:
+def public_message(err: errors.GatewayError) -> str:
+    """The message a caller sees (the upstream client's forms), not yet redacted."""
     if isinstance(err, errors.RateLimited) and err.retry_after is not None:
         return f"Rate limited, retry after {format_delay(err.retry_after)}"
     if isinstance(err, errors.ContextLengthExceeded):
@@ -67,7 +68,7 @@ def _pack(message: object) -> any_pb2.Any:
 def to_grpc_status(err: errors.GatewayError) -> grpc.Status:
     """The status, with details, that ``err`` becomes on the wire."""
     code = status_code(err)
-    message = redact(_message(err))
+    message = redact(public_message(err))
     metadata = {k: redact(v) for k, v in err.metadata.items()}
     if err.provider:
         metadata["provider"] = err.provider
