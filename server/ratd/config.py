@@ -147,6 +147,17 @@ class LocalConfig:
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
     max_queue: int = 4096
+    # Most tokens one Tokenize reply lists (CountTokens, which returns a number, has none).
+    max_tokenize_tokens: int = 100_000
+    # Zero-shot and stance: most tokens one request may run through the model, summed
+    # over its (text, hypothesis) pairs after the text is cut to the model's window.
+    max_classify_tokens: int = 65_536
+    # Hub revisions (tags, branches) a caller may name in DownloadModel besides a 40-hex
+    # commit; an authenticated admin may name any (still from a safe character set).
+    allowed_revisions: list[str] = field(default_factory=list)
+    # Largest model download, in MB: checked against the sizes the Hub reports before
+    # downloading, and against the bytes received while downloading.
+    max_download_mb: int = 2048
 
 
 @dataclass(frozen=True)

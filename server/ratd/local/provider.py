@@ -11,13 +11,13 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf import timestamp_pb2
-from tokenizers import Encoding
 
 from ratatoskr.v1 import admin_pb2, inference_pb2, models_pb2
 from ratd import errors
@@ -26,7 +26,7 @@ from ratd.local import sources
 from ratd.local.catalog import EMBEDDING, NLI, Catalog, ModelSpec
 from ratd.local.manager import Entry, Loaders, ModelManager, State
 from ratd.local.nli import NliModel
-from ratd.local.tokenizers import TokenizerRegistry
+from ratd.local.tokenizers import TokenizerRegistry, encode_one, tokenize_response
 from ratd.local.zero_shot import (
     DEFAULT_TEMPLATE,
     STANCE_HYPOTHESES,
@@ -39,6 +39,8 @@ from ratd.local.zero_shot import (
 from ratd.providers.base import Provider
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _STATUS = {
     State.AVAILABLE: models_pb2.MODEL_STATUS_AVAILABLE,
@@ -197,33 +199,28 @@ class LocalProvider(Provider):
         return stance_response(request.target, label_scores(logits, nli.labels, multi_label=False))
 
     # -- tokens --------------------------------------------------------------------------------
+    # Tokenizing megabytes takes seconds: it runs in the tokenize pool with encode_batch,
+    # which releases the GIL (encode does not, and would stall the event loop from any
+    # thread). The reply is built there too: one Token message per token is slow in Python.
 
-    async def _encode(self, text: str, model: str) -> tuple[Encoding, str, bool]:
-        found = await self.tokenizers.get(model)
-        loop = asyncio.get_running_loop()
-        encoding = await loop.run_in_executor(
-            self.tokenize_pool,
-            lambda: found.tokenizer.encode(text, add_special_tokens=found.add_special_tokens),
-        )
-        return encoding, found.name, found.approximate
+    async def _in_pool(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.tokenize_pool, work)
 
     async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
-        encoding, name, approximate = await self._encode(text, model)
-        return inference_pb2.CountTokensResponse(
-            count=len(encoding.ids),
-            tokenizer=name,
-            approximate=approximate,
-        )
+        found = await self.tokenizers.get(model)
+
+        def count() -> inference_pb2.CountTokensResponse:
+            encoding = encode_one(found, text)
+            return inference_pb2.CountTokensResponse(
+                count=len(encoding), tokenizer=found.name, approximate=found.approximate
+            )
+
+        return await self._in_pool(count)
 
     async def tokenize(self, text: str, model: str) -> inference_pb2.TokenizeResponse:
-        encoding, name, approximate = await self._encode(text, model)
-        tokens = [
-            inference_pb2.Token(id=token_id, text=text[start:end], start=start, end=end)
-            for token_id, (start, end) in zip(encoding.ids, encoding.offsets, strict=True)
-        ]
-        return inference_pb2.TokenizeResponse(
-            tokens=tokens, tokenizer=name, approximate=approximate
-        )
+        found = await self.tokenizers.get(model)
+        limit = self.local.max_tokenize_tokens
+        return await self._in_pool(lambda: tokenize_response(found, text, limit))
 
     # -- models --------------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
+from ratatoskr.v1 import inference_pb2
 from ratd import errors
 from ratd.local import sources, tiktoken_convert
 from ratd.local.catalog import Catalog, ModelSpec
@@ -100,6 +101,34 @@ class LoadedTokenizer:
     approximate: bool
     # Local models count with their special tokens ([CLS] ... [SEP]): what the model sees.
     add_special_tokens: bool = False
+
+
+def encode_one(found: LoadedTokenizer, text: str) -> Encoding:
+    """``text`` tokenized; blocking, but with the GIL released (``encode_batch`` releases
+    it, ``encode`` holds it for the whole text: seconds for megabytes)."""
+    return found.tokenizer.encode_batch([text], add_special_tokens=found.add_special_tokens)[0]
+
+
+def tokenize_response(
+    found: LoadedTokenizer, text: str, limit: int
+) -> inference_pb2.TokenizeResponse:
+    """The Tokenize reply, or INVALID_ARGUMENT past ``limit`` tokens (one message per token
+    is the expensive part: 3.3 MB of text would be 660k of them)."""
+    encoding = encode_one(found, text)
+    ids = encoding.ids
+    if len(ids) > limit:
+        raise errors.InvalidInput(
+            f"text: {len(ids)} tokens, more than Tokenize lists ({limit} tokens, "
+            "providers.local.max_tokenize_tokens); CountTokens counts any length",
+            field="text",
+        )
+    tokens = [
+        inference_pb2.Token(id=token_id, text=text[start:end], start=start, end=end)
+        for token_id, (start, end) in zip(ids, encoding.offsets, strict=True)
+    ]
+    return inference_pb2.TokenizeResponse(
+        tokens=tokens, tokenizer=found.name, approximate=found.approximate
+    )
 
 
 def longest_prefix(name: str, prefixes: Mapping[str, str]) -> str | None:
