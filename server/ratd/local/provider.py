@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from ratd.local.zero_shot import (
     STANCE_HYPOTHESES,
     check_labels,
     classify_response,
+    encode_claims,
     hypotheses,
     label_scores,
     stance_response,
@@ -140,6 +142,24 @@ class LocalProvider(Provider):
         rows = await batcher.submit(encoded)
         return np.stack(rows)
 
+    async def _run_claims(self, entry: Entry, text: str, claims: Sequence[str]) -> np.ndarray:
+        """Logits of (text, claim) pairs: text cut to the window, cost within
+        max_classify_tokens, and the encoding stopped if the caller goes away."""
+        model = entry.model
+        batcher = entry.batcher
+        assert model is not None and batcher is not None
+        cancelled = threading.Event()
+        budget = self.local.max_classify_tokens
+        try:
+            encoded = await self._in_pool(
+                lambda: encode_claims(model, text, claims, budget, cancelled)
+            )
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        rows = await batcher.submit(encoded)
+        return np.stack(rows)
+
     # -- inference -----------------------------------------------------------------------------
 
     async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
@@ -179,7 +199,7 @@ class LocalProvider(Provider):
         )
         claims = hypotheses(labels, template)
         async with self.manager.use(model) as entry:
-            logits = await self._run_pairs(entry, [(request.text, claim) for claim in claims])
+            logits = await self._run_claims(entry, request.text, claims)
             nli = entry.model
         assert isinstance(nli, NliModel)
         scores = label_scores(logits, nli.labels, multi_label=request.multi_label)
@@ -193,7 +213,7 @@ class LocalProvider(Provider):
             template.replace("{}", request.target, 1) for template in STANCE_HYPOTHESES.values()
         ]
         async with self.manager.use(model) as entry:
-            logits = await self._run_pairs(entry, [(request.text, claim) for claim in claims])
+            logits = await self._run_claims(entry, request.text, claims)
             nli = entry.model
         assert isinstance(nli, NliModel)
         return stance_response(request.target, label_scores(logits, nli.labels, multi_label=False))

@@ -188,14 +188,19 @@ class TokenizerRegistry:
         )
 
     def _in_directory(self, name: str) -> Path | None:
+        """NAME.tokenizer.json or NAME/tokenizer.json inside tokenizers_dir. ``name`` may
+        come from a caller: a path that resolves outside the directory (``..``, absolute,
+        a symlink out) is treated as absent, so nothing about other files is revealed."""
         if self.directory is None:
             return None
+        root = self.directory.resolve()
         for candidate in (
             self.directory / f"{name}.tokenizer.json",
             self.directory / name / "tokenizer.json",
         ):
-            if candidate.is_file():
-                return candidate
+            resolved = candidate.resolve()
+            if resolved.is_relative_to(root) and resolved.is_file():
+                return resolved
         return None
 
     # -- files ---------------------------------------------------------------------------------
