@@ -76,6 +76,8 @@ async def local(tmp_path: Path, shared_dir: Path) -> AsyncIterator[Local]:
     write_model(tmp_path / "repo", "embedding", onnx_name="onnx/model.onnx", ballast_rows=20_000)
     hub = await FakeHub().start()
     hub.add("acme/tiny", tmp_path / "repo", commit=HEX40)
+    write_model(tmp_path / "big", "embedding", onnx_name="onnx/model.onnx", ballast_rows=40_000)
+    hub.add("acme/big", tmp_path / "big")
     config = make_config(
         f"""
 [providers.local]
@@ -85,15 +87,16 @@ hub_endpoint = "{hub.endpoint}"
 tokenizers_dir = "{tokenizers}"
 max_classify_tokens = 4000
 allowed_revisions = ["v1.0"]
+max_download_mb = 2
 [providers.local.models.tiny-nli]
 kind = "nli"
 path = "{tmp_path / "tiny-nli"}"
 [providers.local.models.tiny]
 kind = "embedding"
 hub_repo = "acme/tiny"
-[providers.local.models.tiny-capped]
+[providers.local.models.big]
 kind = "embedding"
-hub_repo = "acme/tiny"
+hub_repo = "acme/big"
 """
     )
     try:
@@ -200,3 +203,19 @@ async def test_a_revision_outside_the_allow_list_is_refused(local: Local) -> Non
     events = await download(local, "tiny", HEX40)
     assert events[-1].done
     assert any(HEX40 in path for _, path in local.hub.requests)
+
+
+async def test_a_download_over_the_size_cap_is_refused(local: Local) -> None:
+    # 2.6 MB of weights, 2 MB allowed: refused from the sizes the Hub lists.
+    err = refused(await download(local, "big", ""), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "max_download_mb = 2" in (err.details() or "") and "listed" in (err.details() or "")
+    assert local.hub.downloads() == []
+    # A Hub that understates the size: stopped by the bytes received.
+    local.hub.repos["acme/big"].understate_size.add("onnx/model.onnx")
+    err = refused(await download(local, "big", ""), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "max_download_mb = 2" in (err.details() or "") and "received" in (err.details() or "")
+    outcome = await local.watch(
+        "embed over the size cap",
+        lambda: local.stub.Embed(inference_pb2.EmbedRequest(text="hello", model="big")),
+    )
+    refused(outcome, grpc.StatusCode.INVALID_ARGUMENT)

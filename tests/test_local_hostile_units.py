@@ -115,3 +115,25 @@ def test_tokenizer_files_stay_inside_tokenizers_dir(tmp_path: Path, escape: str)
     with pytest.raises(errors.ModelNotFound) as missing:
         registry.tokenizer_for(name + "-none")
     assert caught.value.message == missing.value.message.replace(name + "-none", name)
+
+
+def test_built_in_hub_models_are_pinned_to_a_commit() -> None:
+    from ratd.local.catalog import BUILTIN, UNPINNED
+    from ratd.local.revisions import COMMIT
+
+    for spec in BUILTIN.values():
+        if spec.hub_repo and spec.name not in UNPINNED:
+            assert COMMIT.fullmatch(spec.revision), spec.name
+    assert set(BUILTIN) >= UNPINNED  # the list names real entries, and shrinks when pinned
+
+
+def test_an_admin_may_name_any_revision_but_never_a_path() -> None:
+    from ratd.local.revisions import check_revision
+
+    check_revision("v2.0", [], admin=True)
+    check_revision("", [], admin=False)  # the configured pin
+    for hostile in ("..%2F..", "a/b", "..", "v1..2"):
+        with pytest.raises(errors.InvalidInput, match="revision"):
+            check_revision(hostile, [], admin=True)
+    with pytest.raises(errors.RoleRequired, match="allowed_revisions"):
+        check_revision("v2.0", ["v1.0"], admin=False)

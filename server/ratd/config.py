@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -156,7 +157,7 @@ class LocalConfig:
     # commit; an authenticated admin may name any (still from a safe character set).
     allowed_revisions: list[str] = field(default_factory=list)
     # Largest model download, in MB: checked against the sizes the Hub reports before
-    # downloading, and against the bytes received while downloading.
+    # downloading, and against the bytes received while downloading (0: no limit).
     max_download_mb: int = 2048
 
 
@@ -479,6 +480,8 @@ def _protect_headers(headers: dict[str, str]) -> None:
 
 
 LOCAL_KINDS = ("embedding", "nli")
+# A Hub tag or branch that cannot rewrite a URL path (ratd.local.revisions checks callers').
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
 
 
@@ -501,6 +504,19 @@ def _check_local(local: LocalConfig, source: str) -> None:
         if getattr(local, key) < 0:
             raise ConfigError(
                 f"{source}: {where}.{key} must not be negative, got {getattr(local, key)}"
+            )
+    for key in ("max_tokenize_tokens", "max_classify_tokens"):
+        if getattr(local, key) < 1:
+            raise ConfigError(
+                f"{source}: {where}.{key} must be at least 1, got {getattr(local, key)}"
+            )
+    if local.max_download_mb < 0:
+        raise ConfigError(f"{source}: {where}.max_download_mb must not be negative")
+    for revision in local.allowed_revisions:
+        if not _REVISION.fullmatch(revision) or ".." in revision:
+            raise ConfigError(
+                f"{source}: {where}.allowed_revisions: {revision!r} is not a tag or branch "
+                "name (letters, digits, . _ - only, no ..)"
             )
     for name, model in local.models.items():
         if model.kind and model.kind not in LOCAL_KINDS:

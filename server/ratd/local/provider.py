@@ -27,6 +27,7 @@ from ratd.local import sources
 from ratd.local.catalog import EMBEDDING, NLI, Catalog, ModelSpec
 from ratd.local.manager import Entry, Loaders, ModelManager, State
 from ratd.local.nli import NliModel
+from ratd.local.revisions import check_revision
 from ratd.local.tokenizers import TokenizerRegistry, encode_one, tokenize_response
 from ratd.local.zero_shot import (
     DEFAULT_TEMPLATE,
@@ -66,7 +67,11 @@ def hub_settings(config: LocalConfig, models_dir: Path) -> sources.HubSettings:
     endpoint = config.hub_endpoint or os.environ.get("HF_ENDPOINT") or None
     token = os.environ.get("HF_TOKEN") or None
     return sources.HubSettings(
-        cache, endpoint.rstrip("/") if endpoint else None, config.hub_downloads, token
+        cache,
+        endpoint.rstrip("/") if endpoint else None,
+        config.hub_downloads,
+        token,
+        config.max_download_mb,
     )
 
 
@@ -80,6 +85,8 @@ class LocalProvider(Provider):
         self.models_dir = Path(self.local.models_dir).expanduser()
         self.hub = hub_settings(self.local, self.models_dir)
         self.catalog = Catalog(self.local)
+        # With auth on, AdminService callers are admins (the interceptor requires it).
+        self.callers_are_admins = config.auth.mode != "none"
         # Inference: one batch in flight per model; a few models may compute at once.
         self.inference_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ratd-onnx")
         # Tokenization: separate, so that a huge text never queues behind inference.
@@ -108,7 +115,9 @@ class LocalProvider(Provider):
         await self.manager.start()
 
     def reusable_for(self, config: Config) -> bool:
-        return config.local == self.local
+        return config.local == self.local and self.callers_are_admins == (
+            config.auth.mode != "none"
+        )
 
     async def close(self) -> None:
         await self.manager.close()
@@ -312,6 +321,7 @@ class LocalProvider(Provider):
     async def download_model(
         self, model: str, revision: str
     ) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+        check_revision(revision, self.local.allowed_revisions, admin=self.callers_are_admins)
         queue: asyncio.Queue[admin_pb2.DownloadModelResponse] = asyncio.Queue()
         last_sent: dict[str, float] = {}
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ratd import errors
 from ratd.local.catalog import EMBEDDING, ModelSpec
+from ratd.local.revisions import DownloadTooLarge, too_large
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class HubSettings:
     endpoint: str | None = None
     allow_downloads: bool = True
     token: str | None = None
+    # Largest download of one model (all its files), in MB; 0: no limit.
+    max_download_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,12 +225,23 @@ class _ProgressBar:
         pass
 
 
-def _bar_for(name: str, progress: Progress | None) -> type[_ProgressBar]:
+def _bar_for(
+    name: str, progress: Progress | None, budget: Callable[[int], None]
+) -> type[_ProgressBar]:
+    """A progress bar class for one file; ``budget`` sees each file's byte count as it
+    grows and raises to stop a download that outgrows the size cap."""
+
     def report(n: int, total: int) -> None:
+        budget(n)
         if progress is not None:
             progress(name, n, total, False)
 
     return type("_Bar", (_ProgressBar,), {"report": staticmethod(report)})
+
+
+def _size(sibling: Any) -> int:
+    lfs = sibling.lfs
+    return int(sibling.size or (lfs.size if lfs else 0) or 0)
 
 
 def download(
@@ -284,13 +298,27 @@ def download(
             for w in wanted
             if w not in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
         ]
+    sizes = {name: _size(siblings[name]) for name in wanted if name in siblings}
+    limit = hub.max_download_mb * 1024 * 1024
+    if limit and sum(sizes.values()) > limit:
+        raise too_large(where, sum(sizes.values()), hub.max_download_mb, received=False)
+    received: dict[str, int] = {}
+
+    def budget(name: str) -> Callable[[int], None]:
+        def check(n: int) -> None:
+            received[name] = n
+            if limit and sum(received.values()) > limit:
+                raise too_large(where, sum(received.values()), hub.max_download_mb, received=True)
+
+        return check
+
     snapshot: Path | None = None
     for name in wanted:
         sibling = siblings.get(name)
         if sibling is None:
             continue
         lfs = sibling.lfs
-        total = int(sibling.size or (lfs.size if lfs else 0) or 0)
+        total = sizes[name]
         if progress is not None:
             progress(name, 0, total, False)
         try:
@@ -302,9 +330,11 @@ def download(
                     cache_dir=str(hub.cache_dir),
                     endpoint=hub.endpoint,
                     token=hub.token,
-                    tqdm_class=_bar_for(name, progress),
+                    tqdm_class=_bar_for(name, progress, budget(name)),
                 )
             )
+        except DownloadTooLarge:
+            raise
         except Exception as err:  # HTTP, connection and disk errors alike
             raise errors.ModelNotAvailable(
                 f"downloading {name} of {where} failed: {type(err).__name__}: {err}",
