@@ -125,9 +125,7 @@ async def test_tokenize_of_megabytes_is_refused_off_the_loop(local: Local) -> No
     assert "100000 tokens" in (err.details() or "")
     counted = await local.watch(
         "count tokens 3.3 MB",
-        lambda: local.stub.CountTokens(
-            inference_pb2.CountTokensRequest(text=text, model="gpt-4o")
-        ),
+        lambda: local.stub.CountTokens(inference_pb2.CountTokensRequest(text=text, model="gpt-4o")),
     )
     assert counted.count > 100_000
 
@@ -219,3 +217,38 @@ async def test_a_download_over_the_size_cap_is_refused(local: Local) -> None:
         lambda: local.stub.Embed(inference_pb2.EmbedRequest(text="hello", model="big")),
     )
     refused(outcome, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+# -- undecodable messages ---------------------------------------------------------------------
+
+INVALID_UTF8 = b"\x0a\x04ab\xff\xfe" + b"\x12\x06gpt-4o"  # CountTokensRequest.text = b"ab\xff\xfe"
+GARBAGE = b"\xff\xff\xff\xff\x0f"
+UNDECODABLE = [
+    ("/ratatoskr.v1.Ratatoskr/CountTokens", INVALID_UTF8, False),
+    ("/ratatoskr.v1.Ratatoskr/CountTokens", GARBAGE, False),
+    ("/ratatoskr.v1.Ratatoskr/Chat", GARBAGE, False),
+    ("/ratatoskr.v1.Ratatoskr/ChatStream", GARBAGE, True),
+    ("/ratatoskr.v1.AdminService/DownloadModel", b"\x0a\x02\xc3\x28", True),
+]
+
+
+async def raw_call(channel: grpc.aio.Channel, method: str, body: bytes, stream: bool) -> Any:
+    if stream:
+        call = channel.unary_stream(method)(body, timeout=10)
+        return [reply async for reply in call]
+    return await channel.unary_unary(method)(body, timeout=10)
+
+
+@pytest.mark.parametrize(("method", "body", "stream"), UNDECODABLE)
+async def test_undecodable_messages_are_invalid_argument_with_one_log_line(
+    local: Local, method: str, body: bytes, stream: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    outcome = await local.watch(
+        f"undecodable {method.rsplit('/', 1)[1]} {body[:6]!r}",
+        lambda: raw_call(local.channel, method, body, stream),
+    )
+    err = refused(outcome, grpc.StatusCode.INVALID_ARGUMENT)
+    assert "could not be decoded" in (err.details() or "")
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert len([r for r in caplog.records if "could not be decoded" in r.getMessage()]) == 1
