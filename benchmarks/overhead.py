@@ -6,6 +6,8 @@ measured in the same run:
 
   direct    this process -> HTTP -> upstream
   ratd      this process -> gRPC -> ratd -> HTTP -> upstream
+  ratd_auth the same through a second ratd with [auth] mode = "api_key" and one tenant,
+            the client sending its key (authorization: Bearer ...)
   litellm   this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
 
 This process is the load generator; the upstream, ratd and LiteLLM are processes of their
@@ -18,9 +20,10 @@ by --seconds and --max-requests.
 Printed and written to benchmarks/results/<date>.json (section "overhead"): p50/p99
 latency, added p50/p99 over direct, time to first token (first content chunk) for
 streams, content chunks received per stream, requests/s, the ratios ratd / LiteLLM and
-ratd / direct, each gateway's RSS idle and after the run, and ratd's idle RSS without
-local models. --profile attaches py-spy to ratd during an extra unary run (after the
-measured ones, so it perturbs none of them) and writes the folded stacks and a summary.
+ratd / direct, ratd's CPU per call with auth over without (ratd_auth / ratd), each
+gateway's RSS idle and after the run, and ratd's idle RSS without local models.
+--profile attaches py-spy to ratd during an extra unary run (after the measured ones, so
+it perturbs none of them) and writes the folded stacks and a summary.
 
     python benchmarks/overhead.py                       # everything, ~6 minutes
     python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import hashlib
 import os
 import shutil
 import statistics
@@ -55,9 +59,16 @@ from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
-PATHS = ("direct", "ratd", "litellm")
+PATHS = ("direct", "ratd", "ratd_auth", "litellm")
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "litellm")
+GATEWAYS = ("ratd", "ratd_auth", "litellm")
+# The caller key of the ratd_auth path, and the tenant that holds its hash.
+CALLER_KEY = "rat_bench-overhead-0123456789abcdef"
+AUTH_TOML = (
+    '[auth]\nmode = "api_key"\n[tenants.bench]\n'
+    f'api_key_sha256 = ["{hashlib.sha256(CALLER_KEY.encode()).hexdigest()}"]\n'
+    'roles = ["inference"]\n'
+)
 
 # A call returns (perf_counter time of the first content chunk, content chunks) for
 # streams and (None, 0) for unary calls.
@@ -171,21 +182,23 @@ def http_calls(session: aiohttp.ClientSession, url: str, key: str) -> tuple[Call
     return unary, stream
 
 
-def grpc_calls(stub: ratatoskr_pb2_grpc.RatatoskrStub) -> tuple[Call, Call]:
+def grpc_calls(
+    stub: ratatoskr_pb2_grpc.RatatoskrStub, metadata: tuple[tuple[str, str], ...] = ()
+) -> tuple[Call, Call]:
     messages = [chat_pb2.Message(role=chat_pb2.ROLE_USER, content=PROMPT)]
     options = chat_pb2.ChatOptions(model=MODEL)
     unary_request = chat_pb2.ChatRequest(messages=messages, options=options)
     stream_request = chat_pb2.ChatStreamRequest(messages=messages, options=options)
 
     async def unary() -> tuple[float | None, int]:
-        reply = await stub.Chat(unary_request)
+        reply = await stub.Chat(unary_request, metadata=metadata)
         assert reply.content
         return None, 0
 
     async def stream() -> tuple[float | None, int]:
         first: float | None = None
         chunks = 0
-        async for event in stub.ChatStream(stream_request):
+        async for event in stub.ChatStream(stream_request, metadata=metadata):
             if event.WhichOneof("event") == "content" and event.content:
                 chunks += 1
                 if first is None:
@@ -250,6 +263,13 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
         ratios["ratd_over_direct_rps"] = rps("ratd") / rps("direct")
     if rps("litellm") and rps("direct"):
         ratios["litellm_over_direct_rps"] = rps("litellm") / rps("direct")
+
+    def gateway_cpu(path: str) -> float:
+        return float(rows.get(path, {}).get("cpu_us_per_call", {}).get("gateway", 0.0))
+
+    if gateway_cpu("ratd") and gateway_cpu("ratd_auth"):
+        ratios["ratd_auth_over_ratd_cpu"] = gateway_cpu("ratd_auth") / gateway_cpu("ratd")
+        result["auth_cpu_us_per_call"] = gateway_cpu("ratd_auth") - gateway_cpu("ratd")
     result["ratios"] = ratios
     return result
 
@@ -358,17 +378,17 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     stream = row["mode"] == "stream"
     header = f"{row['mode']} c={row['concurrency']}"
     print(f"\n{header}")
-    columns = f"  {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+    columns = f"  {'path':<9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
     columns += f" {'CPU us/call: client':>19} {'gateway':>7} {'upstream':>8}"
     if stream:
         columns += f" {'TTFT50':>8} {'TTFT99':>8} {'chunks':>7}"
     print(columns)
     for path, values in row["paths"].items():
         if "p50_ms" not in values:
-            print(f"  {path:<8} no successful request ({values.get('first_error', '')})")
+            print(f"  {path:<9} no successful request ({values.get('first_error', '')})")
             continue
         line = (
-            f"  {path:<8} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
+            f"  {path:<9} {values['p50_ms']:>8.2f} {values['p99_ms']:>8.2f} "
             f"{values['rps']:>8.0f} {values['errors']:>6}"
         )
         cpu = values.get("cpu_us_per_call", {})
@@ -388,6 +408,11 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     ratios = row["ratios"]
     if ratios:
         print("  " + ", ".join(f"{k.replace('_rps', '')} {v:.2f}" for k, v in ratios.items()))
+    if "auth_cpu_us_per_call" in row:
+        print(
+            f"  auth: ratd CPU {row['ratios']['ratd_auth_over_ratd_cpu']:.3f}x per call, "
+            f"{row['auth_cpu_us_per_call']:+.1f} us/call (ratd_auth - ratd)"
+        )
     if stream:
         for path, values in row["paths"].items():
             if values.get("chunks_min", expected_chunks) < expected_chunks:
@@ -486,17 +511,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             processes.append(upstream)
             gateway_cores = plan.gateway if plan.pinned else None
             gateways: dict[str, int] = {}
-            ratd_address = litellm = None
-            if "ratd" in args.paths:
+            addresses: dict[str, str] = {}
+            litellm = None
+            for path, extra in (("ratd", ""), ("ratd_auth", AUTH_TOML)):
+                if path not in args.paths:
+                    continue
                 # No [providers.local]: the idle RSS goal is for ratd without local models.
-                ratd, ratd_address = benchlib.start_ratd(
+                ratd, addresses[path] = benchlib.start_ratd(
                     f'[providers.openai]\nbase_url = "{upstream_url}"\n'
-                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n',
-                    tmp / "ratd",
+                    f'[registry]\ncache_path = "{tmp / path / "registry.json"}"\n' + extra,
+                    tmp / path,
                     gateway_cores,
                 )
                 processes.append(ratd)
-                gateways["ratd"] = ratd.pid
+                gateways[path] = ratd.pid
             if "litellm" in args.paths:
                 try:
                     litellm = benchlib.start_litellm(
@@ -518,7 +546,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout = aiohttp.ClientTimeout(total=600)
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-                grpc.aio.insecure_channel(ratd_address or "127.0.0.1:1") as channel,
+                grpc.aio.insecure_channel(addresses.get("ratd", "127.0.0.1:1")) as channel,
+                grpc.aio.insecure_channel(addresses.get("ratd_auth", "127.0.0.1:1")) as keyed,
             ):
                 calls: dict[str, dict[str, Call]] = {}
                 for path in args.paths:
@@ -526,6 +555,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         unary, stream = http_calls(session, upstream_url, "sk-bench")
                     elif path == "ratd":
                         unary, stream = grpc_calls(ratatoskr_pb2_grpc.RatatoskrStub(channel))
+                    elif path == "ratd_auth":
+                        unary, stream = grpc_calls(
+                            ratatoskr_pb2_grpc.RatatoskrStub(keyed),
+                            (("authorization", f"Bearer {CALLER_KEY}"),),
+                        )
                     else:
                         assert litellm is not None
                         unary, stream = http_calls(session, litellm.url + "/v1", litellm.master_key)
