@@ -6,6 +6,8 @@ measured in the same run:
 
   direct     this process -> HTTP -> upstream
   ratd       this process -> gRPC -> ratd -> HTTP -> upstream
+  ratd_auth  the same through a second ratd with [auth] mode = "api_key" and one tenant,
+             the client sending its key (authorization: Bearer ...)
   ratd-http  this process -> HTTP (OpenAI API, ratd's [http] door) -> ratd -> HTTP -> upstream
   litellm    this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
   floor      this process -> gRPC -> floor gateway -> HTTP -> upstream
@@ -28,10 +30,11 @@ by --seconds and --max-requests.
 Printed and written to benchmarks/results/<date>.json (section "overhead"): p50/p99
 latency, added p50/p99 over direct, time to first token (first content chunk) for
 streams, content chunks received per stream, requests/s, the ratios ratd / LiteLLM,
-ratd / direct and ratd / floor (calls/s, and gateway CPU per call), each gateway's RSS
-idle and after the run, and ratd's idle RSS without local models. --profile attaches
-py-spy to ratd during an extra unary run (after the measured ones, so it perturbs none
-of them) and writes the folded stacks and a summary.
+ratd / direct and ratd / floor (calls/s, and gateway CPU per call), ratd's CPU per call
+with auth over without (ratd_auth / ratd), each gateway's RSS idle and after the run, and
+ratd's idle RSS without local models. --profile attaches py-spy to ratd during an extra
+unary run (after the measured ones, so it perturbs none of them) and writes the folded
+stacks and a summary.
 
     python benchmarks/overhead.py                       # everything, ~6 minutes
     python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import hashlib
 import os
 import shutil
 import statistics
@@ -67,15 +71,22 @@ from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
-PATHS = ("direct", "ratd", "ratd-http", "litellm", "floor")
+PATHS = ("direct", "ratd", "ratd_auth", "ratd-http", "litellm", "floor")
 PATH_SETS = {
     "grpc": ["direct", "ratd", "litellm"],
     "http": ["direct", "ratd-http", "litellm"],
     "all": list(PATHS),
 }
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "ratd-http", "litellm", "floor")
+GATEWAYS = ("ratd", "ratd_auth", "ratd-http", "litellm", "floor")
 RATDS = ("ratd", "ratd-http")
+# The caller key of the ratd_auth path, and the tenant that holds its hash.
+CALLER_KEY = "rat_bench-overhead-0123456789abcdef"
+AUTH_TOML = (
+    '[auth]\nmode = "api_key"\n[tenants.bench]\n'
+    f'api_key_sha256 = ["{hashlib.sha256(CALLER_KEY.encode()).hexdigest()}"]\n'
+    'roles = ["inference"]\n'
+)
 
 # A call returns (perf_counter time of the first content chunk, content chunks) for
 # streams and (None, 0) for unary calls.
@@ -189,21 +200,23 @@ def http_calls(session: aiohttp.ClientSession, url: str, key: str) -> tuple[Call
     return unary, stream
 
 
-def grpc_calls(stub: ratatoskr_pb2_grpc.RatatoskrStub) -> tuple[Call, Call]:
+def grpc_calls(
+    stub: ratatoskr_pb2_grpc.RatatoskrStub, metadata: tuple[tuple[str, str], ...] = ()
+) -> tuple[Call, Call]:
     messages = [chat_pb2.Message(role=chat_pb2.ROLE_USER, content=PROMPT)]
     options = chat_pb2.ChatOptions(model=MODEL)
     unary_request = chat_pb2.ChatRequest(messages=messages, options=options)
     stream_request = chat_pb2.ChatStreamRequest(messages=messages, options=options)
 
     async def unary() -> tuple[float | None, int]:
-        reply = await stub.Chat(unary_request)
+        reply = await stub.Chat(unary_request, metadata=metadata)
         assert reply.content
         return None, 0
 
     async def stream() -> tuple[float | None, int]:
         first: float | None = None
         chunks = 0
-        async for event in stub.ChatStream(stream_request):
+        async for event in stub.ChatStream(stream_request, metadata=metadata):
             if event.WhichOneof("event") == "content" and event.content:
                 chunks += 1
                 if first is None:
@@ -278,6 +291,9 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
 
     if cpu("ratd") and cpu("floor"):
         ratios["ratd_over_floor_cpu_per_call"] = cpu("ratd") / cpu("floor")
+    if cpu("ratd") and cpu("ratd_auth"):
+        ratios["ratd_auth_over_ratd_cpu"] = cpu("ratd_auth") / cpu("ratd")
+        result["auth_cpu_us_per_call"] = cpu("ratd_auth") - cpu("ratd")
     result["ratios"] = ratios
     return result
 
@@ -423,6 +439,11 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
     ratios = row["ratios"]
     if ratios:
         print("  " + ", ".join(f"{_ratio_label(k)} {v:.2f}" for k, v in ratios.items()))
+    if "auth_cpu_us_per_call" in row:
+        print(
+            f"  auth: ratd CPU {row['ratios']['ratd_auth_over_ratd_cpu']:.3f}x per call, "
+            f"{row['auth_cpu_us_per_call']:+.1f} us/call (ratd_auth - ratd)"
+        )
     if stream:
         for path, values in row["paths"].items():
             if values.get("chunks_min", expected_chunks) < expected_chunks:
@@ -529,20 +550,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             processes.append(upstream)
             gateway_cores = plan.gateway if plan.pinned else None
             gateways: dict[str, int] = {}
-            ratd_address = floor_address = litellm = None
+            addresses: dict[str, str] = {}
+            floor_address = litellm = None
             ratd_http = ""
-            if set(RATDS) & set(args.paths):
-                # No [providers.local]: the idle RSS goal is for ratd without local models.
-                body = (
-                    f'[providers.openai]\nbase_url = "{upstream_url}"\n'
-                    f'[registry]\ncache_path = "{tmp / "registry.json"}"\n'
-                )
-                if "ratd-http" in args.paths:
+            for path, auth in (("ratd", ""), ("ratd_auth", AUTH_TOML)):
+                serves_http = path == "ratd" and "ratd-http" in args.paths
+                if path not in args.paths and not serves_http:
+                    continue
+                door = ""
+                if serves_http:  # one process serves both doors
                     ratd_http = f"127.0.0.1:{benchlib.free_port()}"
-                    body += f'[http]\naddress = "{ratd_http}"\n'
-                ratd, ratd_address = benchlib.start_ratd(body, tmp / "ratd", gateway_cores)
+                    door = f'[http]\naddress = "{ratd_http}"\n'
+                # No [providers.local]: the idle RSS goal is for ratd without local models.
+                ratd, addresses[path] = benchlib.start_ratd(
+                    f'[providers.openai]\nbase_url = "{upstream_url}"\n'
+                    f'[registry]\ncache_path = "{tmp / path / "registry.json"}"\n' + auth + door,
+                    tmp / path,
+                    gateway_cores,
+                )
                 processes.append(ratd)
-                for name in RATDS:  # one process serves both doors
+                for name in (path, "ratd-http" if serves_http else ""):
                     if name in args.paths:
                         gateways[name] = ratd.pid
             if "floor" in args.paths:
@@ -570,7 +597,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout = aiohttp.ClientTimeout(total=600)
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-                grpc.aio.insecure_channel(ratd_address or "127.0.0.1:1") as channel,
+                grpc.aio.insecure_channel(addresses.get("ratd", "127.0.0.1:1")) as channel,
+                grpc.aio.insecure_channel(addresses.get("ratd_auth", "127.0.0.1:1")) as keyed,
                 grpc.aio.insecure_channel(floor_address or "127.0.0.1:1") as floor_channel,
             ):
                 calls: dict[str, dict[str, Call]] = {}
@@ -584,6 +612,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         unary, stream = grpc_calls(stub)
                     elif path == "ratd-http":
                         unary, stream = http_calls(session, f"http://{ratd_http}/v1", "unused")
+                    elif path == "ratd_auth":
+                        unary, stream = grpc_calls(
+                            ratatoskr_pb2_grpc.RatatoskrStub(keyed),
+                            (("authorization", f"Bearer {CALLER_KEY}"),),
+                        )
                     else:
                         assert litellm is not None
                         unary, stream = http_calls(session, litellm.url + "/v1", litellm.master_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -154,6 +155,17 @@ class LocalConfig:
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
     max_queue: int = 4096
+    # Most tokens one Tokenize reply lists (CountTokens, which returns a number, has none).
+    max_tokenize_tokens: int = 100_000
+    # Zero-shot and stance: most tokens one request may run through the model, summed
+    # over its (text, hypothesis) pairs after the text is cut to the model's window.
+    max_classify_tokens: int = 65_536
+    # Hub revisions (tags, branches) a caller may name in DownloadModel besides a 40-hex
+    # commit; an authenticated admin may name any (still from a safe character set).
+    allowed_revisions: list[str] = field(default_factory=list)
+    # Largest model download, in MB: checked against the sizes the Hub reports before
+    # downloading, and against the bytes received while downloading (0: no limit).
+    max_download_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -488,6 +500,8 @@ def _protect_headers(headers: dict[str, str]) -> None:
 
 
 LOCAL_KINDS = ("embedding", "nli")
+# A Hub tag or branch that cannot rewrite a URL path (ratd.local.revisions checks callers').
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
 
 
@@ -501,31 +515,44 @@ def _check_local(local: LocalConfig, source: str) -> None:
         raise ConfigError(
             f'{source}: {where}.device must be "cpu", "cuda" or "cuda:N", got {device!r}'
         )
-    for key in ("ram_budget_mb", "max_batch_tokens", "max_batch_size", "max_queue"):
+    for key in (
+        "ram_budget_mb",
+        "max_batch_tokens",
+        "max_batch_size",
+        "max_queue",
+        "max_tokenize_tokens",
+        "max_classify_tokens",
+    ):
         if getattr(local, key) < 1:
             raise ConfigError(
                 f"{source}: {where}.{key} must be at least 1, got {getattr(local, key)}"
             )
-    for key in ("idle_timeout_secs", "max_wait_ms", "intra_op_threads"):
+    for key in ("idle_timeout_secs", "max_wait_ms", "intra_op_threads", "max_download_mb"):
         if getattr(local, key) < 0:
             raise ConfigError(
                 f"{source}: {where}.{key} must not be negative, got {getattr(local, key)}"
             )
+    for revision in local.allowed_revisions:
+        if not _REVISION.fullmatch(revision) or ".." in revision:
+            raise ConfigError(
+                f"{source}: {where}.allowed_revisions: {revision!r} is not a tag or branch "
+                "name (letters, digits, . _ - only, no ..)"
+            )
     for name, model in local.models.items():
-        if model.kind and model.kind not in LOCAL_KINDS:
-            raise ConfigError(
-                f"{source}: {where}.models.{name}.kind must be one of "
-                f"{', '.join(LOCAL_KINDS)}, got {model.kind!r}"
-            )
-        if model.pooling and model.pooling not in POOLING_MODES:
-            raise ConfigError(
-                f"{source}: {where}.models.{name}.pooling must be one of "
-                f"{', '.join(POOLING_MODES)}, got {model.pooling!r}"
-            )
-        if model.hypothesis_template and "{}" not in model.hypothesis_template:
-            raise ConfigError(
-                f"{source}: {where}.models.{name}.hypothesis_template must contain {{}}"
-            )
+        _check_local_model(model, f"{source}: {where}.models.{name}")
+
+
+def _check_local_model(model: LocalModelConfig, where: str) -> None:
+    if model.kind and model.kind not in LOCAL_KINDS:
+        raise ConfigError(
+            f"{where}.kind must be one of {', '.join(LOCAL_KINDS)}, got {model.kind!r}"
+        )
+    if model.pooling and model.pooling not in POOLING_MODES:
+        raise ConfigError(
+            f"{where}.pooling must be one of {', '.join(POOLING_MODES)}, got {model.pooling!r}"
+        )
+    if model.hypothesis_template and "{}" not in model.hypothesis_template:
+        raise ConfigError(f"{where}.hypothesis_template must contain {{}}")
 
 
 def _kind_home(conf: ProviderConfig) -> bool:

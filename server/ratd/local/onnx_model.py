@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 # Longest sequence a model takes when its configs say nothing usable.
 FALLBACK_MAX_LENGTH = 512
+# More characters than any one token covers (WordPiece gives up on words past 100
+# characters with one [UNK]; BPE vocabularies hold shorter pieces): a text cut at
+# max_length x this many characters still fills the model's window.
+CHARS_PER_TOKEN = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,17 @@ class OnnxModel:
             ) from None
 
     # -- tokenization --------------------------------------------------------------------------
+
+    def clip(self, text: str) -> tuple[str, int]:
+        """``text`` cut to what the model's window holds, and its tokens (specials included).
+
+        A caller's text may be megabytes, and a pair is tokenized whole before truncation:
+        cut it first, coarsely by characters, then exactly at the end of the last token
+        that fits, so that pairs made with it tokenize as the full text would."""
+        window = text[: self.max_length * CHARS_PER_TOKEN]
+        (encoding,) = self.tokenizer.encode_batch([window])
+        end = max((stop for _, stop in encoding.offsets), default=0)
+        return (window[:end] if end else window), len(encoding.ids)
 
     def encode_texts(self, texts: Sequence[str]) -> list[Encoded]:
         encodings = self.tokenizer.encode_batch(list(texts))

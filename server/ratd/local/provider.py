@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf import timestamp_pb2
-from tokenizers import Encoding
 
 from ratatoskr.v1 import admin_pb2, inference_pb2, models_pb2
 from ratd import errors
@@ -26,12 +27,14 @@ from ratd.local import sources
 from ratd.local.catalog import EMBEDDING, NLI, Catalog, ModelSpec
 from ratd.local.manager import Entry, Loaders, ModelManager, State
 from ratd.local.nli import NliModel
-from ratd.local.tokenizers import TokenizerRegistry
+from ratd.local.revisions import check_revision
+from ratd.local.tokenizers import TokenizerRegistry, encode_one, tokenize_response
 from ratd.local.zero_shot import (
     DEFAULT_TEMPLATE,
     STANCE_HYPOTHESES,
     check_labels,
     classify_response,
+    encode_claims,
     hypotheses,
     label_scores,
     stance_response,
@@ -39,6 +42,8 @@ from ratd.local.zero_shot import (
 from ratd.providers.base import Provider
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _STATUS = {
     State.AVAILABLE: models_pb2.MODEL_STATUS_AVAILABLE,
@@ -62,7 +67,11 @@ def hub_settings(config: LocalConfig, models_dir: Path) -> sources.HubSettings:
     endpoint = config.hub_endpoint or os.environ.get("HF_ENDPOINT") or None
     token = os.environ.get("HF_TOKEN") or None
     return sources.HubSettings(
-        cache, endpoint.rstrip("/") if endpoint else None, config.hub_downloads, token
+        cache,
+        endpoint.rstrip("/") if endpoint else None,
+        config.hub_downloads,
+        token,
+        config.max_download_mb,
     )
 
 
@@ -76,6 +85,8 @@ class LocalProvider(Provider):
         self.models_dir = Path(self.local.models_dir).expanduser()
         self.hub = hub_settings(self.local, self.models_dir)
         self.catalog = Catalog(self.local)
+        # With auth on, AdminService callers are admins (the interceptor requires it).
+        self.callers_are_admins = config.auth.mode != "none"
         # Inference: one batch in flight per model; a few models may compute at once.
         self.inference_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ratd-onnx")
         # Tokenization: separate, so that a huge text never queues behind inference.
@@ -104,7 +115,9 @@ class LocalProvider(Provider):
         await self.manager.start()
 
     def reusable_for(self, config: Config) -> bool:
-        return config.local == self.local
+        return config.local == self.local and self.callers_are_admins == (
+            config.auth.mode != "none"
+        )
 
     async def close(self) -> None:
         await self.manager.close()
@@ -135,6 +148,24 @@ class LocalProvider(Provider):
         assert model is not None and batcher is not None
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(self.tokenize_pool, model.encode_pairs, pairs)
+        rows = await batcher.submit(encoded)
+        return np.stack(rows)
+
+    async def _run_claims(self, entry: Entry, text: str, claims: Sequence[str]) -> np.ndarray:
+        """Logits of (text, claim) pairs: text cut to the window, cost within
+        max_classify_tokens, and the encoding stopped if the caller goes away."""
+        model = entry.model
+        batcher = entry.batcher
+        assert model is not None and batcher is not None
+        cancelled = threading.Event()
+        budget = self.local.max_classify_tokens
+        try:
+            encoded = await self._in_pool(
+                lambda: encode_claims(model, text, claims, budget, cancelled)
+            )
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         rows = await batcher.submit(encoded)
         return np.stack(rows)
 
@@ -177,7 +208,7 @@ class LocalProvider(Provider):
         )
         claims = hypotheses(labels, template)
         async with self.manager.use(model) as entry:
-            logits = await self._run_pairs(entry, [(request.text, claim) for claim in claims])
+            logits = await self._run_claims(entry, request.text, claims)
             nli = entry.model
         assert isinstance(nli, NliModel)
         scores = label_scores(logits, nli.labels, multi_label=request.multi_label)
@@ -191,39 +222,34 @@ class LocalProvider(Provider):
             template.replace("{}", request.target, 1) for template in STANCE_HYPOTHESES.values()
         ]
         async with self.manager.use(model) as entry:
-            logits = await self._run_pairs(entry, [(request.text, claim) for claim in claims])
+            logits = await self._run_claims(entry, request.text, claims)
             nli = entry.model
         assert isinstance(nli, NliModel)
         return stance_response(request.target, label_scores(logits, nli.labels, multi_label=False))
 
     # -- tokens --------------------------------------------------------------------------------
+    # Tokenizing megabytes takes seconds: it runs in the tokenize pool with encode_batch,
+    # which releases the GIL (encode does not, and would stall the event loop from any
+    # thread). The reply is built there too: one Token message per token is slow in Python.
 
-    async def _encode(self, text: str, model: str) -> tuple[Encoding, str, bool]:
-        found = await self.tokenizers.get(model)
-        loop = asyncio.get_running_loop()
-        encoding = await loop.run_in_executor(
-            self.tokenize_pool,
-            lambda: found.tokenizer.encode(text, add_special_tokens=found.add_special_tokens),
-        )
-        return encoding, found.name, found.approximate
+    async def _in_pool(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.tokenize_pool, work)
 
     async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
-        encoding, name, approximate = await self._encode(text, model)
-        return inference_pb2.CountTokensResponse(
-            count=len(encoding.ids),
-            tokenizer=name,
-            approximate=approximate,
-        )
+        found = await self.tokenizers.get(model)
+
+        def count() -> inference_pb2.CountTokensResponse:
+            encoding = encode_one(found, text)
+            return inference_pb2.CountTokensResponse(
+                count=len(encoding), tokenizer=found.name, approximate=found.approximate
+            )
+
+        return await self._in_pool(count)
 
     async def tokenize(self, text: str, model: str) -> inference_pb2.TokenizeResponse:
-        encoding, name, approximate = await self._encode(text, model)
-        tokens = [
-            inference_pb2.Token(id=token_id, text=text[start:end], start=start, end=end)
-            for token_id, (start, end) in zip(encoding.ids, encoding.offsets, strict=True)
-        ]
-        return inference_pb2.TokenizeResponse(
-            tokens=tokens, tokenizer=name, approximate=approximate
-        )
+        found = await self.tokenizers.get(model)
+        limit = self.local.max_tokenize_tokens
+        return await self._in_pool(lambda: tokenize_response(found, text, limit))
 
     # -- models --------------------------------------------------------------------------------
 
@@ -295,6 +321,7 @@ class LocalProvider(Provider):
     async def download_model(
         self, model: str, revision: str
     ) -> AsyncIterator[admin_pb2.DownloadModelResponse]:
+        check_revision(revision, self.local.allowed_revisions, admin=self.callers_are_admins)
         queue: asyncio.Queue[admin_pb2.DownloadModelResponse] = asyncio.Queue()
         last_sent: dict[str, float] = {}
 

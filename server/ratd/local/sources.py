@@ -25,6 +25,7 @@ from typing import Any
 
 from ratd import errors
 from ratd.local.catalog import EMBEDDING, ModelSpec
+from ratd.local.revisions import DownloadTooLarge, too_large
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class HubSettings:
     endpoint: str | None = None
     allow_downloads: bool = True
     token: str | None = None
+    # Largest download of one model (all its files), in MB; 0: no limit.
+    max_download_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,12 +225,23 @@ class _ProgressBar:
         pass
 
 
-def _bar_for(name: str, progress: Progress | None) -> type[_ProgressBar]:
+def _bar_for(
+    name: str, progress: Progress | None, budget: Callable[[int], None]
+) -> type[_ProgressBar]:
+    """A progress bar class for one file; ``budget`` sees each file's byte count as it
+    grows and raises to stop a download that outgrows the size cap."""
+
     def report(n: int, total: int) -> None:
+        budget(n)
         if progress is not None:
             progress(name, n, total, False)
 
     return type("_Bar", (_ProgressBar,), {"report": staticmethod(report)})
+
+
+def _size(sibling: Any) -> int:
+    lfs = sibling.lfs
+    return int(sibling.size or (lfs.size if lfs else 0) or 0)
 
 
 def _hub_info(spec: ModelSpec, hub: HubSettings, revision: str) -> Any:
@@ -239,10 +253,9 @@ def _hub_info(spec: ModelSpec, hub: HubSettings, revision: str) -> Any:
         RevisionNotFoundError,
     )
 
-    where = f"{spec.hub_repo}@{revision}"
     api = HfApi(endpoint=hub.endpoint, token=hub.token)
     try:
-        info = api.model_info(spec.hub_repo, revision=revision, files_metadata=True)
+        return api.model_info(spec.hub_repo, revision=revision, files_metadata=True)
     except GatedRepoError:  # before its base class, RepositoryNotFoundError
         raise errors.ModelNotAvailable(
             f"{spec.hub_repo} is gated: accept its terms and set HF_TOKEN", model=spec.name
@@ -258,27 +271,14 @@ def _hub_info(spec: ModelSpec, hub: HubSettings, revision: str) -> Any:
     except Exception as err:  # HTTP and connection errors of huggingface_hub's client
         endpoint = hub.endpoint or "https://huggingface.co"
         raise errors.ModelNotAvailable(
-            f"cannot reach the Hub ({endpoint}) for {where}: {type(err).__name__}: {err}",
+            f"cannot reach the Hub ({endpoint}) for {spec.hub_repo}@{revision}: "
+            f"{type(err).__name__}: {err}",
             model=spec.name,
         ) from None
-    return info
 
 
-def download(
-    spec: ModelSpec, hub: HubSettings, revision: str = "", progress: Progress | None = None
-) -> ModelFiles:
-    """Fetch the model's files from the Hub into the cache (skipping what is there), check
-    each file's sha256 against the Hub's LFS metadata and the config, and return them."""
-    from huggingface_hub import hf_hub_download
-
-    if not spec.hub_repo:
-        raise errors.ModelNotAvailable(
-            f"{spec.name} has no Hub repository to download from", model=spec.name
-        )
-    revision = revision or spec.revision or "main"
-    where = f"{spec.hub_repo}@{revision}"
-    info = _hub_info(spec, hub, revision)
-    siblings = {s.rfilename: s for s in (info.siblings or [])}
+def _wanted(spec: ModelSpec, siblings: Mapping[str, Any], where: str) -> tuple[str, list[str]]:
+    """The ONNX file to run, and every file of the repository ratd needs beside it."""
     onnx = next((name for name in _hub_onnx(spec) if name in siblings), None)
     if onnx is None or "tokenizer.json" not in siblings:
         raise errors.ModelNotAvailable(
@@ -288,47 +288,101 @@ def download(
         )
     wanted = [onnx, f"{onnx}_data", f"{onnx}.data", "tokenizer.json", *OPTIONAL_FILES]
     if spec.kind != EMBEDDING:
-        wanted = [
-            w
-            for w in wanted
-            if w not in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
-        ]
+        embedding_only = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
+        wanted = [w for w in wanted if w not in embedding_only]
+    return onnx, [name for name in wanted if name in siblings]
+
+
+class _Budget:
+    """The bytes a download may take (``max_download_mb``), checked as they arrive."""
+
+    def __init__(self, where: str, limit_mb: int) -> None:
+        self.where, self.limit_mb = where, limit_mb
+        self.limit = limit_mb * 1024 * 1024
+        self.received: dict[str, int] = {}
+
+    def check_listed(self, total: int) -> None:
+        if self.limit and total > self.limit:
+            raise too_large(self.where, total, self.limit_mb, received=False)
+
+    def for_file(self, name: str) -> Callable[[int], None]:
+        def check(n: int) -> None:
+            self.received[name] = n
+            total = sum(self.received.values())
+            if self.limit and total > self.limit:
+                raise too_large(self.where, total, self.limit_mb, received=True)
+
+        return check
+
+
+def download(
+    spec: ModelSpec, hub: HubSettings, revision: str = "", progress: Progress | None = None
+) -> ModelFiles:
+    """Fetch the model's files from the Hub into the cache (skipping what is there), check
+    each file's sha256 against the Hub's LFS metadata and the config, and return them."""
+    if not spec.hub_repo:
+        raise errors.ModelNotAvailable(
+            f"{spec.name} has no Hub repository to download from", model=spec.name
+        )
+    revision = revision or spec.revision or "main"
+    where = f"{spec.hub_repo}@{revision}"
+    info = _hub_info(spec, hub, revision)
+    siblings = {s.rfilename: s for s in (info.siblings or [])}
+    onnx, wanted = _wanted(spec, siblings, where)
+    budget = _Budget(where, hub.max_download_mb)
+    budget.check_listed(sum(_size(siblings[name]) for name in wanted))
     snapshot: Path | None = None
     for name in wanted:
-        sibling = siblings.get(name)
-        if sibling is None:
-            continue
-        lfs = sibling.lfs
-        total = int(sibling.size or (lfs.size if lfs else 0) or 0)
-        if progress is not None:
-            progress(name, 0, total, False)
-        try:
-            local = Path(
-                hf_hub_download(
-                    spec.hub_repo,
-                    name,
-                    revision=revision,
-                    cache_dir=str(hub.cache_dir),
-                    endpoint=hub.endpoint,
-                    token=hub.token,
-                    tqdm_class=_bar_for(name, progress),
-                )
-            )
-        except Exception as err:  # HTTP, connection and disk errors alike
-            raise errors.ModelNotAvailable(
-                f"downloading {name} of {where} failed: {type(err).__name__}: {err}",
-                model=spec.name,
-            ) from None
-        expected = spec.sha256.get(name) or (lfs.sha256 if lfs else None)
-        if expected:
-            check_sha256(local, expected)
-        if progress is not None:
-            progress(name, total or local.stat().st_size, total or local.stat().st_size, True)
-        depth = len(Path(name).parts)
-        snapshot = local.parents[depth - 1]
+        local = _fetch(spec, hub, revision, name, siblings[name], progress=progress, budget=budget)
+        snapshot = local.parents[len(Path(name).parts) - 1]
     assert snapshot is not None
     label = f"hub {spec.hub_repo}@{(info.sha or revision)[:12]}"
     return ModelFiles((snapshot,), onnx, label, dict(spec.sha256))
+
+
+def _fetch(
+    spec: ModelSpec,
+    hub: HubSettings,
+    revision: str,
+    name: str,
+    sibling: Any,
+    *,
+    progress: Progress | None,
+    budget: _Budget,
+) -> Path:
+    """One file of the repository, downloaded (or found in the cache) and checked."""
+    from huggingface_hub import hf_hub_download
+
+    total = _size(sibling)
+    if progress is not None:
+        progress(name, 0, total, False)
+    try:
+        local = Path(
+            hf_hub_download(
+                spec.hub_repo,
+                name,
+                revision=revision,
+                cache_dir=str(hub.cache_dir),
+                endpoint=hub.endpoint,
+                token=hub.token,
+                tqdm_class=_bar_for(name, progress, budget.for_file(name)),
+            )
+        )
+    except DownloadTooLarge:
+        raise
+    except Exception as err:  # HTTP, connection and disk errors alike
+        raise errors.ModelNotAvailable(
+            f"downloading {name} of {spec.hub_repo}@{revision} failed: {type(err).__name__}: {err}",
+            model=spec.name,
+        ) from None
+    lfs = sibling.lfs
+    expected = spec.sha256.get(name) or (lfs.sha256 if lfs else None)
+    if expected:
+        check_sha256(local, expected)
+    if progress is not None:
+        size = total or local.stat().st_size
+        progress(name, size, size, True)
+    return local
 
 
 # -- resolution ---------------------------------------------------------------------------------

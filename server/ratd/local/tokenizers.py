@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
+from ratatoskr.v1 import inference_pb2
 from ratd import errors
 from ratd.local import sources, tiktoken_convert
 from ratd.local.catalog import Catalog, ModelSpec
@@ -102,6 +103,34 @@ class LoadedTokenizer:
     add_special_tokens: bool = False
 
 
+def encode_one(found: LoadedTokenizer, text: str) -> Encoding:
+    """``text`` tokenized; blocking, but with the GIL released (``encode_batch`` releases
+    it, ``encode`` holds it for the whole text: seconds for megabytes)."""
+    return found.tokenizer.encode_batch([text], add_special_tokens=found.add_special_tokens)[0]
+
+
+def tokenize_response(
+    found: LoadedTokenizer, text: str, limit: int
+) -> inference_pb2.TokenizeResponse:
+    """The Tokenize reply, or INVALID_ARGUMENT past ``limit`` tokens (one message per token
+    is the expensive part: 3.3 MB of text would be 660k of them)."""
+    encoding = encode_one(found, text)
+    ids = encoding.ids
+    if len(ids) > limit:
+        raise errors.InvalidInput(
+            f"text: {len(ids)} tokens, more than Tokenize lists ({limit} tokens, "
+            "providers.local.max_tokenize_tokens); CountTokens counts any length",
+            field="text",
+        )
+    tokens = [
+        inference_pb2.Token(id=token_id, text=text[start:end], start=start, end=end)
+        for token_id, (start, end) in zip(ids, encoding.offsets, strict=True)
+    ]
+    return inference_pb2.TokenizeResponse(
+        tokens=tokens, tokenizer=found.name, approximate=found.approximate
+    )
+
+
 def longest_prefix(name: str, prefixes: Mapping[str, str]) -> str | None:
     best = max((p for p in prefixes if name.startswith(p)), key=len, default=None)
     return prefixes[best] if best is not None else None
@@ -159,14 +188,19 @@ class TokenizerRegistry:
         )
 
     def _in_directory(self, name: str) -> Path | None:
+        """NAME.tokenizer.json or NAME/tokenizer.json inside tokenizers_dir. ``name`` may
+        come from a caller: a path that resolves outside the directory (``..``, absolute,
+        a symlink out) is treated as absent, so nothing about other files is revealed."""
         if self.directory is None:
             return None
+        root = self.directory.resolve()
         for candidate in (
             self.directory / f"{name}.tokenizer.json",
             self.directory / name / "tokenizer.json",
         ):
-            if candidate.is_file():
-                return candidate
+            resolved = candidate.resolve()
+            if resolved.is_relative_to(root) and resolved.is_file():
+                return resolved
         return None
 
     # -- files ---------------------------------------------------------------------------------

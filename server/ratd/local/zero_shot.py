@@ -12,6 +12,7 @@ highest score, ties going favor, then against, then neutral (upstream's rule).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ratatoskr.v1 import inference_pb2
 from ratd import errors
 from ratd.local.nli import LabelIndex, softmax
+from ratd.local.onnx_model import Encoded, OnnxModel
 
 DEFAULT_TEMPLATE = "This example is {}."
 STANCE_HYPOTHESES = {
@@ -44,6 +46,48 @@ def check_labels(labels: Sequence[str]) -> None:
                 f"labels[{i}]: duplicate label {label!r}", field=f"labels[{i}]"
             )
         seen.add(label)
+
+
+# Claims encoded at a time; between two chunks the work stops if the caller has gone.
+CLAIM_CHUNK = 16
+
+
+def _over_budget(tokens: int, claims: int, budget: int) -> errors.InvalidInput:
+    return errors.InvalidInput(
+        f"labels: {claims} labels x the text would run {tokens} tokens through the model, "
+        f"more than one request may (providers.local.max_classify_tokens = {budget}); "
+        "send fewer labels or a shorter text",
+        field="labels",
+    )
+
+
+def encode_claims(
+    model: OnnxModel,
+    text: str,
+    claims: Sequence[str],
+    budget: int,
+    cancelled: threading.Event,
+) -> list[Encoded]:
+    """(text, claim) pairs encoded for the model (blocking: call it from a worker thread).
+
+    The cost is claims x text length, so the text is cut to the model's window before the
+    pairs are tokenized, the cost is checked against ``budget`` (tokens over all pairs)
+    before and after, and ``cancelled`` (the caller went away) stops the work between
+    chunks of claims."""
+    premise, premise_tokens = model.clip(text)
+    if len(claims) * premise_tokens > budget:
+        raise _over_budget(len(claims) * premise_tokens, len(claims), budget)
+    encoded: list[Encoded] = []
+    total = 0
+    for start in range(0, len(claims), CLAIM_CHUNK):
+        if cancelled.is_set():
+            raise errors.Timeout("the caller is gone; zero-shot work stopped")
+        chunk = claims[start : start + CLAIM_CHUNK]
+        encoded.extend(model.encode_pairs([(premise, claim) for claim in chunk]))
+        total = sum(e.length for e in encoded)
+        if total > budget:
+            raise _over_budget(total, len(claims), budget)
+    return encoded
 
 
 def label_scores(logits: np.ndarray, index: LabelIndex, multi_label: bool) -> np.ndarray:

@@ -1,0 +1,141 @@
+"""Requests that do not decode (a corrupt message, invalid UTF-8 in a string field) answer
+INVALID_ARGUMENT with one log line.
+
+grpc runs a handler's ``request_deserializer`` before the handler; when it raises, grpc
+answers UNKNOWN and logs a traceback, per call. This interceptor gives every handler a
+deserializer that catches ``DecodeError`` and hands the handler an ``Undecodable`` in
+place of the request; the wrapped handler aborts with INVALID_ARGUMENT when it sees one
+(for streamed requests, when the bad message arrives). Installed inside the auth
+interceptor, so an unauthenticated caller is refused before anything is decoded for it.
+Wrapped handlers are kept per method: a call costs a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+log = logging.getLogger(__name__)
+
+Deserializer = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands in for a request message that failed to decode; ``reason`` is protobuf's."""
+
+    reason: str
+
+
+def safe_deserializer(deserialize: Deserializer) -> Deserializer:
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as err:
+            return Undecodable(str(err).rsplit(": ", 1)[-1][:200])
+
+    return decode
+
+
+async def _refuse(context: grpc.aio.ServicerContext, method: str, bad: Undecodable) -> None:
+    log.warning("%s: the request could not be decoded (%s): INVALID_ARGUMENT", method, bad.reason)
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request message could not be decoded ({bad.reason})",
+    )
+
+
+async def _checked(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, method: str
+) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            await _refuse(context, method, request)
+        yield request
+
+
+def _unary_request(behavior: Any, method: str) -> Any:
+    """A behavior that refuses an Undecodable request, then runs ``behavior``."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if isinstance(request, Undecodable):
+                await _refuse(context, method, request)
+            async for item in behavior(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await _refuse(context, method, request)
+        return await behavior(request, context)
+
+    return call
+
+
+def _stream_request(behavior: Any, method: str) -> Any:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in behavior(_checked(requests, context, method), context):
+                yield item
+
+        return stream
+
+    async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await behavior(_checked(requests, context, method), context)
+
+    return call
+
+
+def wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """``handler`` with the safe deserializer and a behavior that refuses what failed."""
+    if handler.request_deserializer is None:
+        return handler
+    kwargs = {
+        "request_deserializer": safe_deserializer(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _unary_request(handler.unary_unary, method), **kwargs
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _unary_request(handler.unary_stream, method), **kwargs
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _stream_request(handler.stream_unary, method), **kwargs
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        _stream_request(handler.stream_stream, method), **kwargs
+    )
+
+
+class DecodingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        cached = self._handlers.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = wrap(handler, method.rsplit("/", 1)[-1])
+        self._handlers[method] = (handler, wrapped)  # bounded: one per served method
+        return wrapped
