@@ -32,7 +32,7 @@ from ratd.providers.factory import build_providers
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
 from ratd.service.auth import Authenticator, AuthInterceptor
-from ratd.service.decoding import DecodingInterceptor
+from ratd.service.decoding import DecodingServer
 from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
@@ -131,17 +131,16 @@ class Daemon:
             self.http = OpenAIDoor(
                 config, self.guard, self.auth.authenticator if self.auth else None
             )
-        # Undecodable requests answer INVALID_ARGUMENT; inside auth, which runs first.
-        decoding = DecodingInterceptor()
         self.server = grpc.aio.server(
-            options=server_options(config),
-            interceptors=[self.auth, decoding] if self.auth else [decoding],
+            options=server_options(config), interceptors=[self.auth] if self.auth else None
         )
-        ratatoskr_pb2_grpc.add_RatatoskrServicer_to_server(self.service, self.server)
+        # Undecodable requests answer INVALID_ARGUMENT (handlers wrapped as registered).
+        decoding = DecodingServer(self.server)
+        ratatoskr_pb2_grpc.add_RatatoskrServicer_to_server(self.service, decoding)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.guard, self.reload), self.server
+            AdminService(self.guard, self.reload), decoding
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, decoding)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
         )

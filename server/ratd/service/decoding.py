@@ -5,16 +5,19 @@ grpc runs a handler's ``request_deserializer`` before the handler; when it raise
 answers UNKNOWN and logs a traceback, per call. This interceptor gives every handler a
 deserializer that catches ``DecodeError`` and hands the handler an ``Undecodable`` in
 place of the request; the wrapped handler aborts with INVALID_ARGUMENT when it sees one
-(for streamed requests, when the bad message arrives). Installed inside the auth
-interceptor, so an unauthenticated caller is refused before anything is decoded for it.
-Wrapped handlers are kept per method: a call costs a dictionary lookup.
+(for streamed requests, when the bad message arrives).
+
+The handlers are wrapped once, as the generated ``add_*Servicer_to_server`` functions
+register them (``DecodingServer``), rather than by an interceptor: an interceptor runs on
+every call, this costs nothing until a request fails to decode. Interceptors (auth) still
+run first, so an unauthenticated caller is refused before anything is decoded for it.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,22 +123,24 @@ def wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     )
 
 
-class DecodingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self) -> None:
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+class DecodingServer:
+    """Stands in for the server while a generated ``add_*Servicer_to_server`` registers a
+    service: its method handlers are registered wrapped (``wrap``).
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method: str = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = wrap(handler, method.rsplit("/", 1)[-1])
-        self._handlers[method] = (handler, wrapped)  # bounded: one per served method
-        return wrapped
+    The generated code (grpcio-tools >= 1.62) registers the same handlers twice, as a
+    generic handler and by method; both registrations here are of the wrapped ones."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignored: ``add_registered_method_handlers`` registers the wrapped handlers
+        both ways (the generated code calls it right after this)."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        wrapped = {name: wrap(handler, name) for name, handler in handlers.items()}
+        generic = grpc.method_handlers_generic_handler(service, wrapped)
+        self._server.add_generic_rpc_handlers((generic,))
+        self._server.add_registered_method_handlers(service, wrapped)
