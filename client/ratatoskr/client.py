@@ -330,15 +330,28 @@ class ServiceClient:
     # -- inference --------------------------------------------------------------------
 
     async def embed(
-        self, text: str, model: str, *, timeout: float | None = None
+        self,
+        text: str,
+        model: str,
+        *,
+        dimensions: int | None = None,
+        timeout: float | None = None,
     ) -> inference_pb2.EmbedResponse:
-        request = inference_pb2.EmbedRequest(text=text, model=model)
+        """``dimensions``: a shorter vector, where the model can give one (see the proto)."""
+        request = inference_pb2.EmbedRequest(text=text, model=model, dimensions=dimensions)
         return await self._call(self._stub.Embed, request, timeout)
 
     async def embed_batch(
-        self, texts: Sequence[str], model: str, *, timeout: float | None = None
+        self,
+        texts: Sequence[str],
+        model: str,
+        *,
+        dimensions: int | None = None,
+        timeout: float | None = None,
     ) -> list[inference_pb2.Embedding]:
-        request = inference_pb2.EmbedBatchRequest(texts=list(texts), model=model)
+        request = inference_pb2.EmbedBatchRequest(
+            texts=list(texts), model=model, dimensions=dimensions
+        )
         response = await self._call(self._stub.EmbedBatch, request, timeout)
         return list(response.embeddings)
 
