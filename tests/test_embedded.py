@@ -5,6 +5,7 @@ embeddings run the real all-MiniLM-L6-v2 (int8, from PyPI) in ONNX Runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ratatoskr import ModelNotAvailable, ServiceClient
+from ratatoskr import ModelNotAvailable, ServiceClient, SyncServiceClient
 from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import make_config, running_daemon
@@ -116,6 +117,23 @@ async def test_auto_falls_back_to_embedded_when_no_ratd_answers(
         assert (await client.chat("hi", model="gpt-4o-mini")).content == TEXT
     finally:
         await client.close()
+
+
+async def test_sync_client_embedded(
+    upstream: FakeOpenAIUpstream, tmp_path: Path, keys: Path
+) -> None:
+    """The blocking client runs the embedded gateway on its own loop (a thread here, so
+    that the test's loop keeps serving the fake upstream)."""
+    config = write_config(tmp_path, upstream)
+
+    def use() -> tuple[str, str]:
+        client = SyncServiceClient.embedded(config, secrets_path=keys, timeout=60)
+        try:
+            return client.mode, client.chat("hi", model="gpt-4o-mini").content
+        finally:
+            client.close()
+
+    assert await asyncio.to_thread(use) == ("embedded", TEXT)
 
 
 def test_the_client_imports_without_the_server_and_says_what_to_install(
