@@ -39,7 +39,9 @@ class SyncServiceClient:
         **connect: Any,
     ) -> None:
         self._start(
-            lambda: ServiceClient.connect(address, timeout=timeout, wait_ready=wait_ready, **connect)
+            lambda: ServiceClient.connect(
+                address, timeout=timeout, wait_ready=wait_ready, **connect
+            )
         )
 
     @classmethod
