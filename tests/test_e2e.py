@@ -323,3 +323,13 @@ async def test_rat_embed_on_the_embedded_default_config(tmp_path: Path) -> None:
         code, out, err = await rat(ratd, "--json", "embed", "hello", "world")
         assert code == 0, err
         assert [json.loads(line)["model"] for line in out.splitlines()] == ["all-MiniLM-L6-v2"] * 2
+
+
+async def test_rat_embed_dimensions(ratd: SpawnedRatd, upstream: FakeOpenAIUpstream) -> None:
+    code, out, err = await rat(
+        ratd, "embed", "--dimensions", "8", "-m", "text-embedding-3-small", "ash", "elm"
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(len(line.split(",")) == 8 for line in lines)
+    assert upstream.last("openai", "/embeddings").json["dimensions"] == 8

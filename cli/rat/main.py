@@ -244,7 +244,7 @@ async def generate(client: ServiceClient, args: argparse.Namespace) -> None:
 @command("embed")
 async def embed(client: ServiceClient, args: argparse.Namespace) -> None:
     texts = args.text or [text_argument(None, "text")]
-    embeddings = await client.embed_batch(texts, args.model)
+    embeddings = await client.embed_batch(texts, args.model, dimensions=args.dimensions)
     for embedding in embeddings:
         if args.json:
             print_json(embedding)
@@ -468,6 +468,11 @@ def _parser() -> argparse.ArgumentParser:
             )
     p = add("embed", "embeddings, one line per text")
     p.add_argument("text", nargs="*")
+    p.add_argument(
+        "--dimensions",
+        type=int,
+        help="a shorter vector (text-embedding-3, Gemini, Matryoshka local models)",
+    )
     # The preset is the local all-MiniLM-L6-v2 unless the config points it elsewhere.
     model_arg(p, default=DEFAULT_EMBED_MODEL)
     p = add("nli", "natural language inference of a premise and a hypothesis")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from ratatoskr.address import DEFAULT_ADDRESS, parse_address
+from ratatoskr.embedded import DEFAULT_PROBE_SECS, ratd_answers, start_embedded
 from ratatoskr.errors import ConnectionFailed, from_rpc_error
 from ratatoskr.helpers import ChatOptions, GenerateOptions, Message
 from ratatoskr.v1 import (
@@ -26,6 +27,9 @@ from ratatoskr.v1 import (
     ratatoskr_pb2,
     ratatoskr_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from ratd.embedded import EmbeddedDaemon
 
 T = TypeVar("T")
 
@@ -85,7 +89,11 @@ def _merge(base: Any, overrides: Any) -> Any:
 
 
 class ServiceClient:
-    """Async client of ratd. Use ``await ServiceClient.connect(address)``."""
+    """Async client of ratd. Use ``await ServiceClient.connect(address)``, or
+    ``embedded()`` / ``auto()`` for ratd's gateway inside this process.
+
+    ``mode`` says which: ``"remote"`` (a ratd reached over the network or a socket) or
+    ``"embedded"`` (a ratd served in this process, stopped by ``close()``)."""
 
     def __init__(
         self,
@@ -100,6 +108,8 @@ class ServiceClient:
         self.timeout = timeout
         # Sent with every call; never part of a repr or an error.
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        self.mode = "remote"
+        self._embedded: EmbeddedDaemon | None = None
 
     @classmethod
     async def connect(
@@ -135,8 +145,75 @@ class ServiceClient:
                 ) from None
         return cls(channel, timeout=timeout, api_key=api_key)
 
+    @classmethod
+    async def embedded(
+        cls,
+        config_path: str | os.PathLike[str] | None = None,
+        *,
+        secrets_path: str | os.PathLike[str] | None = None,
+        default_config: bool = False,
+        timeout: float | None = None,
+        api_key: str | None = None,
+    ) -> ServiceClient:
+        """ratd's gateway in this process, no daemon to run: the config is read as ratd
+        reads it (``config_path``, else ``~/.config/ratatoskr/config.toml`` or
+        ``/etc/ratatoskr/config.toml``, else the embedded default; ``default_config``
+        forces the embedded default) and served on a private unix socket in this
+        process, so calls, errors and streams are those of a ratd process. ``close()``
+        stops it. Needs ``ratatoskr[server]`` (ImportError naming it otherwise)."""
+        daemon = await start_embedded(config_path, secrets_path, default_config)
+        try:
+            client = await cls.connect(daemon.address, timeout=timeout, api_key=api_key)
+        except BaseException:
+            await daemon.stop()
+            raise
+        client.mode = "embedded"
+        client._embedded = daemon
+        return client
+
+    @classmethod
+    async def auto(
+        cls,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        probe_secs: float = DEFAULT_PROBE_SECS,
+        config_path: str | os.PathLike[str] | None = None,
+        secrets_path: str | os.PathLike[str] | None = None,
+        default_config: bool = False,
+        timeout: float | None = None,
+        api_key: str | None = None,
+        tls_ca: PemArg | None = None,
+        tls_cert: PemArg | None = None,
+        tls_key: PemArg | None = None,
+    ) -> ServiceClient:
+        """The ratd at ``address`` when it answers a health check within
+        ``probe_secs``; otherwise ``embedded()`` with the config arguments. ``tls_*``
+        as for ``connect`` (for the remote ratd only)."""
+        client = await cls.connect(
+            address,
+            timeout=timeout,
+            api_key=api_key,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+        if await ratd_answers(client._channel, probe_secs, client._metadata):
+            return client
+        await client.close()
+        return await cls.embedded(
+            config_path,
+            secrets_path=secrets_path,
+            default_config=default_config,
+            timeout=timeout,
+            api_key=api_key,
+        )
+
     async def close(self) -> None:
+        """Close the channel; in embedded mode, also drain and stop the in-process ratd."""
         await self._channel.close()
+        if self._embedded is not None:
+            daemon, self._embedded = self._embedded, None
+            await daemon.stop()
 
     async def __aenter__(self) -> ServiceClient:
         return self
@@ -253,15 +330,28 @@ class ServiceClient:
     # -- inference --------------------------------------------------------------------
 
     async def embed(
-        self, text: str, model: str, *, timeout: float | None = None
+        self,
+        text: str,
+        model: str,
+        *,
+        dimensions: int | None = None,
+        timeout: float | None = None,
     ) -> inference_pb2.EmbedResponse:
-        request = inference_pb2.EmbedRequest(text=text, model=model)
+        """``dimensions``: a shorter vector, where the model can give one (see the proto)."""
+        request = inference_pb2.EmbedRequest(text=text, model=model, dimensions=dimensions)
         return await self._call(self._stub.Embed, request, timeout)
 
     async def embed_batch(
-        self, texts: Sequence[str], model: str, *, timeout: float | None = None
+        self,
+        texts: Sequence[str],
+        model: str,
+        *,
+        dimensions: int | None = None,
+        timeout: float | None = None,
     ) -> list[inference_pb2.Embedding]:
-        request = inference_pb2.EmbedBatchRequest(texts=list(texts), model=model)
+        request = inference_pb2.EmbedBatchRequest(
+            texts=list(texts), model=model, dimensions=dimensions
+        )
         response = await self._call(self._stub.EmbedBatch, request, timeout)
         return list(response.embeddings)
 

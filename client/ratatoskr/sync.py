@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from ratatoskr.address import DEFAULT_ADDRESS
@@ -25,7 +25,9 @@ class SyncServiceClient:
     Keyword arguments of ``ServiceClient.connect`` (``tls_ca``, ``tls_cert``, ``tls_key``,
     ``api_key``) pass through.
 
-    Streaming methods return ordinary iterators.
+    Streaming methods return ordinary iterators. ``SyncServiceClient.embedded(...)`` and
+    ``SyncServiceClient.auto(...)`` take the arguments of ``ServiceClient.embedded`` and
+    ``ServiceClient.auto``: ratd's gateway inside this process.
     """
 
     def __init__(
@@ -36,14 +38,41 @@ class SyncServiceClient:
         wait_ready: float | None = None,
         **connect: Any,
     ) -> None:
+        self._start(
+            lambda: ServiceClient.connect(
+                address, timeout=timeout, wait_ready=wait_ready, **connect
+            )
+        )
+
+    @classmethod
+    def embedded(cls, *args: Any, **kwargs: Any) -> SyncServiceClient:
+        """``ServiceClient.embedded`` on this client's private loop; ``close()`` stops it."""
+        client = cls.__new__(cls)
+        client._start(lambda: ServiceClient.embedded(*args, **kwargs))
+        return client
+
+    @classmethod
+    def auto(cls, *args: Any, **kwargs: Any) -> SyncServiceClient:
+        """``ServiceClient.auto``: a running ratd when one answers, else embedded."""
+        client = cls.__new__(cls)
+        client._start(lambda: ServiceClient.auto(*args, **kwargs))
+        return client
+
+    def _start(self, open_client: Callable[[], Coroutine[Any, Any, ServiceClient]]) -> None:
+        """Start the private loop and open the client on it (the loop is stopped again
+        when that fails, so that no thread is left behind)."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="ratatoskr-client", daemon=True
         )
         self._thread.start()
-        self._client = self._run(
-            ServiceClient.connect(address, timeout=timeout, wait_ready=wait_ready, **connect)
-        )
+        try:
+            self._client = self._run(open_client())
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -123,6 +123,10 @@ class LocalModelConfig:
     max_seq_length: int = 0
     # NLI models: hypothesis template of zero-shot classification.
     hypothesis_template: str = ""
+    # Embedding models trained with Matryoshka representation learning: a request's
+    # ``dimensions`` truncates their vectors (then L2-normalises them again). Other
+    # models refuse ``dimensions``.
+    matryoshka: bool = False
 
 
 @dataclass(frozen=True)

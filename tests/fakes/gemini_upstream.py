@@ -656,6 +656,14 @@ def fake_embedding(text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]
     )
 
 
+def _embedding_of(request: Mapping[str, Any]) -> list[float]:
+    """The vector an embed request gets: with ``outputDimensionality``, the first values
+    of the full one, not normalised again (as Gemini's docs describe)."""
+    vector = fake_embedding(_content_text(request.get("content")))
+    size = request.get("outputDimensionality")
+    return vector[:size] if isinstance(size, int) and size > 0 else vector
+
+
 def _content_text(content: Any) -> str:
     parts = content.get("parts") if isinstance(content, dict) else None
     return "".join(str(p.get("text") or "") for p in parts or ())
@@ -709,8 +717,7 @@ class FakeGeminiUpstream(LoopbackServer):
         if isinstance(answer, ErrorReply):
             return _error_response(answer)
         if method == "embedContent":
-            vector = fake_embedding(_content_text(body.get("content")))
-            return web.json_response({"embedding": {"values": vector}})
+            return web.json_response({"embedding": {"values": _embedding_of(body)}})
         if method == "batchEmbedContents":
             return self._batch_embed(body, model)
         if method == "countTokens":
@@ -739,7 +746,7 @@ class FakeGeminiUpstream(LoopbackServer):
                         f"Model names should be the same in the request and in requests[{i}].model."
                     )
                 )
-            vectors.append({"values": fake_embedding(_content_text(item.get("content")))})
+            vectors.append({"values": _embedding_of(item)})
         return web.json_response({"embeddings": vectors})
 
     async def _generate(

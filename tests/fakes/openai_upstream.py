@@ -1553,15 +1553,19 @@ class FakeOpenAIUpstream:
             await asyncio.sleep(0.01)
         self.disconnected.set()
 
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+    async def embeddings(
+        self, request: web.Request, flavour: Flavour | None = None
+    ) -> web.StreamResponse:
+        """``/embeddings`` in OpenAI's shape (OpenRouter serves the same at /api/v1)."""
+        flavour = flavour or self.openai
         record = await self._record(request)
         body = record.json if isinstance(record.json, dict) else {}
         model = str(body.get("model", ""))
-        ctx = Context(self, self.openai, request, body, model)
+        ctx = Context(self, flavour, request, body, model)
         reply = self._auth_failure(ctx)
         if reply is not None:
             return _to_response(reply)
-        scenario = self._scenario_for(self.openai, model)
+        scenario = self._scenario_for(flavour, model)
         if scenario not in ("text", "embedding-count-mismatch"):
             handler = SCENARIOS[scenario]
             answer = handler(ctx)
@@ -1751,6 +1755,11 @@ def create_app(fake: FakeOpenAIUpstream) -> web.Application:
     app.router.add_get("/v1/models", models_for(fake.openai))
     app.router.add_post("/api/v1/chat/completions", chat_for(fake.openrouter))
     app.router.add_get("/api/v1/models", models_for(fake.openrouter))
+
+    async def openrouter_embeddings(request: web.Request) -> web.StreamResponse:
+        return await fake.embeddings(request, fake.openrouter)
+
+    app.router.add_post("/api/v1/embeddings", openrouter_embeddings)
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 

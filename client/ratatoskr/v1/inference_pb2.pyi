@@ -30,12 +30,14 @@ STANCE_LABEL_AGAINST: StanceLabel
 STANCE_LABEL_NEUTRAL: StanceLabel
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("text", "model")
+    __slots__ = ("text", "model", "dimensions")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     text: str
     model: str
-    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    dimensions: int
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("values", "model", "dimensions")
@@ -48,12 +50,14 @@ class EmbedResponse(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class EmbedBatchRequest(_message.Message):
-    __slots__ = ("texts", "model")
+    __slots__ = ("texts", "model", "dimensions")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     model: str
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ...) -> None: ...
+    dimensions: int
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class EmbedBatchResponse(_message.Message):
     __slots__ = ("embeddings",)

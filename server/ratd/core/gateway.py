@@ -26,6 +26,7 @@ from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
 from ratd.core.validation import (
+    embed_dimensions,
     validate_chat,
     validate_generate,
     validate_model,
@@ -494,13 +495,17 @@ class Gateway:
         self.cache.put(key, answer)
         return answer
 
-    async def _embeddings(self, model: str, texts: list[str]) -> list[inference_pb2.Embedding]:
+    async def _embeddings(
+        self, model: str, texts: list[str], dimensions: int | None
+    ) -> list[inference_pb2.Embedding]:
+        # The length asked for is part of the answer: "" (native) never equals a number.
+        length = "" if dimensions is None else str(dimensions)
         return await self._per_item(
             "embed",
             model,
             texts,
-            key=lambda text: cache_key("embed", model, text),
-            compute=lambda p, m, todo: p.embed(todo, m),
+            key=lambda text: cache_key("embed", model, text, length),
+            compute=lambda p, m, todo: p.embed(todo, m, dimensions),
             cls=inference_pb2.Embedding,
             info=current(),
         )
@@ -512,13 +517,16 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         texts = list(request.texts)
         validate_texts("texts", texts, self.max_bytes, MAX_BATCH_ITEMS)
-        return inference_pb2.EmbedBatchResponse(embeddings=await self._embeddings(model, texts))
+        dimensions = embed_dimensions(request)
+        embeddings = await self._embeddings(model, texts, dimensions)
+        return inference_pb2.EmbedBatchResponse(embeddings=embeddings)
 
     async def embed(self, request: inference_pb2.EmbedRequest) -> inference_pb2.EmbedResponse:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
-        (embedding,) = await self._embeddings(model, [request.text])
+        dimensions = embed_dimensions(request)
+        (embedding,) = await self._embeddings(model, [request.text], dimensions)
         return inference_pb2.EmbedResponse(
             values=embedding.values, model=embedding.model, dimensions=embedding.dimensions
         )

@@ -296,6 +296,22 @@ def validate_texts(field: str, texts: Sequence[str], max_bytes: int, max_items: 
         limits.text(name, text)
 
 
+# No embedding model has more; a larger number is a mistake, not a request.
+MAX_EMBED_DIMENSIONS = 65536
+
+
+def embed_dimensions(
+    request: inference_pb2.EmbedRequest | inference_pb2.EmbedBatchRequest,
+) -> int | None:
+    """The ``dimensions`` asked for (None: the model's own length), checked."""
+    if not request.HasField("dimensions"):
+        return None
+    value = request.dimensions
+    if not 1 <= value <= MAX_EMBED_DIMENSIONS:
+        raise _fail("dimensions", f"must be between 1 and {MAX_EMBED_DIMENSIONS}, got {value}")
+    return value
+
+
 def validate_pairs(pairs: Sequence[inference_pb2.NliPair], max_bytes: int, max_items: int) -> None:
     limits = Limits(max_bytes)
     if not pairs:

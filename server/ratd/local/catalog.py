@@ -41,6 +41,9 @@ class ModelSpec:
     normalize: bool | None = None
     max_seq_length: int = 0
     hypothesis_template: str = ""
+    # Trained so that a prefix of the vector is an embedding too (Matryoshka): only these
+    # take a request's ``dimensions``.
+    matryoshka: bool = False
 
     def names(self) -> Iterator[str]:
         yield self.name

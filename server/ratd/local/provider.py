@@ -171,8 +171,17 @@ class LocalProvider(Provider):
 
     # -- inference -----------------------------------------------------------------------------
 
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
-        self._spec(model, EMBEDDING, "embeddings")
+    async def embed(
+        self, texts: Sequence[str], model: str, dimensions: int | None = None
+    ) -> list[inference_pb2.Embedding]:
+        spec = self._spec(model, EMBEDDING, "embeddings")
+        if not spec.matryoshka:
+            self.no_dimensions(
+                model,
+                dimensions,
+                "it is not marked as Matryoshka-trained (matryoshka = true in its "
+                "[providers.local.models] table)",
+            )
         async with self.manager.use(model) as entry:
             assert entry.model is not None and entry.batcher is not None
             loop = asyncio.get_running_loop()
@@ -180,10 +189,27 @@ class LocalProvider(Provider):
                 self.tokenize_pool, entry.model.encode_texts, list(texts)
             )
             rows = await entry.batcher.submit(encoded)
+        if dimensions is not None:
+            rows = [self._shorten(row, dimensions, model) for row in rows]
         return [
             inference_pb2.Embedding(values=row.tolist(), model=model, dimensions=int(row.shape[0]))
             for row in rows
         ]
+
+    def _shorten(self, row: np.ndarray, dimensions: int, model: str) -> np.ndarray:
+        """Matryoshka: the first ``dimensions`` values, L2-normalised again (a prefix of a
+        unit vector is shorter than 1, and cosine and dot product should agree)."""
+        if dimensions > row.shape[0]:
+            raise errors.InvalidInput(
+                f"dimensions: {model} embeds in {row.shape[0]} dimensions; "
+                f"cannot return {dimensions}",
+                field="dimensions",
+                provider=self.name,
+                model=model,
+            )
+        prefix = row[:dimensions]
+        norm = float(np.linalg.norm(prefix))
+        return prefix / norm if norm > 0 else prefix
 
     async def infer_nli(
         self, pairs: Sequence[inference_pb2.NliPair], model: str

@@ -112,8 +112,27 @@ class Provider:
 
     # -- inference ----------------------------------------------------------------------
 
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+    async def embed(
+        self, texts: Sequence[str], model: str, dimensions: int | None = None
+    ) -> list[inference_pb2.Embedding]:
+        """``dimensions``: the length asked for (None: the model's own); a provider that
+        cannot shorten embeddings refuses it with ``no_dimensions``."""
         raise self._unsupported("embeddings", model)
+
+    def no_dimensions(self, model: str, dimensions: int | None, why: str = "") -> None:
+        """Refuse ``dimensions`` where this provider cannot honour it: INVALID_ARGUMENT
+        naming the field (the fallback chain may try a provider that can)."""
+        if dimensions is None:
+            return
+        raise errors.UnsupportedParameter(
+            f"{self.name} cannot shorten the embeddings of {model} "
+            f"(dimensions = {dimensions}){': ' + why if why else ''}",
+            provider=self.name,
+            model=model,
+            field="dimensions",
+            parameter="dimensions",
+            metadata={"parameter": "dimensions"},
+        )
 
     async def infer_nli(
         self, pairs: Sequence[inference_pb2.NliPair], model: str

@@ -643,13 +643,19 @@ def _error_details(details: Any) -> tuple[list[str], float | None]:
 # -- embeddings ---------------------------------------------------------------------------------
 
 
-def embed_calls(texts: Sequence[str], model: str) -> list[tuple[str, dict[str, Any]]]:
+def embed_calls(
+    texts: Sequence[str], model: str, dimensions: int | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """(path, body) of the calls that embed ``texts``: ``embedContent`` for one text,
-    else ``batchEmbedContents`` in batches of at most ``BATCH_EMBED_LIMIT``."""
+    else ``batchEmbedContents`` in batches of at most ``BATCH_EMBED_LIMIT``; each request
+    with ``outputDimensionality`` when ``dimensions`` is given."""
     resource = model_path(model)
 
     def request(text: str) -> dict[str, Any]:
-        return {"model": resource, "content": {"parts": [{"text": text}]}}
+        body: dict[str, Any] = {"model": resource, "content": {"parts": [{"text": text}]}}
+        if dimensions is not None:
+            body["outputDimensionality"] = dimensions
+        return body
 
     if len(texts) == 1:
         return [(method_path(model, "embedContent"), request(texts[0]))]
@@ -710,11 +716,13 @@ class GeminiProvider(HttpProvider):
         """The dialect's classifier, for callers that hold the provider."""
         return self.dialect.error_from_body(status, body, model, headers)
 
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+    async def embed(
+        self, texts: Sequence[str], model: str, dimensions: int | None = None
+    ) -> list[inference_pb2.Embedding]:
         replies = await asyncio.gather(
             *(
                 self.call_json("POST", path, body, model=model)
-                for path, body in embed_calls(texts, model)
+                for path, body in embed_calls(texts, model, dimensions)
             )
         )
         return embeddings_from(replies, len(texts), self.name, model)

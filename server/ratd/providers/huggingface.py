@@ -417,7 +417,10 @@ class HuggingFaceProvider(HttpProvider):
             data, len(texts), batched=batched, provider=self.name, model=model
         )
 
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+    async def embed(
+        self, texts: Sequence[str], model: str, dimensions: int | None = None
+    ) -> list[inference_pb2.Embedding]:
+        self.no_dimensions(model, dimensions, "feature extraction has no such setting")
         chunks = [texts[i : i + EMBED_BATCH] for i in range(0, len(texts), EMBED_BATCH)]
         results = await gather_bounded([self._embed_chunk(c, model) for c in chunks], CONCURRENCY)
         return [

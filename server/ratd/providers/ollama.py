@@ -620,9 +620,12 @@ class OllamaProvider(HttpProvider):
 
     # -- embeddings ---------------------------------------------------------------------------
 
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
+    async def embed(
+        self, texts: Sequence[str], model: str, dimensions: int | None = None
+    ) -> list[inference_pb2.Embedding]:
         """/api/embed, all texts in one request. Ollama returns L2-normalised vectors;
         ratd passes them on unchanged."""
+        self.no_dimensions(model, dimensions, "not supported through Ollama here")
         body = {"model": model, "input": list(texts)}
         data = await self.call_json("POST", "/api/embed", body, model=model)
         vectors = data.get("embeddings")

@@ -580,8 +580,14 @@ class OpenAIProvider(HttpProvider):
     def unsupported_parameters(self, model: str) -> frozenset[str]:
         return self._unsupported_parameters
 
-    async def embed(self, texts: Sequence[str], model: str) -> list[inference_pb2.Embedding]:
-        body = {"model": model, "input": list(texts), "encoding_format": "base64"}
+    async def embed(
+        self, texts: Sequence[str], model: str, dimensions: int | None = None
+    ) -> list[inference_pb2.Embedding]:
+        body: dict[str, Any] = {"model": model, "input": list(texts), "encoding_format": "base64"}
+        if dimensions is not None:
+            if "ada-002" in model:  # OpenAI documents dimensions for text-embedding-3 only
+                self.no_dimensions(model, dimensions, "only text-embedding-3 models take it")
+            body["dimensions"] = dimensions
         data = await self.call_json("POST", "/embeddings", body, model=model)
         return embeddings_from_wire(data, len(texts), self.name, model)
 

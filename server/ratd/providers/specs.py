@@ -88,7 +88,9 @@ SPECS: tuple[ProviderSpec, ...] = (
         "ratd.providers.openai_compat:OpenRouterProvider",
         "https://openrouter.ai/api/v1",
         ("OPENROUTER_API_KEY",),
-        capabilities=_CHAT,
+        # POST /api/v1/embeddings in OpenAI's shape (vendor/model names, e.g.
+        # openai/text-embedding-3-small); not in the default embed chain.
+        capabilities=_CHAT | {"embed"},
         routes=(Route("*/*", SHAPE),),
         default_chains=_CHAT,
         auto_enable=True,
