@@ -118,6 +118,8 @@ async def metadata(client: ServiceClient, args: argparse.Namespace) -> None:
     print(f"provider  {info.provider}")
     if info.HasField("context_window"):
         print(f"context   {info.context_window} tokens")
+    if info.HasField("dimensions"):
+        print(f"dims      {info.dimensions}")
     if found.HasField("max_output_tokens"):
         print(f"output    {found.max_output_tokens} tokens max")
     if found.HasField("pricing"):

