@@ -154,40 +154,20 @@ async def test_inference_rpcs_refuse_bad_input(client: ServiceClient) -> None:
 
 
 IMAGES = {
-    "bytes that are no image": (
-        chat_pb2.ImagePart(data=b"hello, not a picture", mime_type="image/png"),
-        "messages[0].parts[0].image.data",
-    ),
-    "bytes of another type": (
-        chat_pb2.ImagePart(data=b"GIF89a....", mime_type="image/png"),
-        "messages[0].parts[0].image.data",
-    ),
-    "data URL that does not decode": (
-        chat_pb2.ImagePart(url="data:image/png;base64,@@@not base64@@@"),
-        "messages[0].parts[0].image.url",
-    ),
-    "data URL without base64": (
-        chat_pb2.ImagePart(url="data:image/png,rawbytes"),
-        "messages[0].parts[0].image.url",
-    ),
-    "data URL of an unsupported type": (
-        chat_pb2.ImagePart(url="data:image/tiff;base64,SUkqAA=="),
-        "messages[0].parts[0].image.url",
-    ),
+    "bytes that are no image": (chat_pb2.ImagePart(data=b"hello, not a picture", mime_type="image/png"), "messages[0].parts[0].image.data"),
+    "bytes of another type": (chat_pb2.ImagePart(data=b"GIF89a....", mime_type="image/png"), "messages[0].parts[0].image.data"),
+    "data URL that does not decode": (chat_pb2.ImagePart(url="data:image/png;base64,@@@not base64@@@"), "messages[0].parts[0].image.url"),
+    "data URL without base64": (chat_pb2.ImagePart(url="data:image/png,rawbytes"), "messages[0].parts[0].image.url"),
+    "data URL of an unsupported type": (chat_pb2.ImagePart(url="data:image/tiff;base64,SUkqAA=="), "messages[0].parts[0].image.url"),
     "no source at all": (chat_pb2.ImagePart(mime_type="image/png"), "messages[0].parts[0].image"),
-    "url of another scheme": (
-        chat_pb2.ImagePart(url="file:///etc/passwd"),
-        "messages[0].parts[0].image.url",
-    ),
+    "url of another scheme": (chat_pb2.ImagePart(url="file:///etc/passwd"), "messages[0].parts[0].image.url"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(IMAGES))
 async def test_images_are_checked_before_any_provider(client: ServiceClient, case: str) -> None:
     image, field = IMAGES[case]
-    message = chat_pb2.Message(
-        role=chat_pb2.ROLE_USER, content="look", parts=[chat_pb2.ContentPart(image=image)]
-    )
+    message = chat_pb2.Message(role=chat_pb2.ROLE_USER, content="look", parts=[chat_pb2.ContentPart(image=image)])
     with pytest.raises(InvalidInput) as caught:
         await client.chat([message], model="gpt-4o-mini")
     assert caught.value.field == field, caught.value.message
