@@ -126,6 +126,8 @@ def _print_model(found: models_pb2.ModelMetadata) -> None:
     print(f"provider  {info.provider}")
     if info.HasField("context_window"):
         print(f"context   {info.context_window} tokens")
+    if info.HasField("dimensions"):
+        print(f"dims      {info.dimensions}")
     if found.HasField("max_output_tokens"):
         print(f"output    {found.max_output_tokens} tokens max")
     if found.HasField("pricing"):

@@ -111,6 +111,11 @@ class Gateway:
             self.registry.start(self.providers)
         else:
             self.registry.load_cache()
+        # Models described from memory (the local catalog) are known from the start,
+        # live refreshes or not.
+        for name, provider in self.providers.items():
+            if provider.describes_offline:
+                await self.registry.refresh_provider(name, provider)
 
     async def close(self, keep: Collection[object] = ()) -> None:
         """Close the registry and every provider but those in ``keep`` (the ones a

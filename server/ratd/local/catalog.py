@@ -44,6 +44,8 @@ class ModelSpec:
     # Trained so that a prefix of the vector is an embedding too (Matryoshka): only these
     # take a request's ``dimensions``.
     matryoshka: bool = False
+    # The embedding width, for the registry only (0: not known without loading).
+    dimensions: int = 0
 
     def names(self) -> Iterator[str]:
         yield self.name
@@ -77,6 +79,7 @@ BUILTIN: dict[str, ModelSpec] = {
             companion=str(DATA_DIR / "all-MiniLM-L6-v2"),
             hub_repo="sentence-transformers/all-MiniLM-L6-v2",
             revision=MINILM_REVISION,
+            dimensions=384,
             package_sha256={
                 "model.onnx": "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
                 "tokenizer.json": (

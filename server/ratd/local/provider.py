@@ -62,6 +62,34 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+_CAPABILITIES = {
+    EMBEDDING: (models_pb2.MODEL_CAPABILITY_EMBED,),
+    NLI: (
+        models_pb2.MODEL_CAPABILITY_NLI,
+        models_pb2.MODEL_CAPABILITY_CLASSIFY,
+        models_pb2.MODEL_CAPABILITY_STANCE,
+    ),
+}
+_COMMON = (models_pb2.MODEL_CAPABILITY_TOKEN_COUNTING, models_pb2.MODEL_CAPABILITY_LOCAL_INFERENCE)
+
+
+def describe(spec: ModelSpec) -> models_pb2.ModelMetadata:
+    """What the catalog knows of a local model, without loading it: what it serves, its
+    width and input limit where the definition states them, and a price of zero."""
+    free = models_pb2.PricingInfo(prompt_cost_per_mtok=0.0, completion_cost_per_mtok=0.0)
+    info = models_pb2.ModelInfo(
+        id=spec.name,
+        provider="local",
+        capabilities=[*_CAPABILITIES.get(spec.kind, ()), *_COMMON],
+        pricing=free,
+    )
+    if spec.dimensions:
+        info.dimensions = spec.dimensions
+    if spec.max_seq_length:
+        info.context_window = spec.max_seq_length
+    return models_pb2.ModelMetadata(info=info, pricing=free)
+
+
 def hub_settings(config: LocalConfig, models_dir: Path) -> sources.HubSettings:
     cache = Path(config.hub_cache_dir).expanduser() if config.hub_cache_dir else models_dir / "hub"
     endpoint = config.hub_endpoint or os.environ.get("HF_ENDPOINT") or None
@@ -126,6 +154,15 @@ class LocalProvider(Provider):
 
     def model_names(self) -> frozenset[str]:
         return self.catalog.names()
+
+    describes_offline = True
+
+    async def describe_models(self) -> list[models_pb2.ModelMetadata]:
+        """The catalog (built-in and configured models), from memory: nothing is loaded."""
+        return [describe(spec) for spec in self.catalog]
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        return [md.info for md in await self.describe_models()]
 
     # -- helpers -------------------------------------------------------------------------------
 

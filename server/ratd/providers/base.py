@@ -161,6 +161,10 @@ class Provider:
         """The provider's model list, asked of the provider."""
         return []
 
+    # True when describe_models needs no network (the local catalog): the registry asks
+    # at start even when live refreshes are off.
+    describes_offline = False
+
     async def describe_models(self) -> list[models_pb2.ModelMetadata]:
         """Metadata of the provider's models, asked of the provider (the registry's live
         layer). Providers whose list carries prices or parameter ranges say more."""
