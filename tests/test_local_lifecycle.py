@@ -143,21 +143,25 @@ async def test_concurrent_first_requests_load_once(model_root: Path, tmp_path: P
 
 
 async def test_idle_unload_gives_memory_back(model_root: Path, tmp_path: Path) -> None:
-    process = psutil.Process()
+    """Measured in a fresh ratd process, by its own RSS: in this long-lived test process a
+    load can reuse heap that earlier tests freed, so neither it nor its unload moves RSS."""
     text = config_text(model_root, tmp_path, idle_timeout_secs=0.3)
-    async with daemon_and_client(text) as (_, client):
-        loaded = await client.load_model("beta")
-        assert loaded.expires_at.seconds > 0  # ps shows when the idle timeout will unload it
-        rss_loaded = process.memory_info().rss
-        await wait_until_unloaded(client, "beta")
-        rss_after = process.memory_info().rss
-        assert rss_loaded - rss_after >= loaded.bytes // 2, (
-            f"RSS fell by {(rss_loaded - rss_after) / MB:.1f} MB after unloading a model "
-            f"measured at {loaded.bytes / MB:.1f} MB"
-        )
-        assert (await client.model_status("beta")).status == models_pb2.MODEL_STATUS_AVAILABLE
-        # It comes back on the next request.
-        assert (await client.embed("hello", "beta")).dimensions == 16
+    with spawn_ratd(text, tmp_path) as ratd:
+        process = psutil.Process(ratd.process.pid)
+        async with await ServiceClient.connect(ratd.address, timeout=60) as client:
+            loaded = await client.load_model("beta")
+            assert loaded.expires_at.seconds > 0  # ps shows when the idle timeout unloads it
+            rss_loaded = process.memory_info().rss
+            await wait_until_unloaded(client, "beta")
+            rss_after = process.memory_info().rss
+            assert rss_loaded - rss_after >= loaded.bytes // 2, (
+                f"RSS fell by {(rss_loaded - rss_after) / MB:.1f} MB after unloading a model "
+                f"measured at {loaded.bytes / MB:.1f} MB"
+            )
+            status = await client.model_status("beta")
+            assert status.status == models_pb2.MODEL_STATUS_AVAILABLE
+            # It comes back on the next request.
+            assert (await client.embed("hello", "beta")).dimensions == 16
 
 
 async def loaded_bytes(client: ServiceClient) -> dict[str, int]:
