@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -25,6 +25,7 @@ from ratd import errors
 from ratd.config import Config, TenantConfig
 from ratd.core.access import CALLER, Tenant
 from ratd.core.calls import CallInfo
+from ratd.service.handlers import rewrap
 from ratd.service.report import report
 from ratd.service.status import to_grpc_status
 from ratd.trust import normalize_subject
@@ -260,45 +261,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(
         self, handler: grpc.RpcMethodHandler, method: str, need: str
     ) -> grpc.RpcMethodHandler:
-        admit = self._admit
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
+        async def admit(arg: Any, context: grpc.aio.ServicerContext) -> Any:
+            await self._admit(context, method, need)
+            return arg
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await admit(context, method, need)
-                return await unary(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
-        if handler.unary_stream is not None:
-            unary_source = handler.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
-                await admit(context, method, need)
-                async for item in unary_source(request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
-        if handler.stream_unary is not None:
-            collect = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                await admit(context, method, need)
-                return await collect(requests, context)
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
-        stream_source = handler.stream_stream
-
-        async def stream_stream(
-            requests: Any, context: grpc.aio.ServicerContext
-        ) -> AsyncIterator[Any]:
-            await admit(context, method, need)
-            async for item in stream_source(requests, context):
-                yield item
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
+        return rewrap(handler, request=admit, requests=admit)

@@ -15,7 +15,6 @@ run first, so an unauthenticated caller is refused before anything is decoded fo
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+
+from ratd.service.handlers import rewrap
 
 log = logging.getLogger(__name__)
 
@@ -63,63 +64,24 @@ async def _checked(
         yield request
 
 
-def _unary_request(behavior: Any, method: str) -> Any:
-    """A behavior that refuses an Undecodable request, then runs ``behavior``."""
-    if inspect.isasyncgenfunction(behavior):
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if isinstance(request, Undecodable):
-                await _refuse(context, method, request)
-            async for item in behavior(request, context):
-                yield item
-
-        return stream
-
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, Undecodable):
-            await _refuse(context, method, request)
-        return await behavior(request, context)
-
-    return call
-
-
-def _stream_request(behavior: Any, method: str) -> Any:
-    if inspect.isasyncgenfunction(behavior):
-
-        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in behavior(_checked(requests, context, method), context):
-                yield item
-
-        return stream
-
-    async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await behavior(_checked(requests, context, method), context)
-
-    return call
-
-
 def wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     """``handler`` with the safe deserializer and a behavior that refuses what failed."""
     if handler.request_deserializer is None:
         return handler
-    kwargs = {
-        "request_deserializer": safe_deserializer(handler.request_deserializer),
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            _unary_request(handler.unary_unary, method), **kwargs
-        )
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _unary_request(handler.unary_stream, method), **kwargs
-        )
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            _stream_request(handler.stream_unary, method), **kwargs
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        _stream_request(handler.stream_stream, method), **kwargs
+
+    async def request(arg: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(arg, Undecodable):
+            await _refuse(context, method, arg)
+        return arg
+
+    async def requests(arg: Any, context: grpc.aio.ServicerContext) -> Any:
+        return _checked(arg, context, method)
+
+    return rewrap(
+        handler,
+        request=request,
+        requests=requests,
+        deserializer=safe_deserializer(handler.request_deserializer),
     )
 
 
