@@ -26,10 +26,9 @@ from ratd.service.auth import Authenticator
 from ratd.service.guard import (
     CallGuard,
     ClientGone,
-    new_request_id,
     status_name,
 )
-from ratd.service.report import report
+from ratd.service.report import report_refused
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class CallPath:
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            _report(method, "INVALID_ARGUMENT", tenant, self.guard.log_requests)
+            report_refused(method, "INVALID_ARGUMENT", tenant, log_requests=self.guard.log_requests)
             message = f"request body over {self.max_body} bytes (server.max_request_bytes)"
             body = plain_error(413, message, "invalid_request_error", "request_too_large")
             return tenant, web.Response(status=413, body=body, content_type=JSON)
@@ -107,7 +106,7 @@ class CallPath:
         like the gRPC interceptor's refusals."""
         if isinstance(err, errors.CallerUnauthenticated | errors.RoleRequired):
             log.info("%s refused: %s (peer %s)", method, err.reason, request.remote)
-        _report(method, status_name(err), tenant, self.guard.log_requests)
+        report_refused(method, status_name(err), tenant, log_requests=self.guard.log_requests)
         return _error_response(err)
 
     async def _unary(
@@ -218,9 +217,3 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
         await response.write(data)
     except ConnectionResetError:
         raise ClientGone() from None
-
-
-def _report(method: str, status: str, tenant: Tenant | None, log_requests: bool) -> None:
-    info = CallInfo(method, new_request_id(), deadline=0.0)
-    info.tenant = tenant
-    report(info, status, log_requests=log_requests)

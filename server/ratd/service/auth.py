@@ -24,9 +24,8 @@ import grpc
 from ratd import errors
 from ratd.config import Config, TenantConfig
 from ratd.core.access import CALLER, Tenant
-from ratd.core.calls import CallInfo
 from ratd.service.handlers import rewrap
-from ratd.service.report import report
+from ratd.service.report import report_refused
 from ratd.service.status import to_grpc_status
 from ratd.trust import normalize_subject
 
@@ -252,10 +251,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         short = method.rsplit("/", 1)[-1]
         log.info("%s refused: %s (peer %s)", short, err.reason, context.peer())
         status = to_grpc_status(err)
-        from ratd.service.guard import new_request_id  # guard imports the gateway: late
-
-        info = CallInfo(short, new_request_id(), deadline=0.0)
-        report(info, status.code.name, log_requests=self.log_requests)
+        report_refused(short, status.code.name, None, log_requests=self.log_requests)
         await context.abort_with_status(status)
 
     def _wrap(

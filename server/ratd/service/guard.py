@@ -11,9 +11,7 @@ the OpenAI HTTP door (``ratd.openai_http``) uses it directly and turns them into
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
@@ -29,22 +27,12 @@ from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
 from ratd.secrets import redact
 from ratd.service.holder import GatewayHolder
-from ratd.service.report import report
+from ratd.service.report import new_request_id, report
 from ratd.service.status import internal_status, status_code, to_grpc_status
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_ids = itertools.count(1)
-_PREFIX = f"{os.getpid():x}"
-
-
-def _request_id() -> str:
-    return f"{_PREFIX}-{next(_ids)}"
-
-
-new_request_id = _request_id
 
 
 class ClientGone(Exception):
@@ -115,7 +103,7 @@ class CallGuard:
             else:
                 log.info("%s failed: %s: %s", method, exc.reason, redact(exc.message))
             return exc
-        request_id = _request_id()
+        request_id = new_request_id()
         log.error("%s: internal error (request %s)", method, request_id, exc_info=exc)
         return request_id
 
@@ -207,7 +195,7 @@ class Admission:
         guard = self.guard
         budget = self.budget
         loop = asyncio.get_running_loop()
-        self.info = info = CallInfo(self.method, _request_id(), deadline=loop.time() + budget)
+        self.info = info = CallInfo(self.method, new_request_id(), deadline=loop.time() + budget)
         info.tenant = self.tenant
         begin(info)
         if guard.active >= guard.max_concurrent:

@@ -3,13 +3,31 @@ line (request id, method, model, providers tried, status, durations, tokens)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 
+from ratd.core.access import Tenant
 from ratd.core.calls import CallInfo
 from ratd.metrics import DURATION, OVERHEAD, REQUESTS, TIME_TO_FIRST_TOKEN, child
 
 log = logging.getLogger("ratd.requests")
+
+_ids = itertools.count(1)
+_PREFIX = f"{os.getpid():x}"
+
+
+def new_request_id() -> str:
+    return f"{_PREFIX}-{next(_ids)}"
+
+
+def report_refused(method: str, status: str, tenant: Tenant | None, *, log_requests: bool) -> None:
+    """Report a call refused before it was admitted (authentication, an unreadable body),
+    as the calls that were."""
+    info = CallInfo(method, new_request_id(), deadline=0.0)
+    info.tenant = tenant
+    report(info, status, log_requests=log_requests)
 
 
 def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
