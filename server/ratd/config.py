@@ -58,6 +58,12 @@ class ServerConfig:
     # this is true, and then only with a warning.
     allow_insecure_remote: bool = False
 
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest request message (gRPC) or body (HTTP): room for images and encoding
+        overhead beyond the text limit, whose clear error the validator gives."""
+        return max(4 * self.max_request_bytes, 16 * 1024 * 1024)
+
 
 @dataclass(frozen=True)
 class ProviderConfig:

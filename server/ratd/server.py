@@ -67,9 +67,7 @@ def git_sha() -> str | None:
 
 
 def server_options(config: Config) -> list[tuple[str, int]]:
-    # Messages may be larger than the text limit (protobuf overhead, images); the
-    # validator gives the clear error for text over server.max_request_bytes.
-    limit = max(4 * config.server.max_request_bytes, 16 * 1024 * 1024)
+    limit = config.server.max_message_bytes
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),

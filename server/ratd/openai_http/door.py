@@ -31,8 +31,7 @@ class OpenAIDoor(CallPath):
         self, config: Config, guard: CallGuard, authenticator: Authenticator | None
     ) -> None:
         server = config.server
-        # As gRPC messages: room for images and JSON overhead beyond the text limit.
-        super().__init__(guard, authenticator, max(4 * server.max_request_bytes, 16 * 1024**2))
+        super().__init__(guard, authenticator, server.max_message_bytes)
         self.address = config.http.address
         self.grace = server.shutdown_grace_secs
         self.ssl = _ssl_context(config)
