@@ -134,9 +134,12 @@ SPECS: tuple[ProviderSpec, ...] = (
         "https://generativelanguage.googleapis.com",
         ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
         capabilities=_CHAT | {"embed", "tokens"},
-        routes=(Route("gemini-*"),),
+        routes=(Route("gemini-*"), Route("deep-research-*")),
         openrouter_vendor="google",
         auto_enable=True,
+        # generateContent by default; the Interactions API (gemini_interactions) for the
+        # models marked or configured so, and the same run as background interactions.
+        apis=("generate_content", "interactions", "interactions_background"),
     ),
     ProviderSpec(
         "ollama",
