@@ -471,7 +471,8 @@ class InteractionAssembler:
             self._signature = str(step.get("signature") or self._signature)
             return [event for event in out if event is not None]
         if kind == "function_call":
-            call = _Call(len(self._calls), str(step.get("id") or ""), str(step.get("name") or ""))
+            index_of_call = len(self.tool_calls) + len(self._calls)  # ended + open ones
+            call = _Call(index_of_call, str(step.get("id") or ""), str(step.get("name") or ""))
             call.start_arguments = step.get("arguments")
             self._calls[index] = call
             start = chat_pb2.ToolCallStart(index=call.index, id=call.id, name=call.name)
