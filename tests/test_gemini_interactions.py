@@ -414,6 +414,17 @@ async def test_caller_cancel_cancels_the_upstream_interaction(
     assert fake.state.cancelled == list(fake.state.stored)
 
 
+async def test_polls_survive_passing_upstream_trouble(
+    client: ServiceClient, fake: FakeGeminiInteractionsUpstream
+) -> None:
+    """Two polls answered 503 in a row do not lose a long interaction."""
+    reply = await client.chat("Report.", model="google:background-flaky")
+    assert reply.content == fi.REPORT
+    (interaction_id,) = fake.state.stored
+    assert len(fake.requests_to(f"/v1beta/interactions/{interaction_id}")) == 3  # 503, 503, done
+    assert fake.state.cancelled == []
+
+
 async def test_failed_background_interaction(
     client: ServiceClient, fake: FakeGeminiInteractionsUpstream
 ) -> None:

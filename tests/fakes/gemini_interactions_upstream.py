@@ -108,6 +108,8 @@ class Reply:
     polls: int | None = 0
     # A failed interaction's errors.
     errors: tuple[Mapping[str, str], ...] = ()
+    # Background: the first polls answer 503 (the API's passing trouble).
+    poll_errors: int = 0
 
 
 CONF_USAGE = Usage(conf.PROMPT_TOKENS, conf.COMPLETION_TOKENS, cached=conf.CACHED_PROMPT_TOKENS)
@@ -191,6 +193,7 @@ SCENARIOS: dict[str, _Scenario] = {
         usage=Usage(20, 300, thought=900),
         polls=3,
     ),
+    "background-flaky": lambda body: Reply((_answer((REPORT,)),), polls=1, poll_errors=2),
     "background-forever": lambda body: Reply((_answer((REPORT,)),), polls=None),
     "background-fails": lambda body: Reply(
         (),
@@ -549,6 +552,8 @@ class FakeGeminiInteractionsUpstream(FakeGeminiUpstream):
             return _error_response(found)
         if found.status == "in_progress":
             found.polls += 1
+            if found.polls <= found.reply.poll_errors:
+                return _error_response(_OVERLOADED)
             limit = found.reply.polls
             if limit is not None and found.polls > limit:
                 found.status = found.reply.status

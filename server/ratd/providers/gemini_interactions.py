@@ -677,6 +677,8 @@ def interaction_error(error: Any, provider: str, model: str) -> errors.GatewayEr
 
 # Polling a background interaction: the first wait, its growth, and its cap (seconds).
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.25, 2.0, 10.0
+# Polls in a row that may fail for a passing reason before the interaction is given up.
+POLL_FAILURES = 3
 # How long a cancel sent on the caller's way out may take.
 CANCEL_TIMEOUT = 10.0
 
@@ -715,21 +717,41 @@ class Interactions:
         return data
 
     async def run(self, request: ChatLike, model: str) -> InteractionAssembler:
-        """Start a background interaction and poll it, with growing waits, until it is
-        done. The caller's deadline bounds it (the service cancels the call then); an
-        interaction left unfinished, by a cancelled caller or a failed poll, is
-        cancelled upstream."""
+        """Start a background interaction and poll it until it is done. The caller's
+        deadline bounds it (the service cancels the call then); an interaction left
+        unfinished, by a cancelled caller or a failed poll, is cancelled upstream."""
         data, plan = await self.start(request, model)
         interaction_id = str(data["id"])
-        wait = POLL_FIRST
         try:
-            while str(data.get("status") or "") not in DONE_STATUSES:
-                await asyncio.sleep(wait)
-                wait = min(wait * POLL_GROWTH, POLL_MAX)
-                data = await self.get(interaction_id, model)
+            data = await self.until_done(interaction_id, data, model)
         except BaseException:
             self._cancel_later(interaction_id, model)
             raise
+        return self.result(data, plan, model)
+
+    async def until_done(
+        self, interaction_id: str, data: dict[str, Any], model: str = ""
+    ) -> dict[str, Any]:
+        """``data`` polled again, with growing waits, until its status is final. A poll
+        that fails for a passing reason (5xx, 429 but quota, the transport) is tried
+        again at the next wait, up to ``POLL_FAILURES`` in a row."""
+        wait, failures = POLL_FIRST, 0
+        while str(data.get("status") or "") not in DONE_STATUSES:
+            await asyncio.sleep(wait)
+            wait = min(wait * POLL_GROWTH, POLL_MAX)
+            try:
+                data = await self.get(interaction_id, model)
+                failures = 0
+            except (errors.ProviderUnavailable, errors.RateLimited) as err:
+                failures += 1
+                if isinstance(err, errors.QuotaExceeded) or failures >= POLL_FAILURES:
+                    raise
+                wait = max(wait, min(err.retry_after or 0.0, POLL_MAX))
+        return data
+
+    def result(self, data: Mapping[str, Any], plan: Plan, model: str) -> InteractionAssembler:
+        """A finished interaction read as a chat answer (``response()``, ``events()``);
+        a failed or cancelled one raises its error."""
         assembler = InteractionAssembler(self.provider.name, plan.show_reasoning, requested=model)
         assembler.whole(data)
         return assembler
