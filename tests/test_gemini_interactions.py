@@ -364,16 +364,19 @@ async def test_deep_research_agent_by_the_seed_mark(
 ) -> None:
     """The seed marks Deep Research as served only by background interactions: a
     provider without an ``apis`` override sends it there, named as an agent."""
-    reply = await client.chat(
-        "Research Yggdrasil.", model="plain:deep-research-preview-04-2026", temperature=0.2
-    )
+    model = "plain:deep-research-preview-04-2026"
+    reply = await client.chat("Research Yggdrasil.", model=model, temperature=0.2)
     assert reply.content == fi.REPORT
-    assert reply.reasoning == "Planning the search."
+    assert reply.reasoning == ""  # no summaries asked for
     assert reply.usage.reasoning_tokens == 900
     body = created(fake)
     assert body["agent"] == "deep-research-preview-04-2026" and "model" not in body
     assert "generation_config" not in body  # agents take none: temperature dropped
     assert body["background"] is True
+
+    reply = await client.chat("Research Yggdrasil.", model=model, reasoning_effort="high")
+    assert reply.reasoning == "Planning the search."
+    assert created(fake)["agent_config"] == {"type": "deep-research", "thinking_summaries": "auto"}
 
 
 async def test_plain_provider_keeps_generate_content(

@@ -191,7 +191,7 @@ SCENARIOS: dict[str, _Scenario] = {
     "deep-research-preview-04-2026": lambda body: Reply(
         (Thought(("Planning the search.",)), _answer((REPORT,))),
         usage=Usage(20, 300, thought=900),
-        polls=3,
+        polls=1,
     ),
     "background-flaky": lambda body: Reply((_answer((REPORT,)),), polls=1, poll_errors=2),
     "background-forever": lambda body: Reply((_answer((REPORT,)),), polls=None),
@@ -299,6 +299,13 @@ def _config_problem(body: Mapping[str, Any]) -> ErrorReply | None:
     config = body.get("generation_config") or {}
     if config and "agent" in body:
         return _invalid("generation_config: not supported for agent interactions")
+    agent_config = body.get("agent_config")
+    if agent_config is not None and (
+        "model" in body
+        or not isinstance(agent_config, dict)
+        or agent_config.get("type") not in ("deep-research", "dynamic")
+    ):
+        return _invalid("agent_config: an agent's, of a known type")
     for key in config:
         if key not in _GENERATION:
             return _invalid(
@@ -436,8 +443,8 @@ class Stored:
         return {key: str(self.body[key])}
 
     def summaries(self) -> bool:
-        config = self.body.get("generation_config") or {}
-        return config.get("thinking_summaries") == "auto" or "agent" in self.body
+        config = self.body.get("generation_config") or self.body.get("agent_config") or {}
+        return config.get("thinking_summaries") == "auto"
 
     def whole(self, *, finished: bool) -> dict[str, Any]:
         obj: dict[str, Any] = {

@@ -318,7 +318,10 @@ def build_request(
     if options.HasField("tool_choice") and request.tools:
         config["tool_choice"] = _tool_choice(options.tool_choice)
     if agent:
-        config = {}
+        config = {}  # agents take an agent_config instead
+        if options.HasField("reasoning") and model.startswith("deep-research-"):
+            summaries = "auto" if show else "none"
+            body["agent_config"] = {"type": "deep-research", "thinking_summaries": summaries}
     if config:
         body["generation_config"] = config
     if options.HasField("response_format"):
