@@ -712,6 +712,10 @@ class GeminiProvider(HttpProvider):
         }
         self.interactions = gi.Interactions(self, interactions)
 
+    async def close(self) -> None:
+        await self.interactions.drain()  # cancels of abandoned background interactions
+        await super().close()
+
     def auth_headers(self, api_key: Secret) -> dict[str, str]:
         # A header, never the ``key=`` query parameter: URLs get logged.
         return {"x-goog-api-key": api_key.reveal()}

@@ -778,3 +778,8 @@ class Interactions:
         task = asyncio.get_running_loop().create_task(cancel())
         self._cancels.add(task)
         task.add_done_callback(self._cancels.discard)
+
+    async def drain(self) -> None:
+        """Let the cancels under way finish (bounded) before the transport closes."""
+        if self._cancels:
+            await asyncio.wait(set(self._cancels), timeout=CANCEL_TIMEOUT)
