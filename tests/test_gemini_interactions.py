@@ -492,15 +492,57 @@ async def test_rate_limit_retried_after_its_delay(fake: FakeGeminiInteractionsUp
     assert len(fake.requests_to("/v1beta/interactions")) == 2
 
 
-async def test_error_mid_stream(client: ServiceClient) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "reason", "says"),
+    [
+        ("internal-mid-stream", "PROVIDER_UNAVAILABLE", "internal error"),
+        ("ended-early", "UPSTREAM_PROTOCOL", "before the response was complete"),
+    ],
+)
+async def test_broken_streams(client: ServiceClient, scenario: str, reason: str, says: str) -> None:
+    """An error event, or a stream that stops before interaction.completed: what came
+    before is delivered, then UNAVAILABLE."""
     seen: list[str] = []
     with pytest.raises(RatatoskrError) as caught:
-        async for event in client.chat_stream("hi", model="google:internal-mid-stream"):
+        async for event in client.chat_stream("hi", model=f"google:{scenario}"):
             seen.append(event.content)
     assert seen == list(fi.ANSWER_PIECES[:2])
-    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
-    assert "internal error" in caught.value.message
+    assert (caught.value.code, caught.value.reason) == (grpc.StatusCode.UNAVAILABLE, reason)
+    assert says in caught.value.message
 
 
 def test_the_fake_names_its_reference() -> None:
     assert "Api-Revision 2026-05-20" in fi.REFERENCE
+
+
+def test_odd_events_are_read_without_guessing() -> None:
+    """Events of kinds this version does not know, deltas of steps never started, a
+    stop without a start: left out, and the answer still reads."""
+    assembler = gi.InteractionAssembler("google", requested="m")
+    odd = [
+        {
+            "event_type": "interaction.created",
+            "interaction": {"id": "v1_x", "status": "in_progress"},
+        },
+        {
+            "event_type": "step.delta",
+            "index": 7,
+            "delta": {"type": "arguments_delta", "arguments": "{"},
+        },
+        {"event_type": "step.stop", "index": 9},
+        {"event_type": "step.start", "index": 0, "step": {"type": "google_search_call", "id": "s"}},
+        {"event_type": "step.delta", "index": 0, "delta": {"type": "google_search_call"}},
+        {"event_type": "future.event", "index": "zero"},
+        {"event_type": "step.start", "index": 1, "step": {"type": "model_output"}},
+        {"event_type": "step.delta", "index": 1, "delta": {"type": "text", "text": "ok"}},
+        {"event_type": "step.delta", "index": 1, "delta": {"type": "image", "data": "AAAA"}},
+        {"event_type": "step.stop", "index": 1},
+    ]
+    events = [e for payload in odd for e in assembler.feed(payload)]
+    assert [e.content for e in events] == ["ok"]
+    assert not assembler.complete
+    assembler.feed({"event_type": "interaction.completed", "interaction": {"status": "completed"}})
+    assert assembler.complete
+    reply = assembler.response()
+    assert (reply.content, reply.finish_reason) == ("ok", chat_pb2.FINISH_REASON_STOP)
+    assert not reply.tool_calls and not reply.HasField("usage")

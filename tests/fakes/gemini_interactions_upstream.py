@@ -110,6 +110,8 @@ class Reply:
     errors: tuple[Mapping[str, str], ...] = ()
     # Background: the first polls answer 503 (the API's passing trouble).
     poll_errors: int = 0
+    # Stream only: the stream ends after the steps, without interaction.completed.
+    ended_early: bool = False
 
 
 CONF_USAGE = Usage(conf.PROMPT_TOKENS, conf.COMPLETION_TOKENS, cached=conf.CACHED_PROMPT_TOKENS)
@@ -187,6 +189,7 @@ SCENARIOS: dict[str, _Scenario] = {
         stream_error={"code": "INTERNAL", "message": _INTERNAL.message},
         http_error=_INTERNAL,
     ),
+    "ended-early": lambda body: Reply((_answer(ANSWER_PIECES[:2]),), ended_early=True),
     "gemini-3.5-flash-bg": lambda body: Reply((_answer((REPORT,)),), polls=2),
     "deep-research-preview-04-2026": lambda body: Reply(
         (Thought(("Planning the search.",)), _answer((REPORT,))),
@@ -474,6 +477,8 @@ class Stored:
             frames.append(_event({"event_type": "step.stop", "index": index}))
         if self.reply.stream_error is not None:
             frames.append(_event({"event_type": "error", "error": dict(self.reply.stream_error)}))
+            return frames
+        if self.reply.ended_early:
             return frames
         end = {**self.whole(finished=False), "usage": usage_wire(self.reply.usage)}
         frames.append(_event({"event_type": "interaction.completed", "interaction": end}))
