@@ -20,7 +20,7 @@ import pytest
 from ratatoskr import ChatStreamCollector, RatatoskrError, ServiceClient, ToolDefinition, chat_pb2
 from tests.fakes import conformance as conf
 from tests.fakes.anthropic_upstream import FakeAnthropicUpstream
-from tests.fakes.gemini_upstream import FakeGeminiUpstream
+from tests.fakes.gemini_interactions_upstream import FakeGeminiInteractionsUpstream
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.support.daemon import daemon_client, make_config
@@ -38,6 +38,8 @@ TRAITS = {
     "openrouter": Traits(shows_reasoning=True, counts_reasoning=True, reports_cached=True),
     "anthropic": Traits(shows_reasoning=True, counts_reasoning=False, reports_cached=True),
     "google": Traits(shows_reasoning=True, counts_reasoning=True, reports_cached=True),
+    # The same kind, with every model sent to the Interactions API (apis = {"*" = ...}).
+    "google_interactions": Traits(shows_reasoning=True, counts_reasoning=True, reports_cached=True),
     "ollama": Traits(shows_reasoning=True, counts_reasoning=False, reports_cached=False),
 }
 PROVIDERS = sorted(TRAITS)
@@ -68,7 +70,8 @@ async def client() -> AsyncIterator[ServiceClient]:
     async with AsyncExitStack() as stack:
         openai = await stack.enter_async_context(FakeOpenAIUpstream())
         anthropic = await stack.enter_async_context(FakeAnthropicUpstream())
-        gemini = await stack.enter_async_context(FakeGeminiUpstream())
+        # The Gemini fake with the Interactions API on the same origin, as Google serves it.
+        gemini = await stack.enter_async_context(FakeGeminiInteractionsUpstream())
         ollama = await stack.enter_async_context(FakeOllama())
         config = make_config(
             f"""
@@ -80,6 +83,11 @@ base_url = "{openai.base_url_openrouter}"
 base_url = "{anthropic.base_url}"
 [providers.google]
 base_url = "{gemini.base_url}"
+[providers.google_interactions]
+kind = "google"
+base_url = "{gemini.base_url}"
+api_key_env = "GOOGLE_API_KEY"
+apis = {{ "*" = "interactions" }}
 [providers.ollama]
 base_url = "{ollama.base_url}"
 """,

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -44,6 +44,7 @@ import orjson
 from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.providers import gemini_interactions as gi
 from ratd.providers import gemini_models as gm
 from ratd.providers.base import ChatLike
 from ratd.providers.gemini_schemas import MAX_SCHEMA_GROWTH_BYTES, SchemaBudget, gemini_schema
@@ -701,14 +702,54 @@ class GeminiProvider(HttpProvider):
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         super().__init__(name, config, api_key)
         self.dialect = GeminiDialect(name)
+        # The Interactions API (gemini_interactions), for the models the registry or the
+        # config sends there; "interactions_background" runs them as background
+        # interactions, polled until done.
+        interactions = gi.InteractionsDialect(name, self.dialect)
+        self.dialects = {
+            gi.INTERACTIONS: interactions,
+            gi.BACKGROUND: gi.InteractionsDialect(name, self.dialect, background=True),
+        }
+        self.interactions = gi.Interactions(self, interactions)
+
+    async def close(self) -> None:
+        await self.interactions.drain()  # cancels of abandoned background interactions
+        await super().close()
 
     def auth_headers(self, api_key: Secret) -> dict[str, str]:
         # A header, never the ``key=`` query parameter: URLs get logged.
         return {"x-goog-api-key": api_key.reveal()}
 
     def unsupported_parameters(self, model: str) -> frozenset[str]:
-        # Gemini has no switch for parallel function calling.
-        return frozenset({"parallel_tool_calls"})
+        if not isinstance(self.chat_dialect(model), gi.InteractionsDialect):
+            # Gemini has no switch for parallel function calling.
+            return frozenset({"parallel_tool_calls"})
+        return gi.AGENT_UNSUPPORTED if gi.is_agent(model) else gi.UNSUPPORTED
+
+    def _in_background(self, model: str) -> bool:
+        dialect = self.chat_dialect(model)
+        return isinstance(dialect, gi.InteractionsDialect) and (
+            dialect.background or gi.is_agent(model)
+        )
+
+    async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        if self._in_background(model):
+            return (await self.interactions.run(request, model)).response()
+        return await super().chat(request, model)
+
+    def chat_stream(
+        self, request: ChatLike, model: str
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        if self._in_background(model):
+            return self._background_stream(request, model)
+        return super().chat_stream(request, model)
+
+    async def _background_stream(
+        self, request: ChatLike, model: str
+    ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        """A background interaction asked for as a stream: its answer, once it is done."""
+        for event in (await self.interactions.run(request, model)).events():
+            yield event
 
     def error_from_body(
         self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None

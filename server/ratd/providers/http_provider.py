@@ -38,6 +38,8 @@ class UpstreamCall(Generic[Event]):
     stream_format: str = "sse"
     # What the dialect needs to read the answer (e.g. Anthropic's structured-output tool).
     plan: Any = None
+    # Headers of this call alone (an API revision one endpoint of the upstream needs).
+    headers: Mapping[str, str] | None = None
 
 
 class Assembler(Protocol[Event]):
@@ -98,6 +100,8 @@ class HttpProvider(Provider):
     say how the key travels (``auth_headers``) and add what their API offers beyond chat."""
 
     dialect: ChatDialect
+    # The dialects of the other APIs the provider speaks, by API name (``spec.apis``).
+    dialects: Mapping[str, ChatDialect] = {}
 
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         super().__init__(name, config, api_key)
@@ -117,8 +121,11 @@ class HttpProvider(Provider):
         await self.http.close()
 
     def chat_dialect(self, model: str) -> ChatDialect:
-        """The dialect that serves ``model`` (one, unless the provider speaks several)."""
-        return self.dialect
+        """The dialect that serves ``model``: the API the config or the registry names
+        for it (``model_apis``), else the default. A name this class has no dialect for
+        (a seed mark ahead of the code) is served by the default."""
+        api = self.model_apis.api_for(model)
+        return self.dialects.get(api, self.dialect) if api else self.dialect
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -131,12 +138,14 @@ class HttpProvider(Provider):
         model: str = "",
         errors_from: ErrorDialect | None = None,
         object_only: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """A whole JSON answer. A status other than 200, or an error inside a 200, is
         raised as the dialect classifies it; anything but a JSON object (unless
         ``object_only`` is off) is the upstream's protocol fault."""
         dialect = errors_from or self.dialect
-        async with self.http.request(method, path, payload, model=model) as response:
+        request = self.http.request(method, path, payload, model=model, headers=headers)
+        async with request as response:
             raw = await self.http.read(response)
             if response.status != 200:
                 body = parse_body(raw)
@@ -161,7 +170,8 @@ class HttpProvider(Provider):
         dialect = errors_from or self.dialect
         model = call.model
         saw_done = False
-        async with self.http.request("POST", call.path, call.body, model=model) as response:
+        request = self.http.request("POST", call.path, call.body, model=model, headers=call.headers)
+        async with request as response:
             if response.status != 200:
                 body = parse_body(await self.http.read(response))
                 raise dialect.error_from_body(response.status, body, model, response.headers)
@@ -199,7 +209,9 @@ class HttpProvider(Provider):
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
         dialect = self.chat_dialect(model)
         call = dialect.chat_call(request, model, stream=False)
-        data = await self.call_json("POST", call.path, call.body, model=model, errors_from=dialect)
+        data = await self.call_json(
+            "POST", call.path, call.body, model=model, errors_from=dialect, headers=call.headers
+        )
         return dialect.parse_chat(data, call)
 
     def chat_stream(
