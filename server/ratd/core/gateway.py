@@ -22,6 +22,7 @@ from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
+from ratd.core.latency import LatencyTable, latency_table
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
@@ -103,6 +104,10 @@ class Gateway:
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
+        # Measured latency per (provider, model), kept only under strategy "latency".
+        self.latency: LatencyTable | None = None
+        if config.routing.strategy == "latency":
+            self.latency = latency_table(config.routing)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -227,7 +232,10 @@ class Gateway:
         call; and no generator-based context manager runs on this path, which every
         call takes.)"""
         failures: list[tuple[str, errors.GatewayError]] = []
-        for provider, provider_model in self._candidates(model, capability, options, info):
+        candidates = self._candidates(model, capability, options, info)
+        if self.latency is not None:
+            candidates = self.latency.order(candidates, key=lambda c: (c[0].name, c[1]))
+        for provider, provider_model in candidates:
             if capability not in provider.capabilities:
                 continue
             try:
@@ -243,9 +251,7 @@ class Gateway:
             )
             span = scope.__enter__()
             try:
-                result = await self.retry.run(
-                    partial(unit, provider, provider_model), provider.name, info
-                )
+                result = await self._measured(provider, provider_model, unit, info)
             except errors.GatewayError as err:
                 tracing.failed(span, err)
                 scope.__exit__(None, None, None)
@@ -270,6 +276,31 @@ class Gateway:
                 )
             return result
         raise self._exhausted(capability, model, failures)
+
+    async def _measured(
+        self,
+        provider: Provider,
+        model: str,
+        unit: Callable[[Provider, str], Awaitable[T]],
+        info: CallInfo | None,
+    ) -> T:
+        """``unit`` of one provider, retried while that may help; under the latency
+        strategy, its time (retries included: what the caller waited) or its failure
+        recorded for that (provider, model). A refusal of the request itself (its own
+        4xx, a parameter the model does not take) says nothing of the provider's speed
+        and is not."""
+        latency = self.latency
+        if latency is None:
+            return await self.retry.run(partial(unit, provider, model), provider.name, info)
+        started = latency.clock()
+        try:
+            result = await self.retry.run(partial(unit, provider, model), provider.name, info)
+        except errors.GatewayError as err:
+            if err.fallback and not isinstance(err, errors.InvalidInput):
+                latency.failed(provider.name, model)
+            raise
+        latency.observe(provider.name, model, latency.clock() - started)
+        return result
 
     async def _first_stream(
         self,
