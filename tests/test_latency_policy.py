@@ -43,7 +43,9 @@ def order(table: LatencyTable, *names: str) -> list[str]:
     return [p for p, _ in table.order(pairs(*names), key=lambda c: c)]
 
 
-def table(clock: Clock | None = None, rng: random.Random | None = None, **kw: float) -> LatencyTable:
+def table(
+    clock: Clock | None = None, rng: random.Random | None = None, **kw: float
+) -> LatencyTable:
     settings = LatencySettings(**{"explore": 0.0, **kw})  # type: ignore[arg-type]
     return LatencyTable(settings, clock=clock or Clock(), rng=rng or Draws())
 
