@@ -1322,6 +1322,8 @@ class FakeOpenAIUpstream:
         # Stream frames written so far, and a pause after each (slow upstreams).
         self.frames_written = 0
         self.frame_delay = 0.0
+        # Seconds every chat request waits before its answer begins (a slow upstream).
+        self.reply_delay = 0.0
         self.ids = _Ids(seed)
         self.openrouter_user = "user_2hQm9TfKx0RatatoskrTests1"
         self.app = create_app(self)
@@ -1478,6 +1480,8 @@ class FakeOpenAIUpstream:
         if self.static:
             return await self._static_reply(request)
         record = await self._record(request)
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         body = record.json if isinstance(record.json, dict) else {}
         ctx = Context(self, flavour, request, body, str(body.get("model", "")))
         reply = self._auth_failure(ctx)
