@@ -23,6 +23,7 @@ from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
 from ratd.core.latency import LatencyTable, latency_table
+from ratd.core.llm_judge import LlmJudge
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
@@ -52,6 +53,19 @@ Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamRes
 
 # Most items one batch request may carry.
 MAX_BATCH_ITEMS = 2048
+# Failures of NLI, classification and stance that mean no NLI model can answer (none
+# routed, missing, not loadable, over its budget, its provider down or refusing ratd's
+# key): the ones the LLM fallback stands in for. Not the request's own faults, a tenant's
+# allow-list, or ratd shutting down.
+_NO_NLI_MODEL = (
+    errors.NoProvider,
+    errors.ModelNotFound,
+    errors.ProviderUnavailable,
+    errors.RateLimited,
+    errors.AuthenticationFailed,
+    errors.NotImplementedYet,
+)
+_NOT_FOR_THE_LLM = (errors.ShuttingDown, errors.PresetNotFound)
 
 
 def _preset_table(seed_presets: Mapping[str, Any], config: Config) -> dict[str, dict[str, Any]]:
@@ -105,6 +119,9 @@ class Gateway:
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
         # Measured latency per (provider, model), kept only under strategy "latency".
+        # A chat model standing in for NLI models ([routing] nli_llm_fallback; opt-in).
+        fallback = config.routing.nli_llm_fallback
+        self.judge = LlmJudge(fallback, self.chat) if fallback else None
         self.latency: LatencyTable | None = None
         if config.routing.strategy == "latency":
             self.latency = latency_table(config.routing)
@@ -567,18 +584,41 @@ class Gateway:
             values=embedding.values, model=embedding.model, dimensions=embedding.dimensions
         )
 
+    async def _or_judged(
+        self,
+        model: str,
+        answer: Awaitable[T],
+        judged: Callable[[LlmJudge], Awaitable[T]],
+        info: CallInfo | None,
+    ) -> T:
+        """``answer`` of an NLI model; when none can give it and ``nli_llm_fallback`` is
+        set, the chat model's judgement instead (never cached: an NLI model that comes
+        back answers for itself)."""
+        try:
+            return await answer
+        except _NO_NLI_MODEL as err:
+            judge = self.judge
+            if judge is None or isinstance(err, _NOT_FOR_THE_LLM):
+                raise
+            log.info("no NLI model for %r (%s); asking %s", model, err.message, judge.model)
+            if info is not None:
+                info.model = info.model or model
+            return await judged(judge)
+
     async def _nli(
         self, model: str, pairs: list[inference_pb2.NliPair]
     ) -> list[inference_pb2.NliResult]:
-        return await self._per_item(
+        info = current()
+        answer = self._per_item(
             "nli",
             model,
             pairs,
             key=lambda pair: cache_key("nli", model, pair.premise, pair.hypothesis),
             compute=lambda p, m, todo: p.infer_nli(todo, m),
             cls=inference_pb2.NliResult,
-            info=current(),
+            info=info,
         )
+        return await self._or_judged(model, answer, lambda j: j.nli(pairs, info), info)
 
     async def infer_nli_batch(
         self, request: inference_pb2.InferNliBatchRequest
@@ -611,14 +651,16 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
-        return await self._whole(
+        info = current()
+        answer = self._whole(
             "classify",
             model,
             request,
             lambda p, m: p.classify_zero_shot(request, m),
             inference_pb2.ClassifyZeroShotResponse,
-            info=current(),
+            info=info,
         )
+        return await self._or_judged(model, answer, lambda j: j.zero_shot(request, info), info)
 
     async def classify_stance(
         self, request: inference_pb2.ClassifyStanceRequest
@@ -627,14 +669,16 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
-        return await self._whole(
+        info = current()
+        answer = self._whole(
             "stance",
             model,
             request,
             lambda p, m: p.classify_stance(request, m),
             inference_pb2.ClassifyStanceResponse,
-            info=current(),
+            info=info,
         )
+        return await self._or_judged(model, answer, lambda j: j.stance(request, info), info)
 
     async def count_tokens(
         self, request: inference_pb2.CountTokensRequest
