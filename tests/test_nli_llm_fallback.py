@@ -7,6 +7,7 @@ UNAVAILABLE. Off by default."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,8 @@ def judging(body: dict[str, Any]) -> str:
         assert set(data) == {"text", "target"}
         return '```json\n{"favor": 0.1, "against": 0.6, "neutral": 0.3}\n```'
     labels = data["labels"]
+    if "multi-label" in system:  # each label on its own: no sum to keep
+        return json.dumps(dict.fromkeys(labels, 0.9))
     return json.dumps(
         {label: 0.7 if i == 1 else 0.3 / (len(labels) - 1) for i, label in enumerate(labels)}
     )
@@ -126,6 +129,15 @@ async def test_no_nli_provider_routed_the_chat_model_judges_all_three(
         assert set(zero_shot.scores) == set(labels)
         assert trailing[SERVED_BY].startswith("openai:gpt-4o-mini")
 
+        multi, _ = await stub.call(
+            "ClassifyZeroShot",
+            inference_pb2.ClassifyZeroShotRequest(
+                text="A ferry with a galley.", labels=labels, model="any-nli", multi_label=True
+            ),
+        )
+        assert dict(multi.scores) == pytest.approx(dict.fromkeys(labels, 0.9))
+        assert multi.top_label == "sports"  # a tie goes to the first label
+
         stance, _ = await stub.call(
             "ClassifyStance",
             inference_pb2.ClassifyStanceRequest(
@@ -135,7 +147,7 @@ async def test_no_nli_provider_routed_the_chat_model_judges_all_three(
         assert stance.label == inference_pb2.STANCE_LABEL_AGAINST
         assert stance.target == "bridge tolls"
         assert stance.against == pytest.approx(0.6, rel=1e-5)
-    assert len(upstream.requests_to("openai")) == 3
+    assert len(upstream.requests_to("openai")) == 4
 
 
 async def test_a_missing_local_model_is_judged_pair_by_pair(
@@ -235,3 +247,36 @@ def test_the_fallback_must_serve_chat() -> None:
             '[providers.hfapi]\nkind = "huggingface"\n[providers.openai]\n'
             '[routing]\nnli_llm_fallback = "hfapi:some-model"\n'
         )
+
+
+@pytest.mark.parametrize(
+    ("allowed", "code"),
+    [('["any-nli"]', grpc.StatusCode.PERMISSION_DENIED), ('["any-nli", "openai:*"]', None)],
+)
+async def test_a_tenant_needs_the_fallback_model_on_its_allow_list(
+    upstream: FakeOpenAIUpstream,
+    served: Callable[..., Any],
+    allowed: str,
+    code: grpc.StatusCode | None,
+) -> None:
+    """The chat model is asked on the caller's behalf: its allow-list applies to it."""
+    upstream.answer = judging
+    key = "rat_nli_fallback_tenant_key_1"
+    auth = f"""
+[auth]
+mode = "api_key"
+[tenants.acme]
+api_key_sha256 = ["{hashlib.sha256(key.encode()).hexdigest()}"]
+models = {allowed}
+"""
+    request = inference_pb2.InferNliRequest(premise="p", hypothesis="h", model="any-nli")
+    metadata = (("authorization", f"Bearer {key}"),)
+    async with served(_config(upstream, FALLBACK) + auth) as stub:
+        call = stub.stub.InferNli(request, metadata=metadata, timeout=30)
+        if code is None:
+            assert (await call).label == inference_pb2.NLI_LABEL_ENTAILMENT
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == code
+            assert not upstream.requests_to("openai")
