@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from ratd.core.latency import LatencySettings, LatencyTable
+from ratd.config import RoutingConfig
+from ratd.core.latency import LatencyTable
 
 
 class Clock:
@@ -46,7 +47,10 @@ def order(table: LatencyTable, *names: str) -> list[str]:
 def table(
     clock: Clock | None = None, rng: random.Random | None = None, **kw: float
 ) -> LatencyTable:
-    settings = LatencySettings(**{"explore": 0.0, **kw})  # type: ignore[arg-type]
+    """A table with no exploration unless asked; ``kw`` are latency_* settings, unprefixed."""
+    settings = RoutingConfig(
+        strategy="latency", **{f"latency_{k}": v for k, v in {"explore": 0.0, **kw}.items()}
+    )  # type: ignore[arg-type]
     return LatencyTable(settings, clock=clock or Clock(), rng=rng or Draws())
 
 
@@ -99,7 +103,7 @@ def test_exploration_tries_another_candidate_on_the_drawn_share() -> None:
 
 
 def test_a_seeded_source_explores_about_its_share() -> None:
-    t = LatencyTable(LatencySettings(explore=0.2), clock=Clock(), rng=random.Random(7))
+    t = LatencyTable(RoutingConfig(latency_explore=0.2), clock=Clock(), rng=random.Random(7))
     t.observe("a", "m", 0.5)
     t.observe("b", "m", 0.1)
     firsts = [order(t, "a", "b")[0] for _ in range(1000)]
@@ -151,7 +155,7 @@ def test_ties_keep_the_chain_order() -> None:
 def test_the_table_is_bounded_and_reports_what_it_drops() -> None:
     changes: list[tuple[tuple[str, str], float | None]] = []
     t = LatencyTable(
-        LatencySettings(max_entries=3, explore=0.0),
+        RoutingConfig(latency_max_entries=3, latency_explore=0.0),
         clock=Clock(),
         rng=Draws(),
         on_change=lambda key, value: changes.append((key, value)),

@@ -66,6 +66,8 @@ _NO_NLI_MODEL = (
     errors.NotImplementedYet,
 )
 _NOT_FOR_THE_LLM = (errors.ShuttingDown, errors.PresetNotFound)
+# Model names remembered for logging (they are the callers').
+_MAX_REMEMBERED_NAMES = 1024
 
 
 def _preset_table(seed_presets: Mapping[str, Any], config: Config) -> dict[str, dict[str, Any]]:
@@ -118,10 +120,12 @@ class Gateway:
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
-        # Measured latency per (provider, model), kept only under strategy "latency".
-        # A chat model standing in for NLI models ([routing] nli_llm_fallback; opt-in).
+        # A chat model standing in for NLI models ([routing] nli_llm_fallback; opt-in),
+        # and the NLI model names it stood in for (logged at info level once each).
         fallback = config.routing.nli_llm_fallback
         self.judge = LlmJudge(fallback, self.chat) if fallback else None
+        self._judged: set[str] = set()
+        # Measured latency per (provider, model), kept only under strategy "latency".
         self.latency: LatencyTable | None = None
         if config.routing.strategy == "latency":
             self.latency = latency_table(config.routing)
@@ -251,7 +255,9 @@ class Gateway:
         failures: list[tuple[str, errors.GatewayError]] = []
         candidates = self._candidates(model, capability, options, info)
         if self.latency is not None:
-            candidates = self.latency.order(candidates, key=lambda c: (c[0].name, c[1]))
+            # Only those that serve the capability: a probe must reach its provider.
+            serving = [c for c in candidates if capability in c[0].capabilities]
+            candidates = self.latency.order(serving, key=lambda c: (c[0].name, c[1]))
         for provider, provider_model in candidates:
             if capability not in provider.capabilities:
                 continue
@@ -600,7 +606,10 @@ class Gateway:
             judge = self.judge
             if judge is None or isinstance(err, _NOT_FOR_THE_LLM):
                 raise
-            log.info("no NLI model for %r (%s); asking %s", model, err.message, judge.model)
+            level = logging.DEBUG if model in self._judged else logging.INFO
+            if len(self._judged) < _MAX_REMEMBERED_NAMES:
+                self._judged.add(model)
+            log.log(level, "no NLI model for %r (%s); asking %s", model, err.message, judge.model)
             if info is not None:
                 info.model = info.model or model
             return await judged(judge)

@@ -4,20 +4,20 @@ in which the candidates of a call are tried.
 Each (provider, model) that served or failed a call has an exponentially weighted moving
 average of its latency: for streams the time to the first event, for unary calls the time
 to the whole answer (what the gateway times around one provider's attempt). A failure
-counts as a sample of ``failure_penalty_secs`` (or twice the average, when that is more),
+counts as a sample of ``latency_failure_penalty_secs`` (or twice the average, when that is more),
 so a failing provider sinks without being forgotten.
 
 Order: measured candidates by their average, fastest first, then those with no sample,
-or a sample older than ``max_age_secs``, in chain order. Two kinds of exploration keep
+or a sample older than ``latency_max_age_secs``, in chain order. Two kinds of exploration keep
 the measurements true, so that a provider that recovered wins its traffic back:
 
 * a candidate with no fresh sample is tried first by one call (then not again by another
-  call for ``max_age_secs``, so concurrent calls do not all pile onto it);
-* a share ``explore`` of the calls tries a random other candidate first.
+  call for ``latency_max_age_secs``, so concurrent calls do not all pile onto it);
+* a share ``latency_explore`` of the calls tries a random other candidate first.
 
 The clock and the random source are injected, so tests decide both. Memory is bounded:
 entries exist only for pairs that were actually called, and the least recently updated
-entry is dropped when the table holds ``max_entries``.
+entry is dropped when the table holds ``latency_max_entries``.
 """
 
 from __future__ import annotations
@@ -52,30 +52,18 @@ class Sample:
         return not math.isnan(self.ewma)
 
 
-@dataclass(frozen=True, slots=True)
-class LatencySettings:
-    # Weight of the newest sample in the average (1: only the last one counts).
-    alpha: float = 0.3
-    # Share of calls that try a random other candidate first.
-    explore: float = 0.05
-    # A sample older than this is stale: the pair is re-measured by one call.
-    max_age_secs: float = 300.0
-    # What a failure counts as (at least; twice the average when that is more).
-    failure_penalty_secs: float = 10.0
-    max_entries: int = 1024
-
-
 class LatencyTable:
     def __init__(
         self,
-        settings: LatencySettings,
+        settings: RoutingConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_change: Callable[[Key, float | None], None] | None = None,
     ) -> None:
-        """``on_change`` hears of every new average, and of a dropped entry (None): the
-        gateway mirrors the table into a Prometheus gauge with it."""
+        """``settings`` are the ``[routing] latency_*`` keys. ``on_change`` hears of every
+        new average, and of a dropped entry (None): the gateway mirrors the table into a
+        Prometheus gauge with it."""
         self.settings = settings
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
@@ -101,7 +89,7 @@ class LatencyTable:
 
     def failed(self, provider: str, model: str) -> None:
         """One call that failed on the provider's side (the chain moved on)."""
-        self._update((provider, model), self.settings.failure_penalty_secs, failure=True)
+        self._update((provider, model), self.settings.latency_failure_penalty_secs, failure=True)
 
     def _update(self, key: Key, value: float, *, failure: bool) -> None:
         now = self.clock()
@@ -112,7 +100,7 @@ class LatencyTable:
         else:
             if failure:
                 value = max(value, 2 * sample.ewma)
-            alpha = self.settings.alpha
+            alpha = self.settings.latency_alpha
             ewma = alpha * value + (1 - alpha) * sample.ewma
         if sample is None:
             self._make_room()
@@ -124,13 +112,13 @@ class LatencyTable:
             self._on_change(key, ewma)
 
     def _make_room(self) -> None:
-        while len(self._samples) >= max(1, self.settings.max_entries):
+        while len(self._samples) >= max(1, self.settings.latency_max_entries):
             dropped, _ = self._samples.popitem(last=False)
             if self._on_change is not None:
                 self._on_change(dropped, None)
 
     def _stale(self, sample: Sample, now: float) -> bool:
-        return now - sample.updated > self.settings.max_age_secs
+        return now - sample.updated > self.settings.latency_max_age_secs
 
     # -- ordering --------------------------------------------------------------------------------
 
@@ -152,7 +140,7 @@ class LatencyTable:
         if not measured:
             return ordered  # nothing known yet: the chain's own order
         probe = self._probe(unmeasured, key, now)
-        if probe is None and self.rng.random() < self.settings.explore:
+        if probe is None and self.rng.random() < self.settings.latency_explore:
             probe = ordered[1 + self.rng.randrange(len(ordered) - 1)]
         if probe is not None:
             ordered.remove(probe)
@@ -168,7 +156,7 @@ class LatencyTable:
                 self._make_room()
                 # Not measured yet: a placeholder that remembers the probe, not an average.
                 sample = self._samples[k] = Sample(float("nan"), float("-inf"))
-            if now - sample.probed > self.settings.max_age_secs:
+            if now - sample.probed > self.settings.latency_max_age_secs:
                 sample.probed = now
                 return candidate
         return None
@@ -187,11 +175,4 @@ def latency_table(routing: RoutingConfig) -> LatencyTable:
     """The table of a gateway whose ``[routing] strategy`` is "latency", mirrored into the
     Prometheus gauge (emptied first: a reloaded config starts measuring afresh)."""
     LATENCY_EWMA.clear()
-    settings = LatencySettings(
-        alpha=routing.latency_alpha,
-        explore=routing.latency_explore,
-        max_age_secs=routing.latency_max_age_secs,
-        failure_penalty_secs=routing.latency_failure_penalty_secs,
-        max_entries=routing.latency_max_entries,
-    )
-    return LatencyTable(settings, on_change=_mirror)
+    return LatencyTable(routing, on_change=_mirror)
