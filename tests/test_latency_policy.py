@@ -50,7 +50,7 @@ def table(
     """A table with no exploration unless asked; ``kw`` are latency_* settings, unprefixed."""
     settings = RoutingConfig(
         strategy="latency", **{f"latency_{k}": v for k, v in {"explore": 0.0, **kw}.items()}
-    )  # type: ignore[arg-type]
+    )
     return LatencyTable(settings, clock=clock or Clock(), rng=rng or Draws())
 
 
