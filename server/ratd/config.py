@@ -203,8 +203,21 @@ class RoutingConfig:
     rules: list[RoutingRule] = field(default_factory=list)
     # "ordered": try providers in chain order; "cheapest": among the providers that can
     # serve the model (and take the request's parameters), cheapest first, by the
-    # registry's prices.
+    # registry's prices; "latency": fastest first, by the measured latency of each
+    # (provider, model) (ratd.core.latency).
     strategy: str = "ordered"
+    # strategy = "latency": weight of the newest sample in the moving average, share of
+    # calls that try another provider first, age after which a sample is re-measured,
+    # what a failure counts as, and most (provider, model) pairs remembered.
+    latency_alpha: float = 0.3
+    latency_explore: float = 0.05
+    latency_max_age_secs: float = 300.0
+    latency_failure_penalty_secs: float = 10.0
+    latency_max_entries: int = 1024
+    # "provider:model" of a chat model that answers NLI, zero-shot classification and
+    # stance when no NLI model can ("": off). Opt-in: an LLM's judgement is slower,
+    # dearer and less calibrated than an NLI model's.
+    nli_llm_fallback: str = ""
 
     def chain(self, capability: str) -> list[str]:
         return list(getattr(self, capability))
@@ -365,7 +378,7 @@ _CHOICES = {
     ("server", "log_level"): ("debug", "info", "warning", "error"),
     ("server", "log_format"): ("text", "json"),
     ("validation", "parameter_policy"): ("warn", "error", "ignore"),
-    ("routing", "strategy"): ("ordered", "cheapest"),
+    ("routing", "strategy"): ("ordered", "cheapest", "latency"),
     ("auth", "mode"): ("none", "api_key", "mtls"),
 }
 
@@ -614,6 +627,49 @@ def _check_routing(config: Config) -> None:
                 f"{config.source}: routing.rules[{i}] names provider {rule.provider!r}, "
                 "which is not configured"
             )
+    _check_latency(config.routing, config.source)
+    _check_llm_fallback(config)
+
+
+def _check_latency(routing: RoutingConfig, source: str) -> None:
+    where = f"{source}: routing"
+    if not 0 < routing.latency_alpha <= 1:
+        raise ConfigError(f"{where}.latency_alpha must be in (0, 1], got {routing.latency_alpha}")
+    if not 0 <= routing.latency_explore <= 1:
+        raise ConfigError(
+            f"{where}.latency_explore must be in [0, 1], got {routing.latency_explore}"
+        )
+    for key in ("latency_max_age_secs", "latency_failure_penalty_secs"):
+        if getattr(routing, key) < 0:
+            raise ConfigError(f"{where}.{key} must not be negative, got {getattr(routing, key)}")
+    if routing.latency_max_entries < 1:
+        raise ConfigError(
+            f"{where}.latency_max_entries must be at least 1, got {routing.latency_max_entries}"
+        )
+
+
+def _check_llm_fallback(config: Config) -> None:
+    """``nli_llm_fallback`` names a configured provider that serves chat, and a model."""
+    value = config.routing.nli_llm_fallback
+    if not value:
+        return
+    where = f"{config.source}: routing.nli_llm_fallback"
+    provider, sep, model = value.partition(":")
+    if not sep or not provider or not model:
+        raise ConfigError(
+            f'{where} must be "provider:model" (e.g. "openai:gpt-4o-mini"), got {value!r}'
+        )
+    conf = config.providers.get(provider)
+    if conf is None:
+        raise ConfigError(
+            f"{where} names provider {provider!r}, which is not configured "
+            f"(configured: {', '.join(sorted(config.providers)) or 'none'})"
+        )
+    spec = spec_for(conf.kind)
+    if spec is None or "chat" not in spec.capabilities:
+        raise ConfigError(
+            f"{where}: provider {provider!r} (kind {conf.kind!r}) does not serve chat"
+        )
 
 
 def parse_config(

@@ -53,6 +53,13 @@ LOADED_MODELS = Gauge("ratatoskr_loaded_models", "Local models loaded now.")
 MODEL_BYTES = Gauge(
     "ratatoskr_loaded_model_bytes", "Measured memory of each loaded local model.", ["model"]
 )
+LATENCY_EWMA = Gauge(
+    "ratatoskr_provider_latency_seconds",
+    '[routing] strategy = "latency": moving average of each (provider, model)\'s latency '
+    "(streams: to the first event), failures counted as a penalty. As many series as the "
+    "table keeps (latency_max_entries).",
+    ["provider", "model"],
+)
 REGISTRY_MODELS = Gauge(
     "ratatoskr_registry_models_total",
     "Models the registry knows (seed and live lists), by configured provider.",

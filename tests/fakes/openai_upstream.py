@@ -417,6 +417,8 @@ def _mask_key(key: str) -> str:
 
 
 def _text(ctx: Context) -> Script:
+    if ctx.fake.answer is not None:  # the test computes the content from the request
+        return Script((Content(ctx.fake.answer(ctx.body)), Finish("stop"), Usage(TEXT_USAGE)))
     return Script((*(Content(p) for p in TEXT_PIECES), Finish("stop"), Usage(TEXT_USAGE)))
 
 
@@ -1322,6 +1324,11 @@ class FakeOpenAIUpstream:
         # Stream frames written so far, and a pause after each (slow upstreams).
         self.frames_written = 0
         self.frame_delay = 0.0
+        # Seconds every chat request waits before its answer begins (a slow upstream).
+        self.reply_delay = 0.0
+        # The "text" scenario's content, computed from the request body, when set (a model
+        # that answers what the test decides, e.g. JSON for a structured-output prompt).
+        self.answer: Callable[[dict[str, Any]], str] | None = None
         self.ids = _Ids(seed)
         self.openrouter_user = "user_2hQm9TfKx0RatatoskrTests1"
         self.app = create_app(self)
@@ -1478,6 +1485,8 @@ class FakeOpenAIUpstream:
         if self.static:
             return await self._static_reply(request)
         record = await self._record(request)
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         body = record.json if isinstance(record.json, dict) else {}
         ctx = Context(self, flavour, request, body, str(body.get("model", "")))
         reply = self._auth_failure(ctx)

@@ -33,6 +33,9 @@ class CallInfo:
     first_event: float | None = None
     usage: chat_pb2.Usage | None = None
     cache: str = ""
+    # "provider:model" that answered, when it is not what the caller asked for (a chat
+    # model standing in for an NLI model); the service sends it as trailing metadata.
+    served_by: str = ""
     # The authenticated caller (None: auth mode "none"); the gateway keeps, of the
     # providers that could serve a model, those this caller may use (core.access).
     tenant: Tenant | None = None

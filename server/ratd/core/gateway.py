@@ -22,6 +22,8 @@ from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
+from ratd.core.latency import LatencyTable, latency_table
+from ratd.core.llm_judge import LlmJudge
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
@@ -51,6 +53,21 @@ Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamRes
 
 # Most items one batch request may carry.
 MAX_BATCH_ITEMS = 2048
+# Failures of NLI, classification and stance that mean no NLI model can answer (none
+# routed, missing, not loadable, over its budget, its provider down or refusing ratd's
+# key): the ones the LLM fallback stands in for. Not the request's own faults, a tenant's
+# allow-list, or ratd shutting down.
+_NO_NLI_MODEL = (
+    errors.NoProvider,
+    errors.ModelNotFound,
+    errors.ProviderUnavailable,
+    errors.RateLimited,
+    errors.AuthenticationFailed,
+    errors.NotImplementedYet,
+)
+_NOT_FOR_THE_LLM = (errors.ShuttingDown, errors.PresetNotFound)
+# Model names remembered for logging (they are the callers').
+_MAX_REMEMBERED_NAMES = 1024
 
 
 def _preset_table(seed_presets: Mapping[str, Any], config: Config) -> dict[str, dict[str, Any]]:
@@ -103,6 +120,15 @@ class Gateway:
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
+        # A chat model standing in for NLI models ([routing] nli_llm_fallback; opt-in),
+        # and the NLI model names it stood in for (logged at info level once each).
+        fallback = config.routing.nli_llm_fallback
+        self.judge = LlmJudge(fallback, self.chat) if fallback else None
+        self._judged: set[str] = set()
+        # Measured latency per (provider, model), kept only under strategy "latency".
+        self.latency: LatencyTable | None = None
+        if config.routing.strategy == "latency":
+            self.latency = latency_table(config.routing)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -227,7 +253,12 @@ class Gateway:
         call; and no generator-based context manager runs on this path, which every
         call takes.)"""
         failures: list[tuple[str, errors.GatewayError]] = []
-        for provider, provider_model in self._candidates(model, capability, options, info):
+        candidates = self._candidates(model, capability, options, info)
+        if self.latency is not None:
+            # Only those that serve the capability: a probe must reach its provider.
+            serving = [c for c in candidates if capability in c[0].capabilities]
+            candidates = self.latency.order(serving, key=lambda c: (c[0].name, c[1]))
+        for provider, provider_model in candidates:
             if capability not in provider.capabilities:
                 continue
             try:
@@ -243,9 +274,7 @@ class Gateway:
             )
             span = scope.__enter__()
             try:
-                result = await self.retry.run(
-                    partial(unit, provider, provider_model), provider.name, info
-                )
+                result = await self._measured(provider, provider_model, unit, info)
             except errors.GatewayError as err:
                 tracing.failed(span, err)
                 scope.__exit__(None, None, None)
@@ -270,6 +299,31 @@ class Gateway:
                 )
             return result
         raise self._exhausted(capability, model, failures)
+
+    async def _measured(
+        self,
+        provider: Provider,
+        model: str,
+        unit: Callable[[Provider, str], Awaitable[T]],
+        info: CallInfo | None,
+    ) -> T:
+        """``unit`` of one provider, retried while that may help; under the latency
+        strategy, its time (retries included: what the caller waited) or its failure
+        recorded for that (provider, model). A refusal of the request itself (its own
+        4xx, a parameter the model does not take) says nothing of the provider's speed
+        and is not."""
+        latency = self.latency
+        if latency is None:
+            return await self.retry.run(partial(unit, provider, model), provider.name, info)
+        started = latency.clock()
+        try:
+            result = await self.retry.run(partial(unit, provider, model), provider.name, info)
+        except errors.GatewayError as err:
+            if err.fallback and not isinstance(err, errors.InvalidInput):
+                latency.failed(provider.name, model)
+            raise
+        latency.observe(provider.name, model, latency.clock() - started)
+        return result
 
     async def _first_stream(
         self,
@@ -536,18 +590,44 @@ class Gateway:
             values=embedding.values, model=embedding.model, dimensions=embedding.dimensions
         )
 
+    async def _or_judged(
+        self,
+        model: str,
+        answer: Awaitable[T],
+        judged: Callable[[LlmJudge], Awaitable[T]],
+        info: CallInfo | None,
+    ) -> T:
+        """``answer`` of an NLI model; when none can give it and ``nli_llm_fallback`` is
+        set, the chat model's judgement instead (never cached: an NLI model that comes
+        back answers for itself)."""
+        try:
+            return await answer
+        except _NO_NLI_MODEL as err:
+            judge = self.judge
+            if judge is None or isinstance(err, _NOT_FOR_THE_LLM):
+                raise
+            level = logging.DEBUG if model in self._judged else logging.INFO
+            if len(self._judged) < _MAX_REMEMBERED_NAMES:
+                self._judged.add(model)
+            log.log(level, "no NLI model for %r (%s); asking %s", model, err.message, judge.model)
+            if info is not None:
+                info.model = info.model or model
+            return await judged(judge)
+
     async def _nli(
         self, model: str, pairs: list[inference_pb2.NliPair]
     ) -> list[inference_pb2.NliResult]:
-        return await self._per_item(
+        info = current()
+        answer = self._per_item(
             "nli",
             model,
             pairs,
             key=lambda pair: cache_key("nli", model, pair.premise, pair.hypothesis),
             compute=lambda p, m, todo: p.infer_nli(todo, m),
             cls=inference_pb2.NliResult,
-            info=current(),
+            info=info,
         )
+        return await self._or_judged(model, answer, lambda j: j.nli(pairs, info), info)
 
     async def infer_nli_batch(
         self, request: inference_pb2.InferNliBatchRequest
@@ -580,14 +660,16 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
-        return await self._whole(
+        info = current()
+        answer = self._whole(
             "classify",
             model,
             request,
             lambda p, m: p.classify_zero_shot(request, m),
             inference_pb2.ClassifyZeroShotResponse,
-            info=current(),
+            info=info,
         )
+        return await self._or_judged(model, answer, lambda j: j.zero_shot(request, info), info)
 
     async def classify_stance(
         self, request: inference_pb2.ClassifyStanceRequest
@@ -596,14 +678,16 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
-        return await self._whole(
+        info = current()
+        answer = self._whole(
             "stance",
             model,
             request,
             lambda p, m: p.classify_stance(request, m),
             inference_pb2.ClassifyStanceResponse,
-            info=current(),
+            info=info,
         )
+        return await self._or_judged(model, answer, lambda j: j.stance(request, info), info)
 
     async def count_tokens(
         self, request: inference_pb2.CountTokensRequest

@@ -33,6 +33,9 @@ from ratd.service.status import internal_status, status_code, to_grpc_status
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Trailing metadata naming the "provider:model" that answered when it is not the model
+# asked for (the NLI LLM fallback: the response messages have no field for it).
+SERVED_BY = "ratatoskr-served-by"
 
 
 class ClientGone(Exception):
@@ -131,8 +134,11 @@ class CallGuard:
         errors as statuses."""
         with self.holder.use() as gateway:
             try:
-                async with self._admitted(context, method):
-                    return await call(gateway)
+                async with self._admitted(context, method) as (_, info):
+                    answer = await call(gateway)
+                    if info.served_by:
+                        context.set_trailing_metadata(((SERVED_BY, info.served_by),))
+                    return answer
             except Exception as exc:
                 await self._abort(context, method, exc)
         raise AssertionError("unreachable: _abort aborts on every error")

@@ -58,6 +58,8 @@ def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
             fields["retries"] = info.retries
         if info.cache:
             fields["cache"] = info.cache
+        if info.served_by:
+            fields["served_by"] = info.served_by
         if info.usage is not None:
             fields["tokens_in"] = info.usage.prompt_tokens
             fields["tokens_out"] = info.usage.completion_tokens
