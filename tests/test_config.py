@@ -78,6 +78,14 @@ def test_no_provider_tables_enables_providers_from_the_environment() -> None:
         ),
         ("[[routing.rules]]\nmatch = 'x*'", "routing.rules[0] is missing required key 'provider'"),
         ("local = 3", "unknown key local"),
+        (
+            "[providers.openai]\napis = { 'gpt-5*' = 'responsez' }",
+            "providers.openai.apis.'gpt-5*': unknown API 'responsez' (expected one of: "
+            "chat_completions, responses)",
+        ),
+        ("[providers.anthropic]\napis = { '*' = 'x' }", "speaks one API only"),
+        ("[providers.openai]\napis = { '' = 'responses' }", "a pattern may not be empty"),
+        ("[providers.openai]\napis = { 'o3' = 1 }", "providers.openai.apis"),
         ("[server\n", "not valid TOML"),
     ],
 )

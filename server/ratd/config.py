@@ -97,6 +97,10 @@ class ProviderConfig:
     default_max_tokens: int = 4096
     # Largest whole (unstreamed) response body accepted from the upstream.
     max_response_mb: float = 64.0
+    # Which of the kind's upstream APIs serves which models: shell-style pattern -> API
+    # name (e.g. {"gpt-5*" = "responses"}), first match in the order written; overrides
+    # the registry's marks. Kinds that speak one API take none.
+    apis: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -475,9 +479,24 @@ def _providers(
                 'set base_url = "http://host:port/v1"'
             )
         _check_base_url(base_url, f"{source}: providers.{name}.base_url")
+        _check_apis(conf.apis, spec.apis, f"{source}: providers.{name}.apis")
         _protect_headers(conf.headers)
         remote[name] = dataclasses.replace(conf, kind=kind, base_url=base_url)
     return remote, local
+
+
+def _check_apis(apis: dict[str, str], known: tuple[str, ...], where: str) -> None:
+    """Patterns that name an API the provider's kind speaks (and only kinds that speak
+    several take any)."""
+    if apis and len(known) < 2:
+        raise ConfigError(f"{where}: this kind speaks one API only; remove apis")
+    for pattern, api in apis.items():
+        if not pattern:
+            raise ConfigError(f"{where}: a pattern may not be empty")
+        if api not in known:
+            raise ConfigError(
+                f"{where}.{pattern!r}: unknown API {api!r} (expected one of: {', '.join(known)})"
+            )
 
 
 _SENSITIVE_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "password")

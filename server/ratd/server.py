@@ -29,6 +29,7 @@ from ratd.notify import Notifier
 from ratd.openai_http.door import OpenAIDoor
 from ratd.providers.base import Provider
 from ratd.providers.factory import build_providers
+from ratd.registry.seed import shipped_model_apis
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
 from ratd.service.auth import Authenticator, AuthInterceptor
@@ -100,7 +101,9 @@ class Daemon:
         self.reread = reread
         self.stopping = asyncio.Event()
         self.address = ""
-        self.holder = GatewayHolder(Gateway(config, build_providers(config, providers)))
+        self.holder = GatewayHolder(
+            Gateway(config, build_providers(config, providers, shipped_model_apis()))
+        )
         # systemd (Type=notify): READY/RELOADING/STOPPING and watchdog pings; a no-op
         # without $NOTIFY_SOCKET.
         self.notifier = Notifier()
@@ -250,7 +253,9 @@ class Daemon:
             running = self.holder.current
             gateway: Gateway | None = None
             try:
-                gateway = Gateway(config, build_providers(config, running.providers))
+                gateway = Gateway(
+                    config, build_providers(config, running.providers, shipped_model_apis())
+                )
                 await gateway.start()
             except Exception as err:  # the old gateway keeps serving whatever went wrong
                 log.exception("reload failed while starting the new providers")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import Config, ProviderConfig
+from ratd.providers.apis import ModelApis
 from ratd.providers.specs import BY_KIND
 from ratd.secrets import Secret
 
@@ -45,6 +46,9 @@ class Provider:
         self.kind = self.spec.kind
         # The operations this provider serves, by routing capability name.
         self.capabilities: frozenset[str] = self.spec.capabilities
+        # Which upstream API serves which model, for kinds that speak several: the
+        # config's patterns here; the factory adds the registry seed's marks.
+        self.model_apis = ModelApis.build(config.apis)
 
     async def start(self) -> None:
         """Prepare for requests (nothing by default; connections open lazily)."""

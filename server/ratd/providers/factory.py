@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from ratd.config import Config
+from ratd.providers.apis import ModelApis
 from ratd.providers.base import Provider
 from ratd.providers.specs import ProviderSpec, spec_for
 
@@ -33,11 +34,14 @@ def build_local(config: Config) -> Provider | None:
 
 
 def build_providers(
-    config: Config, previous: Mapping[str, Provider] | None = None
+    config: Config,
+    previous: Mapping[str, Provider] | None = None,
+    model_apis: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Provider]:
     """One provider object per configured provider. On a reload, ``previous`` are the
     running gateway's: those that say they can serve the new config unchanged are kept
-    rather than built again."""
+    rather than built again. ``model_apis``: the registry seed's marks of the models
+    another API of their provider serves, by kind then model (``ratd.providers.apis``)."""
     kept = {
         name: provider
         for name, provider in (previous or {}).items()
@@ -56,7 +60,9 @@ def build_providers(
                 "provider %s has no API key (secrets file or environment); requests go without one",
                 name,
             )
-        providers[name] = provider_class(spec)(name, conf, key)
+        provider = provider_class(spec)(name, conf, key)
+        provider.model_apis = ModelApis.build(conf.apis, (model_apis or {}).get(spec.kind))
+        providers[name] = provider
     local = kept.get("local") or build_local(config)
     if local is not None:
         providers[local.name] = local

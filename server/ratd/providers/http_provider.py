@@ -98,6 +98,8 @@ class HttpProvider(Provider):
     say how the key travels (``auth_headers``) and add what their API offers beyond chat."""
 
     dialect: ChatDialect
+    # The dialects of the other APIs the provider speaks, by API name (``spec.apis``).
+    dialects: Mapping[str, ChatDialect] = {}
 
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         super().__init__(name, config, api_key)
@@ -117,8 +119,11 @@ class HttpProvider(Provider):
         await self.http.close()
 
     def chat_dialect(self, model: str) -> ChatDialect:
-        """The dialect that serves ``model`` (one, unless the provider speaks several)."""
-        return self.dialect
+        """The dialect that serves ``model``: the API the config or the registry names
+        for it (``model_apis``), else the default. A name this class has no dialect for
+        (a seed mark ahead of the code) is served by the default."""
+        api = self.model_apis.api_for(model)
+        return self.dialects.get(api, self.dialect) if api else self.dialect
 
     # -- transport ---------------------------------------------------------------------------
 

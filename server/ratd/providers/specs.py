@@ -51,6 +51,10 @@ class ProviderSpec:
     auto_enable: bool = False
     # Settings of the dialect the class speaks (e.g. which field carries max_tokens).
     dialect: Mapping[str, Any] = field(default_factory=dict)
+    # The upstream APIs the class speaks, by name, when it speaks several: the first is
+    # the default, the others serve the models the registry's seed marks with their name
+    # (``"api": "responses"``) or ``[providers.NAME] apis`` names (ratd.providers.apis).
+    apis: tuple[str, ...] = ()
 
     @property
     def remote(self) -> bool:
@@ -59,6 +63,8 @@ class ProviderSpec:
 
 _CHAT = frozenset({"chat", "generate"})
 _OPENAI_CHAT = "ratd.providers.openai_compat:OpenAIProvider"
+# Chat Completions by default; the Responses API for the models marked or configured so.
+_OPENAI_APIS = ("chat_completions", "responses")
 
 
 def _openai_compatible(
@@ -79,6 +85,7 @@ def _openai_compatible(
         openrouter_vendor=openrouter_vendor,
         auto_enable=True,
         dialect={"max_tokens_field": "max_tokens"},
+        apis=_OPENAI_APIS,
     )
 
 
@@ -94,6 +101,7 @@ SPECS: tuple[ProviderSpec, ...] = (
         routes=(Route("*/*", SHAPE),),
         default_chains=_CHAT,
         auto_enable=True,
+        apis=_OPENAI_APIS,
     ),
     ProviderSpec(
         "openai",
@@ -108,6 +116,7 @@ SPECS: tuple[ProviderSpec, ...] = (
         openrouter_vendor="openai",
         auto_enable=True,
         dialect={"max_tokens_field": "max_completion_tokens", "unsupported": ("top_k",)},
+        apis=_OPENAI_APIS,
     ),
     ProviderSpec(
         "anthropic",
@@ -161,6 +170,7 @@ SPECS: tuple[ProviderSpec, ...] = (
         capabilities=_CHAT,
         auto_enable=True,
         dialect={"max_tokens_field": "max_tokens"},
+        apis=_OPENAI_APIS,
     ),
     # Hosted APIs that speak OpenAI's Chat Completions: one line each.
     _openai_compatible(
@@ -184,6 +194,7 @@ SPECS: tuple[ProviderSpec, ...] = (
         capabilities=_CHAT | {"embed"},
         needs_key=False,
         dialect={"max_tokens_field": "max_tokens"},
+        apis=_OPENAI_APIS,
     ),
     # Built from [providers.local] by ratd.local (a model manager, not an HTTP API).
     ProviderSpec(

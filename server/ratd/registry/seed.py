@@ -4,8 +4,9 @@ profile's ``max_tokens`` range is capped at the model's own output limit."""
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -21,6 +22,9 @@ class Seed:
     version: int
     models: dict[str, list[models_pb2.ModelMetadata]]  # by provider kind
     presets: dict[str, dict[str, dict[str, Any]]]  # tier -> capability -> {model, parameters}
+    # The upstream API of models their provider serves through another API than its
+    # default ("api": "responses"), by provider kind then model id.
+    apis: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _model(entry: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> models_pb2.ModelMetadata:
@@ -55,13 +59,36 @@ def _with_implied(capabilities: list[str]) -> list[str]:
     return found
 
 
-def load_seed(text: str | None = None) -> Seed:
-    data = json.loads(
+def _read(text: str | None) -> Any:
+    return json.loads(
         text
         if text is not None
         else resources.files("ratd.registry").joinpath("seed.json").read_text()
     )
+
+
+def _apis(data: Any) -> dict[str, dict[str, str]]:
+    apis: dict[str, dict[str, str]] = {}
+    for entry in data["models"]:
+        if entry.get("api"):
+            apis.setdefault(entry["provider"], {})[entry["id"]] = str(entry["api"])
+    return apis
+
+
+@functools.cache
+def shipped_model_apis() -> dict[str, dict[str, str]]:
+    """The shipped seed's API marks, for the provider factory (providers read no registry)."""
+    return _apis(_read(None))
+
+
+def load_seed(text: str | None = None) -> Seed:
+    data = _read(text)
     models: dict[str, list[models_pb2.ModelMetadata]] = {}
     for entry in data["models"]:
         models.setdefault(entry["provider"], []).append(_model(entry, data.get("profiles", {})))
-    return Seed(version=int(data["version"]), models=models, presets=data.get("presets", {}))
+    return Seed(
+        version=int(data["version"]),
+        models=models,
+        presets=data.get("presets", {}),
+        apis=_apis(data),
+    )
