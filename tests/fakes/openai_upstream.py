@@ -1323,6 +1323,9 @@ class FakeOpenAIUpstream:
         self.frames_written = 0
         self.frame_delay = 0.0
         self.ids = _Ids(seed)
+        # Responses API: the encrypted reasoning issued, by reasoning item id (a reasoning
+        # item sent back with store=false must carry exactly this).
+        self.responses_issued: dict[str, str] = {}
         self.openrouter_user = "user_2hQm9TfKx0RatatoskrTests1"
         self.app = create_app(self)
         self._runner: web.AppRunner | None = None
@@ -1760,6 +1763,11 @@ def create_app(fake: FakeOpenAIUpstream) -> web.Application:
         return await fake.embeddings(request, fake.openrouter)
 
     app.router.add_post("/api/v1/embeddings", openrouter_embeddings)
+    # The Responses API lives in a module of its own, which builds on this one (imported
+    # here, not at the top, as it imports this module).
+    from tests.fakes import openai_responses
+
+    app.router.add_routes(openai_responses.routes(fake))
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 
