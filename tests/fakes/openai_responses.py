@@ -257,12 +257,19 @@ class Renderer:
         reasoning = self.body.get("reasoning") or {}
         self.summarise = reasoning.get("summary") in ("auto", "concise", "detailed")
         self.encrypt = ENCRYPTED in (self.body.get("include") or ())
+        asked = {k: self.body.get(k) for k in ("model", "instructions", "input")}
+        self.conversation = json.dumps(asked, sort_keys=True)
+        self.reasoned = 0
 
     # -- the items a script means ----------------------------------------------------------------
 
     def _new_item(self, kind: str) -> _Item:
         prefix = {"reasoning": "rs", "message": "msg", "function_call": "fc"}[kind]
         item = _Item(kind, f"{prefix}_{self.ids.token(32)}")
+        if kind == "reasoning":  # the same request reasons the same, streamed or not
+            self.reasoned += 1
+            seed = f"{self.conversation}:{self.reasoned}".encode()
+            item.id = f"rs_{hashlib.sha256(seed).hexdigest()[:32]}"
         if kind == "reasoning" and self.encrypt:
             digest = hashlib.sha256(f"ratatoskr-fake:{item.id}".encode()).digest()
             item.encrypted = "gAAAAAB" + base64.urlsafe_b64encode(digest * 3).decode()

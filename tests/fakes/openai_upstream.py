@@ -1379,7 +1379,9 @@ class FakeOpenAIUpstream:
 
     def set_scenario(self, name: str, flavour: str | None = None) -> None:
         """Answer every following request (of one API, or both) with scenario ``name``."""
-        if name not in SCENARIOS:
+        from tests.fakes.openai_responses import RESPONSES_SCENARIOS  # imports this module
+
+        if name not in SCENARIOS and name not in RESPONSES_SCENARIOS:
             raise KeyError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}")
         if flavour is None:
             self.scenario = name
