@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -212,3 +213,51 @@ async def test_an_error_after_the_stream_began_is_an_error_event(
     assert events[-1].type == "error"
     assert "The server had an error" in events[-1].message
     assert not any(e.type == "response.completed" for e in events)
+
+
+BAD_BODIES = [
+    {"input": "hi"},
+    {"model": "gpt-4o-mini"},
+    {"model": "gpt-4o-mini", "input": 7},
+    {"model": "gpt-4o-mini", "input": []},
+    {"model": "gpt-4o-mini", "input": [7]},
+    {"model": "gpt-4o-mini", "input": [{"type": "computer_call"}]},
+    {"model": "gpt-4o-mini", "input": [{"role": "tool", "content": "x"}]},
+    {"model": "gpt-4o-mini", "input": [{"role": "user", "content": 3}]},
+    {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+    {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+    {"model": "gpt-4o-mini", "input": [{"type": "function_call", "name": "f"}]},
+    {"model": "gpt-4o-mini", "input": [{"type": "function_call_output", "output": "x"}]},
+    {
+        "model": "gpt-4o-mini",
+        "input": [{"type": "function_call_output", "call_id": "c", "output": 5}],
+    },
+    {"model": "gpt-4o-mini", "input": [{"type": "reasoning", "encrypted_content": "ratd1.%%%"}]},
+    {"model": "gpt-4o-mini", "input": "hi", "instructions": 5},
+    {"model": "gpt-4o-mini", "input": "hi", "text": "json"},
+    {"model": "gpt-4o-mini", "input": "hi", "text": {"format": {"type": "json_schema"}}},
+    {"model": "gpt-4o-mini", "input": "hi", "text": {"format": {"type": "yaml"}}},
+    {"model": "gpt-4o-mini", "input": "hi", "reasoning": "high"},
+    {"model": "gpt-4o-mini", "input": "hi", "reasoning": {"effort": "extreme"}},
+    {"model": "gpt-4o-mini", "input": "hi", "tool_choice": "sometimes"},
+    {"model": "gpt-4o-mini", "input": "hi", "tools": {"type": "function"}},
+    {"model": "gpt-4o-mini", "input": "hi", "tools": [{"type": "function"}]},
+    {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 0},
+    {"model": "gpt-4o-mini", "input": "hi", "temperature": "warm"},
+    {"model": "gpt-4o-mini", "input": "hi", "stream": "yes"},
+    {"model": "gpt-4o-mini", "input": "hi", "include": "all"},
+    {"model": "gpt-4o-mini", "input": "hi", "background": True},
+]
+
+
+@pytest.mark.parametrize("body", BAD_BODIES)
+async def test_malformed_requests_are_400s_naming_the_field(
+    daemon: Daemon, body: dict[str, Any]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base_url(daemon)}/responses", json=body) as response,
+    ):
+        answer = await response.json()
+    assert response.status == 400, answer
+    assert answer["error"]["type"] == "invalid_request_error"

@@ -269,7 +269,9 @@ def _blocks(item: dict[str, Any], where: str) -> list[chat_pb2.ReasoningBlock]:
     encrypted = item.get("encrypted_content")
     if isinstance(encrypted, str) and encrypted.startswith(WRAPPED):
         try:
-            block = chat_pb2.ReasoningBlock.FromString(base64.b64decode(encrypted[len(WRAPPED) :]))
+            block = chat_pb2.ReasoningBlock.FromString(
+                base64.b64decode(encrypted[len(WRAPPED) :], validate=True)
+            )
         except (binascii.Error, ValueError, DecodeError):
             raise bad(f"{where}.encrypted_content", "is not reasoning ratd returned") from None
         return [block]
