@@ -11,7 +11,9 @@ from typing import Any
 
 import aiohttp
 import openai
+import pydantic
 import pytest
+from openai.types.responses import Response, ResponseStreamEvent
 
 from ratd.server import Daemon
 from tests.fakes.openai_responses import SUMMARY_PARTS, TOOL_ANSWER
@@ -261,3 +263,53 @@ async def test_malformed_requests_are_400s_naming_the_field(
         answer = await response.json()
     assert response.status == 400, answer
     assert answer["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("scenario", ["text", "tool-call", "reasoning-tools"])
+async def test_the_doors_answers_validate_as_the_sdks_types(
+    daemon: Daemon, upstream: FakeOpenAIUpstream, scenario: str
+) -> None:
+    """Strict validation (required fields, literal values) of the door's response object
+    and of every event of its stream, with the openai package's pydantic types."""
+    upstream.set_scenario(scenario, "openai")
+    events = pydantic.TypeAdapter(ResponseStreamEvent)
+    body = {"model": "o4-mini", "input": "Ferry?", "tools": [FERRY_TOOL]}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base_url(daemon)}/responses", json=body) as response:
+            whole = Response.model_validate(await response.json())
+        assert whole.output
+        async with session.post(
+            f"{base_url(daemon)}/responses", json={**body, "stream": True}
+        ) as response:
+            raw = (await response.read()).decode()
+    frames = [f for f in raw.split("\n\n") if f.strip()]
+    found = [events.validate_python(json.loads(f.split("data: ", 1)[1])) for f in frames]
+    assert [e.sequence_number for e in found] == list(range(len(found)))
+    assert found[-1].type == "response.completed"
+    final = found[-1].response
+    # A block known only at the end (no reasoning text streamed) comes after the output.
+    assert sorted(item.type for item in final.output) == sorted(i.type for i in whole.output)
+
+
+async def test_reasoning_announced_after_the_call_still_goes_back_before_it(
+    api: openai.AsyncOpenAI, upstream: FakeOpenAIUpstream
+) -> None:
+    """Without a summary nothing of the reasoning streams: its item (known at the end)
+    follows the call in the door's output, and still precedes it upstream next turn."""
+    upstream.set_scenario("reasoning-tools", "openai")
+    question = {"role": "user", "content": "When does the ferry leave?"}
+    async with api.responses.stream(model="o4-mini", input=[question], tools=[FERRY_TOOL]) as s:
+        turn1 = await s.get_final_response()
+    assert [item.type for item in turn1.output] == ["function_call", "reasoning"]
+    call = turn1.output[0]
+    history: list[Any] = [question, *(item.model_dump(exclude_none=True) for item in turn1.output)]
+    history.append({"type": "function_call_output", "call_id": call.call_id, "output": "09:30"})
+    turn2 = await api.responses.create(model="o4-mini", input=history, tools=[FERRY_TOOL])
+    assert turn2.output_text == TOOL_ANSWER
+    sent = upstream.last("openai", "/responses").json["input"]
+    assert [item["type"] for item in sent] == [
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+    ]

@@ -189,9 +189,19 @@ class _Turns:
         elif kind == "function_call_output":
             self.messages.append(_output(item, where))
         elif kind == "reasoning":
-            self.blocks += _blocks(item, where)
+            self._reasoning(_blocks(item, where))
         else:
             raise bad(f"{where}.type", f"unsupported input item {kind!r}")
+
+    def _reasoning(self, blocks: list[chat_pb2.ReasoningBlock]) -> None:
+        """Reasoning belongs to the assistant turn it is next to: the one it follows (a
+        stream announces a block known only at the end after the turn's output), else
+        the one that comes next."""
+        last = self.messages[-1] if self.messages else None
+        if last is not None and last.role == chat_pb2.ROLE_ASSISTANT:
+            last.reasoning_blocks.extend(blocks)
+        else:
+            self.blocks += blocks
 
     def _message(self, item: dict[str, Any], where: str) -> None:
         role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
@@ -213,9 +223,7 @@ def _conversation(raw: Any) -> list[chat_pb2.Message]:
     turns = _Turns()
     for i, item in enumerate(raw):
         turns.add(item, f"input[{i}]")
-    if turns.blocks:  # reasoning items with nothing after them: their own turn
-        turns.assistant()
-    return turns.messages
+    return turns.messages  # reasoning with no assistant turn next to it is left out
 
 
 def _content(content: Any, where: str) -> tuple[str, list[chat_pb2.ContentPart]]:
