@@ -332,19 +332,25 @@ async def test_a_429_is_retried(ratd: ServiceClient, upstream: FakeOpenAIUpstrea
 
 
 @pytest.mark.parametrize(
-    ("scenario", "before"),
+    ("scenario", "before", "code"),
     [
-        ("mid-stream-error", "".join(TEXT_PIECES[:4])),  # an ``error`` event
-        ("response-failed", TEXT_PIECES[0]),  # ``response.failed``
+        ("mid-stream-error", "".join(TEXT_PIECES[:4]), grpc.StatusCode.UNAVAILABLE),
+        ("response-failed", TEXT_PIECES[0], grpc.StatusCode.UNAVAILABLE),
+        ("rate-limited-event", TEXT_PIECES[0], grpc.StatusCode.RESOURCE_EXHAUSTED),
     ],
 )
 async def test_an_error_in_the_middle_of_a_stream(
-    ratd: ServiceClient, upstream: FakeOpenAIUpstream, scenario: str, before: str
+    ratd: ServiceClient,
+    upstream: FakeOpenAIUpstream,
+    scenario: str,
+    before: str,
+    code: grpc.StatusCode,
 ) -> None:
+    """``error`` events and ``response.failed``, classified by their code."""
     upstream.set_scenario(scenario, "openai")
     events, err = await collect_until_error(ratd.chat_stream("hi", model="openai:gpt-5"))
     assert joined(events, "content") == before, "what came before the error is delivered"
-    assert err.code == grpc.StatusCode.UNAVAILABLE
+    assert err.code == code
     assert err.provider == "openai"
 
 
@@ -374,6 +380,24 @@ async def test_the_config_overrides_the_seed_and_other_kinds_keep_chat_completio
         await client.chat("hi", model="openrouter:openai/gpt-5")
         assert upstream.last("openrouter").json["model"] == "openai/gpt-5"
         assert not upstream.requests_to("openrouter", RESPONSES)
+
+
+async def test_openrouter_configured_for_the_responses_api(upstream: FakeOpenAIUpstream) -> None:
+    """Any OpenAI-speaking kind may be sent there by its config (OpenRouter serves the
+    API at /api/v1/responses); vendor-prefixed names are judged by their model part."""
+    env = {"OPENROUTER_API_KEY": OPENROUTER_KEY}
+    text = f"""
+[providers.openrouter]
+base_url = "{upstream.base_url_openrouter}"
+apis = {{ "openai/*" = "responses" }}
+"""
+    async with daemon_client(make_config(text, env=env)) as client:
+        reply = await client.chat("hi", model="openai/gpt-4o-mini")
+        assert (reply.content, reply.provider) == (TEXT, "openrouter")
+        body = upstream.last("openrouter", RESPONSES).json
+        assert body["model"] == "openai/gpt-4o-mini" and "include" not in body
+        await client.chat("hi", model="yggdrasil/ash-3-mini")
+        assert upstream.last("openrouter").json["model"] == "yggdrasil/ash-3-mini"
 
 
 def test_blocks_of_one_item_are_merged_and_only_verifiable_ones_go_back() -> None:

@@ -630,6 +630,12 @@ class _Failed:
     error: Mapping[str, Any]
 
 
+def _rate_limited_event(ctx: up.Context) -> up.Script:
+    """An ``error`` event of the rate limiter after the first words."""
+    error = {"code": "rate_limit_exceeded", "message": "Rate limit reached for requests."}
+    return up.Script((up.Content(up.TEXT_PIECES[0]), up.StreamError(error)))
+
+
 def _conf_reasoning(ctx: up.Context) -> up.Script:
     shown = tuple(up.Reasoning(p) for p in conf.REASONING_PIECES)
     content = tuple(up.Content(p) for p in conf.TEXT_PIECES)
@@ -647,6 +653,7 @@ RESPONSES_SCENARIOS: dict[str, Callable[[up.Context], up.Script | up.HttpReply]]
     "structured": _structured,
     "incomplete": _incomplete,
     "response-failed": _failed,
+    "rate-limited-event": _rate_limited_event,
     "conf-reasoning": _conf_reasoning,
     "bad-request": _bad_request,
 }

@@ -223,7 +223,7 @@ def build_body(request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "input": items, "store": False}
     if instructions:
         body["instructions"] = _SEPARATOR.join(instructions)
-    if not _NO_REASONING.search(model):
+    if not _NO_REASONING.search(model.rsplit("/", 1)[-1]):  # "openai/gpt-4o" too
         body["include"] = ["reasoning.encrypted_content"]
     if request.tools:
         _add_tools(request, body)
