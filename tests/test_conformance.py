@@ -35,6 +35,8 @@ class Traits:
 
 TRAITS = {
     "openai": Traits(shows_reasoning=False, counts_reasoning=True, reports_cached=True),
+    # OpenAI's Responses API: reasoning summaries are shown (asked for with an effort).
+    "openai_responses": Traits(shows_reasoning=True, counts_reasoning=True, reports_cached=True),
     "openrouter": Traits(shows_reasoning=True, counts_reasoning=True, reports_cached=True),
     "anthropic": Traits(shows_reasoning=True, counts_reasoning=False, reports_cached=True),
     "google": Traits(shows_reasoning=True, counts_reasoning=True, reports_cached=True),
@@ -77,6 +79,11 @@ async def client() -> AsyncIterator[ServiceClient]:
             f"""
 [providers.openai]
 base_url = "{openai.base_url_openai}"
+[providers.openai_responses]
+kind = "openai"
+base_url = "{openai.base_url_openai}"
+apis = {{ "*" = "responses" }}
+api_key_env = "OPENAI_API_KEY"
 [providers.openrouter]
 base_url = "{openai.base_url_openrouter}"
 [providers.anthropic]

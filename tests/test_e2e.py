@@ -124,7 +124,8 @@ async def test_rat_chat_json_system_and_options(
         ratd, "chat", "hi", "-m", "o4-mini", "--reasoning-effort", "low", "--no-stream"
     )
     assert code == 0, err
-    assert upstream.last("openai").json["reasoning_effort"] == "low"
+    # The seed sends o4-mini to the Responses API.
+    assert upstream.last("openai", "/responses").json["reasoning"]["effort"] == "low"
 
 
 async def test_rat_chat_reads_stdin_and_puts_reasoning_on_stderr(ratd: SpawnedRatd) -> None:

@@ -165,7 +165,7 @@ async def test_structured_output_reasoning_effort_and_images(
         "additionalProperties": False,
     }
     await api.chat.completions.create(
-        model="o4-mini",
+        model="o1",  # a reasoning model on Chat Completions upstream (o4-mini: Responses)
         messages=[
             {
                 "role": "user",

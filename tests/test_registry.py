@@ -42,6 +42,8 @@ def config(
     text = f"""
 [providers.openai]
 base_url = "{upstream.base_url_openai}"
+# The parameter policy is shown on Chat Completions (o3 is a Responses model in the seed).
+apis = {{ "o3" = "chat_completions" }}
 [providers.openrouter]
 base_url = "{upstream.base_url_openrouter}"
 """

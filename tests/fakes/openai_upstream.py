@@ -1330,6 +1330,9 @@ class FakeOpenAIUpstream:
         # that answers what the test decides, e.g. JSON for a structured-output prompt).
         self.answer: Callable[[dict[str, Any]], str] | None = None
         self.ids = _Ids(seed)
+        # Responses API: the encrypted reasoning issued, by reasoning item id (a reasoning
+        # item sent back with store=false must carry exactly this).
+        self.responses_issued: dict[str, str] = {}
         self.openrouter_user = "user_2hQm9TfKx0RatatoskrTests1"
         self.app = create_app(self)
         self._runner: web.AppRunner | None = None
@@ -1383,7 +1386,9 @@ class FakeOpenAIUpstream:
 
     def set_scenario(self, name: str, flavour: str | None = None) -> None:
         """Answer every following request (of one API, or both) with scenario ``name``."""
-        if name not in SCENARIOS:
+        from tests.fakes.openai_responses import RESPONSES_SCENARIOS  # imports this module
+
+        if name not in SCENARIOS and name not in RESPONSES_SCENARIOS:
             raise KeyError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}")
         if flavour is None:
             self.scenario = name
@@ -1769,6 +1774,11 @@ def create_app(fake: FakeOpenAIUpstream) -> web.Application:
         return await fake.embeddings(request, fake.openrouter)
 
     app.router.add_post("/api/v1/embeddings", openrouter_embeddings)
+    # The Responses API lives in a module of its own, which builds on this one (imported
+    # here, not at the top, as it imports this module).
+    from tests.fakes import openai_responses
+
+    app.router.add_routes(openai_responses.routes(fake))
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 

@@ -20,7 +20,6 @@ from ratd import errors
 from ratd.core.access import CALLER, Tenant
 from ratd.core.calls import CallInfo
 from ratd.core.gateway import Gateway
-from ratd.openai_http.chat import DONE, sse_error
 from ratd.openai_http.wire_errors import error_body, internal_body, plain_error
 from ratd.service.auth import Authenticator
 from ratd.service.guard import (
@@ -41,9 +40,17 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 
 
 class Encoder(Protocol[E_contra]):
-    """Stream events to SSE bytes (chat.ChunkEncoder, completions.TextChunkEncoder)."""
+    """Stream events to SSE bytes (chat.ChunkEncoder, completions.TextChunkEncoder,
+    responses.ResponsesEncoder)."""
+
+    # What ends the stream after the last event (Chat Completions: ``data: [DONE]``).
+    trailer: bytes
 
     def encode(self, event: E_contra) -> bytes: ...
+
+    def error(self, body: bytes) -> bytes:
+        """An error (OpenAI's ``{"error": {...}}`` body) after the stream began."""
+        ...
 
 
 class CallPath:
@@ -170,13 +177,13 @@ class CallPath:
                         timeout.reschedule(loop.time() + guard.request_timeout)
                     if response is None:
                         response = await _open_sse(request, info)
-                    await _write(response, ending + DONE)
+                    await _write(response, ending + encoder.trailer)
             except ClientGone:  # nobody to answer; aiohttp drops the connection
                 return response if response is not None else web.Response(status=499)
             except Exception as exc:
                 if response is None:
                     return self._failed(method, exc)
-                await self._stream_failed(response, method, exc)
+                await self._stream_failed(response, method, exc, encoder.error)
         assert response is not None
         return response
 
@@ -187,7 +194,11 @@ class CallPath:
         return web.Response(status=500, body=internal_body(found), content_type=JSON)
 
     async def _stream_failed(
-        self, response: web.StreamResponse, method: str, exc: Exception
+        self,
+        response: web.StreamResponse,
+        method: str,
+        exc: Exception,
+        frame: Callable[[bytes], bytes],
     ) -> None:
         found = self.guard.failure(method, exc)
         if isinstance(found, errors.GatewayError):
@@ -195,7 +206,7 @@ class CallPath:
         else:
             body = internal_body(found)
         with suppress(ConnectionResetError):
-            await response.write(sse_error(body))
+            await response.write(frame(body))
 
 
 def _error_response(err: errors.GatewayError) -> web.Response:

@@ -13,7 +13,7 @@ from ratatoskr.v1 import chat_pb2
 from ratd.openai_http import fields
 from ratd.openai_http.fields import Body, bad
 
-_EFFORTS = {
+EFFORTS = {
     "none": chat_pb2.REASONING_EFFORT_NONE,
     "minimal": chat_pb2.REASONING_EFFORT_MINIMAL,
     "low": chat_pb2.REASONING_EFFORT_LOW,
@@ -95,9 +95,9 @@ def _options(body: Body) -> chat_pb2.ChatOptions:
         options.response_format.CopyFrom(_response_format(body["response_format"]))
     effort = body.get("reasoning_effort")
     if effort is not None:
-        if effort not in _EFFORTS:
-            raise bad("reasoning_effort", f"must be one of {', '.join(_EFFORTS)}")
-        options.reasoning.effort = _EFFORTS[effort]
+        if effort not in EFFORTS:
+            raise bad("reasoning_effort", f"must be one of {', '.join(EFFORTS)}")
+        options.reasoning.effort = EFFORTS[effort]
     return options
 
 
@@ -282,6 +282,8 @@ class ChunkEncoder:
 
     __slots__ = ("_head", "_include_usage", "_started", "_tail", "_usage")
 
+    trailer = b"data: [DONE]\n\n"
+
     def __init__(self, request_id: str, model: str, include_usage: bool) -> None:
         head = {
             "id": f"chatcmpl-{request_id}",
@@ -332,6 +334,10 @@ class ChunkEncoder:
             return self._finish(FINISH.get(event.finish_reason, "stop"))
         return b""
 
+    @staticmethod
+    def error(body: bytes) -> bytes:
+        return sse_error(body)
+
     def _finish(self, reason: str) -> bytes:
         frames = self._chunk({}, reason)
         if self._include_usage:
@@ -340,7 +346,7 @@ class ChunkEncoder:
         return frames
 
 
-DONE = b"data: [DONE]\n\n"
+DONE = ChunkEncoder.trailer
 
 
 def sse_error(body: bytes) -> bytes:

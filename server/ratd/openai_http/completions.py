@@ -10,7 +10,7 @@ import orjson
 
 from ratatoskr.v1 import chat_pb2
 from ratd.openai_http import fields
-from ratd.openai_http.chat import FINISH, usage_json
+from ratd.openai_http.chat import DONE, FINISH, sse_error, usage_json
 from ratd.openai_http.fields import Body, bad
 
 _KNOWN = frozenset(
@@ -80,6 +80,9 @@ class TextChunkEncoder:
     empty choices, when asked for)."""
 
     __slots__ = ("_head", "_include_usage", "_tail", "_usage")
+
+    trailer = DONE
+    error = staticmethod(sse_error)
 
     def __init__(self, request_id: str, model: str, include_usage: bool) -> None:
         self._head = b"data: " + orjson.dumps(_head(request_id, model))[:-1] + b',"choices":'

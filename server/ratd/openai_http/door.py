@@ -15,8 +15,9 @@ from aiohttp import web
 from ratd import errors
 from ratd.config import Config
 from ratd.core.gateway import Gateway
-from ratd.openai_http import chat, completions, embeddings, models
+from ratd.openai_http import chat, completions, embeddings, models, responses
 from ratd.openai_http.calls import JSON, CallPath
+from ratd.openai_http.responses_request import responses_request
 from ratd.openai_http.wire_errors import plain_error
 from ratd.service.auth import ANY, Authenticator
 from ratd.service.guard import CallGuard
@@ -43,6 +44,7 @@ class OpenAIDoor(CallPath):
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
@@ -108,6 +110,32 @@ class OpenAIDoor(CallPath):
             tenant,
             call=lambda gw: gw.chat(message),
             render=lambda answer, rid: chat.completion_json(answer, rid, model),
+        )
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API, as Chat / ChatStream (``responses_request``, ``responses``)."""
+        tenant, body = await self._begin(request, "http.Responses", "inference")
+        if isinstance(body, web.Response):
+            return body
+        try:
+            message, stream = responses_request(body)
+        except errors.InvalidInput as err:
+            return self._refused(request, "http.Responses", err, tenant)
+        echo = responses.Echo(body)
+        if stream:
+            return await self._stream(
+                request,
+                "http.ResponsesStream",
+                tenant,
+                open_stream=lambda gw: gw.chat_stream(message),
+                encoder_for=lambda rid: responses.ResponsesEncoder(rid, echo),
+            )
+        return await self._unary(
+            request,
+            "http.Responses",
+            tenant,
+            call=lambda gw: gw.chat(message),
+            render=lambda answer, rid: responses.response_json(answer, rid, echo),
         )
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

@@ -28,6 +28,16 @@ ROLE_NAMES = {
     chat_pb2.ROLE_TOOL: "tool",
 }
 
+# Reasoning efforts as OpenAI's APIs (Chat Completions, Responses) and Ollama name them.
+EFFORT_NAMES = {
+    chat_pb2.REASONING_EFFORT_NONE: "none",
+    chat_pb2.REASONING_EFFORT_MINIMAL: "minimal",
+    chat_pb2.REASONING_EFFORT_LOW: "low",
+    chat_pb2.REASONING_EFFORT_MEDIUM: "medium",
+    chat_pb2.REASONING_EFFORT_HIGH: "high",
+    chat_pb2.REASONING_EFFORT_XHIGH: "xhigh",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class InlineImage:

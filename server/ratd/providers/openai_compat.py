@@ -26,7 +26,9 @@ from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike
 from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
-from ratd.providers.messages import ROLE_NAMES, function_tool, retyped
+from ratd.providers.messages import EFFORT_NAMES, ROLE_NAMES, function_tool, retyped
+from ratd.providers.openai_responses import UNSUPPORTED as RESPONSES_UNSUPPORTED
+from ratd.providers.openai_responses import Responses
 from ratd.providers.openrouter_models import openrouter_metadata
 from ratd.providers.reasoning_blocks import ReasoningDetails, details_from_blocks
 from ratd.secrets import Secret
@@ -41,14 +43,6 @@ _FINISH = {
     "tool_calls": chat_pb2.FINISH_REASON_TOOL_CALLS,
     "function_call": chat_pb2.FINISH_REASON_TOOL_CALLS,
     "content_filter": chat_pb2.FINISH_REASON_CONTENT_FILTER,
-}
-_EFFORT = {
-    chat_pb2.REASONING_EFFORT_NONE: "none",
-    chat_pb2.REASONING_EFFORT_MINIMAL: "minimal",
-    chat_pb2.REASONING_EFFORT_LOW: "low",
-    chat_pb2.REASONING_EFFORT_MEDIUM: "medium",
-    chat_pb2.REASONING_EFFORT_HIGH: "high",
-    chat_pb2.REASONING_EFFORT_XHIGH: "xhigh",
 }
 _CONTEXT_LIMIT_RE = re.compile(r"maximum context length is (\d+)")
 _SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "top_k")
@@ -70,6 +64,12 @@ _WIRE_PARAMETERS = {
     "tool_choice": "tool_choice",
     "parallel_tool_calls": "parallel_tool_calls",
     "response_format": "response_format",
+    # The Responses API's names.
+    "max_output_tokens": "max_tokens",
+    "text": "response_format",
+    "text.format": "response_format",
+    "reasoning.effort": "reasoning",
+    "reasoning.summary": "reasoning",
 }
 _UNRECOGNIZED_RE = re.compile(
     r"(?:Unrecognized request argument supplied|Unsupported parameter): '?(\w+)"
@@ -321,7 +321,7 @@ class ChatCompletions:
 
     def reasoning_to_wire(self, reasoning: chat_pb2.ReasoningConfig, body: dict[str, Any]) -> None:
         if reasoning.HasField("effort"):
-            body["reasoning_effort"] = _EFFORT.get(reasoning.effort, "medium")
+            body["reasoning_effort"] = EFFORT_NAMES.get(reasoning.effort, "medium")
 
     def build_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
         options = request.options
@@ -463,7 +463,7 @@ class OpenRouterChat(ChatCompletions):
         if reasoning.HasField("max_tokens"):
             wire["max_tokens"] = reasoning.max_tokens
         elif reasoning.HasField("effort"):
-            wire["effort"] = _EFFORT.get(reasoning.effort, "medium")
+            wire["effort"] = EFFORT_NAMES.get(reasoning.effort, "medium")
         if reasoning.HasField("exclude_from_output"):
             wire["exclude"] = reasoning.exclude_from_output
         body["reasoning"] = wire or {"enabled": True}
@@ -569,15 +569,19 @@ def model_info(item: Mapping[str, Any], provider: str) -> models_pb2.ModelInfo:
 
 class OpenAIProvider(HttpProvider):
     """OpenAI, and any other server that speaks its API (kind ``openai_compatible``):
-    Chat Completions, embeddings, the model list."""
+    Chat Completions, or the Responses API for the models the registry marks or the
+    config names (``apis``); embeddings, the model list."""
 
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         super().__init__(name, config, api_key)
         settings = self.spec.dialect
         self.dialect = ChatCompletions(name, settings.get("max_tokens_field", "max_tokens"))
+        self.dialects = {"responses": Responses(name, self.dialect)}
         self._unsupported_parameters = frozenset(settings.get("unsupported", ()))
 
     def unsupported_parameters(self, model: str) -> frozenset[str]:
+        if isinstance(self.chat_dialect(model), Responses):
+            return self._unsupported_parameters | RESPONSES_UNSUPPORTED
         return self._unsupported_parameters
 
     async def embed(
@@ -607,6 +611,7 @@ class OpenRouterProvider(OpenAIProvider):
     def __init__(self, name: str, config: ProviderConfig, api_key: Secret | None) -> None:
         super().__init__(name, config, api_key)
         self.dialect = OpenRouterChat(name, "max_tokens")
+        self.dialects = {"responses": Responses(name, self.dialect)}
 
     def default_headers(self) -> dict[str, str]:
         # OpenRouter attributes traffic to apps by these; config headers override them.
