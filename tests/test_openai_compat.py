@@ -244,7 +244,9 @@ async def test_openai_chat_reasoning_tokens(
     ratd: ServiceClient, upstream: FakeOpenAIUpstream
 ) -> None:
     upstream.set_scenario("reasoning")
-    reply = await ratd.chat("How many roots has the ash?", model="o4-mini", reasoning_effort="low")
+    reply = await ratd.chat(
+        "How many roots has the ash?", model="gpt-6-luna", reasoning_effort="low"
+    )
     assert reply.content == ANSWER_TEXT
     assert not reply.HasField("reasoning"), "OpenAI counts reasoning but never shows it"
     assert reply.usage.reasoning_tokens == 448
@@ -719,7 +721,7 @@ async def test_reasoning_options(
     openai_wire: dict[str, object],
     openrouter_wire: dict[str, object],
 ) -> None:
-    await ratd.chat("think", model="o4-mini", **kwargs)
+    await ratd.chat("think", model="gpt-6-luna", **kwargs)
     await ratd.chat("think", model=OPENROUTER_MODEL, **kwargs)
     openai_body = upstream.last("openai").json
     openrouter_body = upstream.last("openrouter").json

@@ -165,7 +165,7 @@ async def test_structured_output_reasoning_effort_and_images(
         "additionalProperties": False,
     }
     await api.chat.completions.create(
-        model="o4-mini",
+        model="gpt-6-luna",
         messages=[
             {
                 "role": "user",
