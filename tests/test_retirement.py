@@ -15,6 +15,7 @@ import pytest
 from rat import output
 from ratatoskr import ModelNotFound, ModelRetired
 from ratd import errors
+from ratd.config import ConfigError
 from ratd.core.retirement import Retirement, retired_presets
 from ratd.registry import Presets, Registry
 from ratd.registry.seed import load_seed
@@ -237,3 +238,38 @@ cache_path = ""
         assert code == 0, err
         assert "shutdown  2026-10-23" in out and "replace   with gpt-4.1-mini" in out
         assert "deprecated 2026-04-22" in out
+
+
+@pytest.mark.parametrize(
+    ("today", "retired"), [("2027-01-13", False), ("2027-01-14", True)], ids=["eve", "day"]
+)
+async def test_registry_today_judges_the_seeds_dates(
+    upstream: FakeOpenAIUpstream, today: str, retired: bool
+) -> None:
+    """``[registry] today`` fixes the day retirement is judged against: the seed's GPT-4o
+    mini shutdown (2027-01-14) refuses the call on the day, not the day before."""
+    config = make_config(
+        f"""
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+[registry]
+live = false
+cache_path = ""
+today = "{today}"
+""",
+        env={"OPENAI_API_KEY": OPENAI_KEY},
+    )
+    async with daemon_client(config) as client:
+        if not retired:
+            assert (await client.chat("hi", model="gpt-4o-mini")).content
+            return
+        with pytest.raises(ModelRetired) as caught:
+            await client.chat("hi", model="gpt-4o-mini")
+        assert caught.value.replacement == "gpt-6-luna"
+        assert caught.value.metadata["shutdown_date"] == "2027-01-14"
+        assert not upstream.requests_to("openai")
+
+
+def test_registry_today_must_be_a_date() -> None:
+    with pytest.raises(ConfigError, match=r"registry\.today must be a date YYYY-MM-DD"):
+        make_config('[registry]\ntoday = "14 January"\n')

@@ -23,7 +23,7 @@ from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
 from ratd.core.parameters import ParameterPolicy
-from ratd.core.retirement import retired_presets, utc_today
+from ratd.core.retirement import retired_presets, today_of
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
 from ratd.core.validation import (
@@ -97,12 +97,13 @@ class Gateway:
             rejection_ttl_secs=settings.rejection_ttl_secs,
         )
         self.presets = Presets(_preset_table(self.registry.seed.presets, config))
-        for stale in retired_presets(self.presets, self.registry, utc_today()):
+        today = today_of(settings.today)
+        for stale in retired_presets(self.presets, self.registry, today()):
             log.warning("preset %s names a model past its shutdown date", stale)
         claimed = {m: p.name for p in self.providers.values() for m in p.model_names()}
         self.router = Router(config, claimed)
         self.parameters = ParameterPolicy(config.validation.parameter_policy, self.registry)
-        self.catalog = Catalog(self.registry, self.presets, self.router, self.providers)
+        self.catalog = Catalog(self.registry, self.presets, self.router, self.providers, today)
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes

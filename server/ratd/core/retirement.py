@@ -28,6 +28,15 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+def today_of(fixed: str) -> Today:
+    """``[registry] today``: a fixed day (YYYY-MM-DD, checked by the config loader), or
+    the UTC date when empty."""
+    if not fixed:
+        return utc_today
+    day = dt.date.fromisoformat(fixed)
+    return lambda: day
+
+
 def parse_date(value: str) -> dt.date | None:
     """A YYYY-MM-DD date (a longer ISO timestamp is cut to its date); None when unreadable."""
     try:
@@ -139,4 +148,4 @@ def retired_presets(presets: Presets, registry: Registry, today: dt.date) -> lis
     return found
 
 
-__all__ = ["Dates", "Retirement", "parse_date", "retired_presets", "utc_today"]
+__all__ = ["Dates", "Retirement", "parse_date", "retired_presets", "today_of", "utc_today"]
