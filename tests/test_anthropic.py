@@ -1046,3 +1046,129 @@ def test_recorded_errors_classify(shared_dir: Path) -> None:
         assert type(error).__name__ == ERROR_CLASSES[expect["class"]], path.name
         assert error.fallback == expect["retryable"] or expect["class"] == "auth", path.name
         assert error.retry_after == expect.get("retry_after_seconds"), path.name
+
+
+# -- the current reference (2026-12-04): adaptive thinking, server tools, new fields -------------
+
+ADAPTIVE_MODEL = "claude-sonnet-5-5"  # adaptive-only (Sonnet 5 and later)
+
+
+@pytest.mark.parametrize(
+    ("effort", "wire"),
+    [("low", "low"), ("minimal", "low"), ("medium", "medium"), ("xhigh", "xhigh")],
+)
+async def test_adaptive_thinking_from_effort(
+    client: ServiceClient, fake: FakeAnthropicUpstream, effort: str, wire: str
+) -> None:
+    """Current models think adaptively: the effort goes to output_config.effort, no
+    budget; sampling they refuse is dropped before the request (warn policy)."""
+    fake.scenario = "adaptive"
+    reply = await client.chat(
+        "hi", model=ADAPTIVE_MODEL, reasoning_effort=effort, temperature=0.2, top_k=5
+    )
+    body = sent(fake)
+    assert body["thinking"] == {"type": "adaptive"}
+    assert body["output_config"] == {"effort": wire}
+    assert body["max_tokens"] == 4096  # no budget on top
+    assert not {"temperature", "top_k", "top_p"} & set(body)
+    assert reply.reasoning == fa.THINKING and reply.content == fa.ANSWER
+    assert reply.usage.reasoning_tokens == 29  # output_tokens_details.thinking_tokens
+
+
+async def test_adaptive_model_without_reasoning_options(
+    client: ServiceClient, fake: FakeAnthropicUpstream
+) -> None:
+    """No reasoning asked: no thinking field (the model's default); effort none cannot
+    turn an adaptive-only model's thinking off, so nothing is sent that it refuses."""
+    fake.scenario = "adaptive"
+    await client.chat("hi", model=ADAPTIVE_MODEL, top_p=0.5)
+    assert not {"thinking", "output_config", "top_p"} & set(sent(fake))
+    await client.chat("hi", model=ADAPTIVE_MODEL, reasoning_effort="none")
+    assert "thinking" not in sent(fake)
+    # Opus / Sonnet 4.6 take adaptive thinking and can still turn it off.
+    await client.chat("hi", model="claude-sonnet-4-6", reasoning_effort="none")
+    assert sent(fake)["thinking"] == {"type": "disabled"}
+    await client.chat("hi", model="claude-sonnet-4-6", reasoning_budget=3000)
+    assert sent(fake)["thinking"] == {"type": "adaptive"}
+    assert "output_config" not in sent(fake)
+
+
+async def test_adaptive_stream_reports_thinking_tokens(
+    client: ServiceClient, fake: FakeAnthropicUpstream
+) -> None:
+    fake.scenario = "adaptive"
+    events = await collect(client.chat_stream("hi", model=ADAPTIVE_MODEL, reasoning_effort="high"))
+    assert joined(events, "content") == fa.ANSWER
+    usage = next(e.usage for e in events if e.HasField("usage"))
+    assert usage.reasoning_tokens == 29 and usage.completion_tokens == 40
+
+
+async def test_structured_output_on_adaptive_model_is_native(
+    client: ServiceClient, fake: FakeAnthropicUpstream
+) -> None:
+    """An adaptive-only model refuses a forced tool: the schema goes to
+    output_config.format, beside the effort."""
+    fake.scenario = "adaptive"
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    await client.chat(
+        "name it", model=ADAPTIVE_MODEL, response_format=schema, reasoning_effort="low"
+    )
+    body = sent(fake)
+    assert "tool_choice" not in body and not body.get("tools")
+    assert body["output_config"] == {
+        "effort": "low",
+        "format": {"type": "json_schema", "schema": schema},
+    }
+
+
+def test_the_fake_refuses_what_adaptive_models_refuse() -> None:
+    """The fake's strictness that the tests above lean on."""
+    base = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    manual = {
+        **base,
+        "model": ADAPTIVE_MODEL,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
+    assert fa.check_request(manual) is not None
+    assert fa.check_request({**base, "model": ADAPTIVE_MODEL, "temperature": 0.2}) is not None
+    old = {**base, "model": "claude-sonnet-4-5", "thinking": {"type": "adaptive"}}
+    assert fa.check_request(old) is not None
+    assert (
+        fa.check_request({**base, "model": ADAPTIVE_MODEL, "thinking": {"type": "adaptive"}})
+        is None
+    )
+
+
+async def test_server_tool_blocks_skipped(
+    client: ServiceClient, fake: FakeAnthropicUpstream
+) -> None:
+    """server_tool_use / web_search_tool_result blocks and citations have no place in a
+    chat answer: skipped, the text kept; pause_turn is a normal stop."""
+    fake.scenario = "server-tools"
+    reply = await client.chat("when does the ferry leave?", model=ADAPTIVE_MODEL)
+    assert reply.content == fa.PREAMBLE + "".join(fa.CITED_PIECES)
+    assert not reply.tool_calls
+    assert reply.finish_reason == chat_pb2.FINISH_REASON_STOP
+    assert usage_dict(reply.usage)["prompt_tokens"] == 31
+    events = await collect(client.chat_stream("when does the ferry leave?", model=ADAPTIVE_MODEL))
+    assert joined(events, "content") == reply.content
+    assert not any(e.HasField("tool_call_start") for e in events)
+    assert events[-1].done and events[-1].finish_reason == chat_pb2.FINISH_REASON_STOP
+
+
+async def test_context_window_exceeded_is_length(client: ServiceClient) -> None:
+    reply = await client.chat("hi", model="anthropic:context-window-exceeded")
+    assert reply.finish_reason == chat_pb2.FINISH_REASON_LENGTH
+    events = await collect(client.chat_stream("hi", model="anthropic:context-window-exceeded"))
+    assert events[-1].finish_reason == chat_pb2.FINISH_REASON_LENGTH
+
+
+async def test_count_tokens(client: ServiceClient, fake: FakeAnthropicUpstream) -> None:
+    count = await client.count_tokens("one two three four", model=ADAPTIVE_MODEL)
+    assert count == fa.COUNT_BASE + 4
+    request = fake.last("/v1/messages/count_tokens")
+    assert request.json == {
+        "model": ADAPTIVE_MODEL,
+        "messages": [{"role": "user", "content": "one two three four"}],
+    }
+    assert await client.count_tokens("", model=ADAPTIVE_MODEL) == 0

@@ -121,7 +121,7 @@ async def test_rat_chat_json_system_and_options(
     # gpt-4o-mini takes no reasoning effort: dropped, with a warning in the log.
     assert "reasoning_effort" not in sent
     code, _, err = await rat(
-        ratd, "chat", "hi", "-m", "o4-mini", "--reasoning-effort", "low", "--no-stream"
+        ratd, "chat", "hi", "-m", "gpt-6-luna", "--reasoning-effort", "low", "--no-stream"
     )
     assert code == 0, err
     # The seed sends o4-mini to the Responses API.
@@ -295,7 +295,7 @@ base_url = "{upstream.base_url_openrouter}"
         with spawn_ratd(config, tmp_path, env=env) as process:
             for model, reached in (
                 ("claude-sonnet-4-5", lambda: anthropic.requests_to("/v1/messages")),
-                ("gemini-2.5-flash", lambda: gemini.requests_to(":streamGenerateContent")),
+                ("gemini-3.8-flash", lambda: gemini.requests_to(":streamGenerateContent")),
                 ("llama3.2:1b", lambda: ollama.requests_to("/api/chat")),
                 ("openai/gpt-4o-mini", lambda: upstream.requests_to("openrouter")),
             ):

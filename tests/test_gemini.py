@@ -109,7 +109,7 @@ async def test_text_request_and_response(client: ServiceClient, fake: FakeGemini
     ]
     reply = await client.chat(
         messages,
-        model="gemini-2.5-flash",
+        model="gemini-2.5-flash-lite",
         temperature=0.3,
         top_p=0.9,
         top_k=40,
@@ -120,13 +120,13 @@ async def test_text_request_and_response(client: ServiceClient, fake: FakeGemini
         frequency_penalty=0.25,
     )
     assert reply.content == fg.ANSWER
-    assert reply.model == "gemini-2.5-flash"
+    assert reply.model == "gemini-2.5-flash-lite"
     assert reply.provider == "google"
     assert reply.finish_reason == chat_pb2.FINISH_REASON_STOP
     assert usage_dict(reply.usage) == fg.expected_usage(fg.Usage(31, 14))
 
     request = fake.last(":generateContent")
-    assert request.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert request.path == "/v1beta/models/gemini-2.5-flash-lite:generateContent"
     assert request.headers["x-goog-api-key"] == KEY
     assert KEY not in request.query and "key=" not in request.query  # never in the URL
     assert request.json == {
@@ -148,11 +148,11 @@ async def test_text_request_and_response(client: ServiceClient, fake: FakeGemini
 
 
 async def test_stream_text(client: ServiceClient, fake: FakeGeminiUpstream) -> None:
-    events = await collect(client.chat_stream("hi", model="gemini-2.5-flash"))
+    events = await collect(client.chat_stream("hi", model="gemini-2.5-flash-lite"))
     assert normalise(events) == [
         *(("content", p) for p in fg.ANSWER_PIECES),
         ("usage", fg.expected_usage(fg.Usage(31, 14))),
-        ("done", "FINISH_REASON_STOP", "gemini-2.5-flash", "google"),
+        ("done", "FINISH_REASON_STOP", "gemini-2.5-flash-lite", "google"),
     ]
     request = fake.last(":streamGenerateContent")
     assert request.query == "alt=sse"
@@ -179,7 +179,7 @@ async def test_raw_provider_options_merged_last(
 ) -> None:
     settings = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
     await client.chat(
-        "hi", model="gemini-2.5-flash", raw_provider_options={"safetySettings": settings}
+        "hi", model="gemini-2.5-flash-lite", raw_provider_options={"safetySettings": settings}
     )
     assert sent(fake)["safetySettings"] == settings
 
@@ -187,7 +187,7 @@ async def test_raw_provider_options_merged_last(
 async def test_parallel_tool_calls_option_dropped(
     client: ServiceClient, fake: FakeGeminiUpstream
 ) -> None:
-    await client.chat("hi", tools=[FERRY], model="gemini-2.5-flash", parallel_tool_calls=False)
+    await client.chat("hi", tools=[FERRY], model="gemini-2.5-flash-lite", parallel_tool_calls=False)
     assert "parallel" not in json.dumps(sent(fake))
 
 
@@ -296,7 +296,7 @@ async def test_upstream_call_id_kept_and_sent_back(
         Message.assistant(tool_calls=first.tool_calls),
         Message.tool("fc_4e1b2c3d", {"departures": ["09:15"]}),
     ]
-    await client.chat(history, tools=[FERRY], model="gemini-2.5-flash")
+    await client.chat(history, tools=[FERRY], model="gemini-2.5-flash-lite")
     contents = sent(fake)["contents"]
     assert contents[1]["parts"][0]["functionCall"]["id"] == "fc_4e1b2c3d"
     assert contents[2]["parts"][0]["functionResponse"]["id"] == "fc_4e1b2c3d"
@@ -314,7 +314,9 @@ async def test_function_round_trip_history(client: ServiceClient, fake: FakeGemi
         Message.tool(first.tool_calls[1].id, "09:15"),
         Message.user("Thanks!"),
     ]
-    await client.chat(history, tools=[WEATHER], model="gemini-2.5-flash", tool_choice="required")
+    await client.chat(
+        history, tools=[WEATHER], model="gemini-2.5-flash-lite", tool_choice="required"
+    )
     body = sent(fake)
     assert body["contents"] == [
         {"role": "user", "parts": [{"text": "weather and time?"}]},
@@ -372,13 +374,13 @@ async def test_function_round_trip_history(client: ServiceClient, fake: FakeGemi
 async def test_tool_choice(
     client: ServiceClient, fake: FakeGeminiUpstream, choice: str, wire: dict[str, Any]
 ) -> None:
-    await client.chat("hi", tools=[FERRY], model="gemini-2.5-flash", tool_choice=choice)
+    await client.chat("hi", tools=[FERRY], model="gemini-2.5-flash-lite", tool_choice=choice)
     assert sent(fake)["toolConfig"] == {"functionCallingConfig": wire}
 
 
 async def test_function_without_parameters(client: ServiceClient, fake: FakeGeminiUpstream) -> None:
     await client.chat(
-        "hi", tools=[ToolDefinition("get_tide", "Tide now")], model="gemini-2.5-flash"
+        "hi", tools=[ToolDefinition("get_tide", "Tide now")], model="gemini-2.5-flash-lite"
     )
     assert sent(fake)["tools"] == [
         {"functionDeclarations": [{"name": "get_tide", "description": "Tide now"}]}
@@ -446,7 +448,7 @@ async def test_schema_ref_bomb_in_tool_refused(
 ) -> None:
     bomb = ToolDefinition("explode", "Expands without end", REF_BOMB)
     with pytest.raises(InvalidInput) as caught:
-        await client.chat("hi", model="gemini-2.5-flash", tools=[WEATHER, bomb])
+        await client.chat("hi", model="gemini-2.5-flash-lite", tools=[WEATHER, bomb])
     assert caught.value.field == "tools[1].parameters_json"
     assert "$ref" in str(caught.value)
     assert fake.requests == []
@@ -457,12 +459,12 @@ async def test_schema_ref_bomb_in_response_format_refused(
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
         await collect(
-            client.chat_stream("describe", model="gemini-2.5-flash", response_format=REF_BOMB)
+            client.chat_stream("describe", model="gemini-2.5-flash-lite", response_format=REF_BOMB)
         )
     assert caught.value.field == "options.response_format.json_schema"
     assert fake.requests == []
     # The daemon still serves the next call.
-    reply = await client.chat("hi", model="gemini-2.5-flash")
+    reply = await client.chat("hi", model="gemini-2.5-flash-lite")
     assert reply.content
 
 
@@ -527,7 +529,7 @@ async def test_thinking_config(
     options: dict[str, Any],
     thinking: dict[str, Any],
 ) -> None:
-    await client.chat("hi", model="gemini-2.5-flash", **options)
+    await client.chat("hi", model="gemini-2.5-flash-lite", **options)
     assert sent(fake)["generationConfig"]["thinkingConfig"] == thinking
 
 
@@ -536,8 +538,7 @@ async def test_thinking_config(
     [
         ("gemini-3-flash-preview", {"reasoning_effort": "medium"}, {"thinkingLevel": "medium"}),
         ("gemini-3-flash-preview", {"reasoning_effort": "xhigh"}, {"thinkingLevel": "high"}),
-        ("gemini-3-pro-preview", {"reasoning_effort": "medium"}, {"thinkingLevel": "high"}),
-        ("gemini-3-pro-preview", {"reasoning_effort": "minimal"}, {"thinkingLevel": "low"}),
+        ("gemini-3.1-pro-preview", {"reasoning_effort": "minimal"}, {"thinkingLevel": "low"}),
         ("gemini-3.1-pro-preview", {"reasoning_effort": "medium"}, {"thinkingLevel": "medium"}),
         # Gemini 3 cannot stop thinking: "none" is the least it does, and none of it shown.
         (
@@ -546,7 +547,7 @@ async def test_thinking_config(
             {"thinkingLevel": "minimal", "includeThoughts": False},
         ),
         # An explicit budget is still passed as one (the API accepts it).
-        ("gemini-3-pro-preview", {"reasoning_budget": 4096}, {"thinkingBudget": 4096}),
+        ("gemini-3.1-pro-preview", {"reasoning_budget": 4096}, {"thinkingBudget": 4096}),
     ],
 )
 async def test_gemini_3_takes_a_thinking_level(
@@ -558,6 +559,15 @@ async def test_gemini_3_takes_a_thinking_level(
 ) -> None:
     await client.chat("hi", model=model, **options)
     assert sent(fake)["generationConfig"]["thinkingConfig"] == {"includeThoughts": True, **thinking}
+
+
+def test_gemini_3_pro_took_only_low_and_high() -> None:
+    """Gemini 3 Pro is past its shutdown (calls fail fast), but its level rule stays:
+    low and high only, where later Pro models take low to high."""
+    from ratd.providers.gemini import thinking_levels
+
+    assert thinking_levels("gemini-3-pro-preview") == ("low", "high")
+    assert thinking_levels("gemini-3.1-pro-preview") == ("low", "medium", "high")
 
 
 async def test_thinking_response(client: ServiceClient) -> None:
@@ -618,7 +628,7 @@ async def test_signatures_sent_back_on_their_parts(
     await client.chat(
         [Message.user("jokes"), Message.from_response(first), *results],
         tools=[FERRY],
-        model="gemini-2.5-flash",
+        model="gemini-2.5-flash-lite",
     )
     model_turn = sent(fake)["contents"][1]
     assert model_turn["role"] == "model"
@@ -637,7 +647,7 @@ async def test_signatures_sent_back_on_their_parts(
     await client.chat(
         [Message.user("jokes"), Message.from_response(streamed), *results],
         tools=[FERRY],
-        model="gemini-2.5-flash",
+        model="gemini-2.5-flash-lite",
     )
     assert sent(fake)["contents"][1] == model_turn
     assert sent(fake)["contents"][2]["parts"][0] == {
@@ -649,7 +659,7 @@ async def test_signatures_sent_back_on_their_parts(
     text_turn.reasoning_blocks.add(text="claude", signature="c-sig", format="anthropic-claude-v1")
     text_turn.reasoning_blocks.add(text="thinking", signature=fg.THOUGHT_SIGNATURE)
     await client.chat(
-        [Message.user("roots?"), text_turn, Message.user("sure?")], model="gemini-2.5-flash"
+        [Message.user("roots?"), text_turn, Message.user("sure?")], model="gemini-2.5-flash-lite"
     )
     assert sent(fake)["contents"][1]["parts"] == [
         {"text": "Three roots.", "thoughtSignature": fg.THOUGHT_SIGNATURE}
@@ -667,7 +677,7 @@ async def test_images(client: ServiceClient, fake: FakeGeminiUpstream) -> None:
         image=chat_pb2.ImagePart(url="https://example.org/tree?size=2", mime_type="image/webp")
     )
     message.parts.add(image=chat_pb2.ImagePart(url="data:image/gif;base64,R0lGODlh"))
-    await client.chat([message], model="gemini-2.5-flash")
+    await client.chat([message], model="gemini-2.5-flash-lite")
     assert sent(fake)["contents"][0]["parts"] == [
         {"text": "What is in these?"},
         {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}},
@@ -683,7 +693,7 @@ async def test_image_in_system_refused(client: ServiceClient) -> None:
         parts=[chat_pb2.ContentPart(image=chat_pb2.ImagePart(url="https://example.org/a.png"))],
     )
     with pytest.raises(InvalidInput) as caught:
-        await client.chat([system, Message.user("hi")], model="gemini-2.5-flash")
+        await client.chat([system, Message.user("hi")], model="gemini-2.5-flash-lite")
     assert caught.value.field == "messages[0].parts[0]"
 
 
@@ -780,7 +790,7 @@ async def test_bad_key(fake: FakeGeminiUpstream, key: str | None, status: int) -
     env = {"GOOGLE_API_KEY": key} if key else {}
     async with daemon_client(make_config(config_text(fake), env=env)) as client:
         with pytest.raises(AuthenticationFailed) as caught:
-            await client.chat("hi", model="gemini-2.5-flash")
+            await client.chat("hi", model="gemini-2.5-flash-lite")
     assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
     assert caught.value.metadata["upstream_status"] == str(status)
     assert key is None or key not in str(caught.value)
@@ -802,7 +812,9 @@ async def test_broken_streams(client: ServiceClient, scenario: str, reason: str)
 async def test_upstream_refusals_surface_as_invalid_argument(client: ServiceClient) -> None:
     """What the API refuses comes back as INVALID_ARGUMENT with its message."""
     with pytest.raises(InvalidInput) as caught:
-        await client.chat("hi", model="gemini-2.5-flash", raw_provider_options={"bogusField": 1})
+        await client.chat(
+            "hi", model="gemini-2.5-flash-lite", raw_provider_options={"bogusField": 1}
+        )
     assert caught.value.reason == "UPSTREAM_INVALID_REQUEST"
     assert "bogusField" in str(caught.value)
 
@@ -811,7 +823,7 @@ async def test_upstream_refusals_surface_as_invalid_argument(client: ServiceClie
 
 
 async def test_generate(client: ServiceClient, fake: FakeGeminiUpstream) -> None:
-    reply = await client.generate("How many roots?", model="gemini-2.5-flash", max_tokens=64)
+    reply = await client.generate("How many roots?", model="gemini-2.5-flash-lite", max_tokens=64)
     assert reply.text == fg.ANSWER
     assert reply.provider == "google"
     assert reply.finish_reason == chat_pb2.FINISH_REASON_STOP
@@ -873,7 +885,7 @@ async def test_embed_errors(client: ServiceClient) -> None:
 
 
 async def test_count_tokens(client: ServiceClient, fake: FakeGeminiUpstream) -> None:
-    count = await client.count_tokens("one two three four", model="gemini-2.5-flash")
+    count = await client.count_tokens("one two three four", model="gemini-2.5-flash-lite")
     assert count == 4
     request = fake.last(":countTokens")
     assert request.json == {

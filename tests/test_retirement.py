@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from rat import output
 from ratatoskr import ModelNotFound, ModelRetired
 from ratd import errors
-from ratd.core.retirement import Retirement
-from ratd.registry import Registry
+from ratd.config import ConfigError
+from ratd.core.retirement import Retirement, retired_presets
+from ratd.registry import Presets, Registry
+from ratd.registry.seed import load_seed
 from tests.fakes.openai_upstream import OPENAI_MODELS, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import daemon_client, make_config, spawn_ratd
@@ -57,7 +60,7 @@ def _models_with_retirements() -> bytes:
 
 def registry_with(**fields: str) -> Registry:
     registry = Registry({"openai": "openai"})
-    found = registry.get("openai", "gpt-4o")
+    found = registry.get("openai", "gpt-6.1-sol")
     assert found is not None
     for name, value in fields.items():
         setattr(found.info, name, value)
@@ -68,13 +71,13 @@ def test_past_the_shutdown_date_is_retired() -> None:
     registry = registry_with(shutdown_date="2026-10-23", replacement="gpt-4.1-mini")
     on_the_day = Retirement(registry, today=lambda: dt.date(2026, 10, 23))
     with pytest.raises(errors.ModelRetired) as caught:
-        on_the_day.check("openai", "gpt-4o")
+        on_the_day.check("openai", "gpt-6.1-sol")
     err = caught.value
     assert err.reason == "MODEL_RETIRED" and err.fallback
     assert err.metadata == {"shutdown_date": "2026-10-23", "replacement": "gpt-4.1-mini"}
     assert "retired on 2026-10-23" in err.message and "gpt-4.1-mini" in err.message
     the_day_before = Retirement(registry, today=lambda: dt.date(2026, 10, 22))
-    the_day_before.check("openai", "gpt-4o")  # deprecated, still served
+    the_day_before.check("openai", "gpt-6.1-sol")  # deprecated, still served
     Retirement(registry).check("openai", "an-unknown-model")
 
 
@@ -83,25 +86,80 @@ def test_a_deprecated_model_warns_once(caplog: pytest.LogCaptureFixture) -> None
     check = Retirement(registry, today=lambda: dt.date(2026, 2, 1))
     with caplog.at_level(logging.WARNING, logger="ratd.core.retirement"):
         for _ in range(3):
-            check.check("openai", "gpt-4o")
-        check.check("openai", "gpt-4o-mini")  # not deprecated
-    assert [r.getMessage() for r in caplog.records] == ["openai: model gpt-4o is deprecated"]
+            check.check("openai", "gpt-6.1-sol")
+        check.check("openai", "gpt-6.1-terra")  # not deprecated
+    assert [r.getMessage() for r in caplog.records] == ["openai: model gpt-6.1-sol is deprecated"]
     before = Retirement(registry, today=lambda: dt.date(2025, 12, 31))
     caplog.clear()
-    before.check("openai", "gpt-4o")
+    before.check("openai", "gpt-6.1-sol")
     assert not caplog.records
 
 
 def test_one_candidate_still_serving_is_enough() -> None:
     registry = Registry({"openai": "openai", "openrouter": "openrouter"})
-    retired = registry.get("openai", "gpt-4o")
+    retired = registry.get("openai", "gpt-6.1-sol")
     assert retired is not None
     retired.info.shutdown_date = "2020-01-01"
     check = Retirement(registry)
     with pytest.raises(errors.ModelRetired) as caught:
-        check.check("openai", "gpt-4o")
+        check.check("openai", "gpt-6.1-sol")
     assert caught.value.fallback  # the gateway tries the next candidate
-    check.check("openrouter", "openai/gpt-4o")  # dated only at OpenAI
+    check.check("openrouter", "openai/gpt-6.1-sol")  # dated only at OpenAI
+
+
+# -- the seed's presets and the CLI's marking, against a fixed today -----------------------------
+
+SEED_CHECKED = dt.date(2026, 12, 4)  # the day the seed's dates were last checked
+
+
+def seed_registry() -> Registry:
+    return Registry({kind: kind for kind in load_seed().models})
+
+
+def test_no_preset_names_a_model_past_its_shutdown_date() -> None:
+    registry = seed_registry()
+    presets = Presets(load_seed().presets)
+    assert retired_presets(presets, registry, SEED_CHECKED) == []
+    # The paid tiers name models the seed lists (so the check above saw their dates).
+    for tier in ("budget", "mid", "premium"):
+        for capability in ("agentic", "coding", "summariser", "text-generation", "embedding"):
+            preset = presets.get(tier, capability)
+            assert preset is not None and registry.find(preset.model), (tier, capability)
+
+
+def test_a_preset_on_a_retired_model_is_found() -> None:
+    """The check above can fail: a preset naming a model past its shutdown date (bare or
+    provider-qualified) is reported, one still served somewhere is not."""
+    registry = seed_registry()
+    presets = Presets(
+        {
+            "old": {
+                "chat": {"model": "gpt-4.1-nano"},  # shut down 2026-10-23
+                "routed": {"model": "openrouter:google/gemini-2.5-pro"},  # 2026-12-01
+                "later": {"model": "gpt-4o"},  # shuts down 2027-01-14
+                "local": {"model": "all-MiniLM-L6-v2"},  # not a registry model
+            }
+        }
+    )
+    assert retired_presets(presets, registry, SEED_CHECKED) == [
+        "ratatoskr:old/chat -> gpt-4.1-nano",
+        "ratatoskr:old/routed -> openrouter:google/gemini-2.5-pro",
+    ]
+    assert "ratatoskr:old/later -> gpt-4o" in retired_presets(
+        presets, registry, dt.date(2027, 1, 14)
+    )
+
+
+def test_rat_marks_retired_models_by_the_date() -> None:
+    registry = seed_registry()
+    gpt4o = registry.get("openai", "gpt-4o")
+    assert gpt4o is not None
+    assert (
+        output.retirement(gpt4o.info, dt.date(2027, 1, 13)) == "shutdown 2027-01-14 -> gpt-6-luna"
+    )
+    assert output.retirement(gpt4o.info, dt.date(2027, 1, 14)) == "retired 2027-01-14 -> gpt-6-luna"
+    current = registry.get("openai", "gpt-6.1-sol")
+    assert current is not None and output.retirement(current.info, SEED_CHECKED) == "-"
 
 
 # -- through ratd ---------------------------------------------------------------------------------
@@ -133,7 +191,7 @@ cache_path = ""
         listed = {m.id: m for m in await client.list_models("openai")}
         assert listed[DEPRECATED].deprecation_date == "2020-01-01"
         assert listed[DEPRECATED].shutdown_date == "3000-01-01"
-        assert not listed["gpt-4o-mini"].HasField("shutdown_date")
+        assert not listed["text-embedding-3-small"].HasField("shutdown_date")  # undated
 
         with pytest.raises(ModelRetired) as caught:
             await client.chat("hi", model=RETIRED)
@@ -171,10 +229,47 @@ cache_path = ""
         assert code == 0, err
         assert "RETIREMENT" in out.splitlines()[0]
         nano = next(line for line in out.splitlines() if " gpt-4.1-nano " in line)
-        assert nano.rstrip().endswith("shutdown 2026-10-23 -> gpt-4.1-mini")
+        assert nano.rstrip().endswith("retired 2026-10-23 -> gpt-4.1-mini")  # date is past
         mini = next(line for line in out.splitlines() if " gpt-4.1-mini " in line)
-        assert mini.rstrip().endswith("-")
+        assert "2027-01-14 -> gpt-6-luna" in mini  # deprecated, its shutdown announced
+        current = next(line for line in out.splitlines() if " gpt-6.1-sol " in line)
+        assert current.rstrip().endswith("-")
         code, out, err = await rat(ratd, "metadata", "gpt-4.1-nano")
         assert code == 0, err
         assert "shutdown  2026-10-23" in out and "replace   with gpt-4.1-mini" in out
         assert "deprecated 2026-04-22" in out
+
+
+@pytest.mark.parametrize(
+    ("today", "retired"), [("2027-01-13", False), ("2027-01-14", True)], ids=["eve", "day"]
+)
+async def test_registry_today_judges_the_seeds_dates(
+    upstream: FakeOpenAIUpstream, today: str, retired: bool
+) -> None:
+    """``[registry] today`` fixes the day retirement is judged against: the seed's GPT-4o
+    mini shutdown (2027-01-14) refuses the call on the day, not the day before."""
+    config = make_config(
+        f"""
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+[registry]
+live = false
+cache_path = ""
+today = "{today}"
+""",
+        env={"OPENAI_API_KEY": OPENAI_KEY},
+    )
+    async with daemon_client(config) as client:
+        if not retired:
+            assert (await client.chat("hi", model="gpt-4o-mini")).content
+            return
+        with pytest.raises(ModelRetired) as caught:
+            await client.chat("hi", model="gpt-4o-mini")
+        assert caught.value.replacement == "gpt-6-luna"
+        assert caught.value.metadata["shutdown_date"] == "2027-01-14"
+        assert not upstream.requests_to("openai")
+
+
+def test_registry_today_must_be_a_date() -> None:
+    with pytest.raises(ConfigError, match=r"registry\.today must be a date YYYY-MM-DD"):
+        make_config('[registry]\ntoday = "14 January"\n')

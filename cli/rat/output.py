@@ -3,6 +3,7 @@ for scripts (``--json``), errors as one line on stderr with an exit code per cla
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -124,11 +125,15 @@ class Dim:
         self.stream.flush()
 
 
-def retirement(info: models_pb2.ModelInfo) -> str:
-    """A model's retirement in a table cell: "shutdown 2026-10-23 -> gpt-4.1-mini", or "-"."""
+def retirement(info: models_pb2.ModelInfo, today: dt.date | None = None) -> str:
+    """A model's retirement in a table cell: "retired 2026-10-23 -> gpt-4.1-mini" once
+    the shutdown date (UTC) has come, "shutdown 2027-01-14 -> gpt-6-luna" before it,
+    "deprecated ..." without one, or "-"."""
+    today = today or dt.datetime.now(dt.UTC).date()
     parts = []
     if info.HasField("shutdown_date"):
-        parts.append(f"shutdown {info.shutdown_date}")
+        past = info.shutdown_date[:10] <= today.isoformat()  # ISO dates sort as text
+        parts.append(f"{'retired' if past else 'shutdown'} {info.shutdown_date}")
     elif info.HasField("deprecation_date"):
         parts.append(f"deprecated {info.deprecation_date}")
     if parts and info.HasField("replacement"):

@@ -8,6 +8,7 @@ ignored, because a silently ignored typo in a daemon's config is a production in
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import tomllib
@@ -275,6 +276,9 @@ class RegistryConfig:
     fetch_timeout_secs: float = 20.0
     # How long a parameter an upstream refused stays marked unsupported for that model.
     rejection_ttl_secs: float = 3600.0
+    # The day (YYYY-MM-DD) retirement dates are judged against; "": today, UTC. Fixing it
+    # shows what a later day would refuse, and keeps test runs independent of the date.
+    today: str = ""
 
 
 @dataclass(frozen=True)
@@ -612,6 +616,17 @@ def _auto_providers(keys: dict[str, Secret]) -> dict[str, ProviderConfig]:
     }
 
 
+def _check_today(today: str, source: str) -> None:
+    if not today:
+        return
+    try:
+        dt.date.fromisoformat(today)
+    except ValueError:
+        raise ConfigError(
+            f"{source}: registry.today must be a date YYYY-MM-DD, got {today!r}"
+        ) from None
+
+
 def _check_routing(config: Config) -> None:
     known = set(config.providers) | ({"local"} if config.local else set())
     for capability in CAPABILITIES:
@@ -702,6 +717,7 @@ def parse_config(
         remote, local = _auto_providers(keys), LocalConfig()
     config = dataclasses.replace(base, providers=remote, local=local, keys=keys, source=source)
     _check_routing(config)
+    _check_today(config.registry.today, source)
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)

@@ -19,7 +19,22 @@ number here is the project's own. What the fake reproduces:
   empty text blocks, every ``tool_use`` answered by ``tool_result`` blocks at the start
   of the next user turn and no stray ``tool_result``, thinking budgets (at least 1024,
   below ``max_tokens``, no ``temperature`` / ``top_k`` alongside);
-* ``GET /v1/models`` with ``limit`` / ``after_id`` pagination.
+* ``GET /v1/models`` with ``limit`` / ``after_id`` pagination;
+* ``POST /v1/messages/count_tokens`` (``{"input_tokens": n}``; n is the fake's own rule,
+  ``COUNT_BASE`` plus one per whitespace-separated word of the messages' text);
+* the models with adaptive thinking (``ADAPTIVE``, e.g. ``claude-sonnet-5-5``): they
+  take ``thinking: {"type": "adaptive"}`` with ``output_config.effort``; the
+  adaptive-only ones refuse ``enabled`` / ``disabled`` thinking, non-default
+  ``temperature`` / ``top_p`` / ``top_k`` and forced tool use, and older models refuse
+  ``adaptive``;
+* blocks a gateway must skip: ``server_tool_use``, ``web_search_tool_result``,
+  ``citations`` on text (``citations_delta`` in streams), and the newer stop reasons
+  ``pause_turn`` and ``model_context_window_exceeded``; usage with the ``cache_creation``
+  TTL breakdown, ``server_tool_use`` and ``output_tokens_details.thinking_tokens``.
+
+Reference followed: the Messages API reference at platform.claude.com/docs/en/api (and
+its thinking, adaptive-thinking and token-counting pages) and the types of the
+``anthropic`` Python SDK 2.17.0 (``anthropic/types``), as read on 2026-12-04.
 
 A request's scenario is its model name when that names one (``conf-text``,
 ``thinking``, ...; see ``SCENARIOS``), else ``fake.scenario`` when set, else ``text``.
@@ -29,6 +44,7 @@ This module does not import pytest.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +74,18 @@ STRUCTURED_JSON = "".join(STRUCTURED_PIECES)
 REFUSAL_TEXT = "I can't help with that."
 LENGTH_PIECES = ("The nine", " worlds hang")
 MODEL_SNAPSHOT = "claude-sonnet-4-5-20250929"
+SEARCH_ID = "srvtoolu_01SearchRtsk000000001"
+SEARCH_QUERY_PIECES = ('{"query": "ratato', 'skr ferry"}')
+SOURCE_URL = "https://example.org/yggdrasil/ferries"
+CITED_PIECES = ("The ferry leaves", " at dawn.")
+COUNT_BASE = 7  # count_tokens: the fake's overhead for one message
+
+# Models with adaptive thinking, and among them those that take nothing else.
+ADAPTIVE = re.compile(
+    r"^claude-(?:(?:opus|sonnet)-4-[6-9]|(?:opus|sonnet|haiku)-[5-9]|fable|mythos)"
+)
+ADAPTIVE_ONLY = re.compile(r"^claude-(?:opus-4-[7-9]|(?:opus|sonnet|haiku)-[5-9]|fable|mythos)")
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
 
 WEATHER_ID = "toolu_01WeatherOslo0000000001"
 TIME_ID = "toolu_01TimeOslo000000000002"
@@ -69,6 +97,7 @@ TIME_ID = "toolu_01TimeOslo000000000002"
 @dataclass(frozen=True)
 class Text:
     pieces: tuple[str, ...]
+    citations: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +118,25 @@ class ToolUse:
     pieces: tuple[str, ...]  # the input JSON text exactly as streamed
 
 
-Block = Text | Thinking | Redacted | ToolUse
+@dataclass(frozen=True)
+class ServerToolUse:
+    """A tool the API runs itself (web search); its input streams like a tool's."""
+
+    id: str
+    name: str
+    pieces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServerToolResult:
+    """A server tool's result block (``web_search_tool_result`` ...), sent whole."""
+
+    type: str
+    tool_use_id: str
+    content: Any
+
+
+Block = Text | Thinking | Redacted | ToolUse | ServerToolUse | ServerToolResult
 
 
 @dataclass(frozen=True)
@@ -98,6 +145,8 @@ class Usage:
     output: int
     cache_read: int = 0
     cache_creation: int = 0
+    web_search_requests: int | None = None  # usage.server_tool_use, when set
+    thinking_tokens: int | None = None  # usage.output_tokens_details, when set
 
 
 @dataclass(frozen=True)
@@ -290,7 +339,53 @@ _LOW_CREDIT = (
     "to upgrade or purchase credits."
 )
 
+_SEARCH_RESULTS = [
+    {
+        "type": "web_search_result",
+        "url": SOURCE_URL,
+        "title": "Ferries of the nine worlds",
+        "encrypted_content": "RXJyU2VhcmNoLXJlc3VsdC1jb250ZW50",
+        "page_age": "2026-11-30",
+    }
+]
+_CITATION = {
+    "type": "web_search_result_location",
+    "url": SOURCE_URL,
+    "title": "Ferries of the nine worlds",
+    "encrypted_index": "RXJySW5kZXgtMDAx",
+    "cited_text": "The ferry leaves at dawn.",
+}
+
+
+def _server_tools(ctx: Context) -> Reply:
+    """A web search the API ran itself, its result, and a cited answer; then pause_turn."""
+    return Reply(
+        (
+            Text((PREAMBLE,)),
+            ServerToolUse(SEARCH_ID, "web_search", SEARCH_QUERY_PIECES),
+            ServerToolResult("web_search_tool_result", SEARCH_ID, _SEARCH_RESULTS),
+            Text(CITED_PIECES, citations=(_CITATION,)),
+        ),
+        stop_reason="pause_turn",
+        usage=Usage(31, 17, web_search_requests=1),
+    )
+
+
+def _adaptive(ctx: Context) -> Reply:
+    return Reply(
+        (Thinking(THINKING_PIECES, THINKING_SIGNATURE), Text(ANSWER_PIECES)),
+        usage=Usage(19, 40, thinking_tokens=29),
+    )
+
+
+def _context_window(ctx: Context) -> Reply:
+    return Reply((Text(LENGTH_PIECES),), stop_reason="model_context_window_exceeded")
+
+
 SCENARIOS: dict[str, Callable[[Context], Reply | ErrorReply]] = {
+    "server-tools": _server_tools,
+    "adaptive": _adaptive,
+    "context-window-exceeded": _context_window,
     "conf-text": _conf_text,
     "conf-tool": _conf_tool,
     "conf-parallel": _conf_parallel,
@@ -383,6 +478,13 @@ class _Renderer:
             wire["service_tier"] = "standard"
         else:
             wire["output_tokens"] = usage.output
+        if usage.web_search_requests is not None:
+            wire["server_tool_use"] = {
+                "web_search_requests": usage.web_search_requests,
+                "web_fetch_requests": 0,
+            }
+        if usage.thinking_tokens is not None and not start:
+            wire["output_tokens_details"] = {"thinking_tokens": usage.thinking_tokens}
         return wire
 
     # -- one message ----------------------------------------------------------------------
@@ -391,7 +493,23 @@ class _Renderer:
         content: list[dict[str, Any]] = []
         for block in self.reply.blocks:
             if isinstance(block, Text):
-                content.append({"type": "text", "text": "".join(block.pieces)})
+                text: dict[str, Any] = {"type": "text", "text": "".join(block.pieces)}
+                if block.citations:
+                    text["citations"] = list(block.citations)
+                content.append(text)
+            elif isinstance(block, ServerToolUse):
+                content.append(
+                    {
+                        "type": "server_tool_use",
+                        "id": block.id,
+                        "name": block.name,
+                        "input": json.loads("".join(block.pieces)),
+                    }
+                )
+            elif isinstance(block, ServerToolResult):
+                content.append(
+                    {"type": block.type, "tool_use_id": block.tool_use_id, "content": block.content}
+                )
             elif isinstance(block, Thinking):
                 content.append(
                     {
@@ -412,8 +530,7 @@ class _Renderer:
                         "input": json.loads(text) if text else {},
                     }
                 )
-        usage = self._usage(start=True)
-        usage["output_tokens"] = self.reply.usage.output
+        usage = {**self._usage(start=True), **self._usage(start=False)}
         obj = {
             "id": self.id,
             "type": "message",
@@ -460,6 +577,21 @@ class _Renderer:
         for index, block in enumerate(reply.blocks):
             if isinstance(block, Text):
                 opening: dict[str, Any] = {"type": "text", "text": ""}
+                if block.citations:
+                    opening["citations"] = []
+            elif isinstance(block, ServerToolUse):
+                opening = {
+                    "type": "server_tool_use",
+                    "id": block.id,
+                    "name": block.name,
+                    "input": {},
+                }
+            elif isinstance(block, ServerToolResult):
+                opening = {
+                    "type": block.type,
+                    "tool_use_id": block.tool_use_id,
+                    "content": block.content,
+                }
             elif isinstance(block, Thinking):
                 opening = {"type": "thinking", "thinking": "", "signature": ""}
             elif isinstance(block, Redacted):
@@ -477,6 +609,15 @@ class _Renderer:
             if isinstance(block, Text):
                 frames.extend(
                     self._delta(index, {"type": "text_delta", "text": p}) for p in block.pieces
+                )
+                frames.extend(
+                    self._delta(index, {"type": "citations_delta", "citation": dict(c)})
+                    for c in block.citations
+                )
+            elif isinstance(block, ServerToolUse):
+                frames.extend(
+                    self._delta(index, {"type": "input_json_delta", "partial_json": p})
+                    for p in block.pieces
                 )
             elif isinstance(block, Thinking):
                 frames.extend(
@@ -579,6 +720,42 @@ def _check_messages(messages: Any) -> ErrorReply | None:
     return None
 
 
+def _check_thinking_style(body: Mapping[str, Any]) -> ErrorReply | None:
+    """Adaptive thinking where the model has it; what the adaptive-only models refuse."""
+    model = str(body.get("model") or "")
+    kind = (body.get("thinking") or {}).get("type")
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and effort not in EFFORTS:
+        return _invalid(f"output_config.effort: Input should be {', '.join(EFFORTS)}")
+    if kind == "adaptive" and not ADAPTIVE.match(model):
+        return _invalid(f"thinking.type.adaptive is not supported by {model}.")
+    if not ADAPTIVE_ONLY.match(model):
+        return None
+    if kind in ("enabled", "disabled"):
+        return _invalid(
+            f"thinking.type.{kind} is not supported for this model. "
+            "Use thinking.type.adaptive and output_config.effort instead."
+        )
+    for name in ("temperature", "top_p", "top_k"):
+        if name in body:
+            return _invalid(f"`{name}` cannot be set for this model; leave it at its default.")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return _invalid("tool_choice: forcing tool use is not supported for this model.")
+    return None
+
+
+def count_tokens(body: Mapping[str, Any]) -> int:
+    """The fake's own count: COUNT_BASE plus one per word of the messages' text."""
+    words = 0
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        if isinstance(content, str):
+            words += len(content.split())
+        else:
+            words += sum(len(str(b.get("text") or "").split()) for b in content or ())
+    return COUNT_BASE + words
+
+
 def check_request(body: Mapping[str, Any]) -> ErrorReply | None:
     """The 400 the real API answers for what it refuses (the checks a gateway can fail)."""
     if not isinstance(body.get("max_tokens"), int):
@@ -586,6 +763,9 @@ def check_request(body: Mapping[str, Any]) -> ErrorReply | None:
     if not body.get("model"):
         return _invalid("model: Field required")
     problem = _check_messages(body.get("messages"))
+    if problem is not None:
+        return problem
+    problem = _check_thinking_style(body)
     if problem is not None:
         return problem
     thinking = body.get("thinking") or {}
@@ -631,6 +811,7 @@ class FakeAnthropicUpstream(LoopbackServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_get("/v1/models", self.models)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
 
@@ -675,6 +856,17 @@ class FakeAnthropicUpstream(LoopbackServer):
             cut=answer.ending == "cut",
             headers={"Cache-Control": "no-cache"},
         )
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        record = await self.record(request)
+        body = record.json if isinstance(record.json, dict) else {}
+        problem = self._auth(request)
+        if problem is None and not body.get("model"):
+            problem = _invalid("model: Field required")
+        problem = problem or _check_messages(body.get("messages"))
+        if problem is not None:
+            return _error_response(problem, self)
+        return web.json_response({"input_tokens": count_tokens(body)})
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         await self.record(request)

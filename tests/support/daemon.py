@@ -21,6 +21,21 @@ from ratd.server import Daemon
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The day the seed's retirement dates were last checked (its "updated"): test daemons judge
+# retirement against it, not the wall clock, so that a model id used as an example does not
+# start failing on its shutdown day. Bump it with the seed.
+TODAY = "2026-12-04"
+
+
+def with_today(body: str) -> str:
+    """``[registry] today = TODAY`` unless the config sets a day itself."""
+    if "today =" in body:
+        return body
+    if "[registry]" in body:
+        return body.replace("[registry]\n", f'[registry]\ntoday = "{TODAY}"\n', 1)
+    return body + f'\n[registry]\ntoday = "{TODAY}"\n'
+
+
 def make_config(text: str, env: dict[str, str] | None = None) -> Config:
     """A Config from TOML text; keys come only from ``env`` (never the real environment)."""
     body = textwrap.dedent(text)
@@ -30,7 +45,7 @@ def make_config(text: str, env: dict[str, str] | None = None) -> Config:
         body += "\n[retry]\nmax_attempts = 1\n"
     if "[registry]" not in body:  # no background model-list fetches, no cache on disk
         body += '\n[registry]\nlive = false\ncache_path = ""\n'
-    return parse_config(body, "<test>", env=env or {})
+    return parse_config(with_today(body), "<test>", env=env or {})
 
 
 @asynccontextmanager
@@ -84,7 +99,7 @@ def spawn_ratd(
         body = '[server]\naddress = "127.0.0.1:0"\nmetrics_address = "127.0.0.1:0"\n' + body
     if "[retry]" not in body:
         body += "\n[retry]\nmax_attempts = 1\n"
-    config_path.write_text(body)
+    config_path.write_text(with_today(body))
     ready = tmp_path / "ratd.ready"
     log_path = tmp_path / "ratd.log"
     child_env = {

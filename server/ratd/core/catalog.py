@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ratatoskr.v1 import models_pb2
 from ratd import errors
-from ratd.core.retirement import Retirement
+from ratd.core.retirement import Retirement, Today, utc_today
 from ratd.core.routing import Router
 from ratd.core.validation import validate_model
 from ratd.providers.base import Provider
@@ -47,12 +47,13 @@ class Catalog:
         presets: Presets,
         router: Router,
         providers: Mapping[str, Provider],
+        today: Today = utc_today,
     ) -> None:
         self.registry = registry
         self.presets = presets
         self.router = router
         self.providers = providers
-        self.retirement = Retirement(registry)
+        self.retirement = Retirement(registry, today)
 
     def resolve_name(self, model: str) -> str:
         """A preset name as the model it stands for; other names unchanged."""

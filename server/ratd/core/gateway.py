@@ -25,6 +25,7 @@ from ratd.core.catalog import Catalog
 from ratd.core.latency import LatencyTable, latency_table
 from ratd.core.llm_judge import LlmJudge
 from ratd.core.parameters import ParameterPolicy
+from ratd.core.retirement import retired_presets, today_of
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
 from ratd.core.validation import (
@@ -113,10 +114,13 @@ class Gateway:
             rejection_ttl_secs=settings.rejection_ttl_secs,
         )
         self.presets = Presets(_preset_table(self.registry.seed.presets, config))
+        today = today_of(settings.today)
+        for stale in retired_presets(self.presets, self.registry, today()):
+            log.warning("preset %s names a model past its shutdown date", stale)
         claimed = {m: p.name for p in self.providers.values() for m in p.model_names()}
         self.router = Router(config, claimed)
         self.parameters = ParameterPolicy(config.validation.parameter_policy, self.registry)
-        self.catalog = Catalog(self.registry, self.presets, self.router, self.providers)
+        self.catalog = Catalog(self.registry, self.presets, self.router, self.providers, today)
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes

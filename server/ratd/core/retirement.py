@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ratatoskr.v1 import models_pb2
 from ratd import errors
-from ratd.registry import Registry
+from ratd.registry import Presets, Registry
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,15 @@ Today = Callable[[], dt.date]
 
 def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+def today_of(fixed: str) -> Today:
+    """``[registry] today``: a fixed day (YYYY-MM-DD, checked by the config loader), or
+    the UTC date when empty."""
+    if not fixed:
+        return utc_today
+    day = dt.date.fromisoformat(fixed)
+    return lambda: day
 
 
 def parse_date(value: str) -> dt.date | None:
@@ -113,4 +122,30 @@ class Retirement:
         return " ".join(parts)
 
 
-__all__ = ["Dates", "Retirement", "parse_date", "utc_today"]
+def _entries(registry: Registry, model: str) -> list[models_pb2.ModelMetadata]:
+    """The registry entries a preset's model name stands for: ``provider:model`` names
+    one provider's entry (when the registry has it), a bare name every provider's."""
+    provider, sep, rest = model.partition(":")
+    if sep:
+        found = registry.get(provider, rest)
+        if found is not None:
+            return [found]
+    return registry.find(model)
+
+
+def retired_presets(presets: Presets, registry: Registry, today: dt.date) -> list[str]:
+    """The presets whose model is past its shutdown date at every provider that lists it
+    (one provider still serving it is enough, as in the fallback chain). A preset naming
+    a model the registry does not know (a local model) is not retired."""
+    found = []
+    for name in presets.names():
+        tier, _, capability = name.removeprefix("ratatoskr:").partition("/")
+        preset = presets.get(tier, capability)
+        assert preset is not None
+        entries = _entries(registry, preset.model)
+        if entries and all(Dates.of(md.info).retired(today) for md in entries):
+            found.append(f"{name} -> {preset.model}")
+    return found
+
+
+__all__ = ["Dates", "Retirement", "parse_date", "retired_presets", "today_of", "utc_today"]

@@ -11,13 +11,29 @@ What this adapter has to get right, beyond renaming fields:
   unchanged in the next turn, so responses keep them as ``reasoning_blocks`` and the
   stream sends them as ``reasoning_signature`` events; assistant messages' blocks are
   sent back as ``thinking`` / ``redacted_thinking`` blocks.
+* Two ways to ask for thinking: older models take ``{"type": "enabled",
+  "budget_tokens"}``; Claude Opus 4.6 / Sonnet 4.6 and later take ``{"type":
+  "adaptive"}`` with ``output_config.effort`` (manual thinking is deprecated there and
+  refused with a 400 from Opus 4.7, Sonnet 5, Fable and Mythos on, which also refuse
+  ``disabled`` thinking, forced tool use while thinking, and non-default
+  temperature / top_p / top_k).
 * ``max_tokens`` is required, and must exceed the thinking budget.
 * Streams are typed SSE events (``message_start``, ``content_block_*``,
   ``message_delta``, ``message_stop``, ``ping``) and may end with ``event: error``
   after a 200; the JSON payloads may be right-padded with spaces.
 * Usage: ``input_tokens`` excludes cached prompt tokens, so the normalised prompt
   count adds ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` back
-  (as OpenAI's ``prompt_tokens`` includes its cached tokens).
+  (as OpenAI's ``prompt_tokens`` includes its cached tokens);
+  ``output_tokens_details.thinking_tokens`` is the reasoning share of the output.
+* Responses may hold blocks a chat gateway has no place for (server tools' calls and
+  results: ``server_tool_use``, ``web_search_tool_result``, ``web_fetch_tool_result``,
+  code execution results, ``container_upload``; ``citations`` on text blocks and
+  ``citations_delta`` in streams): they are skipped, their text kept.
+* Token counting is ``POST /v1/messages/count_tokens`` (generally available, no beta
+  header; none of the features used here needs one).
+
+Checked against the Messages API reference (platform.claude.com/docs/en/api) and the
+``anthropic`` Python SDK 2.17.0's types on 2026-12-04.
 """
 
 from __future__ import annotations
@@ -30,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from ratatoskr.v1 import chat_pb2, models_pb2
+from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers import anthropic_models
@@ -54,6 +70,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2023-06-01"
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 # The tool forced on the model for structured output when the native format cannot
 # be used; its input is the answer.
 STRUCTURED_TOOL = "json_response"
@@ -67,6 +84,33 @@ EFFORT_BUDGETS = {
     chat_pb2.REASONING_EFFORT_HIGH: 16384,
     chat_pb2.REASONING_EFFORT_XHIGH: 32768,
 }
+
+# Reasoning effort -> output_config.effort for models with adaptive thinking.
+EFFORT_LEVELS = {
+    chat_pb2.REASONING_EFFORT_MINIMAL: "low",
+    chat_pb2.REASONING_EFFORT_LOW: "low",
+    chat_pb2.REASONING_EFFORT_MEDIUM: "medium",
+    chat_pb2.REASONING_EFFORT_HIGH: "high",
+    chat_pb2.REASONING_EFFORT_XHIGH: "xhigh",
+}
+# Models that take adaptive thinking (Opus / Sonnet 4.6 on, every 5.x, Fable, Mythos),
+# and among them those that take nothing else (and no non-default sampling).
+_ADAPTIVE = re.compile(
+    r"^claude-(?:(?:opus|sonnet)-4-[6-9]|(?:opus|sonnet|haiku)-[5-9]|fable|mythos)"
+)
+_ADAPTIVE_ONLY = re.compile(r"^claude-(?:opus-4-[7-9]|(?:opus|sonnet|haiku)-[5-9]|fable|mythos)")
+_SAMPLING = frozenset({"temperature", "top_p", "top_k"})
+
+
+def adaptive_thinking(model: str) -> bool:
+    """Whether ``model`` takes ``{"type": "adaptive"}`` thinking (and is asked that way)."""
+    return _ADAPTIVE.match(model) is not None
+
+
+def adaptive_only(model: str) -> bool:
+    """Whether ``model`` refuses manual and disabled thinking and non-default sampling."""
+    return _ADAPTIVE_ONLY.match(model) is not None
+
 
 _FINISH = {
     "end_turn": chat_pb2.FINISH_REASON_STOP,
@@ -109,6 +153,8 @@ def finish_reason(stop_reason: str | None, *, structured: bool = False) -> chat_
 
 
 def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
+    """Normalised usage; the TTL breakdown of ``cache_creation`` and ``server_tool_use``
+    request counts have no field in ``Usage`` and are left out."""
     fresh = int(usage.get("input_tokens") or 0)
     read = usage.get("cache_read_input_tokens")
     created = usage.get("cache_creation_input_tokens")
@@ -121,6 +167,9 @@ def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
         result.cached_prompt_tokens = int(read)
     if created is not None:
         result.cache_creation_tokens = int(created)
+    details = usage.get("output_tokens_details")
+    if isinstance(details, Mapping) and isinstance(details.get("thinking_tokens"), int):
+        result.reasoning_tokens = details["thinking_tokens"]
     return result
 
 
@@ -268,9 +317,14 @@ def build_request(
     options = request.options
     system, turns = messages_to_wire(request.messages)
     body: dict[str, Any] = {"model": model, "messages": turns}
-    thinking = _add_thinking(body, options, default_max_tokens)
+    if adaptive_thinking(model):
+        thinking = _add_adaptive_thinking(body, options, default_max_tokens, model)
+    else:
+        thinking = _add_thinking(body, options, default_max_tokens)
     tools = [_tool_to_wire(t) for t in request.tools]
-    structured_tool = _add_structured_output(body, options, system, tools, thinking=thinking)
+    # Adaptive-only models may think unasked, and refuse a forced tool while they do.
+    forced_ok = not thinking and not adaptive_only(model)
+    structured_tool = _add_structured_output(body, options, system, tools, thinking=not forced_ok)
     if system:
         body["system"] = system
     if tools:
@@ -316,6 +370,31 @@ def _add_thinking(body: dict[str, Any], options: chat_pb2.ChatOptions, default: 
     return True
 
 
+def _add_adaptive_thinking(
+    body: dict[str, Any], options: chat_pb2.ChatOptions, default: int, model: str
+) -> bool:
+    """``thinking: {"type": "adaptive"}`` with ``output_config.effort`` for the models
+    that think that way; whether thinking was asked for. A token budget has no place
+    there (the effort is the model's default then); effort NONE disables thinking where
+    the model allows it and is left to the model's default where it does not."""
+    body["max_tokens"] = options.max_tokens if options.HasField("max_tokens") else default
+    if not options.HasField("reasoning"):
+        return False
+    reasoning = options.reasoning
+    if reasoning.HasField("effort") and reasoning.effort == chat_pb2.REASONING_EFFORT_NONE:
+        if not adaptive_only(model):
+            body["thinking"] = {"type": "disabled"}
+        else:
+            log.debug("%s cannot turn thinking off: left to the model", model)
+        return False
+    body["thinking"] = {"type": "adaptive"}
+    if reasoning.HasField("effort") and reasoning.effort in EFFORT_LEVELS:
+        body.setdefault("output_config", {})["effort"] = EFFORT_LEVELS[reasoning.effort]
+    elif reasoning.HasField("max_tokens"):
+        log.debug("%s thinks adaptively: the thinking budget is left out", model)
+    return True
+
+
 def _add_structured_output(
     body: dict[str, Any],
     options: chat_pb2.ChatOptions,
@@ -352,7 +431,7 @@ def _add_structured_output(
         body["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
         return True
     if schema is not None:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": schema}
     else:
         system.append(
             {"type": "text", "text": "Respond with a single JSON object and nothing else."}
@@ -696,7 +775,21 @@ class AnthropicProvider(HttpProvider):
         return {"x-api-key": api_key.reveal()}
 
     def unsupported_parameters(self, model: str) -> frozenset[str]:
-        return frozenset({"frequency_penalty", "presence_penalty", "seed"})
+        base = frozenset({"frequency_penalty", "presence_penalty", "seed"})
+        return base | _SAMPLING if adaptive_only(model) else base
+
+    async def count_tokens(self, text: str, model: str) -> inference_pb2.CountTokensResponse:
+        """``POST /v1/messages/count_tokens`` for ``text`` as one user message (the
+        count includes the few tokens the API adds around a message)."""
+        if not text:
+            return inference_pb2.CountTokensResponse(count=0, tokenizer=model)
+        body = {"model": model, "messages": [{"role": "user", "content": text}]}
+        data = await self.call_json(
+            "POST", COUNT_TOKENS_PATH, body, model=model, errors_from=self.dialect
+        )
+        if not isinstance(data.get("input_tokens"), int):
+            raise self.protocol_error("count_tokens answered without input_tokens", model)
+        return inference_pb2.CountTokensResponse(count=data["input_tokens"], tokenizer=model)
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         """Every model of ``GET /v1/models``, following its pages."""

@@ -123,7 +123,7 @@ SPECS: tuple[ProviderSpec, ...] = (
         "ratd.providers.anthropic:AnthropicProvider",
         "https://api.anthropic.com",
         ("ANTHROPIC_API_KEY",),
-        capabilities=_CHAT,
+        capabilities=_CHAT | {"tokens"},  # POST /v1/messages/count_tokens
         routes=(Route("claude-*"),),
         openrouter_vendor="anthropic",
         auto_enable=True,
