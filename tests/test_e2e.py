@@ -124,7 +124,7 @@ async def test_rat_chat_json_system_and_options(
         ratd, "chat", "hi", "-m", "gpt-6-luna", "--reasoning-effort", "low", "--no-stream"
     )
     assert code == 0, err
-    # The seed sends o4-mini to the Responses API.
+    # The seed sends gpt-6-luna to the Responses API.
     assert upstream.last("openai", "/responses").json["reasoning"]["effort"] == "low"
 
 

@@ -104,7 +104,7 @@ async def test_a_reasoning_models_tool_conversation_end_to_end(
     upstream.set_scenario("reasoning-tools", "openai")
     question = {"role": "user", "content": "When does the ferry leave Ålesund?"}
     async with api.responses.stream(
-        model="o4-mini", input=[question], tools=[FERRY_TOOL], reasoning={"effort": "low"}
+        model="gpt-6-luna", input=[question], tools=[FERRY_TOOL], reasoning={"effort": "low"}
     ) as stream:
         turn1 = await stream.get_final_response()
     reasoning, call = turn1.output
@@ -121,7 +121,7 @@ async def test_a_reasoning_models_tool_conversation_end_to_end(
 
     history: list[Any] = [question, *(item.model_dump(exclude_none=True) for item in turn1.output)]
     history.append({"type": "function_call_output", "call_id": call.call_id, "output": "09:30"})
-    turn2 = await api.responses.create(model="o4-mini", input=history, tools=[FERRY_TOOL])
+    turn2 = await api.responses.create(model="gpt-6-luna", input=history, tools=[FERRY_TOOL])
     assert turn2.output_text == TOOL_ANSWER
     sent = upstream.last("openai", "/responses").json["input"]
     assert sent[1]["id"].startswith("rs_")
@@ -130,7 +130,7 @@ async def test_a_reasoning_models_tool_conversation_end_to_end(
     # Unstreamed, the upstream's item is the door's: its own id, its encrypted content.
     upstream.set_scenario("reasoning-tools", "openai")
     whole = await api.responses.create(
-        model="o4-mini", input=[question], tools=[FERRY_TOOL], reasoning={"effort": "low"}
+        model="gpt-6-luna", input=[question], tools=[FERRY_TOOL], reasoning={"effort": "low"}
     )
     item = whole.output[0]
     assert item.type == "reasoning"
@@ -273,7 +273,7 @@ async def test_the_doors_answers_validate_as_the_sdks_types(
     and of every event of its stream, with the openai package's pydantic types."""
     upstream.set_scenario(scenario, "openai")
     events = pydantic.TypeAdapter(ResponseStreamEvent)
-    body = {"model": "o4-mini", "input": "Ferry?", "tools": [FERRY_TOOL]}
+    body = {"model": "gpt-6-luna", "input": "Ferry?", "tools": [FERRY_TOOL]}
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{base_url(daemon)}/responses", json=body) as response:
             whole = Response.model_validate(await response.json())
@@ -298,13 +298,13 @@ async def test_reasoning_announced_after_the_call_still_goes_back_before_it(
     follows the call in the door's output, and still precedes it upstream next turn."""
     upstream.set_scenario("reasoning-tools", "openai")
     question = {"role": "user", "content": "When does the ferry leave?"}
-    async with api.responses.stream(model="o4-mini", input=[question], tools=[FERRY_TOOL]) as s:
+    async with api.responses.stream(model="gpt-6-luna", input=[question], tools=[FERRY_TOOL]) as s:
         turn1 = await s.get_final_response()
     assert [item.type for item in turn1.output] == ["function_call", "reasoning"]
     call = turn1.output[0]
     history: list[Any] = [question, *(item.model_dump(exclude_none=True) for item in turn1.output)]
     history.append({"type": "function_call_output", "call_id": call.call_id, "output": "09:30"})
-    turn2 = await api.responses.create(model="o4-mini", input=history, tools=[FERRY_TOOL])
+    turn2 = await api.responses.create(model="gpt-6-luna", input=history, tools=[FERRY_TOOL])
     assert turn2.output_text == TOOL_ANSWER
     sent = upstream.last("openai", "/responses").json["input"]
     assert [item["type"] for item in sent] == [

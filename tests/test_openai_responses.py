@@ -141,7 +141,7 @@ async def test_usage_counts_reasoning_and_cached_tokens_and_keeps_the_silent_rea
     ratd: ServiceClient, upstream: FakeOpenAIUpstream
 ) -> None:
     upstream.set_scenario("reasoning", "openai")
-    reply = await ratd.chat("How many roots?", model="o4-mini", reasoning_effort="high")
+    reply = await ratd.chat("How many roots?", model="gpt-6-luna", reasoning_effort="high")
     assert reply.content == ANSWER_TEXT
     assert_usage(reply.usage, REASONING_USAGE)
     assert sent(upstream)["reasoning"] == {"effort": "high", "summary": "auto"}
@@ -152,7 +152,7 @@ async def test_usage_counts_reasoning_and_cached_tokens_and_keeps_the_silent_rea
     assert block.redacted_data.decode() == upstream.responses_issued[block.id]
 
     streamed = await ChatStreamCollector.collect(
-        ratd.chat_stream("How many roots?", model="o4-mini", reasoning_effort="high")
+        ratd.chat_stream("How many roots?", model="gpt-6-luna", reasoning_effort="high")
     )
     assert_usage(streamed.usage, REASONING_USAGE)
     assert streamed.content == ANSWER_TEXT and len(streamed.reasoning_blocks) == 1
@@ -166,7 +166,7 @@ async def test_a_reasoning_models_tool_conversation_carries_its_encrypted_reason
     upstream.set_scenario("reasoning-tools", "openai")
     question = Message.user("When does the ferry leave Ålesund?")
     turn1 = await ChatStreamCollector.collect(
-        ratd.chat_stream([question], [FERRY_TOOL], model="o4-mini", reasoning_effort="low")
+        ratd.chat_stream([question], [FERRY_TOOL], model="gpt-6-luna", reasoning_effort="low")
     )
     assert turn1.finish_reason == chat_pb2.FINISH_REASON_TOOL_CALLS
     (call,) = turn1.tool_calls
@@ -195,7 +195,7 @@ async def test_a_reasoning_models_tool_conversation_carries_its_encrypted_reason
     assistant = Message.from_response(turn1)
     assistant.reasoning_blocks.append(foreign)
     history = [question, assistant, Message.tool(call.id, {"departures": ["09:30"]})]
-    turn2 = await ratd.chat(history, [FERRY_TOOL], model="o4-mini", reasoning_effort="low")
+    turn2 = await ratd.chat(history, [FERRY_TOOL], model="gpt-6-luna", reasoning_effort="low")
     assert turn2.content == TOOL_ANSWER
     assert turn2.finish_reason == chat_pb2.FINISH_REASON_STOP
     assert turn2.reasoning == SUMMARY_PARTS[1]
@@ -221,7 +221,7 @@ async def test_a_reasoning_models_tool_conversation_carries_its_encrypted_reason
     # Without its reasoning the API refuses the turn: the fake checks for it.
     bare = Message.assistant(tool_calls=turn1.tool_calls)
     with pytest.raises(RatatoskrError) as caught:
-        await ratd.chat([question, bare, history[2]], [FERRY_TOOL], model="o4-mini")
+        await ratd.chat([question, bare, history[2]], [FERRY_TOOL], model="gpt-6-luna")
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "without its required 'reasoning' item" in caught.value.message
 

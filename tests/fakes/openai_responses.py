@@ -96,7 +96,7 @@ PARAMETERS = frozenset(
 )
 ENCRYPTED = "reasoning.encrypted_content"
 # A model family that reasons (takes no sampling parameters, may return reasoning items).
-REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "scenario/", "conf-")
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "gpt-6", "scenario/", "conf-")
 
 SUMMARY_PARTS = ("**Planning the crossing**\n\nFind the ferry first.", "Then answer briefly.")
 TOOL_ANSWER = "The ferry leaves Ålesund at 09:30; bring a thermos."
