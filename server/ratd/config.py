@@ -340,6 +340,36 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: one JSON line per call and per admin action (who, what, which model
+    and provider, status, tokens, cost; never prompt or completion text). Off unless
+    ``path`` is set. SIGHUP and SIGUSR1 reopen the file (log rotation)."""
+
+    # The JSON-lines file, e.g. "/var/log/ratatoskr/audit.jsonl" ("": no audit log). Its
+    # directory must exist and must not be writable by everyone.
+    path: str = ""
+    # Mode of the file (octal string): "0640" or "0600".
+    file_mode: str = "0640"
+    # Lines waiting for the disk at most; beyond it lines are dropped (counted in
+    # ratatoskr_audit_dropped_lines and logged), never stalling a call.
+    queue_lines: int = 10000
+
+
+@dataclass(frozen=True)
+class InterceptorsConfig:
+    """``[interceptors]``: Python objects that see every inference call before it is
+    routed (may rewrite or refuse it) and its response or stream events after it."""
+
+    # "module:attr" (an interceptor, or a class/factory called with its settings) or the
+    # name of an entry point of the group "ratatoskr.interceptors"; run in this order.
+    chain: list[str] = field(default_factory=list)
+    # Also run every installed entry point of the group (after the chain, by name).
+    load_entry_points: bool = False
+    # Keyword arguments for the factories, by chain entry: [interceptors.settings."m:a"].
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -354,6 +384,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    interceptors: InterceptorsConfig = field(default_factory=InterceptorsConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -367,6 +399,7 @@ _CHOICES = {
     ("validation", "parameter_policy"): ("warn", "error", "ignore"),
     ("routing", "strategy"): ("ordered", "cheapest"),
     ("auth", "mode"): ("none", "api_key", "mtls"),
+    ("audit", "file_mode"): ("0640", "0600"),
 }
 
 
@@ -387,6 +420,8 @@ def _type_name(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; build dataclasses for tables."""
+    if tp is Any:  # free-form values (interceptor settings): any TOML value
+        return value
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -646,6 +681,8 @@ def parse_config(
         remote, local = _auto_providers(keys), LocalConfig()
     config = dataclasses.replace(base, providers=remote, local=local, keys=keys, source=source)
     _check_routing(config)
+    if config.audit.queue_lines < 1:
+        raise ConfigError(f"{source}: audit.queue_lines must be at least 1")
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)

@@ -93,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(config: Config, ready_file: Path | None, reread: Callable[[], Config]) -> int:
     from ratd.server import Daemon  # the server stack loads only when serving
 
-    return await Daemon(config, ready_file=ready_file, reread=reread).run()
+    try:  # what only the daemon opens (the audit file, interceptors) may still be refused
+        daemon = Daemon(config, ready_file=ready_file, reread=reread)
+    except ConfigError as err:
+        print(f"ratd: {err}", file=sys.stderr)
+        return 2
+    return await daemon.run()
 
 
 if __name__ == "__main__":

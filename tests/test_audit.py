@@ -1,0 +1,196 @@
+"""The audit log ([audit] path): one JSON line per call and per admin action, with who
+did what and never the text; safe file handling; reopened on SIGHUP/SIGUSR1; a slow
+disk drops (and counts) lines instead of stalling calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ratatoskr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    chat_pb2,
+    models_pb2,
+    ratatoskr_pb2_grpc,
+)
+from ratd.config import AuditConfig, ConfigError
+from ratd.server import Daemon
+from ratd.service.audit import AuditLog
+from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
+from tests.support.compat import OPENAI_KEY, OPENAI_MODEL
+from tests.support.daemon import make_config, running_daemon, spawn_ratd
+
+pytestmark = pytest.mark.timeout(60)
+
+PROMPT = "my secret plan: tell nobody about the ash tree"
+USER = ("x-ratatoskr-user", "alice@example.org")
+
+
+def audit_config(fake: FakeOpenAIUpstream, path: Path, extra: str = "") -> str:
+    return f"""
+[providers.openai]
+base_url = "{fake.base_url_openai}"
+[audit]
+path = "{path}"
+{extra}
+"""
+
+
+def chat() -> chat_pb2.ChatRequest:
+    message = chat_pb2.Message(role=chat_pb2.ROLE_USER, content=PROMPT)
+    return chat_pb2.ChatRequest(messages=[message], options={"model": OPENAI_MODEL})
+
+
+def chat_stream() -> chat_pb2.ChatStreamRequest:
+    message = chat_pb2.Message(role=chat_pb2.ROLE_USER, content=PROMPT)
+    return chat_pb2.ChatStreamRequest(messages=[message], options={"model": OPENAI_MODEL})
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_calls_and_admin_actions_are_audited_without_text(
+    upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    config = make_config(audit_config(upstream, path), env={"OPENAI_API_KEY": OPENAI_KEY})
+    async with running_daemon(config) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            answer = await stub.Chat(chat(), metadata=(USER,))
+            assert answer.content == TEXT
+            events = [e async for e in stub.ChatStream(chat_stream(), metadata=(USER,))]
+            assert events
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Chat(chat_pb2.ChatRequest(options=chat_pb2.ChatOptions()))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.aio.AioRpcError):  # no local provider here
+                await admin.UnloadModel(admin_pb2.UnloadModelRequest(model="all-MiniLM-L6-v2"))
+            reloaded = await admin.ReloadConfig(admin_pb2.ReloadConfigRequest())
+            assert not reloaded.reloaded  # started from a Config object, nothing to reread
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    text = path.read_text()
+    assert PROMPT not in text and TEXT not in text
+    records = lines(path)
+    by_rpc = {r["rpc"]: r for r in records if r["status"] != "INVALID_ARGUMENT"}
+    unary, streamed = by_rpc["Chat"], by_rpc["ChatStream"]
+    for record in (unary, streamed):
+        assert record["event"] == "call"
+        assert record["user"] == "alice@example.org"
+        assert record["model"] == OPENAI_MODEL
+        assert record["provider"] == "openai"
+        assert record["status"] == "OK"
+        assert isinstance(record["tokens_in"], int) and record["tokens_in"] > 0
+        assert isinstance(record["tokens_out"], int) and record["tokens_out"] > 0
+        assert str(record["time"]).endswith("Z") and record["request_id"]
+    bad = [r for r in records if r["status"] == "INVALID_ARGUMENT"]
+    assert len(bad) == 1 and bad[0]["rpc"] == "Chat" and bad[0]["user"] == ""
+    unload = by_rpc["UnloadModel"]
+    assert unload["event"] == "admin" and unload["status"] == "UNIMPLEMENTED"
+    assert unload["args"] == {"model": "all-MiniLM-L6-v2"}
+    reload = by_rpc["ReloadConfig"]
+    assert reload["event"] == "admin" and reload["args"] == {"trigger": "rpc", "changed": []}
+    assert len(records) == 5
+
+
+def test_world_writable_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    config = make_config(f'[audit]\npath = "{shared / "audit.jsonl"}"\n')
+    with pytest.raises(ConfigError, match="writable by everyone"):
+        Daemon(config)
+    assert not (shared / "audit.jsonl").exists()
+
+
+def test_file_mode_0600_and_existing_file_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text("")
+    path.chmod(0o666)
+    audit = AuditLog(AuditConfig(path=str(path), file_mode="0600"))
+    audit.record({"event": "call", "rpc": "Chat"})
+    audit.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert lines(path) == [{"event": "call", "rpc": "Chat"}]
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    """The audit file is a pipe nobody reads yet: the writer thread blocks on it, the
+    queue fills, and further records are dropped (counted) while ``record`` returns at
+    once. Every record is either written or counted as dropped."""
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo, 0o600)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    audit = AuditLog(AuditConfig(path=str(fifo), queue_lines=2))
+    padding = "x" * 10_000
+    total = 100
+    for i in range(total):  # 1 MB against a 64 kB pipe and 2 queued records
+        audit.record({"n": i, "pad": padding})
+    assert audit.dropped > 0
+    os.set_blocking(reader, True)
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(reader, 65536):
+            received.extend(chunk)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    audit.close()
+    thread.join()
+    os.close(reader)
+    written = received.decode().splitlines()
+    assert len(written) + audit.dropped == total
+    numbers = [json.loads(line)["n"] for line in written]
+    assert numbers == sorted(numbers)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1])
+async def test_rotation_reopens_the_file(tmp_path: Path, sig: signal.Signals) -> None:
+    """logrotate's way: move the file, signal ratd, and the next lines go to a new file
+    at the configured path (SIGHUP also reloads the config; SIGUSR1 only reopens)."""
+    path = tmp_path / "audit.jsonl"
+    config = f'[audit]\npath = "{path}"\n[providers.local]\n'
+    with spawn_ratd(config, tmp_path) as ratd:
+        async with grpc.aio.insecure_channel(ratd.address) as channel:
+            stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+            await stub.ListPresets(models_pb2.ListPresetsRequest())
+            await _until(lambda: path.exists() and "ListPresets" in path.read_text())
+            rotated = tmp_path / "audit.jsonl.1"
+            path.rename(rotated)
+            if sig == signal.SIGHUP:  # a reload that changes something, audited by name
+                conf = tmp_path / "config.toml"
+                conf.write_text(conf.read_text() + '[validation]\nparameter_policy = "error"\n')
+            ratd.process.send_signal(sig)
+            await _until(path.exists)
+            await stub.ListPresets(models_pb2.ListPresetsRequest())
+            await _until(lambda: "ListPresets" in path.read_text())
+    old, new = lines(rotated), lines(path)
+    assert [r["rpc"] for r in old] == ["ListPresets"]
+    assert [r["rpc"] for r in new if r["event"] == "call"] == ["ListPresets"]
+    if sig == signal.SIGHUP:
+        admin = [r for r in new + old if r["event"] == "admin"]
+        assert admin and admin[0]["args"]["trigger"] == "SIGHUP"  # type: ignore[index]
+        assert admin[0]["status"] == "OK"
+        assert admin[0]["args"]["changed"] == ["validation"]  # type: ignore[index]
+
+
+async def _until(check: object, tries: int = 500) -> None:
+    """Wait (by polling, not by the clock) until ``check()`` holds."""
+    import asyncio
+
+    for _ in range(tries):
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never held")
