@@ -22,6 +22,7 @@ from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
+from ratd.core.interceptors import load_chain, streaming, unary
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
@@ -103,6 +104,8 @@ class Gateway:
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
+        # [interceptors]: built per gateway, so a reload builds them afresh.
+        self.interceptors = load_chain(config.interceptors)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -121,6 +124,7 @@ class Gateway:
         """Close the registry and every provider but those in ``keep`` (the ones a
         reloaded gateway took over)."""
         await self.registry.stop()
+        await self.interceptors.close()
         for provider in self.providers.values():
             if any(provider is kept for kept in keep):
                 continue
@@ -398,6 +402,7 @@ class Gateway:
 
     # -- chat and generation ------------------------------------------------------------------
 
+    @unary("Chat")
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
         validate_chat(request, self.max_bytes)
         request = self._with_preset(request)
@@ -412,6 +417,7 @@ class Gateway:
             return await self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
         return await self._first_success("chat", model, call, info, options)
 
+    @streaming("ChatStream")
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
         return self._first_stream(
@@ -421,6 +427,7 @@ class Gateway:
             current(),
         )
 
+    @unary("Generate")
     async def generate(self, request: GenerateLike) -> chat_pb2.GenerateResponse:
         validate_generate(request, self.max_bytes)
         request = self._with_preset(request)
@@ -432,6 +439,7 @@ class Gateway:
         options = request.options
         return await self._first_success("generate", options.model, call, info, options)
 
+    @streaming("GenerateStream")
     def generate_stream(
         self, request: GenerateLike
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
@@ -515,6 +523,7 @@ class Gateway:
             info=current(),
         )
 
+    @unary("EmbedBatch")
     async def embed_batch(
         self, request: inference_pb2.EmbedBatchRequest
     ) -> inference_pb2.EmbedBatchResponse:
@@ -526,6 +535,7 @@ class Gateway:
         embeddings = await self._embeddings(model, texts, dimensions)
         return inference_pb2.EmbedBatchResponse(embeddings=embeddings)
 
+    @unary("Embed")
     async def embed(self, request: inference_pb2.EmbedRequest) -> inference_pb2.EmbedResponse:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
@@ -549,6 +559,7 @@ class Gateway:
             info=current(),
         )
 
+    @unary("InferNliBatch")
     async def infer_nli_batch(
         self, request: inference_pb2.InferNliBatchRequest
     ) -> inference_pb2.InferNliBatchResponse:
@@ -558,6 +569,7 @@ class Gateway:
         validate_pairs(pairs, self.max_bytes, MAX_BATCH_ITEMS)
         return inference_pb2.InferNliBatchResponse(results=await self._nli(model, pairs))
 
+    @unary("InferNli")
     async def infer_nli(
         self, request: inference_pb2.InferNliRequest
     ) -> inference_pb2.InferNliResponse:
@@ -573,6 +585,7 @@ class Gateway:
             label=result.label,
         )
 
+    @unary("ClassifyZeroShot")
     async def classify_zero_shot(
         self, request: inference_pb2.ClassifyZeroShotRequest
     ) -> inference_pb2.ClassifyZeroShotResponse:
@@ -589,6 +602,7 @@ class Gateway:
             info=current(),
         )
 
+    @unary("ClassifyStance")
     async def classify_stance(
         self, request: inference_pb2.ClassifyStanceRequest
     ) -> inference_pb2.ClassifyStanceResponse:
@@ -605,6 +619,7 @@ class Gateway:
             info=current(),
         )
 
+    @unary("CountTokens")
     async def count_tokens(
         self, request: inference_pb2.CountTokensRequest
     ) -> inference_pb2.CountTokensResponse:
@@ -615,6 +630,7 @@ class Gateway:
             "tokens", model, lambda p, m: p.count_tokens(request.text, m), current()
         )
 
+    @unary("Tokenize")
     async def tokenize(
         self, request: inference_pb2.TokenizeRequest
     ) -> inference_pb2.TokenizeResponse:
