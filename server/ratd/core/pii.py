@@ -114,7 +114,7 @@ class PiiRedactor(Interceptor):
 
 
 def _repeated(descriptor: Any) -> bool:
-    return bool(descriptor.label == descriptor.LABEL_REPEATED)
+    return bool(descriptor.is_repeated)
 
 
 def _text_size(request: Message) -> int:
