@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratd",
         description="Ratatoskr, the gRPC LLM gateway daemon.",
-        epilog="`ratd keys new TENANT` makes a caller API key (see [tenants] in the config).",
+        epilog="`ratd keys new TENANT` makes a caller API key (see [tenants] in the config); "
+        "`ratd probe` asks a running ratd for its gRPC health (exit 0: serving).",
     )
     parser.add_argument("--config", type=Path, help="config file (TOML)")
     parser.add_argument("--secrets", type=Path, help="secrets file with API keys (mode 600)")
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         from ratd.keys import main as keys_main
 
         return keys_main(argv[1:])
+    if argv[:1] == ["probe"]:
+        from ratd.probe import main as probe_main
+
+        return probe_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = read_config(args)
