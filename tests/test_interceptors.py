@@ -290,3 +290,21 @@ replacement = "<{kind}>"
             stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
             await stub.Chat(chat("ACCT-123456 of a@b.io, phone +44 20 7946 0958"))
     assert sent_content(upstream) == "<account> of <email>, phone +44 20 7946 0958"
+
+
+def test_check_config_builds_the_chain(tmp_path: Path) -> None:
+    """`ratd --check-config` (the systemd unit's ExecStartPre) catches a bad chain."""
+    import subprocess
+
+    config = tmp_path / "config.toml"
+    config.write_text('[interceptors]\nchain = ["no_such_module_xyz:Thing"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "ratd", "--check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert "interceptors.chain[0] ('no_such_module_xyz:Thing'): cannot import" in result.stderr

@@ -78,3 +78,34 @@ async def test_pick_first_pins_one_replica(upstream: FakeOpenAIUpstream) -> None
         finally:
             await client.close()
     assert len(seen) == 1
+
+
+async def test_max_connection_age_makes_clients_reconnect(upstream: FakeOpenAIUpstream) -> None:
+    """With [server] max_connection_age_secs, ratd ends each connection (GOAWAY) after that
+    long: the client's channel leaves READY by itself, and its next call reconnects
+    (resolving the target again, which is how round_robin clients find new replicas)."""
+    import grpc
+
+    config = make_config(
+        f"""
+[server]
+address = "127.0.0.1:0"
+metrics_address = "127.0.0.1:0"
+max_connection_age_secs = 0.3
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+""",
+        env={"OPENAI_API_KEY": OPENAI_KEY},
+    )
+    async with running_daemon(config) as daemon:
+        client = await ServiceClient.connect(daemon.address, wait_ready=10)
+        try:
+            channel = client._channel
+            await client.generate("first", model=OPENAI_MODEL)
+            assert channel.get_state() == grpc.ChannelConnectivity.READY
+            await channel.wait_for_state_change(grpc.ChannelConnectivity.READY)
+            assert channel.get_state() != grpc.ChannelConnectivity.READY
+            answer = await client.generate("second", model=OPENAI_MODEL)
+            assert answer.text
+        finally:
+            await client.close()

@@ -57,6 +57,10 @@ class ServerConfig:
     # metrics outside loopback at all (the endpoint is unauthenticated): refused unless
     # this is true, and then only with a warning.
     allow_insecure_remote: bool = False
+    # Close each client connection (GOAWAY, in-flight calls finish) after this many
+    # seconds, so that clients balancing over DNS (round_robin over a headless Service)
+    # resolve again and find new replicas. 0: connections live as long as the client.
+    max_connection_age_secs: float = 0.0
 
     @property
     def max_message_bytes(self) -> int:

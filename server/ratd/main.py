@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratd: {err}", file=sys.stderr)
         return 2
     if args.check_config:
+        try:  # the interceptors import and build as the daemon would
+            from ratd.core.interceptors import load_chain
+
+            load_chain(config.interceptors)
+        except ConfigError as err:
+            print(f"ratd: {err}", file=sys.stderr)
+            return 2
         print(_summary(config))
         return 0
     setup_logging(config.server.log_level, config.server.log_format)

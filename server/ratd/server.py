@@ -71,12 +71,18 @@ def git_sha() -> str | None:
 
 def server_options(config: Config) -> list[tuple[str, int]]:
     limit = config.server.max_message_bytes
-    return [
+    options = [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
         # Two daemons must not silently share a port.
         ("grpc.so_reuseport", 0),
     ]
+    age = config.server.max_connection_age_secs
+    if age > 0:  # clients reconnect (and resolve again), calls in flight get the grace
+        options.append(("grpc.max_connection_age_ms", round(age * 1000)))
+        grace = round(config.server.request_timeout_secs * 1000)
+        options.append(("grpc.max_connection_age_grace_ms", grace))
+    return options
 
 
 class Daemon:
@@ -384,6 +390,7 @@ _RESTART_ONLY = (
     "socket_mode",
     "socket_group",
     "allow_insecure_remote",
+    "max_connection_age_secs",
 )
 
 
