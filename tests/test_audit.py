@@ -194,3 +194,55 @@ async def _until(check: object, tries: int = 500) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition never held")
+
+
+async def test_records_exported_as_otlp_logs(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
+    """[audit] otlp_logs: the same records reach the tracing collector as OTLP log
+    records (attributes ratatoskr.audit.*), still without the text."""
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+
+    received: list[logs_service_pb2.ExportLogsServiceRequest] = []
+
+    class Collector(logs_service_pb2_grpc.LogsServiceServicer):
+        async def Export(self, request, context):  # type: ignore[no-untyped-def]
+            received.append(request)
+            return logs_service_pb2.ExportLogsServiceResponse()
+
+    server = grpc.aio.server()
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    path = tmp_path / "audit.jsonl"
+    extra = f'otlp_logs = true\n[tracing]\notlp_endpoint = "http://127.0.0.1:{port}"\n'
+    config = make_config(audit_config(upstream, path, extra), env={"OPENAI_API_KEY": OPENAI_KEY})
+    try:
+        async with running_daemon(config) as daemon:
+            async with grpc.aio.insecure_channel(daemon.address) as channel:
+                stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+                await stub.Chat(chat(), metadata=(USER,))
+        # ratd flushed the export when it stopped.
+        await _until(lambda: bool(received))
+    finally:
+        await server.stop(None)
+    records = [
+        r
+        for e in received
+        for rl in e.resource_logs
+        for sl in rl.scope_logs
+        for r in sl.log_records
+    ]
+    assert len(records) == 1
+    attributes = {a.key: a.value for a in records[0].attributes}
+    assert attributes["ratatoskr.audit.rpc"].string_value == "Chat"
+    assert attributes["ratatoskr.audit.user"].string_value == "alice@example.org"
+    assert attributes["ratatoskr.audit.provider"].string_value == "openai"
+    assert attributes["ratatoskr.audit.tokens_out"].int_value > 0
+    assert records[0].body.string_value == "ratatoskr audit call Chat"
+    exported = b"".join(e.SerializeToString() for e in received)
+    assert PROMPT.encode() not in exported and TEXT.encode() not in exported
+    assert [r["rpc"] for r in lines(path)] == ["Chat"]
+
+
+def test_otlp_logs_need_tracing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="otlp_logs needs"):
+        make_config(f'[audit]\npath = "{tmp_path / "a.jsonl"}"\notlp_logs = true\n')

@@ -357,6 +357,9 @@ class AuditConfig:
     # Lines waiting for the disk at most; beyond it lines are dropped (counted in
     # ratatoskr_audit_dropped_lines and logged), never stalling a call.
     queue_lines: int = 10000
+    # Also send each record as an OTLP log record to [tracing] otlp_endpoint (needs the
+    # otel extra and tracing on).
+    otlp_logs: bool = False
 
 
 @dataclass(frozen=True)
@@ -687,6 +690,10 @@ def parse_config(
     _check_routing(config)
     if config.audit.queue_lines < 1:
         raise ConfigError(f"{source}: audit.queue_lines must be at least 1")
+    if config.audit.otlp_logs and not (config.audit.path and config.tracing.otlp_endpoint):
+        raise ConfigError(
+            f"{source}: audit.otlp_logs needs audit.path and [tracing] otlp_endpoint set"
+        )
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)

@@ -123,7 +123,7 @@ class Daemon:
             log_requests=server.log_requests,
         )
         # [audit] path: one JSON line per call and admin action (a ConfigError if unsafe).
-        self.audit = AuditLog(config.audit) if config.audit.path else None
+        self.audit = AuditLog(config.audit, config.tracing) if config.audit.path else None
         self.guard.audit = self.audit
         self.service = RatatoskrService(self.guard, git_sha())
         self.health = health_aio.HealthServicer()
@@ -361,7 +361,8 @@ class Daemon:
         if config.audit == self.config.audit:
             return
         old = self.audit
-        self.audit = AuditLog(config.audit) if config.audit.path else None  # may raise
+        audit = config.audit
+        self.audit = AuditLog(audit, self.config.tracing) if audit.path else None  # may raise
         self.guard.audit = self.audit
         if self.auth is not None:
             self.auth.audit = self.audit

@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ratd.config import AuditConfig, ConfigError
+from ratd.config import AuditConfig, ConfigError, TracingConfig
 from ratd.core.calls import CallInfo
 from ratd.metrics import AUDIT_DROPPED, AUDIT_LINES
+from ratd.tracing import AuditExport
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class AuditLog:
     """The audit file and the thread that writes it. ``record`` may be called from the
     event loop at any rate: it only puts the record in the queue."""
 
-    def __init__(self, config: AuditConfig) -> None:
+    def __init__(self, config: AuditConfig, tracing: TracingConfig | None = None) -> None:
+        """``tracing``: where ``config.otlp_logs`` sends the records too."""
         self.path = Path(config.path).expanduser()
         self.mode = int(config.file_mode, 8)
         _check_directory(self.path)
@@ -112,6 +114,7 @@ class AuditLog:
             self._file = _open(self.path, self.mode)
         except OSError as err:
             raise ConfigError(f"audit.path: cannot open {self.path}: {err.strerror}") from None
+        self._export = _export(config, tracing)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=config.queue_lines)
         self._last_warning = -_WARN_EVERY
         self.dropped = 0
@@ -164,10 +167,14 @@ class AuditLog:
                     lines = []
                     if item is _STOP:
                         self._file.close()
+                        if self._export is not None:
+                            self._export.close()
                         return
                     self._reopen()
                 else:
                     lines.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+                    if self._export is not None:
+                        self._export.emit(item)  # type: ignore[arg-type]
             self._write(lines)
 
     def _write(self, lines: list[str]) -> None:
@@ -194,3 +201,17 @@ class AuditLog:
         self._file.close()
         self._file = fresh
         log.info("audit log reopened: %s", self.path)
+
+
+def _export(config: AuditConfig, tracing: TracingConfig | None) -> AuditExport | None:
+    """The OTLP export of the records, when asked for and possible (else a warning)."""
+    if not config.otlp_logs or tracing is None or not tracing.otlp_endpoint:
+        return None
+    try:
+        return AuditExport(tracing.otlp_endpoint, tracing.service_name)
+    except ImportError:
+        log.warning(
+            "audit.otlp_logs is set but OpenTelemetry is not installed "
+            "(pip install 'ratatoskr[otel]'); audit records go to the file only"
+        )
+        return None
