@@ -246,3 +246,26 @@ async def test_records_exported_as_otlp_logs(upstream: FakeOpenAIUpstream, tmp_p
 def test_otlp_logs_need_tracing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="otlp_logs needs"):
         make_config(f'[audit]\npath = "{tmp_path / "a.jsonl"}"\notlp_logs = true\n')
+
+
+async def test_http_door_calls_are_audited(upstream: FakeOpenAIUpstream, tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.support.openai_door import base_url, door_daemon
+
+    path = tmp_path / "audit.jsonl"
+    async with (
+        door_daemon(upstream, f'[audit]\npath = "{path}"\n') as daemon,
+        aiohttp.ClientSession() as session,
+    ):
+        body = {"model": OPENAI_MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+        async with session.post(
+            base_url(daemon) + "/chat/completions",
+            json=body,
+            headers={"X-Ratatoskr-User": "bob"},
+        ) as reply:
+            assert reply.status == 200
+    (record,) = lines(path)
+    assert record["user"] == "bob" and record["status"] == "OK"
+    assert record["provider"] == "openai" and record["tokens_in"]
+    assert PROMPT not in path.read_text()

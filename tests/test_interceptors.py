@@ -308,3 +308,29 @@ def test_check_config_builds_the_chain(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "interceptors.chain[0] ('no_such_module_xyz:Thing'): cannot import" in result.stderr
+
+
+async def test_the_http_door_passes_the_same_chain(upstream: FakeOpenAIUpstream) -> None:
+    """The OpenAI HTTP door reaches the gateway through the same entry points: the
+    redactor rewrites its prompts and a refusal answers with the HTTP status of the gRPC
+    one and the reason in the body."""
+    import aiohttp
+
+    from tests.support.openai_door import base_url, door_daemon
+
+    extra = f"""[interceptors]
+chain = ["ratd.interceptors:PiiRedactor", "{SAMPLES}:Refuser"]
+"""
+    async with door_daemon(upstream, extra) as daemon, aiohttp.ClientSession() as session:
+        url = base_url(daemon) + "/chat/completions"
+        body = {"model": OPENAI_MODEL, "messages": [{"role": "user", "content": "hi a@b.io"}]}
+        async with session.post(url, json=body) as reply:
+            assert reply.status == 200
+        assert sent_content(upstream) == "hi [REDACTED:email]"
+        body["messages"][0]["content"] = "something forbidden"
+        async with session.post(url, json=body) as reply:
+            assert reply.status == 400  # FAILED_PRECONDITION
+            error = (await reply.json())["error"]
+    assert error["reason"] == "INTERCEPTOR_REFUSED"
+    assert error["message"] == "forbidden words are refused here"
+    assert len(upstream.requests) == 1
