@@ -22,7 +22,7 @@ from ratd.server import Daemon
 from tests.fakes.openai_upstream import TEXT, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY, OPENAI_MODEL
 from tests.support.daemon import make_config, running_daemon
-from tests.support.sample_interceptors import Tagger
+from tests.support.sample_interceptors import Refuser, Tagger
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -318,6 +318,8 @@ async def test_the_http_door_passes_the_same_chain(upstream: FakeOpenAIUpstream)
 
     from tests.support.openai_door import base_url, door_daemon
 
+    Refuser.seen.clear()
+
     extra = f"""[interceptors]
 chain = ["ratd.interceptors:PiiRedactor", "{SAMPLES}:Refuser"]
 """
@@ -334,3 +336,4 @@ chain = ["ratd.interceptors:PiiRedactor", "{SAMPLES}:Refuser"]
     assert error["reason"] == "INTERCEPTOR_REFUSED"
     assert error["message"] == "forbidden words are refused here"
     assert len(upstream.requests) == 1
+    assert Refuser.seen == [("Chat", "http"), ("Chat", "http")]

@@ -52,11 +52,13 @@ class Tagger(Interceptor):
 
 
 class Refuser(Interceptor):
-    """Refuses chats that mention "forbidden"."""
+    """Refuses chats that mention "forbidden"; notes the calls it saw (rpc, via)."""
 
     name = "refuser"
+    seen: ClassVar[list[tuple[str, str]]] = []
 
     async def before(self, call: CallContext, request: Any) -> Any:
+        Refuser.seen.append((call.rpc, call.via))
         chats = chat_pb2.ChatRequest | chat_pb2.ChatStreamRequest
         if isinstance(request, chats) and any("forbidden" in m.content for m in request.messages):
             raise Refuse("forbidden words are refused here", "FAILED_PRECONDITION")

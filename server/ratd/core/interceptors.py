@@ -55,7 +55,8 @@ _NOT_REFUSALS = frozenset({"OK", "UNKNOWN", "INTERNAL", "DATA_LOSS"})
 class CallContext:
     """What an interceptor knows of the call besides its request."""
 
-    # The RPC: "Chat", "ChatStream", "Embed", "InferNli", ... (HTTP: the same names).
+    # The RPC: "Chat", "ChatStream", "Embed", "InferNli", ... (the gateway's name for the
+    # call, whichever door it came through: an HTTP chat completion is "Chat").
     rpc: str
     request_id: str = ""
     # The authenticated tenant ("" with auth mode "none") and its roles.
@@ -63,6 +64,8 @@ class CallContext:
     roles: frozenset[str] = frozenset()
     # The end user named by ``x-ratatoskr-user`` ("" when none).
     user: str = ""
+    # The door it came through: "grpc", or "http" (the OpenAI-compatible HTTP door).
+    via: str = "grpc"
     # Scratch space shared by the hooks of one call (before -> after / on_event).
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -148,11 +151,12 @@ class Chain:
             return CallContext(rpc)
         tenant = info.tenant
         return CallContext(
-            info.method or rpc,
+            rpc,
             info.request_id,
             tenant.name if tenant is not None else "",
             tenant.roles if tenant is not None else frozenset(),
             info.user,
+            "http" if info.method.startswith("http.") else "grpc",
         )
 
     async def _run(
