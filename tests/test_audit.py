@@ -269,3 +269,32 @@ async def test_http_door_calls_are_audited(upstream: FakeOpenAIUpstream, tmp_pat
     assert record["user"] == "bob" and record["status"] == "OK"
     assert record["provider"] == "openai" and record["tokens_in"]
     assert PROMPT not in path.read_text()
+
+
+def test_a_symbolic_link_at_the_path_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("")
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="cannot open"):
+        AuditLog(AuditConfig(path=str(link)))
+
+
+async def test_a_reload_moves_the_audit_log(tmp_path: Path) -> None:
+    """A reload that changes [audit] path: the lines before stay in the old file, the
+    reload's own record and the calls after go to the new one."""
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    with spawn_ratd(f'[audit]\npath = "{old}"\n[providers.local]\n', tmp_path) as ratd:
+        async with grpc.aio.insecure_channel(ratd.address) as channel:
+            stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            await stub.ListPresets(models_pb2.ListPresetsRequest())
+            conf = tmp_path / "config.toml"
+            conf.write_text(conf.read_text().replace(str(old), str(new)))
+            reloaded = await admin.ReloadConfig(admin_pb2.ReloadConfigRequest())
+            assert reloaded.reloaded, reloaded.message
+            await stub.ListPresets(models_pb2.ListPresetsRequest())
+    assert [r["rpc"] for r in lines(old)] == ["ListPresets"]
+    records = lines(new)
+    assert [r["rpc"] for r in records] == ["ReloadConfig", "ListPresets"]
+    assert records[0]["args"] == {"trigger": "rpc", "changed": ["audit"]}
