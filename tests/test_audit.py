@@ -298,3 +298,42 @@ async def test_a_reload_moves_the_audit_log(tmp_path: Path) -> None:
     records = lines(new)
     assert [r["rpc"] for r in records] == ["ReloadConfig", "ListPresets"]
     assert records[0]["args"] == {"trigger": "rpc", "changed": ["audit"]}
+
+
+async def test_tenants_and_refused_callers_are_audited(
+    upstream: FakeOpenAIUpstream, tmp_path: Path
+) -> None:
+    """With API keys: a call names its tenant; a wrong key and a missing role are
+    audited too (who knocked, with which user, what they got), never with the key."""
+    import hashlib
+
+    key = "rat_test-audit-acme-5e6f7a8b9c"
+    wrong = "rat_test-audit-wrong-0a1b2c3d"
+    path = tmp_path / "audit.jsonl"
+    extra = f"""[auth]
+mode = "api_key"
+[tenants.acme]
+api_key_sha256 = ["{hashlib.sha256(key.encode()).hexdigest()}"]
+roles = ["inference"]
+"""
+    config = make_config(audit_config(upstream, path, extra), env={"OPENAI_API_KEY": OPENAI_KEY})
+    async with running_daemon(config) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            good = (("authorization", f"Bearer {key}"), USER)
+            await stub.Chat(chat(), metadata=good)
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await stub.Chat(chat(), metadata=(("authorization", f"Bearer {wrong}"), USER))
+            assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await admin.ReloadConfig(admin_pb2.ReloadConfigRequest(), metadata=good)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    text = path.read_text()
+    assert key not in text and wrong not in text
+    ok, refused, no_role = lines(path)
+    assert (ok["tenant"], ok["user"], ok["status"]) == ("acme", "alice@example.org", "OK")
+    assert (refused["tenant"], refused["user"]) == ("", "alice@example.org")
+    assert (refused["rpc"], refused["status"]) == ("Chat", "UNAUTHENTICATED")
+    assert (no_role["rpc"], no_role["status"]) == ("ReloadConfig", "PERMISSION_DENIED")
+    assert no_role["event"] == "admin"

@@ -337,3 +337,20 @@ chain = ["ratd.interceptors:PiiRedactor", "{SAMPLES}:Refuser"]
     assert error["message"] == "forbidden words are refused here"
     assert len(upstream.requests) == 1
     assert Refuser.seen == [("Chat", "http"), ("Chat", "http")]
+
+
+async def test_on_event_may_refuse_mid_stream(upstream: FakeOpenAIUpstream) -> None:
+    """A refusal from on_event ends a stream that has begun, with its status; call.state
+    carries over from one event to the next."""
+    config = config_with(upstream, f'chain = ["{SAMPLES}:CutAfterFirst"]')
+    received = []
+    async with running_daemon(config) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
+                async for event in stub.ChatStream(chat_stream("tell me")):
+                    received.append(event)
+    assert cut.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(cut.value).metadata["interceptor"] == "cut-after-first"
+    contents = [e for e in received if e.WhichOneof("event") == "content"]
+    assert len(contents) == 1 and contents[0].content

@@ -93,3 +93,16 @@ def _copy(message: Any) -> Any:
 
 # The same class under a second name, so that one chain can hold two configured copies.
 TaggerB = Tagger
+
+
+class CutAfterFirst(Interceptor):
+    """Lets the first content event of a stream through, refuses at the second."""
+
+    name = "cut-after-first"
+
+    async def on_event(self, call: CallContext, event: Any) -> Any:
+        if event.WhichOneof("event") == "content":
+            if call.state.get("content"):
+                raise Refuse("that is enough", "RESOURCE_EXHAUSTED")
+            call.state["content"] = True
+        return None
