@@ -354,3 +354,13 @@ async def test_on_event_may_refuse_mid_stream(upstream: FakeOpenAIUpstream) -> N
     assert error_info(cut.value).metadata["interceptor"] == "cut-after-first"
     contents = [e for e in received if e.WhichOneof("event") == "content"]
     assert len(contents) == 1 and contents[0].content
+
+
+def test_refuse_takes_only_refusal_statuses() -> None:
+    from ratd.interceptors import Refuse
+
+    assert Refuse("no", grpc.StatusCode.INVALID_ARGUMENT).code == "INVALID_ARGUMENT"
+    assert Refuse("no").code == "PERMISSION_DENIED"
+    for bad in ("OK", "INTERNAL", grpc.StatusCode.UNKNOWN, "DATA_LOSS", "NOPE", 7):
+        with pytest.raises(ValueError, match="not a status a refusal may take"):
+            Refuse("no", bad)

@@ -47,8 +47,25 @@ log = logging.getLogger(__name__)
 
 GROUP = "ratatoskr.interceptors"
 HOOKS = ("before", "after", "on_event")
-# Statuses a refusal may not take: they would read as success or as a bug in ratd.
-_NOT_REFUSALS = frozenset({"OK", "UNKNOWN", "INTERNAL", "DATA_LOSS"})
+# The statuses a refusal may take: all but OK, UNKNOWN, INTERNAL and DATA_LOSS, which
+# would read as success or as a bug in ratd.
+REFUSAL_CODES = frozenset(
+    {
+        "CANCELLED",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "UNAVAILABLE",
+        "UNAUTHENTICATED",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -76,29 +93,11 @@ class Refuse(Exception):
 
     def __init__(self, message: str, code: object = "PERMISSION_DENIED") -> None:
         name = getattr(code, "name", code)
-        if not isinstance(name, str) or name in _NOT_REFUSALS or not _is_status(name):
+        if name not in REFUSAL_CODES:
             raise ValueError(f"Refuse: {code!r} is not a status a refusal may take")
         super().__init__(message)
         self.message = message
         self.code = name
-
-
-def _is_status(name: str) -> bool:
-    return name in {
-        "CANCELLED",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "UNAVAILABLE",
-        "UNAUTHENTICATED",
-    }
 
 
 class Interceptor:
