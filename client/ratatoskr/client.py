@@ -8,6 +8,7 @@ raises a subclass of ``ratatoskr.errors.RatatoskrError``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -65,20 +66,28 @@ def open_channel(
     tls_ca: PemArg | None = None,
     tls_cert: PemArg | None = None,
     tls_key: PemArg | None = None,
+    load_balancing: str | None = None,
 ) -> grpc.aio.Channel:
     """A channel to ratd: TLS for ``https://`` or when any TLS file is given (the CA
-    defaults to the system's roots), with a client certificate for mutual TLS."""
+    defaults to the system's roots), with a client certificate for mutual TLS.
+    ``load_balancing``: a gRPC policy ("round_robin": each call to the next of the
+    addresses the target resolves to, e.g. ``dns:///ratd-headless.ns.svc:9741``);
+    default gRPC's ``pick_first`` (one ratd per channel)."""
     target, tls = parse_address(address)
     if bool(tls_cert) != bool(tls_key):
         raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
+    options: list[tuple[str, str | int]] = list(CHANNEL_OPTIONS)
+    if load_balancing:
+        config: dict[str, object] = {"loadBalancingConfig": [{load_balancing: {}}]}
+        options.append(("grpc.service_config", json.dumps(config)))
     if not (tls or tls_ca or tls_cert):
-        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=options)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_pem(tls_ca),
         private_key=_pem(tls_key),
         certificate_chain=_pem(tls_cert),
     )
-    return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 def _merge(base: Any, overrides: Any) -> Any:
@@ -122,9 +131,12 @@ class ServiceClient:
         tls_cert: PemArg | None = None,
         tls_key: PemArg | None = None,
         api_key: str | None = None,
+        load_balancing: str | None = None,
     ) -> ServiceClient:
         """Open a channel to ratd. ``timeout`` is the default per-call deadline in seconds;
         ``wait_ready`` waits up to that many seconds for the channel to connect.
+        ``load_balancing="round_robin"`` spreads calls over every address the target
+        resolves to (many replicas behind a headless Service: ``dns:///name:9741``).
 
         ``https://host:port`` (or any ``tls_*``) connects with TLS: ``tls_ca`` is the CA
         that signed ratd's certificate (default: the system's roots), ``tls_cert`` and
@@ -133,7 +145,13 @@ class ServiceClient:
         ``authorization: Bearer <key>``."""
         if api_key is None:
             api_key = os.environ.get("RATD_API_KEY") or None
-        channel = open_channel(address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        channel = open_channel(
+            address,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            load_balancing=load_balancing,
+        )
         if wait_ready is not None:
             try:
                 await asyncio.wait_for(channel.channel_ready(), wait_ready)

@@ -58,6 +58,10 @@ class ServerConfig:
     # metrics outside loopback at all (the endpoint is unauthenticated): refused unless
     # this is true, and then only with a warning.
     allow_insecure_remote: bool = False
+    # Close each client connection (GOAWAY, in-flight calls finish) after this many
+    # seconds, so that clients balancing over DNS (round_robin over a headless Service)
+    # resolve again and find new replicas. 0: connections live as long as the client.
+    max_connection_age_secs: float = 0.0
 
     @property
     def max_message_bytes(self) -> int:
@@ -357,6 +361,39 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: one JSON line per call and per admin action (who, what, which model
+    and provider, status, tokens, cost; never prompt or completion text). Off unless
+    ``path`` is set. SIGHUP and SIGUSR1 reopen the file (log rotation)."""
+
+    # The JSON-lines file, e.g. "/var/log/ratatoskr/audit.jsonl" ("": no audit log). Its
+    # directory must exist and must not be writable by everyone.
+    path: str = ""
+    # Mode of the file (octal string): "0640" or "0600".
+    file_mode: str = "0640"
+    # Lines waiting for the disk at most; beyond it lines are dropped (counted in
+    # ratatoskr_audit_dropped_lines and logged), never stalling a call.
+    queue_lines: int = 10000
+    # Also send each record as an OTLP log record to [tracing] otlp_endpoint (needs the
+    # otel extra and tracing on).
+    otlp_logs: bool = False
+
+
+@dataclass(frozen=True)
+class InterceptorsConfig:
+    """``[interceptors]``: Python objects that see every inference call before it is
+    routed (may rewrite or refuse it) and its response or stream events after it."""
+
+    # "module:attr" (an interceptor, or a class/factory called with its settings) or the
+    # name of an entry point of the group "ratatoskr.interceptors"; run in this order.
+    chain: list[str] = field(default_factory=list)
+    # Also run every installed entry point of the group (after the chain, by name).
+    load_entry_points: bool = False
+    # Keyword arguments for the factories, by chain entry: [interceptors.settings."m:a"].
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -371,6 +408,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    interceptors: InterceptorsConfig = field(default_factory=InterceptorsConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -384,6 +423,7 @@ _CHOICES = {
     ("validation", "parameter_policy"): ("warn", "error", "ignore"),
     ("routing", "strategy"): ("ordered", "cheapest", "latency"),
     ("auth", "mode"): ("none", "api_key", "mtls"),
+    ("audit", "file_mode"): ("0640", "0600"),
 }
 
 
@@ -404,6 +444,8 @@ def _type_name(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; build dataclasses for tables."""
+    if tp is Any:  # free-form values (interceptor settings): any TOML value
+        return value
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -718,6 +760,12 @@ def parse_config(
     config = dataclasses.replace(base, providers=remote, local=local, keys=keys, source=source)
     _check_routing(config)
     _check_today(config.registry.today, source)
+    if config.audit.queue_lines < 1:
+        raise ConfigError(f"{source}: audit.queue_lines must be at least 1")
+    if config.audit.otlp_logs and not (config.audit.path and config.tracing.otlp_endpoint):
+        raise ConfigError(
+            f"{source}: audit.otlp_logs needs audit.path and [tracing] otlp_endpoint set"
+        )
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)

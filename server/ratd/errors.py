@@ -182,3 +182,20 @@ class ModelNotAllowed(GatewayError):
 
     reason: str = "MODEL_NOT_ALLOWED"
     fallback: bool = True
+
+
+@dataclass(eq=False)
+class Refused(GatewayError):
+    """An interceptor refused the call (``ratd.interceptors.Refuse``). ``code`` is the gRPC
+    status it chose, by name; ``metadata["interceptor"]`` names the interceptor."""
+
+    code: str = "PERMISSION_DENIED"
+    reason: str = "INTERCEPTOR_REFUSED"
+
+
+@dataclass(eq=False)
+class InterceptorFailed(GatewayError):
+    """An interceptor raised something else than a refusal: a bug in it, which is a
+    misconfigured server. The call fails closed (INTERNAL), naming the interceptor."""
+
+    reason: str = "INTERCEPTOR_FAILED"

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratd",
         description="Ratatoskr, the gRPC LLM gateway daemon.",
-        epilog="`ratd keys new TENANT` makes a caller API key (see [tenants] in the config).",
+        epilog="`ratd keys new TENANT` makes a caller API key (see [tenants] in the config); "
+        "`ratd probe` asks a running ratd for its gRPC health (exit 0: serving).",
     )
     parser.add_argument("--config", type=Path, help="config file (TOML)")
     parser.add_argument("--secrets", type=Path, help="secrets file with API keys (mode 600)")
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         from ratd.keys import main as keys_main
 
         return keys_main(argv[1:])
+    if argv[:1] == ["probe"]:
+        from ratd.probe import main as probe_main
+
+        return probe_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = read_config(args)
@@ -79,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratd: {err}", file=sys.stderr)
         return 2
     if args.check_config:
+        try:  # the interceptors import and build as the daemon would
+            from ratd.core.interceptors import load_chain
+
+            load_chain(config.interceptors)
+        except ConfigError as err:
+            print(f"ratd: {err}", file=sys.stderr)
+            return 2
         print(_summary(config))
         return 0
     setup_logging(config.server.log_level, config.server.log_format)
@@ -93,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(config: Config, ready_file: Path | None, reread: Callable[[], Config]) -> int:
     from ratd.server import Daemon  # the server stack loads only when serving
 
-    return await Daemon(config, ready_file=ready_file, reread=reread).run()
+    try:  # what only the daemon opens (the audit file, interceptors) may still be refused
+        daemon = Daemon(config, ready_file=ready_file, reread=reread)
+    except ConfigError as err:
+        print(f"ratd: {err}", file=sys.stderr)
+        return 2
+    return await daemon.run()
 
 
 if __name__ == "__main__":

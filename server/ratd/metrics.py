@@ -48,6 +48,19 @@ FALLBACKS = Counter(
 )
 CACHE_HITS = Counter("ratatoskr_cache_hits", "Response cache hits.", ["operation"])
 CACHE_MISSES = Counter("ratatoskr_cache_misses", "Response cache misses.", ["operation"])
+AUDIT_LINES = Counter("ratatoskr_audit_lines", "Records written to the audit log.")
+AUDIT_DROPPED = Counter(
+    "ratatoskr_audit_dropped_lines",
+    "Audit records lost: the queue to the disk was full, or the write failed.",
+)
+INTERCEPTOR_REFUSALS = Counter(
+    "ratatoskr_interceptor_refusals", "Calls an interceptor refused.", ["interceptor"]
+)
+INTERCEPTOR_FAILURES = Counter(
+    "ratatoskr_interceptor_failures",
+    "Calls failed because an interceptor raised an unexpected error (a bug in it).",
+    ["interceptor"],
+)
 IN_FLIGHT = Gauge("ratatoskr_in_flight_requests", "RPCs being served now.")
 LOADED_MODELS = Gauge("ratatoskr_loaded_models", "Local models loaded now.")
 MODEL_BYTES = Gauge(

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
 from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
+from ratd.core.calls import current
 from ratd.core.gateway import Gateway
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
@@ -32,6 +33,7 @@ from ratd.providers.factory import build_providers
 from ratd.registry.seed import shipped_model_apis
 from ratd.secrets import SecretsError
 from ratd.service.admin_service import AdminService
+from ratd.service.audit import AuditLog, now_iso
 from ratd.service.auth import Authenticator, AuthInterceptor
 from ratd.service.decoding import DecodingServer
 from ratd.service.guard import CallGuard
@@ -69,12 +71,18 @@ def git_sha() -> str | None:
 
 def server_options(config: Config) -> list[tuple[str, int]]:
     limit = config.server.max_message_bytes
-    return [
+    options = [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
         # Two daemons must not silently share a port.
         ("grpc.so_reuseport", 0),
     ]
+    age = config.server.max_connection_age_secs
+    if age > 0:  # clients reconnect (and resolve again), calls in flight get the grace
+        options.append(("grpc.max_connection_age_ms", round(age * 1000)))
+        grace = round(config.server.request_timeout_secs * 1000)
+        options.append(("grpc.max_connection_age_grace_ms", grace))
+    return options
 
 
 class Daemon:
@@ -114,6 +122,9 @@ class Daemon:
             server.request_timeout_secs,
             log_requests=server.log_requests,
         )
+        # [audit] path: one JSON line per call and admin action (a ConfigError if unsafe).
+        self.audit = AuditLog(config.audit, config.tracing) if config.audit.path else None
+        self.guard.audit = self.audit
         self.service = RatatoskrService(self.guard, git_sha())
         self.health = health_aio.HealthServicer()
         self.metrics = MetricsServer(
@@ -125,6 +136,7 @@ class Daemon:
             self.auth = AuthInterceptor(
                 Authenticator.from_config(config), log_requests=server.log_requests
             )
+            self.auth.audit = self.audit
         # The OpenAI-compatible HTTP door ([http] address): same guard, gateway, tenants.
         self.http: OpenAIDoor | None = None
         self.http_address = ""
@@ -220,11 +232,32 @@ class Daemon:
         await self.metrics.stop()
         await self.notifier.stop_watchdog()
         await asyncio.to_thread(tracing.shutdown)  # flushing may block: not on the loop
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.close)
         log.info("ratd stopped")
 
-    async def reload(self) -> tuple[bool, str]:
+    async def reload(self, trigger: str = "rpc") -> tuple[bool, str]:
         """Read config and secrets again, validate them, and swap in a new gateway. Calls
-        in flight finish on the old one; an invalid config leaves everything as it was."""
+        in flight finish on the old one; an invalid config leaves everything as it was.
+        The audit log records it (``trigger``: "rpc", or "SIGHUP")."""
+        changed: list[str] = []
+        reloaded, message = await self._reload(changed)
+        info = current()
+        if info is not None and info.method == "ReloadConfig" and info.action is not None:
+            info.action["changed"] = changed  # the RPC's own audit record says what changed
+        elif self.audit is not None:
+            self.audit.record(
+                {
+                    "time": now_iso(),
+                    "event": "admin",
+                    "rpc": "",
+                    "status": "OK" if reloaded else "FAILED_PRECONDITION",
+                    "args": {"trigger": trigger, "changed": changed, "message": message},
+                }
+            )
+        return reloaded, message
+
+    async def _reload(self, changed: list[str]) -> tuple[bool, str]:
         if self.reread is None:
             return False, "this ratd was not started from a config it can read again"
         async with self._reloading:
@@ -257,13 +290,17 @@ class Daemon:
                     config, build_providers(config, running.providers, shipped_model_apis())
                 )
                 await gateway.start()
+                await self._reconfigure_audit(config)
             except Exception as err:  # the old gateway keeps serving whatever went wrong
-                log.exception("reload failed while starting the new providers")
+                log.exception(
+                    "reload failed while starting the new providers or opening the audit log"
+                )
                 if gateway is not None:  # what it built, not what it took over
                     await gateway.close(keep=running.providers.values())
                 self.notifier.ready("reload failed; serving the previous config")
                 return False, f"reload failed: {err}"
             old = self.holder.swap(gateway)
+            changed.extend(_changed_sections(self.config, config))
             self.config = config
             server = config.server
             self.guard.configure(
@@ -311,13 +348,35 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_audit)
+
+    def _reopen_audit(self) -> None:
+        """SIGUSR1 (and SIGHUP): open the audit file again, after a log rotation."""
+        if self.audit is not None:
+            self.audit.reopen()
+
+    async def _reconfigure_audit(self, config: Config) -> None:
+        """A reload's [audit]: the same file goes on; another path or mode replaces the
+        writer (ConfigError if unusable: the reload fails before anything is swapped)."""
+        if config.audit == self.config.audit:
+            return
+        old = self.audit
+        audit = config.audit
+        self.audit = AuditLog(audit, self.config.tracing) if audit.path else None  # may raise
+        self.guard.audit = self.audit
+        if self.auth is not None:
+            self.auth.audit = self.audit
+        if old is not None:
+            await asyncio.to_thread(old.close)
 
     def _reload_on_signal(self) -> None:
-        """SIGHUP: reload, once serving (a reload while start-up runs would race it)."""
+        """SIGHUP: reopen the audit log at once (a rotation's signal), then reload, once
+        serving (a reload while start-up runs would race it)."""
+        self._reopen_audit()
         if not self.service.serving:
             log.warning("SIGHUP before ratd serves (or while it stops): not reloading")
             return
-        task = asyncio.get_running_loop().create_task(self.reload())
+        task = asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
         self._reloads.add(task)  # a reference, so that the task is not collected mid-run
         task.add_done_callback(self._reloads.discard)
 
@@ -332,6 +391,7 @@ _RESTART_ONLY = (
     "socket_mode",
     "socket_group",
     "allow_insecure_remote",
+    "max_connection_age_secs",
 )
 
 
@@ -348,6 +408,19 @@ def _restart_only_changes(old: Config, new: Config) -> list[str]:
         changed.append("[tracing]")
     if old.http != new.http:
         changed.append("http.address")
+    return changed
+
+
+def _changed_sections(old: Config, new: Config) -> list[str]:
+    """The config tables a reload changed, by name only (never a value: secrets)."""
+    changed = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if f.name not in ("keys", "source") and getattr(old, f.name) != getattr(new, f.name)
+    ]
+    old_keys = {name: key.reveal() for name, key in old.keys.items()}
+    if old_keys != {name: key.reveal() for name, key in new.keys.items()}:
+        changed.append("secrets")
     return changed
 
 

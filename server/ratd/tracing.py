@@ -5,7 +5,9 @@ Without it every function here costs next to nothing."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -184,3 +186,47 @@ def failed(span: Any, err: BaseException) -> None:
 
     span.record_exception(err)
     span.set_status(Status(StatusCode.ERROR, str(err)))
+
+
+class AuditExport:
+    """Audit records as OTLP log records ([audit] otlp_logs), to the tracing collector.
+    Called from the audit writer thread, never from the event loop; the SDK batches
+    and exports on a thread of its own. (OpenTelemetry's Python logs SDK is still
+    marked experimental; tested with opentelemetry-sdk 1.45.)"""
+
+    def __init__(self, endpoint: str, service_name: str) -> None:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.sdk.resources import Resource
+
+        insecure = not endpoint.startswith("https://")
+        self.provider = LoggerProvider(resource=Resource.create({"service.name": service_name}))
+        self.provider.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=insecure))
+        )
+        self.logger = self.provider.get_logger("ratd.audit")
+
+    def emit(self, record: Mapping[str, Any]) -> None:
+        from opentelemetry._logs import LogRecord, SeverityNumber
+
+        attributes = {
+            f"ratatoskr.audit.{key}": value
+            if isinstance(value, str | int | float | bool)
+            else json.dumps(value, separators=(",", ":"))
+            for key, value in record.items()
+        }
+        body = f"ratatoskr audit {record.get('event', '')} {record.get('rpc', '')}".strip()
+        self.logger.emit(
+            LogRecord(
+                timestamp=time.time_ns(),
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                body=body,
+                attributes=attributes,
+            )
+        )
+
+    def close(self) -> None:
+        """Flush and stop (blocks: from the writer thread or a worker thread)."""
+        self.provider.shutdown()

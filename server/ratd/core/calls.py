@@ -10,6 +10,7 @@ deadline) and what is recorded is visible in the signatures."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -39,6 +40,10 @@ class CallInfo:
     # The authenticated caller (None: auth mode "none"); the gateway keeps, of the
     # providers that could serve a model, those this caller may use (core.access).
     tenant: Tenant | None = None
+    # The end user the caller names in ``x-ratatoskr-user`` ("" when it names none).
+    user: str = ""
+    # An admin action's arguments (never a secret), for the audit log.
+    action: dict[str, object] | None = None
 
     def attempt(self, provider: str) -> None:
         if not self.tried or self.tried[-1] != provider:
@@ -46,6 +51,19 @@ class CallInfo:
 
 
 _CURRENT: ContextVar[CallInfo | None] = ContextVar("ratd_call", default=None)
+
+
+# Longest ``x-ratatoskr-user`` value kept; the rest is cut (it is a label, not data).
+MAX_USER_CHARS = 128
+
+
+def caller_user(metadata: Iterable[tuple[str, object]] | None) -> str:
+    """The ``x-ratatoskr-user`` value of a call's metadata (gRPC) or headers (HTTP),
+    printable and at most MAX_USER_CHARS long; "" when there is none."""
+    for key, value in metadata or ():
+        if key.lower() == "x-ratatoskr-user" and isinstance(value, str):
+            return "".join(c for c in value[:MAX_USER_CHARS] if c.isprintable())
+    return ""
 
 
 def current() -> CallInfo | None:

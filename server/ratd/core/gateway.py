@@ -22,6 +22,7 @@ from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
+from ratd.core.interceptors import load_chain, streaming, unary
 from ratd.core.latency import LatencyTable, latency_table
 from ratd.core.llm_judge import LlmJudge
 from ratd.core.parameters import ParameterPolicy
@@ -133,6 +134,8 @@ class Gateway:
         self.latency: LatencyTable | None = None
         if config.routing.strategy == "latency":
             self.latency = latency_table(config.routing)
+        # [interceptors]: built per gateway, so a reload builds them afresh.
+        self.interceptors = load_chain(config.interceptors)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -151,6 +154,7 @@ class Gateway:
         """Close the registry and every provider but those in ``keep`` (the ones a
         reloaded gateway took over)."""
         await self.registry.stop()
+        await self.interceptors.close()
         for provider in self.providers.values():
             if any(provider is kept for kept in keep):
                 continue
@@ -456,6 +460,7 @@ class Gateway:
 
     # -- chat and generation ------------------------------------------------------------------
 
+    @unary("Chat")
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
         validate_chat(request, self.max_bytes)
         request = self._with_preset(request)
@@ -470,6 +475,7 @@ class Gateway:
             return await self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
         return await self._first_success("chat", model, call, info, options)
 
+    @streaming("ChatStream")
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
         return self._first_stream(
@@ -479,6 +485,7 @@ class Gateway:
             current(),
         )
 
+    @unary("Generate")
     async def generate(self, request: GenerateLike) -> chat_pb2.GenerateResponse:
         validate_generate(request, self.max_bytes)
         request = self._with_preset(request)
@@ -490,6 +497,7 @@ class Gateway:
         options = request.options
         return await self._first_success("generate", options.model, call, info, options)
 
+    @streaming("GenerateStream")
     def generate_stream(
         self, request: GenerateLike
     ) -> AsyncIterator[chat_pb2.GenerateStreamResponse]:
@@ -573,6 +581,7 @@ class Gateway:
             info=current(),
         )
 
+    @unary("EmbedBatch")
     async def embed_batch(
         self, request: inference_pb2.EmbedBatchRequest
     ) -> inference_pb2.EmbedBatchResponse:
@@ -584,6 +593,7 @@ class Gateway:
         embeddings = await self._embeddings(model, texts, dimensions)
         return inference_pb2.EmbedBatchResponse(embeddings=embeddings)
 
+    @unary("Embed")
     async def embed(self, request: inference_pb2.EmbedRequest) -> inference_pb2.EmbedResponse:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
@@ -633,6 +643,7 @@ class Gateway:
         )
         return await self._or_judged(model, answer, lambda j: j.nli(pairs, info), info)
 
+    @unary("InferNliBatch")
     async def infer_nli_batch(
         self, request: inference_pb2.InferNliBatchRequest
     ) -> inference_pb2.InferNliBatchResponse:
@@ -642,6 +653,7 @@ class Gateway:
         validate_pairs(pairs, self.max_bytes, MAX_BATCH_ITEMS)
         return inference_pb2.InferNliBatchResponse(results=await self._nli(model, pairs))
 
+    @unary("InferNli")
     async def infer_nli(
         self, request: inference_pb2.InferNliRequest
     ) -> inference_pb2.InferNliResponse:
@@ -657,6 +669,7 @@ class Gateway:
             label=result.label,
         )
 
+    @unary("ClassifyZeroShot")
     async def classify_zero_shot(
         self, request: inference_pb2.ClassifyZeroShotRequest
     ) -> inference_pb2.ClassifyZeroShotResponse:
@@ -675,6 +688,7 @@ class Gateway:
         )
         return await self._or_judged(model, answer, lambda j: j.zero_shot(request, info), info)
 
+    @unary("ClassifyStance")
     async def classify_stance(
         self, request: inference_pb2.ClassifyStanceRequest
     ) -> inference_pb2.ClassifyStanceResponse:
@@ -693,6 +707,7 @@ class Gateway:
         )
         return await self._or_judged(model, answer, lambda j: j.stance(request, info), info)
 
+    @unary("CountTokens")
     async def count_tokens(
         self, request: inference_pb2.CountTokensRequest
     ) -> inference_pb2.CountTokensResponse:
@@ -703,6 +718,7 @@ class Gateway:
             "tokens", model, lambda p, m: p.count_tokens(request.text, m), current()
         )
 
+    @unary("Tokenize")
     async def tokenize(
         self, request: inference_pb2.TokenizeRequest
     ) -> inference_pb2.TokenizeResponse:

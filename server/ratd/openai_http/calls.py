@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ratd import errors
 from ratd.core.access import CALLER, Tenant
-from ratd.core.calls import CallInfo
+from ratd.core.calls import CallInfo, caller_user
 from ratd.core.gateway import Gateway
 from ratd.openai_http.wire_errors import error_body, internal_body, plain_error
 from ratd.service.auth import Authenticator
@@ -88,7 +88,14 @@ class CallPath:
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            report_refused(method, "INVALID_ARGUMENT", tenant, log_requests=self.guard.log_requests)
+            report_refused(
+                method,
+                "INVALID_ARGUMENT",
+                tenant,
+                log_requests=self.guard.log_requests,
+                audit=self.guard.audit,
+                user=caller_user(request.headers.items()),
+            )
             message = f"request body over {self.max_body} bytes (server.max_request_bytes)"
             body = plain_error(413, message, "invalid_request_error", "request_too_large")
             return tenant, web.Response(status=413, body=body, content_type=JSON)
@@ -113,7 +120,14 @@ class CallPath:
         like the gRPC interceptor's refusals."""
         if isinstance(err, errors.CallerUnauthenticated | errors.RoleRequired):
             log.info("%s refused: %s (peer %s)", method, err.reason, request.remote)
-        report_refused(method, status_name(err), tenant, log_requests=self.guard.log_requests)
+        report_refused(
+            method,
+            status_name(err),
+            tenant,
+            log_requests=self.guard.log_requests,
+            audit=self.guard.audit,
+            user=caller_user(request.headers.items()),
+        )
         return _error_response(err)
 
     async def _unary(

@@ -51,7 +51,19 @@ _CODES = {
 _OVERLOADED_RETRY_SECS = 1.0
 
 
+# An interceptor's refusal: its gRPC status as HTTP (anything else it may choose: 400).
+_REFUSALS = {
+    "UNAUTHENTICATED": (401, "authentication_error"),
+    "PERMISSION_DENIED": (403, "permission_error"),
+    "NOT_FOUND": (404, "invalid_request_error"),
+    "RESOURCE_EXHAUSTED": (429, "rate_limit_error"),
+    "UNAVAILABLE": (503, "server_error"),
+}
+
+
 def http_status(err: errors.GatewayError) -> tuple[int, str]:
+    if isinstance(err, errors.Refused):
+        return _REFUSALS.get(err.code, (400, "invalid_request_error"))
     for cls, status, kind in _STATUSES:
         if isinstance(err, cls):
             return status, kind

@@ -28,7 +28,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.LoadModelRequest, context: Context
     ) -> admin_pb2.LoadModelResponse:
         model = await self.guard.unary(
-            context, "LoadModel", lambda gw: gw.load_model(request.model, request.pin)
+            context,
+            "LoadModel",
+            lambda gw: gw.load_model(request.model, request.pin),
+            action={"model": request.model, "pin": request.pin},
         )
         return admin_pb2.LoadModelResponse(model=model)
 
@@ -36,7 +39,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.UnloadModelRequest, context: Context
     ) -> admin_pb2.UnloadModelResponse:
         unloaded = await self.guard.unary(
-            context, "UnloadModel", lambda gw: gw.unload_model(request.model)
+            context,
+            "UnloadModel",
+            lambda gw: gw.unload_model(request.model),
+            action={"model": request.model},
         )
         return admin_pb2.UnloadModelResponse(unloaded=unloaded)
 
@@ -47,11 +53,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             context,
             "DownloadModel",
             lambda gw: gw.download_model(request.model, request.revision),
+            action={"model": request.model, "revision": request.revision},
         ):
             yield progress
 
     async def ReloadConfig(
         self, request: admin_pb2.ReloadConfigRequest, context: Context
     ) -> admin_pb2.ReloadConfigResponse:
-        reloaded, message = await self.guard.unary(context, "ReloadConfig", lambda _: self.reload())
+        reloaded, message = await self.guard.unary(
+            context, "ReloadConfig", lambda _: self.reload(), action={"trigger": "rpc"}
+        )
         return admin_pb2.ReloadConfigResponse(reloaded=reloaded, message=message)

@@ -17,17 +17,21 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from ratd import errors
 from ratd.config import Config, TenantConfig
 from ratd.core.access import CALLER, Tenant
+from ratd.core.calls import caller_user
 from ratd.service.handlers import rewrap
 from ratd.service.report import report_refused
 from ratd.service.status import to_grpc_status
 from ratd.trust import normalize_subject
+
+if TYPE_CHECKING:
+    from ratd.service.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +224,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         # Swapped by a config reload (new tenants, rotated keys).
         self.authenticator = authenticator
         self.log_requests = log_requests
+        # The audit log (the daemon sets it): refused callers are audited too.
+        self.audit: AuditLog | None = None
         self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -251,7 +257,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         short = method.rsplit("/", 1)[-1]
         log.info("%s refused: %s (peer %s)", short, err.reason, context.peer())
         status = to_grpc_status(err)
-        report_refused(short, status.code.name, None, log_requests=self.log_requests)
+        report_refused(
+            short,
+            status.code.name,
+            None,
+            log_requests=self.log_requests,
+            audit=self.audit,
+            user=caller_user(context.invocation_metadata()),
+        )
         await context.abort_with_status(status)
 
     def _wrap(

@@ -22,10 +22,11 @@ import grpc
 
 from ratd import errors, tracing
 from ratd.core.access import CALLER, Tenant
-from ratd.core.calls import CallInfo, begin
+from ratd.core.calls import CallInfo, begin, caller_user
 from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
 from ratd.secrets import redact
+from ratd.service.audit import AuditLog
 from ratd.service.holder import GatewayHolder
 from ratd.service.report import new_request_id, report
 from ratd.service.status import internal_status, status_code, to_grpc_status
@@ -68,6 +69,8 @@ class CallGuard:
     ) -> None:
         self.holder = holder
         self.active = 0
+        # The audit log ([audit] path), set by the daemon; None: no audit.
+        self.audit: AuditLog | None = None
         self.configure(max_concurrent, request_timeout, log_requests=log_requests)
 
     def configure(self, max_concurrent: int, request_timeout: float, *, log_requests: bool) -> None:
@@ -90,12 +93,16 @@ class CallGuard:
         metadata: Metadata,
         *,
         system: str = "grpc",
+        action: dict[str, object] | None = None,
     ) -> Admission:
         """``async with guard.admission(...) as (timeout, info)``: one call admitted (or
         errors.Overloaded raised), bounded by ``budget`` seconds (``timeout.reschedule``
         moves the bound), reported when it ends. A timeout leaves as errors.Timeout; other
-        errors leave as they are, for the transport to turn into its own answer."""
-        return Admission(self, method, budget, tenant, metadata, system)
+        errors leave as they are, for the transport to turn into its own answer.
+        ``action``: an admin action's arguments, for the audit log."""
+        admission = Admission(self, method, budget, tenant, metadata, system)
+        admission.action = action
+        return admission
 
     def failure(self, method: str, exc: Exception) -> errors.GatewayError | str:
         """Log a failed call. Returns the error to answer with, or for a bug (anything
@@ -119,9 +126,18 @@ class CallGuard:
         else:
             await context.abort_with_status(internal_status(found))
 
-    def _admitted(self, context: grpc.aio.ServicerContext, method: str) -> Admission:
+    def _admitted(
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        action: dict[str, object] | None = None,
+    ) -> Admission:
         return self.admission(
-            method, self._budget(context), CALLER.get(), context.invocation_metadata
+            method,
+            self._budget(context),
+            CALLER.get(),
+            context.invocation_metadata,
+            action=action,
         )
 
     async def unary(
@@ -129,12 +145,14 @@ class CallGuard:
         context: grpc.aio.ServicerContext,
         method: str,
         call: Callable[[Gateway], Awaitable[T]],
+        *,
+        action: dict[str, object] | None = None,
     ) -> T:
         """Run one unary call on the current gateway: admitted, bounded by the time limit,
-        errors as statuses."""
+        errors as statuses. ``action``: an admin action's arguments (audit log)."""
         with self.holder.use() as gateway:
             try:
-                async with self._admitted(context, method) as (_, info):
+                async with self._admitted(context, method, action) as (_, info):
                     answer = await call(gateway)
                     if info.served_by:
                         context.set_trailing_metadata(((SERVED_BY, info.served_by),))
@@ -148,6 +166,8 @@ class CallGuard:
         context: grpc.aio.ServicerContext,
         method: str,
         open_stream: Callable[[Gateway], AsyncIterator[T]],
+        *,
+        action: dict[str, object] | None = None,
     ) -> AsyncIterator[T]:
         """Relay one stream. The time limit bounds each silence, not the whole stream, and
         the source is closed at once when the client goes away."""
@@ -155,7 +175,7 @@ class CallGuard:
         with self.holder.use() as gateway:
             try:
                 async with (
-                    self._admitted(context, method) as (timeout, info),
+                    self._admitted(context, method, action) as (timeout, info),
                     aclosing(open_stream(gateway)) as events,  # type: ignore[type-var]
                 ):
                     async for event in events:
@@ -173,6 +193,7 @@ class Admission:
     runs on every call.)"""
 
     __slots__ = (
+        "action",
         "budget",
         "guard",
         "info",
@@ -196,6 +217,7 @@ class Admission:
     ) -> None:
         self.guard, self.method, self.budget = guard, method, budget
         self.tenant, self.metadata, self.system = tenant, metadata, system
+        self.action: dict[str, object] | None = None
 
     async def __aenter__(self) -> tuple[asyncio.Timeout, CallInfo]:
         guard = self.guard
@@ -203,9 +225,11 @@ class Admission:
         loop = asyncio.get_running_loop()
         self.info = info = CallInfo(self.method, new_request_id(), deadline=loop.time() + budget)
         info.tenant = self.tenant
+        info.action = self.action
+        info.user = caller_user(self.metadata())
         begin(info)
         if guard.active >= guard.max_concurrent:
-            report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests)
+            report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests, audit=guard.audit)
             raise errors.Overloaded(
                 f"ratd is serving its limit of {guard.max_concurrent} concurrent requests "
                 "(server.max_concurrent_requests); retry shortly"
@@ -245,4 +269,4 @@ class Admission:
         finally:
             guard.active -= 1
             IN_FLIGHT.dec()
-            report(self.info, self.status, log_requests=guard.log_requests)
+            report(self.info, self.status, log_requests=guard.log_requests, audit=guard.audit)

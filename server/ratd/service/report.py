@@ -7,10 +7,14 @@ import itertools
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 from ratd.core.access import Tenant
 from ratd.core.calls import CallInfo
 from ratd.metrics import DURATION, OVERHEAD, REQUESTS, TIME_TO_FIRST_TOKEN, child
+
+if TYPE_CHECKING:
+    from ratd.service.audit import AuditLog
 
 log = logging.getLogger("ratd.requests")
 
@@ -22,16 +26,29 @@ def new_request_id() -> str:
     return f"{_PREFIX}-{next(_ids)}"
 
 
-def report_refused(method: str, status: str, tenant: Tenant | None, *, log_requests: bool) -> None:
+def report_refused(
+    method: str,
+    status: str,
+    tenant: Tenant | None,
+    *,
+    log_requests: bool,
+    audit: AuditLog | None = None,
+    user: str = "",
+) -> None:
     """Report a call refused before it was admitted (authentication, an unreadable body),
     as the calls that were."""
     info = CallInfo(method, new_request_id(), deadline=0.0)
     info.tenant = tenant
-    report(info, status, log_requests=log_requests)
+    info.user = user
+    report(info, status, log_requests=log_requests, audit=audit)
 
 
-def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
+def report(
+    info: CallInfo, status: str, *, log_requests: bool, audit: AuditLog | None = None
+) -> None:
     elapsed = time.perf_counter() - info.started
+    if audit is not None:
+        audit.call(info, status, elapsed)
     provider = info.provider or "none"
     child(REQUESTS, provider, info.method, status).inc()
     child(DURATION, info.method).observe(elapsed)
@@ -45,6 +62,7 @@ def report(info: CallInfo, status: str, *, log_requests: bool) -> None:
             "request_id": info.request_id,
             "method": info.method,
             "tenant": info.tenant.name if info.tenant is not None else "",
+            "user": info.user,
             "model": info.model,
             "provider": info.provider,
             "tried": ",".join(info.tried),

@@ -35,6 +35,8 @@ _CODES: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] = (
 
 
 def status_code(err: errors.GatewayError) -> grpc.StatusCode:
+    if isinstance(err, errors.Refused):  # the interceptor chose it (checked when raised)
+        return grpc.StatusCode[err.code]
     for cls, code in _CODES:
         if isinstance(err, cls):
             return code
