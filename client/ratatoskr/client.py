@@ -101,13 +101,19 @@ class ServiceClient:
         *,
         timeout: float | None = None,
         api_key: str | None = None,
+        user: str | None = None,
     ) -> None:
         self._channel = channel
         self._stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
         self._admin = admin_pb2_grpc.AdminServiceStub(channel)
         self.timeout = timeout
         # Sent with every call; never part of a repr or an error.
-        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        metadata: list[tuple[str, str]] = []
+        if api_key:
+            metadata.append(("authorization", f"Bearer {api_key}"))
+        if user:  # the end user, for ratd's per-user limits and usage
+            metadata.append(("x-ratatoskr-user", user))
+        self._metadata = tuple(metadata) or None
         self.mode = "remote"
         self._embedded: EmbeddedDaemon | None = None
 
@@ -122,6 +128,7 @@ class ServiceClient:
         tls_cert: PemArg | None = None,
         tls_key: PemArg | None = None,
         api_key: str | None = None,
+        user: str | None = None,
     ) -> ServiceClient:
         """Open a channel to ratd. ``timeout`` is the default per-call deadline in seconds;
         ``wait_ready`` waits up to that many seconds for the channel to connect.
@@ -130,7 +137,8 @@ class ServiceClient:
         that signed ratd's certificate (default: the system's roots), ``tls_cert`` and
         ``tls_key`` the client certificate for mutual TLS (paths or PEM bytes).
         ``api_key`` (default ``$RATD_API_KEY``) goes with every call as
-        ``authorization: Bearer <key>``."""
+        ``authorization: Bearer <key>``; ``user`` (an end user's id) as
+        ``x-ratatoskr-user``, for per-user limits and usage."""
         if api_key is None:
             api_key = os.environ.get("RATD_API_KEY") or None
         channel = open_channel(address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
@@ -143,7 +151,7 @@ class ServiceClient:
                     f"ratd at {address} did not answer within {wait_ready}s",
                     code=grpc.StatusCode.UNAVAILABLE,
                 ) from None
-        return cls(channel, timeout=timeout, api_key=api_key)
+        return cls(channel, timeout=timeout, api_key=api_key, user=user)
 
     @classmethod
     async def embedded(

@@ -38,6 +38,7 @@ from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
 from ratd.service.ratatoskr_service import RatatoskrService
+from ratd.state import build_state
 from ratd.trust import exposure, socket_mode
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,12 @@ class Daemon:
         self.reread = reread
         self.stopping = asyncio.Event()
         self.address = ""
+        # Limits, budgets and usage outlive reloads: one backend for the daemon's life.
+        self.state = build_state(config)
         self.holder = GatewayHolder(
-            Gateway(config, build_providers(config, providers, shipped_model_apis()))
+            Gateway(
+                config, build_providers(config, providers, shipped_model_apis()), self.state
+            )
         )
         # systemd (Type=notify): READY/RELOADING/STOPPING and watchdog pings; a no-op
         # without $NOTIFY_SOCKET.
@@ -217,6 +222,7 @@ class Daemon:
         for task in list(self._retiring):
             await task
         await self.gateway.close()
+        await self.state.close()
         await self.metrics.stop()
         await self.notifier.stop_watchdog()
         await asyncio.to_thread(tracing.shutdown)  # flushing may block: not on the loop
@@ -249,12 +255,15 @@ class Daemon:
                     tracing=self.config.tracing,
                     auth=self.config.auth,
                     http=self.config.http,
+                    state=self.config.state,
                 )
             running = self.holder.current
             gateway: Gateway | None = None
             try:
                 gateway = Gateway(
-                    config, build_providers(config, running.providers, shipped_model_apis())
+                    config,
+                    build_providers(config, running.providers, shipped_model_apis()),
+                    self.state,
                 )
                 await gateway.start()
             except Exception as err:  # the old gateway keeps serving whatever went wrong
@@ -346,6 +355,8 @@ def _restart_only_changes(old: Config, new: Config) -> list[str]:
         changed.append("auth.mode")
     if old.tracing != new.tracing:
         changed.append("[tracing]")
+    if old.state != new.state:
+        changed.append("[state]")
     if old.http != new.http:
         changed.append("http.address")
     return changed

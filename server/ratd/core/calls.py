@@ -36,6 +36,9 @@ class CallInfo:
     # The authenticated caller (None: auth mode "none"); the gateway keeps, of the
     # providers that could serve a model, those this caller may use (core.access).
     tenant: Tenant | None = None
+    # Its ``x-ratatoskr-user`` metadata (read only for an authenticated caller): the
+    # per-user rate limit and the usage by user.
+    user: str = ""
 
     def attempt(self, provider: str) -> None:
         if not self.tried or self.tried[-1] != provider:

@@ -22,6 +22,7 @@ from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
+from ratd.core.governance import Governor, Reservation
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retry import Retrier
 from ratd.core.routing import Router
@@ -37,6 +38,7 @@ from ratd.core.validation import (
 from ratd.metrics import FALLBACKS, SPEND, TOKENS, child
 from ratd.providers.base import ChatLike, GenerateLike, Provider
 from ratd.registry import Presets, Registry
+from ratd.state import StateBackend, build_state
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,15 @@ def _close_span(scope: AbstractContextManager[Any], span: Any, info: CallInfo | 
 
 
 class Gateway:
-    def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        providers: Mapping[str, Provider],
+        state: StateBackend | None = None,
+    ) -> None:
+        """``state``: the governance backend, shared across reloads by the daemon (so that
+        a reload keeps the counters); without it the gateway builds its own from
+        ``[state]`` and closes it with itself."""
         self.config = config
         self.providers = dict(providers)
         kinds = {name: conf.kind for name, conf in config.providers.items()}
@@ -103,6 +113,9 @@ class Gateway:
         self.retry = Retrier(config.retry)
         self.cache = ResponseCache(config.cache)
         self.max_bytes = config.server.max_request_bytes
+        self._owns_state = state is None
+        self.state = build_state(config) if state is None else state
+        self.governor = Governor(config, self.state, self.registry)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -121,6 +134,8 @@ class Gateway:
         """Close the registry and every provider but those in ``keep`` (the ones a
         reloaded gateway took over)."""
         await self.registry.stop()
+        if self._owns_state:
+            await self.state.close()
         for provider in self.providers.values():
             if any(provider is kept for kept in keep):
                 continue
@@ -291,10 +306,19 @@ class Gateway:
                 info,
             )
 
+        held: Reservation | None = None
+        if info is not None and info.tenant is not None:
+            held = await self._admit(capability, request, info)
         opened = _Opened()
-        event, stream = await self._first_success(
-            capability, options.model, unit, info, options, opened=opened
-        )
+        try:
+            event, stream = await self._first_success(
+                capability, options.model, unit, info, options, opened=opened
+            )
+        except BaseException as exc:
+            if held is not None and info is not None:  # nothing streamed: refund
+                keep = not isinstance(exc, errors.GatewayError)
+                self.governor.settle(held, info, None, keep=keep)
+            raise
         provider, model, scope = opened.provider, opened.model, opened.scope
         try:
             async with aclosing(stream):  # type: ignore[type-var]
@@ -308,6 +332,11 @@ class Gateway:
         except BaseException as exc:
             scope.__exit__(type(exc), exc, exc.__traceback__)
             raise
+        finally:
+            # Ended, failed, cancelled or cut: settle to the usage the stream reported, or
+            # (none reported) keep the worst case, which the upstream may have charged.
+            if held is not None and info is not None:
+                self.governor.settle(held, info, info.usage, keep=True)
         _close_span(scope, opened.span, info)
 
     @staticmethod
@@ -396,6 +425,45 @@ class Gateway:
             self._account(provider, model, answer.usage, info)
         return answer
 
+    # -- governance (core.governance) --------------------------------------------------------
+
+    async def _admit(self, capability: str, request: R, info: CallInfo) -> Reservation | None:
+        """The caller's reservation for ``request``, priced over the providers that may
+        serve it (refusals of the allow-list come first, as without governance)."""
+        options = request.options  # type: ignore[attr-defined]
+        candidates = self._candidates(options.model, capability, options, info)
+        return await self.governor.admit(
+            info,
+            request,  # type: ignore[arg-type]
+            [(p.name, m) for p, m in candidates if capability in p.capabilities],
+        )
+
+    async def _governed(
+        self,
+        capability: str,
+        request: R,
+        info: CallInfo,
+        run: Callable[[], Awaitable[Answer]],
+    ) -> Answer:
+        """``run()`` between a reservation and its settlement. A provider's error refunds
+        it; a cancellation or timeout (the upstream may have charged) keeps the worst case;
+        a cached answer costs nothing."""
+        held = await self._admit(capability, request, info)
+        try:
+            answer = await run()
+        except errors.GatewayError:
+            self.governor.settle(held, info, None)
+            raise
+        except BaseException:
+            self.governor.settle(held, info, None, keep=True)
+            raise
+        if info.cache == "hit":
+            self.governor.settle(held, info, None)
+        else:
+            usage = answer.usage if answer.HasField("usage") else None
+            self.governor.settle(held, info, usage, keep=True)
+        return answer
+
     # -- chat and generation ------------------------------------------------------------------
 
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
@@ -408,9 +476,19 @@ class Gateway:
             return self._send(provider, model, request, lambda r: provider.chat(r, model), info)
 
         options = request.options
-        if self.cache.config.chat and options.HasField("temperature") and options.temperature == 0:
-            return await self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
-        return await self._first_success("chat", model, call, info, options)
+
+        def run() -> Awaitable[chat_pb2.ChatResponse]:
+            if (
+                self.cache.config.chat
+                and options.HasField("temperature")
+                and options.temperature == 0
+            ):
+                return self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
+            return self._first_success("chat", model, call, info, options)
+
+        if info is None or info.tenant is None:
+            return await run()
+        return await self._governed("chat", request, info, run)
 
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
@@ -430,7 +508,14 @@ class Gateway:
             return self._send(provider, model, request, lambda r: provider.generate(r, model), info)
 
         options = request.options
-        return await self._first_success("generate", options.model, call, info, options)
+        if info is None or info.tenant is None:
+            return await self._first_success("generate", options.model, call, info, options)
+        return await self._governed(
+            "generate",
+            request,
+            info,
+            lambda: self._first_success("generate", options.model, call, info, options),
+        )
 
     def generate_stream(
         self, request: GenerateLike

@@ -44,6 +44,17 @@ class ClientGone(Exception):
 Metadata = Callable[[], Iterable[tuple[str, object]] | None]
 
 
+USER_HEADER = "x-ratatoskr-user"
+
+
+def user_of(metadata: Metadata) -> str:
+    """The caller's ``x-ratatoskr-user`` (gRPC metadata or HTTP header), or ""."""
+    for key, value in metadata() or ():
+        if isinstance(value, str) and key.lower() == USER_HEADER:
+            return value
+    return ""
+
+
 def status_name(exc: BaseException) -> str:
     if isinstance(exc, errors.GatewayError):
         return status_code(exc).name
@@ -197,6 +208,8 @@ class Admission:
         loop = asyncio.get_running_loop()
         self.info = info = CallInfo(self.method, new_request_id(), deadline=loop.time() + budget)
         info.tenant = self.tenant
+        if self.tenant is not None:
+            info.user = user_of(self.metadata)
         begin(info)
         if guard.active >= guard.max_concurrent:
             report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests)

@@ -1,0 +1,200 @@
+"""Per-tenant limits and budgets on the memory backend, through a real in-process ratd
+(grpc.aio server, auth interceptor, gateway) with API keys, in front of the fake OpenAI
+upstream (gpt-4o-mini at the seed's prices: 0.15 / 0.60 USD per million tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from ratatoskr import (
+    BudgetExceeded,
+    ModelUnpriced,
+    RatatoskrError,
+    ServiceClient,
+    TenantRateLimited,
+)
+from ratd.server import Daemon
+from tests.fakes.openai_upstream import TEXT_USAGE, FakeOpenAIUpstream
+from tests.support.compat import OPENAI_KEY
+from tests.support.daemon import make_config, running_daemon
+
+pytestmark = pytest.mark.timeout(60)
+
+KEYS = {name: f"rat_test-{name}-5a4b3c2d1e" for name in ("rpm", "upm", "tpm", "budget", "open")}
+# A prompt longer than the upstream's reported 23 prompt tokens, so that the bound holds.
+PROMPT = "Tell me about the weather in a few short words, please, and nothing more. " * 2
+# The fake's answer: 23 prompt and 19 completion tokens at gpt-4o-mini's prices.
+COST = (23 * 0.15 + 19 * 0.6) / 1e6
+MAX_TOKENS = 24
+BUDGET = COST * 10
+
+
+OPEN_LIMITS = "budget_usd_monthly = 1.0\nallow_unpriced_models = true"
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def tenant(name: str, extra: str) -> str:
+    return f'[tenants.{name}]\napi_key_sha256 = ["{sha(KEYS[name])}"]\n{extra}\n'
+
+
+@pytest.fixture
+async def daemon(upstream: FakeOpenAIUpstream) -> AsyncIterator[Daemon]:
+    text = f"""
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+[auth]
+mode = "api_key"
+{tenant("rpm", "requests_per_minute = 3")}
+{tenant("upm", "user_requests_per_minute = 2")}
+{tenant("tpm", "tokens_per_minute = 1000")}
+{tenant("budget", f"budget_usd_daily = {BUDGET!r}")}
+{tenant("open", OPEN_LIMITS)}
+"""
+    config = make_config(text, env={"OPENAI_API_KEY": OPENAI_KEY})
+    async with running_daemon(config) as running:
+        yield running
+
+
+async def connect(daemon: Daemon, name: str, user: str | None = None) -> ServiceClient:
+    return await ServiceClient.connect(daemon.address, timeout=20, api_key=KEYS[name], user=user)
+
+
+async def test_requests_per_minute_refuses_with_retry_info(daemon: Daemon) -> None:
+    async with await connect(daemon, "rpm") as client:
+        for _ in range(3):
+            await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)
+        with pytest.raises(TenantRateLimited) as caught:
+            await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)
+        with pytest.raises(TenantRateLimited):  # streams count too
+            async for _ in client.chat_stream(PROMPT, model="gpt-4o-mini", max_tokens=32):
+                pass
+    err = caught.value
+    assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.reason == "TENANT_RATE_LIMITED"
+    assert err.metadata["limit"] == "requests_per_minute"
+    assert err.retry_after is not None and 0 < err.retry_after <= 120
+
+
+async def test_user_requests_per_minute_is_per_user(daemon: Daemon) -> None:
+    async with (
+        await connect(daemon, "upm", user="alice") as alice,
+        await connect(daemon, "upm", user="bob") as bob,
+    ):
+        for _ in range(2):
+            await alice.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)
+        with pytest.raises(TenantRateLimited) as caught:
+            await alice.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)
+        answer = await bob.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)
+    assert caught.value.metadata["limit"] == "user_requests_per_minute"
+    assert answer.content
+
+
+async def test_tokens_reserve_the_bound_and_settle_to_real_usage(daemon: Daemon) -> None:
+    async with await connect(daemon, "tpm") as client:
+        # One call that could use more than the whole minute's tokens is refused alone.
+        with pytest.raises(TenantRateLimited) as caught:
+            await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=5000)
+        assert "this call alone" in caught.value.message
+        # Each call reserves prompt bytes + 200, then settles to 23 + 19 = 42 tokens:
+        # far more calls fit in 1000 tokens than the reservations alone would allow.
+        for _ in range(12):
+            await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=200)
+        used = TEXT_USAGE["prompt"] + TEXT_USAGE["completion"]
+        assert 12 * used < 1000
+        with pytest.raises(TenantRateLimited) as caught:
+            for _ in range(12):
+                await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=200)
+    assert caught.value.metadata["limit"] == "tokens_per_minute"
+
+
+def worst_case(client: ServiceClient) -> float:
+    """What ratd reserves for one call: a token per byte of the request, MAX_TOKENS out."""
+    size = client.chat_request(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS).ByteSize()
+    assert size > TEXT_USAGE["prompt"]
+    return (size * 0.15 + MAX_TOKENS * 0.6) / 1e6
+
+
+async def chat_cost(client: ServiceClient) -> float:
+    """One call's reported cost, or 0 when the budget refused it."""
+    try:
+        answer = await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS)
+    except BudgetExceeded as err:
+        assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.metadata["limit"] == "budget_usd_daily"
+        assert err.retry_after is not None and err.retry_after > 0
+        return 0.0
+    assert answer.usage.cost_usd > 0
+    return answer.usage.cost_usd
+
+
+async def test_budget_is_never_overshot_under_concurrency(daemon: Daemon) -> None:
+    served: list[float] = []
+    async with await connect(daemon, "budget") as client:
+        for _ in range(10):  # waves of concurrent calls until the budget refuses them all
+            wave = [c for c in await asyncio.gather(*(chat_cost(client) for _ in range(4))) if c]
+            if not wave:
+                break
+            served += wave
+        worst = worst_case(client)
+    assert all(c == pytest.approx(COST) for c in served)
+    assert sum(served) <= BUDGET
+    # Settling to the real cost let more calls through than worst-case reservations would.
+    assert len(served) > BUDGET // worst
+
+
+async def test_a_failed_call_refunds_its_reservation(
+    daemon: Daemon, upstream: FakeOpenAIUpstream
+) -> None:
+    async with await connect(daemon, "budget") as client:
+        upstream.set_scenario("server-error")
+        for _ in range(8):
+            with pytest.raises(RatatoskrError) as caught:
+                await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS)
+            assert caught.value.reason == "PROVIDER_UNAVAILABLE"
+        upstream.set_scenario("text")
+        assert await chat_cost(client) == pytest.approx(COST)
+
+
+async def test_a_cut_stream_keeps_its_worst_case(
+    daemon: Daemon, upstream: FakeOpenAIUpstream
+) -> None:
+    async with await connect(daemon, "budget") as client:
+        upstream.set_scenario("truncated")
+        cut = 0
+        while cut < 10:
+            try:
+                async for _ in client.chat_stream(
+                    PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS
+                ):
+                    pass
+            except BudgetExceeded:
+                break
+            except RatatoskrError as err:
+                assert err.reason == "UPSTREAM_PROTOCOL"
+                cut += 1
+        worst = worst_case(client)
+    # No usage came: each cut stream was charged its reserved worst case.
+    assert cut == int(BUDGET * 1e9) // math.ceil(worst * 1e9)
+
+
+async def test_unpriced_models_are_refused_under_a_budget_unless_allowed(
+    daemon: Daemon,
+) -> None:
+    async with await connect(daemon, "budget") as client:
+        with pytest.raises(ModelUnpriced) as caught:
+            await client.chat(PROMPT, model="openai:scenario/text")
+    assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.reason == "MODEL_UNPRICED"
+    assert "allow_unpriced_models" in caught.value.message
+    async with await connect(daemon, "open") as client:
+        answer = await client.chat(PROMPT, model="openai:scenario/text")
+    assert answer.content
