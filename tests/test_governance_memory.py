@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
+import os
+import sys
 from collections.abc import AsyncIterator
 
 import grpc
@@ -16,6 +19,7 @@ from ratatoskr import (
     BudgetExceeded,
     ModelUnpriced,
     RatatoskrError,
+    RoleRequired,
     ServiceClient,
     TenantRateLimited,
 )
@@ -26,7 +30,9 @@ from tests.support.daemon import make_config, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
-KEYS = {name: f"rat_test-{name}-5a4b3c2d1e" for name in ("rpm", "upm", "tpm", "budget", "open")}
+KEYS = {
+    name: f"rat_test-{name}-5a4b3c2d1e" for name in ("rpm", "upm", "tpm", "budget", "open", "boss")
+}
 # A prompt longer than the upstream's reported 23 prompt tokens, so that the bound holds.
 PROMPT = "Tell me about the weather in a few short words, please, and nothing more. " * 2
 # The fake's answer: 23 prompt and 19 completion tokens at gpt-4o-mini's prices.
@@ -58,6 +64,7 @@ mode = "api_key"
 {tenant("tpm", "tokens_per_minute = 1000")}
 {tenant("budget", f"budget_usd_daily = {BUDGET!r}")}
 {tenant("open", OPEN_LIMITS)}
+{tenant("boss", 'roles = ["inference", "admin"]')}
 """
     config = make_config(text, env={"OPENAI_API_KEY": OPENAI_KEY})
     async with running_daemon(config) as running:
@@ -198,3 +205,58 @@ async def test_unpriced_models_are_refused_under_a_budget_unless_allowed(
     async with await connect(daemon, "open") as client:
         answer = await client.chat(PROMPT, model="openai:scenario/text")
     assert answer.content
+
+
+async def rat(*args: str, key: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rat",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "NO_COLOR": "1", "RATD_API_KEY": key},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_usage_a_tenant_sees_its_own_an_admin_sees_all(daemon: Daemon) -> None:
+    async with (
+        await connect(daemon, "upm", user="alice") as alice,
+        await connect(daemon, "upm", user="bob") as bob,
+    ):
+        reported = [
+            (await alice.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)).usage,
+            (await bob.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)).usage,
+        ]
+        async for event in alice.chat_stream(PROMPT, model="gpt-4o-mini", max_tokens=32):
+            if event.HasField("usage"):
+                reported.append(event.usage)
+        own = await alice.usage(group_by="user")
+        with pytest.raises(RoleRequired):
+            await alice.usage(tenant="rpm")
+    by_user = {row.key: row for row in own.rows}
+    assert set(by_user) == {"alice", "bob"}
+    assert all(row.tenant == "upm" for row in own.rows)
+    assert (by_user["alice"].requests, by_user["bob"].requests) == (2, 1)
+    assert sum(r.requests for r in own.rows) == len(reported)
+    assert sum(r.prompt_tokens for r in own.rows) == sum(u.prompt_tokens for u in reported)
+    assert sum(r.completion_tokens for r in own.rows) == sum(u.completion_tokens for u in reported)
+    assert sum(r.cost_usd for r in own.rows) == pytest.approx(sum(u.cost_usd for u in reported))
+    assert own.end_unix - own.start_unix >= 86_400
+    async with await connect(daemon, "boss") as boss:
+        everyone = await boss.usage(group_by="model")
+    assert [(r.tenant, r.key, r.requests) for r in everyone.rows] == [("upm", "gpt-4o-mini", 3)]
+    code, out, err = await rat("--address", daemon.address, "usage", "--json", key=KEYS["upm"])
+    assert code == 0, err
+    assert json.loads(out)["rows"][0]["requests"] == "3"
+    code, out, err = await rat(
+        "--address", daemon.address, "usage", "--by", "user", key=KEYS["boss"]
+    )
+    assert code == 0, err
+    assert "alice" in out and "TOKENS IN" in out
+    code, out, err = await rat(
+        "--address", daemon.address, "usage", "--tenant", "boss", key=KEYS["upm"]
+    )
+    assert code != 0 and "admin" in err

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -362,6 +363,32 @@ async def reload(client: ServiceClient, args: argparse.Namespace) -> None:
         raise CommandFailed("the config was not reloaded")
 
 
+@command("usage")
+async def usage(client: ServiceClient, args: argparse.Namespace) -> None:
+    end = int(time.time()) if args.end is None else args.end
+    start = end - int(args.hours * 3600)
+    reply = await client.usage(
+        tenant=args.tenant or "", start_unix=start, end_unix=end, group_by=args.by or ""
+    )
+    if args.json:
+        print_json(reply)
+        return
+    rows = [
+        (
+            r.tenant,
+            r.key if args.by else "",
+            str(r.requests),
+            str(r.prompt_tokens),
+            str(r.completion_tokens),
+            f"{r.cost_usd:.6f}",
+        )
+        for r in reply.rows
+    ]
+    table(
+        rows, ("TENANT", (args.by or "").upper(), "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST USD")
+    )
+
+
 @command("unload")
 async def unload(client: ServiceClient, args: argparse.Namespace) -> None:
     unloaded = await client.unload_model(args.model)
@@ -499,6 +526,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("text", nargs="?")
         # The preset is the local o200k_base tokenizer (GPT-4o's) unless configured.
         model_arg(p, default=DEFAULT_TOKENS_MODEL)
+    _usage_arguments(add("usage", "requests, tokens and cost of your tenant (admin: all)"))
     add("reload", "reload the config file (AdminService.ReloadConfig), as SIGHUP does")
     add("ps", "local models the daemon holds")
     p = add("load", "load a local model now")
@@ -510,6 +538,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--revision")
     return parser
+
+
+def _usage_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", help="one tenant (another than your own needs role admin)")
+    p.add_argument("--by", choices=("model", "provider", "user"), help="split the totals")
+    p.add_argument("--hours", type=float, default=24.0, help="the window: the last N hours")
+    p.add_argument("--end", type=int, help="the window's end, Unix seconds (default: now)")
 
 
 async def _run(args: argparse.Namespace) -> None:

@@ -26,6 +26,8 @@ from ratatoskr.v1 import (
     models_pb2,
     ratatoskr_pb2,
     ratatoskr_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
 )
 
 if TYPE_CHECKING:
@@ -106,6 +108,7 @@ class ServiceClient:
         self._channel = channel
         self._stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
         self._admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self._usage = usage_pb2_grpc.UsageServiceStub(channel)
         self.timeout = timeout
         # Sent with every call; never part of a repr or an error.
         metadata: list[tuple[str, str]] = []
@@ -489,3 +492,23 @@ class ServiceClient:
         self, *, timeout: float | None = None
     ) -> admin_pb2.ReloadConfigResponse:
         return await self._call(self._admin.ReloadConfig, admin_pb2.ReloadConfigRequest(), timeout)
+
+    async def usage(
+        self,
+        *,
+        tenant: str = "",
+        start_unix: int = 0,
+        end_unix: int = 0,
+        group_by: str = "",
+        timeout: float | None = None,
+    ) -> usage_pb2.GetUsageResponse:
+        """Requests, tokens and cost (UsageService.GetUsage) of the caller's tenant, or of
+        ``tenant`` / every tenant for an admin. ``group_by``: "", "model", "provider" or
+        "user"; the window defaults to the last 24 hours."""
+        request = usage_pb2.GetUsageRequest(
+            tenant=tenant,
+            start_unix=start_unix,
+            end_unix=end_unix,
+            group_by=f"USAGE_GROUP_BY_{(group_by or 'unspecified').upper()}",
+        )
+        return await self._call(self._usage.GetUsage, request, timeout)

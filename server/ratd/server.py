@@ -20,7 +20,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
+from ratatoskr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    ratatoskr_pb2,
+    ratatoskr_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
 from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
 from ratd.core.gateway import Gateway
@@ -38,6 +45,7 @@ from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
 from ratd.service.ratatoskr_service import RatatoskrService
+from ratd.service.usage_service import UsageService
 from ratd.state import build_state
 from ratd.trust import exposure, socket_mode
 
@@ -46,6 +54,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     ratatoskr_pb2.DESCRIPTOR.services_by_name["Ratatoskr"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -146,6 +155,7 @@ class Daemon:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(self.guard, self.reload), decoding
         )
+        usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(self.guard), decoding)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, decoding)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ratatoskr.v1 import chat_pb2
+from ratatoskr.v1 import chat_pb2, usage_pb2
 from ratd import errors
 from ratd.config import Config, TenantConfig
 from ratd.core.calls import CallInfo
@@ -347,3 +347,66 @@ class Governor:
             TENANT_TOKENS.labels(tenant, "completion").inc(tokens_out)
         if nanos:
             TENANT_SPEND.labels(tenant).inc(nanos / NANO)
+
+    # -- usage -------------------------------------------------------------------------------
+
+    def window(self, start: int, end: int, now: float) -> tuple[int, int]:
+        """The hours ``[first, last]`` that a GetUsage window covers (InvalidInput when
+        it is empty or reversed); never longer than the buckets are kept."""
+        end = end or int(now)
+        start = start or end - 86_400
+        if start < 0 or end < 0 or start >= end:
+            raise errors.InvalidInput(
+                f"the usage window must have 0 <= start_unix < end_unix, got {start}..{end}",
+                field="start_unix",
+            )
+        first, last = start // 3600, (end - 1) // 3600
+        kept = self.usage_ttl_ms // 3_600_000
+        return max(first, last - kept + 1), last
+
+    async def usage(
+        self, tenants: Sequence[str], start: int, end: int, group_by: int
+    ) -> usage_pb2.GetUsageResponse:
+        """Each tenant's usage in the window, split by model, provider or user."""
+        first, last = self.window(start, end, time.time())
+        await self.state.flush()  # this replica's own settlements under way
+        hours = range(first, last + 1)
+        keys = [usage_key(t, h) for t in tenants for h in hours]
+        buckets = await self.state.read_usage(keys)
+        part = _GROUP_PART.get(group_by, 0)
+        rows: dict[tuple[str, str], usage_pb2.UsageRow] = {}
+        for index, bucket in enumerate(buckets):
+            tenant = tenants[index // len(hours)]
+            for cell, amount in bucket.items():
+                fields = cell.split(SEP)
+                if len(fields) != 4:
+                    continue
+                group = fields[part] if part else ""
+                row = rows.get((tenant, group))
+                if row is None:
+                    row = rows[tenant, group] = usage_pb2.UsageRow(tenant=tenant, key=group)
+                _add(row, fields[0], amount)
+        return usage_pb2.GetUsageResponse(
+            rows=[rows[k] for k in sorted(rows)],
+            start_unix=first * 3600,
+            end_unix=(last + 1) * 3600,
+        )
+
+
+# The field of a usage cell that each UsageGroupBy value splits by (0: none).
+_GROUP_PART: dict[int, int] = {
+    usage_pb2.USAGE_GROUP_BY_MODEL: 1,
+    usage_pb2.USAGE_GROUP_BY_PROVIDER: 2,
+    usage_pb2.USAGE_GROUP_BY_USER: 3,
+}
+
+
+def _add(row: usage_pb2.UsageRow, metric: str, amount: int) -> None:
+    if metric == "r":
+        row.requests += amount
+    elif metric == "i":
+        row.prompt_tokens += amount
+    elif metric == "o":
+        row.completion_tokens += amount
+    elif metric == "c":
+        row.cost_usd += amount / NANO
