@@ -23,6 +23,7 @@ from ratatoskr import (
     ServiceClient,
     TenantRateLimited,
 )
+from ratatoskr.v1 import chat_pb2
 from ratd.server import Daemon
 from tests.fakes.openai_upstream import TEXT_USAGE, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
@@ -121,6 +122,16 @@ async def test_tokens_reserve_the_bound_and_settle_to_real_usage(daemon: Daemon)
             for _ in range(12):
                 await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=200)
     assert caught.value.metadata["limit"] == "tokens_per_minute"
+
+
+async def test_an_image_counts_as_many_tokens_as_it_may_cost(daemon: Daemon) -> None:
+    image = chat_pb2.ContentPart(image=chat_pb2.ImagePart(url="https://example.com/a.png"))
+    message = chat_pb2.Message(role=chat_pb2.ROLE_USER, content="What is this?", parts=[image])
+    async with await connect(daemon, "tpm") as client:
+        # A few bytes of URL, but up to IMAGE_BOUND tokens: over 1000 tokens alone.
+        with pytest.raises(TenantRateLimited) as caught:
+            await client.chat(message, model="gpt-4o-mini", max_tokens=10)
+    assert "this call alone" in caught.value.message
 
 
 def worst_case(client: ServiceClient) -> float:

@@ -35,6 +35,13 @@ from ratd.metrics import GOVERNANCE_DENIALS, TENANT_REQUESTS, TENANT_SPEND, TENA
 from ratd.registry import Registry
 from ratd.state.base import Counter, Settlement, StateBackend
 
+# The requests governed: chat and generation, unary and streamed.
+Governed = (
+    chat_pb2.ChatRequest
+    | chat_pb2.ChatStreamRequest
+    | chat_pb2.GenerateRequest
+    | chat_pb2.GenerateStreamRequest
+)
 NANO = 1_000_000_000
 # A minute window's key outlives the minute a little (clock skew between replicas).
 _MINUTE_TTL_MS = 120_000
@@ -43,6 +50,9 @@ _MARKER_TTL_MS = 3_600_000
 # Output tokens assumed for the token limit when neither max_tokens nor the model's
 # output limit is known (budgets refuse such calls instead: see MODEL_UNPRICED).
 DEFAULT_OUTPUT_BOUND = 4096
+# Prompt tokens an image may cost at most, whatever its size in bytes (the dearest
+# tilings of OpenAI, Anthropic and Gemini stay well below).
+IMAGE_BOUND = 8192
 # Longest x-ratatoskr-user value used as is in keys (longer ones are hashed).
 _MAX_USER_CHARS = 128
 # The separator of the fields of a usage cell: metric, model, provider, user.
@@ -99,6 +109,12 @@ def user_key(user: str) -> str:
     return "sha256:" + hashlib.sha256(user.encode()).hexdigest()[:32]
 
 
+def _images(request: Governed) -> int:
+    """Image parts of a chat request (a generate request has none)."""
+    messages = getattr(request, "messages", ())
+    return sum(1 for message in messages for part in message.parts if part.HasField("image"))
+
+
 def _end_of_day(now: float) -> float:
     return (now // 86400 + 1) * 86400
 
@@ -132,12 +148,12 @@ class Governor:
 
     def _bounds(
         self,
-        request: chat_pb2.ChatRequest | chat_pb2.GenerateRequest,
+        request: Governed,
         candidates: Sequence[tuple[str, str]],
     ) -> tuple[int, int | None, float | None]:
         """The prompt bound, the output bound (None: unknown for some candidate) and the
         worst-case cost in dollars (None: some candidate has no known price)."""
-        prompt = request.ByteSize()
+        prompt = request.ByteSize() + IMAGE_BOUND * _images(request)
         options = request.options
         asked = options.max_tokens if options.HasField("max_tokens") else None
         output: int | None = 0
@@ -162,7 +178,7 @@ class Governor:
     async def admit(
         self,
         info: CallInfo,
-        request: chat_pb2.ChatRequest | chat_pb2.GenerateRequest,
+        request: Governed,
         candidates: Sequence[tuple[str, str]],
     ) -> Reservation | None:
         """Reserve the worst case of the call, or raise TenantRateLimited, BudgetExceeded,
@@ -209,7 +225,7 @@ class Governor:
         self,
         held: Reservation,
         limits: Limits,
-        request: chat_pb2.ChatRequest | chat_pb2.GenerateRequest,
+        request: Governed,
         candidates: Sequence[tuple[str, str]],
         now: float,
         minute: int,
