@@ -507,7 +507,10 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
                 f"per call, {row[f'{gov}_cpu_us_per_call']:+.1f} us/call ({gov} - ratd_auth)"
             )
     if "redis_commands_per_call" in row:
-        print(f"  redis: {row['redis_commands_per_call']:.2f} commands per call (ratd_gov_redis)")
+        print(
+            f"  redis: {row['redis_commands_per_call']:.2f} scripts per call (ratd_gov_redis: "
+            "the reservation on the call's path, the settlement batched after it)"
+        )
     if stream:
         for path, values in row["paths"].items():
             if values.get("chunks_min", expected_chunks) < expected_chunks:

@@ -97,7 +97,7 @@ def child(metric: Any, *labels: str) -> Any:
 
 
 # Governance ([tenants] limits and budgets, [state]). Tenants are the configured ones
-# (callers under auth "none" are "anonymous"), reasons a short fixed set.
+# (callers under auth "none" are not governed), reasons a short fixed set.
 STATE_UP = Gauge(
     "ratatoskr_state_backend_up",
     "1 while the governance state backend ([state]) answers, 0 while Redis is down.",

@@ -19,6 +19,7 @@ Callers without a tenant (auth mode "none") are not governed: the default costs 
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import itertools
 import math
@@ -31,7 +32,13 @@ from ratatoskr.v1 import chat_pb2, usage_pb2
 from ratd import errors
 from ratd.config import Config, TenantConfig
 from ratd.core.calls import CallInfo
-from ratd.metrics import GOVERNANCE_DENIALS, TENANT_REQUESTS, TENANT_SPEND, TENANT_TOKENS
+from ratd.metrics import (
+    GOVERNANCE_DENIALS,
+    TENANT_REQUESTS,
+    TENANT_SPEND,
+    TENANT_TOKENS,
+    child,
+)
 from ratd.registry import Registry
 from ratd.state.base import Counter, Settlement, StateBackend
 
@@ -125,6 +132,22 @@ def _end_of_month(now: float) -> float:
     return float(calendar.timegm((year, month, 1, 0, 0, 0)))
 
 
+@functools.lru_cache(maxsize=4)
+def _day_periods(day: int) -> tuple[str, float, str, float]:
+    """The UTC day and month names of day number ``day`` and when each ends."""
+    start = day * 86400.0
+    return (
+        time.strftime("%Y%m%d", time.gmtime(start)),
+        _end_of_day(start),
+        time.strftime("%Y%m", time.gmtime(start)),
+        _end_of_month(start),
+    )
+
+
+def _periods(now: float) -> tuple[str, float, str, float]:
+    return _day_periods(int(now // 86400))
+
+
 def usage_key(tenant: str, hour: int) -> str:
     return f"rat:{{{tenant}}}:u:{hour}"
 
@@ -170,10 +193,25 @@ class Governor:
                 output = worst = None
                 break
             output = max(output or 0, bound)
-            usage = chat_pb2.Usage(prompt_tokens=prompt, completion_tokens=bound)
-            cost = self.registry.cost(provider, model, usage)
-            worst = None if cost is None or worst is None else max(worst, cost)
+            if worst is not None:
+                cost = self._cost(provider, model, prompt, bound)
+                worst = None if cost is None else max(worst, cost)
         return prompt, output, worst
+
+    def _cost(self, provider: str, model: str, prompt: int, output: int) -> float | None:
+        """Dollars for ``prompt`` + ``output`` tokens at the model's prices (as
+        Registry.cost computes them), None when they are unknown."""
+        found = self.registry.get(provider, model)
+        if found is None or not found.HasField("pricing"):
+            return None
+        pricing = found.pricing
+        if not (
+            pricing.HasField("prompt_cost_per_mtok") or pricing.HasField("completion_cost_per_mtok")
+        ):
+            return None
+        return (
+            prompt * pricing.prompt_cost_per_mtok + output * pricing.completion_cost_per_mtok
+        ) / 1_000_000
 
     async def admit(
         self,
@@ -253,19 +291,10 @@ class Governor:
                 model=model,
             )
         held.nanos = 0 if worst is None else math.ceil(worst * NANO)
+        day, day_ends, month, month_ends = _periods(now)
         for limit, label, period, ends in (
-            (
-                limits.daily,
-                "budget_usd_daily",
-                time.strftime("%Y%m%d", time.gmtime(now)),
-                _end_of_day(now),
-            ),
-            (
-                limits.monthly,
-                "budget_usd_monthly",
-                time.strftime("%Y%m", time.gmtime(now)),
-                _end_of_month(now),
-            ),
+            (limits.daily, "budget_usd_daily", day, day_ends),
+            (limits.monthly, "budget_usd_monthly", month, month_ends),
         ):
             if limit:
                 key = f"rat:{{{name}}}:{label[11:]}:{period}"
@@ -275,7 +304,7 @@ class Governor:
                 kinds.append(label)
 
     def _denied(self, tenant: str, reason: str) -> None:
-        GOVERNANCE_DENIALS.labels(tenant, reason).inc()
+        child(GOVERNANCE_DENIALS, tenant, reason).inc()
 
     def _refusal(
         self, tenant: str, kind: str, counter: Counter, retry_after: float, now: float
@@ -356,13 +385,13 @@ class Governor:
                 cells,
             )
         )
-        TENANT_REQUESTS.labels(tenant).inc()
+        child(TENANT_REQUESTS, tenant).inc()
         if tokens_in:
-            TENANT_TOKENS.labels(tenant, "prompt").inc(tokens_in)
+            child(TENANT_TOKENS, tenant, "prompt").inc(tokens_in)
         if tokens_out:
-            TENANT_TOKENS.labels(tenant, "completion").inc(tokens_out)
+            child(TENANT_TOKENS, tenant, "completion").inc(tokens_out)
         if nanos:
-            TENANT_SPEND.labels(tenant).inc(nanos / NANO)
+            child(TENANT_SPEND, tenant).inc(nanos / NANO)
 
     # -- usage -------------------------------------------------------------------------------
 

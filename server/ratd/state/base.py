@@ -1,17 +1,18 @@
 """The interface of a governance state backend, and the values it trades in.
 
 Amounts are integers (requests, tokens, nano-dollars) so that every backend adds them
-exactly, in any order, on any number of replicas."""
+exactly, in any order, on any number of replicas. (Named tuples, not dataclasses: two
+are built on every governed call.)"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+class Counter(NamedTuple):
     """Add ``amount`` to ``key`` if it stays within ``limit`` (0: no limit, just count);
     the key lives ``ttl_ms`` from its first use (the rest of its window)."""
 
@@ -29,8 +30,7 @@ class Denial:
     retry_after: float
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """What one finished call changes: each counter of its reservation moved by a delta
     (real minus reserved), and the usage bucket ``usage_key`` incremented field by field.
     Applied at most once: ``marker`` is remembered for ``marker_ttl_ms``."""
