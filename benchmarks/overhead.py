@@ -335,18 +335,21 @@ def path_pids(path: str, pids: Mapping[str, int]) -> dict[str, int]:
     return roles
 
 
-async def redis_scripts(url: str) -> int:
-    """Script calls (EVALSHA/EVAL: one round trip each) that the Redis at ``url`` ran."""
+async def redis_counts(url: str) -> tuple[int, int]:
+    """(script calls, socket reads) of the Redis at ``url`` so far: EVALSHA/EVAL calls, and
+    total_reads_processed, which counts round trips (a pipeline arrives in one read)."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(url)
     try:
-        stats = await client.info("commandstats")
+        commands = await client.info("commandstats")
+        stats = await client.info("stats")
     finally:
         await client.aclose()
-    return sum(
-        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    scripts = sum(
+        int(commands.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
     )
+    return scripts, int(stats["total_reads_processed"])
 
 
 async def measure(
@@ -363,14 +366,14 @@ async def measure(
     for mode in args.modes:
         for concurrency in args.concurrency:
             tallies = {path: Tally() for path in paths}
-            scripts = 0
+            scripts = reads = 0
             for path in paths:  # warm-up: connections, caches, lazy imports
                 await run_load(calls[path][mode], concurrency, args.warmup, 10**9, Tally())
             for round_ in range(args.rounds):
                 shift = round_ % len(paths)
                 for path in paths[shift:] + paths[:shift]:
                     counted = redis_url and path == "ratd_gov_redis"
-                    before = await redis_scripts(redis_url) if counted else 0
+                    before = await redis_counts(redis_url) if counted else (0, 0)
                     await run_load(
                         calls[path][mode],
                         concurrency,
@@ -381,11 +384,16 @@ async def measure(
                     )
                     if counted:
                         await asyncio.sleep(0.2)  # settlements run just after each answer
-                        scripts += await redis_scripts(redis_url) - before
+                        after = await redis_counts(redis_url)
+                        scripts += after[0] - before[0]
+                        # Less this function's own reads (a connection, two INFO).
+                        reads += after[1] - before[1] - 3
             row = compare(mode, concurrency, {path: summarise(tallies[path]) for path in paths})
             gov = tallies.get("ratd_gov_redis")
             if gov is not None and scripts:
-                row["redis_commands_per_call"] = scripts / (len(gov.latencies) + gov.errors)
+                calls = len(gov.latencies) + gov.errors
+                row["redis_scripts_per_call"] = scripts / calls
+                row["redis_round_trips_per_call"] = reads / calls
             results.append(row)
             print_row(row, args.expected_chunks)
     return results
@@ -506,10 +514,11 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
                 f"  governance: {gov} CPU {row['ratios'][f'{gov}_over_ratd_auth_cpu']:.3f}x "
                 f"per call, {row[f'{gov}_cpu_us_per_call']:+.1f} us/call ({gov} - ratd_auth)"
             )
-    if "redis_commands_per_call" in row:
+    if "redis_scripts_per_call" in row:
         print(
-            f"  redis: {row['redis_commands_per_call']:.2f} scripts per call (ratd_gov_redis: "
-            "the reservation on the call's path, the settlement batched after it)"
+            f"  redis: {row['redis_round_trips_per_call']:.2f} round trips and "
+            f"{row['redis_scripts_per_call']:.2f} scripts per call (ratd_gov_redis: the "
+            "reservation on the call's path, settlements riding along with later ones)"
         )
     if stream:
         for path, values in row["paths"].items():

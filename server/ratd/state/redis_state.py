@@ -3,8 +3,9 @@
 Each reservation and each settlement is one Lua script, run atomically by Redis, so no
 interleaving of replicas can pass a limit or apply a settlement twice (a settled marker
 per call, kept for an hour). A reservation is the one round trip on a call's path;
-settlements are sent after the answer, batched (every settlement waiting goes in one
-pipeline), so under load many calls share a round trip. Numbers travel packed in one
+settlements are queued after the answer and ride along in the pipeline of the next
+reservation (or, none coming within SETTLE_DELAY, go in a pipeline of their own), so
+under load a governed call costs one round trip in all. Numbers travel packed in one
 argument per script: redis-py encodes each argument in Python, and that is most of the
 client's CPU per command.
 
@@ -92,6 +93,8 @@ return 1
 MAX_PENDING = 100_000
 # Most settlements sent in one pipeline.
 MAX_BATCH = 512
+# Seconds a settlement waits for a reservation to ride along with before it is sent alone.
+SETTLE_DELAY = 0.002
 # Seconds between replays of pending settlements.
 REPLAY_EVERY = 0.5
 # Connections to Redis per replica; a command waits (bounded) for a free one.
@@ -112,13 +115,15 @@ class RedisState(StateBackend):
             max_connections=MAX_CONNECTIONS,
             timeout=timeout,
             password=password,
-            socket_timeout=timeout,
+            # No socket_timeout: every command is bounded as a whole (_bounded), and a
+            # second timer per read would cost CPU on every call.
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
         self.redis: Redis = Redis(connection_pool=pool)
         self._batch: list[Settlement] = []
         self._sender: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: deque[Settlement] = deque(maxlen=MAX_PENDING)
         self._replayer: asyncio.Task[None] | None = None
         self.up = True
@@ -172,11 +177,22 @@ class RedisState(StateBackend):
     # -- reserve ------------------------------------------------------------------------------
 
     async def reserve(self, counters: Sequence[Counter]) -> Denial | None:
+        """One round trip: the reservation, with the settlements waiting to be sent
+        riding in the same pipeline (so under load a call costs one round trip in all)."""
         keys = [c.key for c in counters]
         packed = " ".join(f"{c.amount} {c.limit} {c.ttl_ms}" for c in counters)
-        index, ttl = await self._scripted(
-            lambda: self.redis.evalsha(_RESERVE_SHA, len(keys), *keys, packed)
-        )
+        riders, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+        if not riders:
+            found = await self._scripted(
+                lambda: self.redis.evalsha(_RESERVE_SHA, len(keys), *keys, packed)
+            )
+        else:
+            try:
+                found = (await self._scripted(lambda: self._pipeline(riders, keys, packed)))[-1]
+            except errors.StateUnavailable:
+                self._keep(riders)
+                raise
+        index, ttl = found
         if int(index) == 0:
             return None
         return Denial(int(index) - 1, max(int(ttl), 0) / 1000)
@@ -184,14 +200,20 @@ class RedisState(StateBackend):
     # -- settle -------------------------------------------------------------------------------
 
     def settle(self, settlement: Settlement) -> None:
+        """Queue ``settlement``: the next reservation takes it along, or (none within
+        SETTLE_DELAY) a pipeline of its own."""
         self._batch.append(settlement)
-        if self._sender is None or self._sender.done():
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._start_sender)
+
+    def _start_sender(self) -> None:
+        self._timer = None
+        if self._batch and (self._sender is None or self._sender.done()):
             self._sender = asyncio.get_running_loop().create_task(self._send_batches())
 
     async def _send_batches(self) -> None:
         """Send what has gathered, in pipelines, until nothing is left; what fails is kept
         for the replayer."""
-        await asyncio.sleep(0)  # let the settlements of this loop iteration gather
         while self._batch:
             batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
             try:
@@ -202,19 +224,23 @@ class RedisState(StateBackend):
     async def _send(self, batch: Sequence[Settlement]) -> None:
         """One pipeline of settle scripts (repeated whole if Redis lacked the script:
         the markers make the part that ran a no-op)."""
+        await self._scripted(lambda: self._pipeline(batch))
 
-        async def run() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for s in batch:
-                    keys = [s.marker, s.usage_key, *(key for key, _ in s.deltas)]
-                    numbers = " ".join(
-                        (str(s.marker_ttl_ms), str(s.usage_ttl_ms), *(str(d) for _, d in s.deltas))
-                    )
-                    cells = RS.join(f"{field}{RS}{amount}" for field, amount in s.cells)
-                    pipe.evalsha(_SETTLE_SHA, len(keys), *keys, numbers, cells)
-                await pipe.execute()
-
-        await self._scripted(run)
+    async def _pipeline(
+        self, batch: Sequence[Settlement], keys: Sequence[str] = (), packed: str = ""
+    ) -> list[Any]:
+        """Settle scripts for ``batch`` and, when ``keys`` are given, a reservation last."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for s in batch:
+                names = [s.marker, s.usage_key, *(key for key, _ in s.deltas)]
+                numbers = " ".join(
+                    (str(s.marker_ttl_ms), str(s.usage_ttl_ms), *(str(d) for _, d in s.deltas))
+                )
+                cells = RS.join(f"{field}{RS}{amount}" for field, amount in s.cells)
+                pipe.evalsha(_SETTLE_SHA, len(names), *names, numbers, cells)
+            if keys:
+                pipe.evalsha(_RESERVE_SHA, len(keys), *keys, packed)
+            return list(await pipe.execute())
 
     def _keep(self, batch: Sequence[Settlement]) -> None:
         if len(self._pending) + len(batch) > MAX_PENDING:
@@ -255,6 +281,9 @@ class RedisState(StateBackend):
         return len(self._pending) + len(self._batch)
 
     async def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._start_sender()
         while self._sender is not None and not self._sender.done():
             await asyncio.shield(self._sender)
 
