@@ -391,9 +391,9 @@ async def measure(
             row = compare(mode, concurrency, {path: summarise(tallies[path]) for path in paths})
             gov = tallies.get("ratd_gov_redis")
             if gov is not None and scripts:
-                calls = len(gov.latencies) + gov.errors
-                row["redis_scripts_per_call"] = scripts / calls
-                row["redis_round_trips_per_call"] = reads / calls
+                count = len(gov.latencies) + gov.errors
+                row["redis_scripts_per_call"] = scripts / count
+                row["redis_round_trips_per_call"] = reads / count
             results.append(row)
             print_row(row, args.expected_chunks)
     return results

@@ -11,8 +11,10 @@ import math
 import os
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
+import openai
 import pytest
 
 from ratatoskr import (
@@ -28,6 +30,7 @@ from ratd.server import Daemon
 from tests.fakes.openai_upstream import TEXT_USAGE, FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import make_config, running_daemon
+from tests.support.openai_door import base_url, door_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -271,3 +274,29 @@ async def test_usage_a_tenant_sees_its_own_an_admin_sees_all(daemon: Daemon) -> 
         "--address", daemon.address, "usage", "--tenant", "boss", key=KEYS["upm"]
     )
     assert code != 0 and "admin" in err
+
+
+async def test_the_openai_http_door_is_governed_alike(upstream: FakeOpenAIUpstream) -> None:
+    """The same tenant limits through the HTTP door: the SDK's RateLimitError with a
+    retry-after, the user from the x-ratatoskr-user header."""
+    extra = f"""
+[auth]
+mode = "api_key"
+{tenant("upm", "user_requests_per_minute = 1")}
+"""
+    async with door_daemon(upstream, extra) as running:
+        client = openai.AsyncOpenAI(
+            base_url=base_url(running),
+            api_key=KEYS["upm"],
+            max_retries=0,
+            default_headers={"x-ratatoskr-user": "carol"},
+        )
+        messages: list[Any] = [{"role": "user", "content": PROMPT}]
+        await client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=32)
+        with pytest.raises(openai.RateLimitError) as caught:
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, max_tokens=32
+            )
+        await client.close()
+    assert caught.value.response.headers["retry-after"]
+    assert "user_requests_per_minute" in caught.value.message
