@@ -285,6 +285,9 @@ async def test_redis_down_deny_allow_and_exact_recovery(
                 await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS, timeout=10)
             assert caught.value.code == grpc.StatusCode.UNAVAILABLE
             assert caught.value.reason == "STATE_UNAVAILABLE"
+        health = await after.clients[0].health()
+        assert health.healthy and health.HasField("state_backend_up")
+        assert not health.state_backend_up
         # A tenant without limits needs no reservation: served, its usage kept for later.
         for client in free.clients:
             await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS, timeout=10)
@@ -305,6 +308,7 @@ async def test_redis_down_deny_allow_and_exact_recovery(
                     await replica.chat(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS)
                 await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS)
                 assert state_up() == 1
+                assert (await after.clients[0].health()).state_backend_up
         # The settlements kept while Redis was down landed once each: 3 before, 3 during.
         requests, _ = await settled_usage(free.clients[1], 6)
         assert requests == 6

@@ -70,6 +70,8 @@ async def health(client: ServiceClient, args: argparse.Namespace) -> None:
     sha = f" (git {reply.git_sha[:12]})" if reply.HasField("git_sha") else ""
     state = "healthy" if reply.healthy else "NOT healthy"
     print(f"ratd {reply.version}{sha} at {args.address}: {state}")
+    if reply.HasField("state_backend_up") and not reply.state_backend_up:
+        print("state backend (Redis): DOWN; limits and budgets follow state.on_unavailable")
     if not reply.healthy:
         raise SystemExit(3)
 

@@ -48,6 +48,8 @@ class StateBackend(ABC):
     backend cannot be reached."""
 
     up: bool = True
+    # Shared by replicas (reported in Health): Redis, not memory.
+    shared: bool = False
 
     @abstractmethod
     async def reserve(self, counters: Sequence[Counter]) -> Denial | None:

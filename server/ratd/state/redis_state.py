@@ -107,6 +107,8 @@ def _sha(script: str) -> str:
 
 
 class RedisState(StateBackend):
+    shared = True
+
     def __init__(self, url: str, *, password: str | None, timeout: float) -> None:
         self.timeout = timeout
         self.url = url
