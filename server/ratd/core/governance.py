@@ -254,9 +254,7 @@ class Governor:
                 raise
             return None
         if denial is not None:
-            raise self._refusal(
-                name, kinds[denial.index], counters[denial.index], denial.retry_after, now
-            )
+            raise self._refusal(name, kinds[denial.index], counters[denial.index], now)
         return held
 
     def _bounded(  # noqa: PLR0917 (one step of admit, kept apart for length)
@@ -306,9 +304,7 @@ class Governor:
     def _denied(self, tenant: str, reason: str) -> None:
         child(GOVERNANCE_DENIALS, tenant, reason).inc()
 
-    def _refusal(
-        self, tenant: str, kind: str, counter: Counter, retry_after: float, now: float
-    ) -> errors.GatewayError:
+    def _refusal(self, tenant: str, kind: str, counter: Counter, now: float) -> errors.GatewayError:
         if kind.startswith("budget"):
             self._denied(tenant, "BUDGET_EXCEEDED")
             ends = _end_of_day(now) if kind == "budget_usd_daily" else _end_of_month(now)
@@ -326,9 +322,9 @@ class Governor:
             )
         else:
             message = f"tenant {tenant} is over its {kind} of {counter.limit}"
-        return errors.TenantRateLimited(
-            message, retry_after=max(0.001, retry_after or 60 - now % 60), limit=kind
-        )
+        # The window is the UTC minute (its key lives longer, for clock skew between
+        # replicas): come back when it ends.
+        return errors.TenantRateLimited(message, retry_after=max(0.001, 60 - now % 60), limit=kind)
 
     # -- after the call ---------------------------------------------------------------------
 
