@@ -300,3 +300,34 @@ mode = "api_key"
         await client.close()
     assert caught.value.response.headers["retry-after"]
     assert "user_requests_per_minute" in caught.value.message
+
+
+async def test_a_cancelled_stream_settles_when_it_ends(
+    daemon: Daemon, upstream: FakeOpenAIUpstream
+) -> None:
+    """The client walks away after the first words (the upstream then says nothing more):
+    the stream settles as it closes, keeping its worst case, and nothing leaks: once the
+    budget is spent on such streams, the next call is refused."""
+    async with await connect(daemon, "budget") as client:
+        upstream.set_scenario("hang")
+        worst = worst_case(client)
+        walked_away = 0
+        for _ in range(20):
+            try:
+                async for event in client.chat_stream(
+                    PROMPT, model="gpt-4o-mini", max_tokens=MAX_TOKENS
+                ):
+                    assert event.WhichOneof("event") == "content"
+                    break  # closes the call: a cancellation on the server
+            except BudgetExceeded:
+                break
+            walked_away += 1
+        # Each settled as it closed: recorded in the usage at its worst case.
+        for _ in range(100):  # the server handles a cancellation a moment after the client
+            rows = (await client.usage()).rows
+            if rows and rows[0].requests == walked_away:
+                break
+            await asyncio.sleep(0.02)
+    assert walked_away == int(BUDGET * 1e9) // math.ceil(worst * 1e9)
+    assert rows[0].requests == walked_away
+    assert rows[0].cost_usd == pytest.approx(walked_away * math.ceil(worst * 1e9) / 1e9)
