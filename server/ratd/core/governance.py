@@ -110,8 +110,9 @@ class Reservation:
 
 
 def user_key(user: str) -> str:
-    """The user as it appears in keys: short values as they are, long ones hashed."""
-    if len(user) <= _MAX_USER_CHARS:
+    """The user as it appears in keys and usage: short printable values as they are,
+    long ones (or any with control characters, which separate usage fields) hashed."""
+    if len(user) <= _MAX_USER_CHARS and user.isprintable():
         return user
     return "sha256:" + hashlib.sha256(user.encode()).hexdigest()[:32]
 
