@@ -331,3 +331,17 @@ async def test_a_cancelled_stream_settles_when_it_ends(
     assert walked_away == int(BUDGET * 1e9) // math.ceil(worst * 1e9)
     assert rows[0].requests == walked_away
     assert rows[0].cost_usd == pytest.approx(walked_away * math.ceil(worst * 1e9) / 1e9)
+
+
+async def test_embeddings_count_against_the_request_limits(daemon: Daemon) -> None:
+    async with await connect(daemon, "rpm") as client:
+        await client.chat(PROMPT, model="gpt-4o-mini", max_tokens=32)
+        await client.embed("a sentence", model="text-embedding-3-small")
+        await client.embed_batch(["one", "two"], model="text-embedding-3-small")
+        with pytest.raises(TenantRateLimited):
+            await client.embed("a sentence", model="text-embedding-3-small")
+        rows = (await client.usage(group_by="model")).rows
+    assert {(r.key, r.requests) for r in rows} == {
+        ("gpt-4o-mini", 1),
+        ("text-embedding-3-small", 2),
+    }

@@ -464,6 +464,17 @@ class Gateway:
             self.governor.settle(held, info, usage, keep=True)
         return answer
 
+    async def _counted(self, info: CallInfo | None, run: Callable[[], Awaitable[T]]) -> T:
+        """An inference call other than chat and generation: it counts against the
+        tenant's request limits and in its usage (requests; no tokens or cost yet)."""
+        if info is None or info.tenant is None:
+            return await run()
+        held = await self.governor.admit(info, None)
+        try:
+            return await run()
+        finally:
+            self.governor.settle(held, info, None)
+
     # -- chat and generation ------------------------------------------------------------------
 
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
@@ -590,14 +601,18 @@ class Gateway:
     ) -> list[inference_pb2.Embedding]:
         # The length asked for is part of the answer: "" (native) never equals a number.
         length = "" if dimensions is None else str(dimensions)
-        return await self._per_item(
-            "embed",
-            model,
-            texts,
-            key=lambda text: cache_key("embed", model, text, length),
-            compute=lambda p, m, todo: p.embed(todo, m, dimensions),
-            cls=inference_pb2.Embedding,
-            info=current(),
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._per_item(
+                "embed",
+                model,
+                texts,
+                key=lambda text: cache_key("embed", model, text, length),
+                compute=lambda p, m, todo: p.embed(todo, m, dimensions),
+                cls=inference_pb2.Embedding,
+                info=info,
+            ),
         )
 
     async def embed_batch(
@@ -624,14 +639,18 @@ class Gateway:
     async def _nli(
         self, model: str, pairs: list[inference_pb2.NliPair]
     ) -> list[inference_pb2.NliResult]:
-        return await self._per_item(
-            "nli",
-            model,
-            pairs,
-            key=lambda pair: cache_key("nli", model, pair.premise, pair.hypothesis),
-            compute=lambda p, m, todo: p.infer_nli(todo, m),
-            cls=inference_pb2.NliResult,
-            info=current(),
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._per_item(
+                "nli",
+                model,
+                pairs,
+                key=lambda pair: cache_key("nli", model, pair.premise, pair.hypothesis),
+                compute=lambda p, m, todo: p.infer_nli(todo, m),
+                cls=inference_pb2.NliResult,
+                info=info,
+            ),
         )
 
     async def infer_nli_batch(
@@ -665,13 +684,17 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
-        return await self._whole(
-            "classify",
-            model,
-            request,
-            lambda p, m: p.classify_zero_shot(request, m),
-            inference_pb2.ClassifyZeroShotResponse,
-            info=current(),
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._whole(
+                "classify",
+                model,
+                request,
+                lambda p, m: p.classify_zero_shot(request, m),
+                inference_pb2.ClassifyZeroShotResponse,
+                info=info,
+            ),
         )
 
     async def classify_stance(
@@ -681,13 +704,17 @@ class Gateway:
         model = self.catalog.resolve_name(request.model)
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
-        return await self._whole(
-            "stance",
-            model,
-            request,
-            lambda p, m: p.classify_stance(request, m),
-            inference_pb2.ClassifyStanceResponse,
-            info=current(),
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._whole(
+                "stance",
+                model,
+                request,
+                lambda p, m: p.classify_stance(request, m),
+                inference_pb2.ClassifyStanceResponse,
+                info=info,
+            ),
         )
 
     async def count_tokens(
@@ -696,8 +723,12 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success(
-            "tokens", model, lambda p, m: p.count_tokens(request.text, m), current()
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._first_success(
+                "tokens", model, lambda p, m: p.count_tokens(request.text, m), info
+            ),
         )
 
     async def tokenize(
@@ -706,8 +737,12 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success(
-            "tokens", model, lambda p, m: p.tokenize(request.text, m), current()
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._first_success(
+                "tokens", model, lambda p, m: p.tokenize(request.text, m), info
+            ),
         )
 
     # -- models ----------------------------------------------------------------------------------

@@ -217,12 +217,13 @@ class Governor:
     async def admit(
         self,
         info: CallInfo,
-        request: Governed,
-        candidates: Sequence[tuple[str, str]],
+        request: Governed | None,
+        candidates: Sequence[tuple[str, str]] = (),
     ) -> Reservation | None:
         """Reserve the worst case of the call, or raise TenantRateLimited, BudgetExceeded,
         ModelUnpriced or (backend down, on_unavailable "deny") StateUnavailable. None:
-        the call goes uncounted (backend down, "allow")."""
+        the call goes uncounted (backend down, "allow"). ``request`` None: a call that
+        counts as a request only (embeddings, NLI, classification, tokens)."""
         tenant = info.tenant
         assert tenant is not None
         name = tenant.name
@@ -243,7 +244,7 @@ class Governor:
                 key = f"rat:{{{name}}}:upm:{minute}:{user}"
                 counters.append(Counter(key, 1, limits.user_requests, _MINUTE_TTL_MS))
                 kinds.append("user_requests_per_minute")
-            if limits.tokens or limits.daily or limits.monthly:
+            if request is not None and (limits.tokens or limits.daily or limits.monthly):
                 self._bounded(held, limits, request, candidates, now, minute, counters, kinds)
         if not counters:
             return held
