@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import openai
 import pytest
+from prometheus_client import REGISTRY
 
 from ratatoskr import (
     BudgetExceeded,
@@ -235,7 +236,13 @@ async def rat(*args: str, key: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
+def tenant_series(name: str, tenant: str = "upm") -> float:
+    return REGISTRY.get_sample_value(name, {"tenant": tenant}) or 0.0
+
+
 async def test_usage_a_tenant_sees_its_own_an_admin_sees_all(daemon: Daemon) -> None:
+    requests_before = tenant_series("ratatoskr_tenant_requests_total")
+    spend_before = tenant_series("ratatoskr_tenant_spend_usd_total")
     async with (
         await connect(daemon, "upm", user="alice") as alice,
         await connect(daemon, "upm", user="bob") as bob,
@@ -259,6 +266,10 @@ async def test_usage_a_tenant_sees_its_own_an_admin_sees_all(daemon: Daemon) -> 
     assert sum(r.completion_tokens for r in own.rows) == sum(u.completion_tokens for u in reported)
     assert sum(r.cost_usd for r in own.rows) == pytest.approx(sum(u.cost_usd for u in reported))
     assert own.end_unix - own.start_unix >= 86_400
+    # Per-tenant series (the process's registry: counted since the test began).
+    assert tenant_series("ratatoskr_tenant_requests_total") - requests_before == 3
+    spent = tenant_series("ratatoskr_tenant_spend_usd_total") - spend_before
+    assert spent == pytest.approx(sum(u.cost_usd for u in reported))
     async with await connect(daemon, "boss") as boss:
         everyone = await boss.usage(group_by="model")
     assert [(r.tenant, r.key, r.requests) for r in everyone.rows] == [("upm", "gpt-4o-mini", 3)]

@@ -375,10 +375,11 @@ async def usage(client: ServiceClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(reply)
         return
+    split = (args.by.upper(),) if args.by else ()
     rows = [
         (
             r.tenant,
-            r.key if args.by else "",
+            *((r.key or "-",) if args.by else ()),
             str(r.requests),
             str(r.prompt_tokens),
             str(r.completion_tokens),
@@ -386,9 +387,7 @@ async def usage(client: ServiceClient, args: argparse.Namespace) -> None:
         )
         for r in reply.rows
     ]
-    table(
-        rows, ("TENANT", (args.by or "").upper(), "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST USD")
-    )
+    table(rows, ("TENANT", *split, "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST USD"))
 
 
 @command("unload")
