@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -57,8 +58,17 @@ def tenant(name: str, extra: str) -> str:
     return f'[tenants.{name}]\napi_key_sha256 = ["{sha(KEYS[name])}"]\n{extra}\n'
 
 
+async def fresh_minute() -> None:
+    """Start near the beginning of a UTC minute: rate limits count per minute (and budgets
+    per day), and a test of a few calls should not straddle two windows."""
+    left = 60 - time.time() % 60
+    if left < 10:
+        await asyncio.sleep(left + 0.05)
+
+
 @pytest.fixture
 async def daemon(upstream: FakeOpenAIUpstream) -> AsyncIterator[Daemon]:
+    await fresh_minute()
     text = f"""
 [providers.openai]
 base_url = "{upstream.base_url_openai}"
@@ -290,6 +300,7 @@ async def test_usage_a_tenant_sees_its_own_an_admin_sees_all(daemon: Daemon) -> 
 async def test_the_openai_http_door_is_governed_alike(upstream: FakeOpenAIUpstream) -> None:
     """The same tenant limits through the HTTP door: the SDK's RateLimitError with a
     retry-after, the user from the x-ratatoskr-user header."""
+    await fresh_minute()
     extra = f"""
 [auth]
 mode = "api_key"
