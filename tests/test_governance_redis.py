@@ -87,6 +87,7 @@ class Redis:
             except OSError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
 
