@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BUF := npx --yes @bufbuild/buf@1.75.0
 PROTOS := $(wildcard proto/ratatoskr/v1/*.proto)
 
-.PHONY: install run test lint proto check-proto bench clean stubs clients-toolchains
+.PHONY: install run test test-services lint proto check-proto bench clean stubs clients-toolchains
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/ratd $(RATD_ARGS)
 
-test: install clients-toolchains
+test: install clients-toolchains test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# What tests start besides ratd: redis-server (tests/test_governance_redis.py), a Debian
+# package installed when missing (as root; the test skips with the reason otherwise).
+test-services:
+	@sh client/toolchains.sh redis
 
 lint: install
 	$(VENV)/bin/ruff check client/ratatoskr server cli tests benchmarks

@@ -8,6 +8,9 @@ measured in the same run:
   ratd       this process -> gRPC -> ratd -> HTTP -> upstream
   ratd_auth  the same through a second ratd with [auth] mode = "api_key" and one tenant,
              the client sending its key (authorization: Bearer ...)
+  ratd_gov   ratd_auth plus governance: the tenant has rate, token and budget limits (set
+             high enough never to refuse), [state] backend = "memory"
+  ratd_gov_redis  the same on [state] backend = "redis", a redis-server started here
   ratd-http  this process -> HTTP (OpenAI API, ratd's [http] door) -> ratd -> HTTP -> upstream
   litellm    this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
   floor      this process -> gRPC -> floor gateway -> HTTP -> upstream
@@ -18,7 +21,9 @@ logs or retries), on the same pinned core as ratd: ratd / floor is what ratd's f
 cost, in calls/s and in the gateway's CPU per call.
 
 ``--paths`` takes path names or a set: ``grpc`` (direct, ratd, litellm: the default),
-``http`` (direct, ratd-http, litellm: both gateways take the same OpenAI request), ``all``.
+``http`` (direct, ratd-http, litellm: both gateways take the same OpenAI request), ``gov``
+(direct, ratd_auth, ratd_gov, ratd_gov_redis: what governance costs per call, as ratios
+to ratd_auth in the same run, and Redis commands per call), ``all``.
 
 This process is the load generator; the upstream, ratd and LiteLLM are processes of their
 own. On 2 cores the gateway gets one core to itself and the load generator shares the
@@ -46,10 +51,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -71,14 +78,26 @@ from ratatoskr.v1 import chat_pb2, ratatoskr_pb2_grpc
 
 MODEL = "gpt-4o-mini"
 PROMPT = "Say hello in one short sentence."
-PATHS = ("direct", "ratd", "ratd_auth", "ratd-http", "litellm", "floor")
+PATHS = (
+    "direct",
+    "ratd",
+    "ratd_auth",
+    "ratd_gov",
+    "ratd_gov_redis",
+    "ratd-http",
+    "litellm",
+    "floor",
+)
 PATH_SETS = {
     "grpc": ["direct", "ratd", "litellm"],
     "http": ["direct", "ratd-http", "litellm"],
+    "gov": ["direct", "ratd_auth", "ratd_gov", "ratd_gov_redis"],
     "all": list(PATHS),
 }
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "ratd_auth", "ratd-http", "litellm", "floor")
+GATEWAYS = ("ratd", "ratd_auth", "ratd_gov", "ratd_gov_redis", "ratd-http", "litellm", "floor")
+# Paths whose client sends CALLER_KEY.
+KEYED = ("ratd_auth", "ratd_gov", "ratd_gov_redis")
 RATDS = ("ratd", "ratd-http")
 # The caller key of the ratd_auth path, and the tenant that holds its hash.
 CALLER_KEY = "rat_bench-overhead-0123456789abcdef"
@@ -86,6 +105,12 @@ AUTH_TOML = (
     '[auth]\nmode = "api_key"\n[tenants.bench]\n'
     f'api_key_sha256 = ["{hashlib.sha256(CALLER_KEY.encode()).hexdigest()}"]\n'
     'roles = ["inference"]\n'
+)
+# Limits that never refuse a benchmark call, but are all checked and settled on each.
+GOV_TOML = (
+    "requests_per_minute = 1000000000\ntokens_per_minute = 1000000000000\n"
+    "user_requests_per_minute = 1000000000\n"
+    "budget_usd_daily = 1000000.0\nbudget_usd_monthly = 10000000.0\n"
 )
 
 # A call returns (perf_counter time of the first content chunk, content chunks) for
@@ -294,6 +319,10 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
     if cpu("ratd") and cpu("ratd_auth"):
         ratios["ratd_auth_over_ratd_cpu"] = cpu("ratd_auth") / cpu("ratd")
         result["auth_cpu_us_per_call"] = cpu("ratd_auth") - cpu("ratd")
+    for gov in ("ratd_gov", "ratd_gov_redis"):  # governance over the same auth, no limits
+        if cpu(gov) and cpu("ratd_auth"):
+            ratios[f"{gov}_over_ratd_auth_cpu"] = cpu(gov) / cpu("ratd_auth")
+            result[f"{gov}_cpu_us_per_call"] = cpu(gov) - cpu("ratd_auth")
     result["ratios"] = ratios
     return result
 
@@ -306,21 +335,45 @@ def path_pids(path: str, pids: Mapping[str, int]) -> dict[str, int]:
     return roles
 
 
+async def redis_counts(url: str) -> tuple[int, int]:
+    """(script calls, socket reads) of the Redis at ``url`` so far: EVALSHA/EVAL calls, and
+    total_reads_processed, which counts round trips (a pipeline arrives in one read)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        commands = await client.info("commandstats")
+        stats = await client.info("stats")
+    finally:
+        await client.aclose()
+    scripts = sum(
+        int(commands.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+    return scripts, int(stats["total_reads_processed"])
+
+
 async def measure(
-    calls: dict[str, dict[str, Call]], args: argparse.Namespace, pids: dict[str, int]
+    calls: dict[str, dict[str, Call]],
+    args: argparse.Namespace,
+    pids: dict[str, int],
+    redis_url: str = "",
 ) -> list[dict[str, Any]]:
     """``pids``: the gateways' and the upstream's processes, by name ("upstream", "ratd",
-    "litellm"), whose CPU time is measured with each path's turns."""
+    "litellm"), whose CPU time is measured with each path's turns. ``redis_url``: the
+    Redis of ratd_gov_redis, whose script calls are counted during its turns."""
     results = []
     paths = list(calls)
     for mode in args.modes:
         for concurrency in args.concurrency:
             tallies = {path: Tally() for path in paths}
+            scripts = reads = 0
             for path in paths:  # warm-up: connections, caches, lazy imports
                 await run_load(calls[path][mode], concurrency, args.warmup, 10**9, Tally())
             for round_ in range(args.rounds):
                 shift = round_ % len(paths)
                 for path in paths[shift:] + paths[:shift]:
+                    counted = redis_url and path == "ratd_gov_redis"
+                    before = await redis_counts(redis_url) if counted else (0, 0)
                     await run_load(
                         calls[path][mode],
                         concurrency,
@@ -329,7 +382,18 @@ async def measure(
                         tallies[path],
                         pids=path_pids(path, pids),
                     )
+                    if counted:
+                        await asyncio.sleep(0.2)  # settlements run just after each answer
+                        after = await redis_counts(redis_url)
+                        scripts += after[0] - before[0]
+                        # Less this function's own reads (a connection, two INFO).
+                        reads += after[1] - before[1] - 3
             row = compare(mode, concurrency, {path: summarise(tallies[path]) for path in paths})
+            gov = tallies.get("ratd_gov_redis")
+            if gov is not None and scripts:
+                count = len(gov.latencies) + gov.errors
+                row["redis_scripts_per_call"] = scripts / count
+                row["redis_round_trips_per_call"] = reads / count
             results.append(row)
             print_row(row, args.expected_chunks)
     return results
@@ -444,6 +508,18 @@ def print_row(row: dict[str, Any], expected_chunks: int) -> None:
             f"  auth: ratd CPU {row['ratios']['ratd_auth_over_ratd_cpu']:.3f}x per call, "
             f"{row['auth_cpu_us_per_call']:+.1f} us/call (ratd_auth - ratd)"
         )
+    for gov in ("ratd_gov", "ratd_gov_redis"):
+        if f"{gov}_cpu_us_per_call" in row:
+            print(
+                f"  governance: {gov} CPU {row['ratios'][f'{gov}_over_ratd_auth_cpu']:.3f}x "
+                f"per call, {row[f'{gov}_cpu_us_per_call']:+.1f} us/call ({gov} - ratd_auth)"
+            )
+    if "redis_scripts_per_call" in row:
+        print(
+            f"  redis: {row['redis_round_trips_per_call']:.2f} round trips and "
+            f"{row['redis_scripts_per_call']:.2f} scripts per call (ratd_gov_redis: the "
+            "reservation on the call's path, settlements riding along with later ones)"
+        )
     if stream:
         for path, values in row["paths"].items():
             if values.get("chunks_min", expected_chunks) < expected_chunks:
@@ -553,7 +629,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             addresses: dict[str, str] = {}
             floor_address = litellm = None
             ratd_http = ""
-            for path, auth in (("ratd", ""), ("ratd_auth", AUTH_TOML)):
+            redis_url = ""
+            if "ratd_gov_redis" in args.paths:
+                redis, redis_url = start_redis(
+                    tmp / "redis", plan.upstream if plan.pinned else None
+                )
+                processes.append(redis)
+            state_redis = f'[state]\nbackend = "redis"\nredis_url = "{redis_url}"\n'
+            for path, auth in (
+                ("ratd", ""),
+                ("ratd_auth", AUTH_TOML),
+                ("ratd_gov", AUTH_TOML + GOV_TOML),
+                ("ratd_gov_redis", AUTH_TOML + GOV_TOML + state_redis),
+            ):
                 serves_http = path == "ratd" and "ratd-http" in args.paths
                 if path not in args.paths and not serves_http:
                     continue
@@ -598,9 +686,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
                 grpc.aio.insecure_channel(addresses.get("ratd", "127.0.0.1:1")) as channel,
-                grpc.aio.insecure_channel(addresses.get("ratd_auth", "127.0.0.1:1")) as keyed,
                 grpc.aio.insecure_channel(floor_address or "127.0.0.1:1") as floor_channel,
+                contextlib.AsyncExitStack() as stack,
             ):
+                keyed = {
+                    path: await stack.enter_async_context(
+                        grpc.aio.insecure_channel(addresses[path])
+                    )
+                    for path in KEYED
+                    if path in addresses
+                }
                 calls: dict[str, dict[str, Call]] = {}
                 for path in args.paths:
                     if path == "direct":
@@ -612,10 +707,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         unary, stream = grpc_calls(stub)
                     elif path == "ratd-http":
                         unary, stream = http_calls(session, f"http://{ratd_http}/v1", "unused")
-                    elif path == "ratd_auth":
+                    elif path in KEYED:
                         unary, stream = grpc_calls(
-                            ratatoskr_pb2_grpc.RatatoskrStub(keyed),
-                            (("authorization", f"Bearer {CALLER_KEY}"),),
+                            ratatoskr_pb2_grpc.RatatoskrStub(keyed[path]),
+                            (
+                                ("authorization", f"Bearer {CALLER_KEY}"),
+                                ("x-ratatoskr-user", "bench-user"),
+                            ),
                         )
                     else:
                         assert litellm is not None
@@ -626,7 +724,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     _, chunks = await pair["stream"]()
                     benchlib.log(f"{path}: ok, {chunks} content chunks per stream")
                 pids = {**gateways, "upstream": upstream.pid}
-                output["results"] = await measure(calls, args, pids)
+                output["results"] = await measure(calls, args, pids, redis_url)
                 output["rss_after_mb"] = {
                     name: benchlib.tree_rss(pid) / benchlib.MB for name, pid in gateways.items()
                 }
@@ -647,6 +745,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for process in reversed(processes):
                 benchlib.stop(process)
     return output
+
+
+def start_redis(workdir: Path, cores: frozenset[int] | None) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server (no persistence) on a free loopback port, for ratd_gov_redis."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("ratd_gov_redis needs redis-server (apt-get install redis-server)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = benchlib.free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    benchlib.wait_for(ready, process, "redis-server", 20)
+    if cores is not None:
+        benchlib.pin(process.pid, cores)
+    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,8 @@
 # Idempotent and quick when everything is there: apt-get runs only for packages that
 # dpkg does not list as installed. Never fails: a language whose toolchain cannot be
 # installed is reported here, and its test in tests/test_clients.py skips with the reason.
-# Usage: client/toolchains.sh [go] [typescript] [cpp] [java] [ruby]   (default: all)
+# Also redis-server, which tests/test_governance_redis.py starts (it skips without it).
+# Usage: client/toolchains.sh [go] [typescript] [cpp] [java] [ruby] [redis]   (default: all)
 set -u
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ cpp_pkgs="g++ make pkg-config protobuf-compiler protobuf-compiler-grpc libprotob
 java_pkgs="default-jdk-headless protobuf-compiler protobuf-compiler-grpc-java-plugin libgrpc-java libprotobuf-java libguava-java libnetty-java libperfmark-java libgoogle-gson-java libgeronimo-annotation-1.3-spec-java"
 ruby_pkgs="ruby ruby-grpc ruby-google-protobuf ruby-googleapis-common-protos-types protobuf-compiler protobuf-compiler-grpc"
 node_pkgs="nodejs npm"
+redis_pkgs="redis-server"
 
 missing() {
   for pkg in "$@"; do
@@ -49,6 +51,7 @@ setup() {  # setup LANGUAGE: install, then say how long it took
     cpp) apt_install cpp $cpp_pkgs ;;
     java) apt_install java $java_pkgs ;;
     ruby) apt_install ruby $ruby_pkgs ;;
+    redis) apt_install redis $redis_pkgs ;;
     typescript)
       command -v npm >/dev/null || apt_install typescript $node_pkgs || return 1
       lock=client/typescript/package-lock.json
@@ -65,7 +68,7 @@ setup() {  # setup LANGUAGE: install, then say how long it took
   return $status
 }
 
-for lang in ${*:-go typescript cpp java ruby}; do
-  setup "$lang" || echo "clients: $lang: toolchain unavailable, its conformance test will skip"
+for lang in ${*:-go typescript cpp java ruby redis}; do
+  setup "$lang" || echo "clients: $lang: toolchain unavailable, its tests will skip"
 done
 exit 0

@@ -53,6 +53,7 @@ tokens_per_minute = 200000
 user_requests_per_minute = 60
 budget_usd_daily = 5.0
 budget_usd_monthly = 100.0
+allow_unpriced_models = true  # the scenario/* models have no prices
 [tenants.ops]
 api_key_sha256 = ["{sha(KEY_OPS)}"]
 roles = ["inference", "admin"]

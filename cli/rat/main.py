@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,6 +70,8 @@ async def health(client: ServiceClient, args: argparse.Namespace) -> None:
     sha = f" (git {reply.git_sha[:12]})" if reply.HasField("git_sha") else ""
     state = "healthy" if reply.healthy else "NOT healthy"
     print(f"ratd {reply.version}{sha} at {args.address}: {state}")
+    if reply.HasField("state_backend_up") and not reply.state_backend_up:
+        print("state backend (Redis): DOWN; limits and budgets follow state.on_unavailable")
     if not reply.healthy:
         raise SystemExit(3)
 
@@ -362,6 +365,31 @@ async def reload(client: ServiceClient, args: argparse.Namespace) -> None:
         raise CommandFailed("the config was not reloaded")
 
 
+@command("usage")
+async def usage(client: ServiceClient, args: argparse.Namespace) -> None:
+    end = int(time.time()) if args.end is None else args.end
+    start = end - int(args.hours * 3600)
+    reply = await client.usage(
+        tenant=args.tenant or "", start_unix=start, end_unix=end, group_by=args.by or ""
+    )
+    if args.json:
+        print_json(reply)
+        return
+    split = (args.by.upper(),) if args.by else ()
+    rows = [
+        (
+            r.tenant,
+            *((r.key or "-",) if args.by else ()),
+            str(r.requests),
+            str(r.prompt_tokens),
+            str(r.completion_tokens),
+            f"{r.cost_usd:.6f}",
+        )
+        for r in reply.rows
+    ]
+    table(rows, ("TENANT", *split, "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST USD"))
+
+
 @command("unload")
 async def unload(client: ServiceClient, args: argparse.Namespace) -> None:
     unloaded = await client.unload_model(args.model)
@@ -499,6 +527,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("text", nargs="?")
         # The preset is the local o200k_base tokenizer (GPT-4o's) unless configured.
         model_arg(p, default=DEFAULT_TOKENS_MODEL)
+    _usage_arguments(add("usage", "requests, tokens and cost of your tenant (admin: all)"))
     add("reload", "reload the config file (AdminService.ReloadConfig), as SIGHUP does")
     add("ps", "local models the daemon holds")
     p = add("load", "load a local model now")
@@ -510,6 +539,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--revision")
     return parser
+
+
+def _usage_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", help="one tenant (another than your own needs role admin)")
+    p.add_argument("--by", choices=("model", "provider", "user"), help="split the totals")
+    p.add_argument("--hours", type=float, default=24.0, help="the window: the last N hours")
+    p.add_argument("--end", type=int, help="the window's end, Unix seconds (default: now)")
 
 
 async def _run(args: argparse.Namespace) -> None:

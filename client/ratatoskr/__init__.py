@@ -14,6 +14,7 @@ from ratatoskr.address import DEFAULT_ADDRESS
 from ratatoskr.client import ServiceClient
 from ratatoskr.errors import (
     AuthenticationFailed,
+    BudgetExceeded,
     CallerUnauthenticated,
     Cancelled,
     ConnectionFailed,
@@ -26,6 +27,7 @@ from ratatoskr.errors import (
     ModelNotAvailable,
     ModelNotFound,
     ModelRetired,
+    ModelUnpriced,
     NotImplementedByServer,
     Overloaded,
     PermissionDenied,
@@ -34,6 +36,8 @@ from ratatoskr.errors import (
     RatatoskrError,
     RateLimited,
     RoleRequired,
+    StateUnavailable,
+    TenantRateLimited,
     UnsupportedParameter,
 )
 from ratatoskr.helpers import (
@@ -56,6 +60,7 @@ GenerateEvent = chat_pb2.GenerateStreamResponse
 __all__ = [
     "DEFAULT_ADDRESS",
     "AuthenticationFailed",
+    "BudgetExceeded",
     "CallerUnauthenticated",
     "Cancelled",
     "ChatEvent",
@@ -74,6 +79,7 @@ __all__ = [
     "ModelNotAvailable",
     "ModelNotFound",
     "ModelRetired",
+    "ModelUnpriced",
     "NotImplementedByServer",
     "Overloaded",
     "PermissionDenied",
@@ -83,7 +89,9 @@ __all__ = [
     "RateLimited",
     "RoleRequired",
     "ServiceClient",
+    "StateUnavailable",
     "SyncServiceClient",
+    "TenantRateLimited",
     "ToolCall",
     "ToolDefinition",
     "UnsupportedParameter",

@@ -27,6 +27,8 @@ from ratatoskr.v1 import (
     models_pb2,
     ratatoskr_pb2,
     ratatoskr_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
 )
 
 if TYPE_CHECKING:
@@ -110,13 +112,20 @@ class ServiceClient:
         *,
         timeout: float | None = None,
         api_key: str | None = None,
+        user: str | None = None,
     ) -> None:
         self._channel = channel
         self._stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
         self._admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self._usage = usage_pb2_grpc.UsageServiceStub(channel)
         self.timeout = timeout
         # Sent with every call; never part of a repr or an error.
-        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        metadata: list[tuple[str, str]] = []
+        if api_key:
+            metadata.append(("authorization", f"Bearer {api_key}"))
+        if user:  # the end user, for ratd's per-user limits and usage
+            metadata.append(("x-ratatoskr-user", user))
+        self._metadata = tuple(metadata) or None
         self.mode = "remote"
         self._embedded: EmbeddedDaemon | None = None
 
@@ -132,6 +141,7 @@ class ServiceClient:
         tls_key: PemArg | None = None,
         api_key: str | None = None,
         load_balancing: str | None = None,
+        user: str | None = None,
     ) -> ServiceClient:
         """Open a channel to ratd. ``timeout`` is the default per-call deadline in seconds;
         ``wait_ready`` waits up to that many seconds for the channel to connect.
@@ -142,7 +152,8 @@ class ServiceClient:
         that signed ratd's certificate (default: the system's roots), ``tls_cert`` and
         ``tls_key`` the client certificate for mutual TLS (paths or PEM bytes).
         ``api_key`` (default ``$RATD_API_KEY``) goes with every call as
-        ``authorization: Bearer <key>``."""
+        ``authorization: Bearer <key>``; ``user`` (an end user's id) as
+        ``x-ratatoskr-user``, for per-user limits and usage."""
         if api_key is None:
             api_key = os.environ.get("RATD_API_KEY") or None
         channel = open_channel(
@@ -161,7 +172,7 @@ class ServiceClient:
                     f"ratd at {address} did not answer within {wait_ready}s",
                     code=grpc.StatusCode.UNAVAILABLE,
                 ) from None
-        return cls(channel, timeout=timeout, api_key=api_key)
+        return cls(channel, timeout=timeout, api_key=api_key, user=user)
 
     @classmethod
     async def embedded(
@@ -499,3 +510,23 @@ class ServiceClient:
         self, *, timeout: float | None = None
     ) -> admin_pb2.ReloadConfigResponse:
         return await self._call(self._admin.ReloadConfig, admin_pb2.ReloadConfigRequest(), timeout)
+
+    async def usage(
+        self,
+        *,
+        tenant: str = "",
+        start_unix: int = 0,
+        end_unix: int = 0,
+        group_by: str = "",
+        timeout: float | None = None,
+    ) -> usage_pb2.GetUsageResponse:
+        """Requests, tokens and cost (UsageService.GetUsage) of the caller's tenant, or of
+        ``tenant`` / every tenant for an admin. ``group_by``: "", "model", "provider" or
+        "user"; the window defaults to the last 24 hours."""
+        request = usage_pb2.GetUsageRequest(
+            tenant=tenant,
+            start_unix=start_unix,
+            end_unix=end_unix,
+            group_by=f"USAGE_GROUP_BY_{(group_by or 'unspecified').upper()}",
+        )
+        return await self._call(self._usage.GetUsage, request, timeout)

@@ -108,6 +108,23 @@ class Overloaded(RateLimited):
     """ratd is at its concurrency limit or a queue is full."""
 
 
+class TenantRateLimited(RateLimited):
+    """The caller's tenant or user is over a rate limit ratd enforces (``limit`` in
+    metadata); ``retry_after``: when its window ends."""
+
+
+class BudgetExceeded(RateLimited):
+    """The call's worst-case cost does not fit in what is left of the tenant's budget."""
+
+
+class ModelUnpriced(RatatoskrError):
+    """FAILED_PRECONDITION: the tenant has a budget and the model's prices are unknown."""
+
+
+class StateUnavailable(RatatoskrError):
+    """UNAVAILABLE: ratd's shared state backend (Redis) is down and it denies calls."""
+
+
 class AuthenticationFailed(RatatoskrError):
     """UNAUTHENTICATED: the provider refused ratd's key, or none is configured."""
 
@@ -172,6 +189,10 @@ _BY_REASON: dict[str, type[RatatoskrError]] = {
     "CALLER_UNAUTHENTICATED": CallerUnauthenticated,
     "ROLE_REQUIRED": RoleRequired,
     "MODEL_NOT_ALLOWED": ModelNotAllowed,
+    "TENANT_RATE_LIMITED": TenantRateLimited,
+    "BUDGET_EXCEEDED": BudgetExceeded,
+    "MODEL_UNPRICED": ModelUnpriced,
+    "STATE_UNAVAILABLE": StateUnavailable,
 }
 
 _BY_CODE: dict[grpc.StatusCode, type[RatatoskrError]] = {

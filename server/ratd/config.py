@@ -340,12 +340,35 @@ class TenantConfig:
     roles: list[str] = field(default_factory=lambda: ["inference"])
     # Glob allow-list of models ("gpt-4o-mini", "openai:*", "local:*"); absent = all.
     models: list[str] | None = None
-    # Limits and budgets (0 = unlimited). Parsed now, enforced by a later release.
+    # Limits and budgets (0 = unlimited), enforced by the gateway core (core.governance)
+    # on the shared [state] backend: fleet-wide when it is Redis.
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
     user_requests_per_minute: int = 0
     budget_usd_daily: float = 0.0
     budget_usd_monthly: float = 0.0
+    # Under a budget, a model without known prices is refused unless this is true (its
+    # calls then count requests and tokens, and cost nothing against the budget).
+    allow_unpriced_models: bool = False
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """``[state]``: where limits, budgets and usage live. "memory" (one process) or "redis"
+    (every replica sharing ``redis_url`` enforces one set of limits; the password comes
+    from the secrets file, ``[redis] password``). ``on_unavailable``: what a governed call
+    gets while Redis cannot be reached within ``timeout_ms`` ("deny": UNAVAILABLE
+    STATE_UNAVAILABLE; "allow": served, uncounted)."""
+
+    backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    on_unavailable: str = "deny"
+    timeout_ms: int = 250
+    # How long usage buckets (per hour) are kept: the longest window GetUsage answers.
+    usage_retention_days: int = 35
+    # Distinct x-ratatoskr-user values tracked per tenant in usage and metrics (the rest
+    # are counted as "other"); the per-user rate limit applies to every value.
+    max_users_per_tenant: int = 1000
 
 
 @dataclass(frozen=True)
@@ -410,6 +433,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     interceptors: InterceptorsConfig = field(default_factory=InterceptorsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -769,7 +793,39 @@ def parse_config(
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)
+    _check_state(config)
     return config
+
+
+def _check_state(config: Config) -> None:
+    """``[state]`` and the tenants' limits make sense."""
+    state, source = config.state, config.source
+    if state.backend not in {"memory", "redis"}:
+        raise ConfigError(
+            f'{source}: state.backend must be "memory" or "redis", got {state.backend!r}'
+        )
+    if state.on_unavailable not in {"deny", "allow"}:
+        raise ConfigError(
+            f'{source}: state.on_unavailable must be "deny" or "allow", '
+            f"got {state.on_unavailable!r}"
+        )
+    if state.backend == "redis" and not state.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(f"{source}: state.redis_url must be a redis://, rediss:// or unix:// URL")
+    for key in ("timeout_ms", "usage_retention_days", "max_users_per_tenant"):
+        if getattr(state, key) <= 0:
+            raise ConfigError(f"{source}: state.{key} must be positive")
+    for name, tenant in config.tenants.items():
+        for key in (
+            "requests_per_minute",
+            "tokens_per_minute",
+            "user_requests_per_minute",
+            "budget_usd_daily",
+            "budget_usd_monthly",
+        ):
+            if getattr(tenant, key) < 0:
+                raise ConfigError(f"{source}: tenants.{name}.{key} must not be negative")
 
 
 def embedded_default_text() -> str:

@@ -199,3 +199,37 @@ class InterceptorFailed(GatewayError):
     misconfigured server. The call fails closed (INTERNAL), naming the interceptor."""
 
     reason: str = "INTERCEPTOR_FAILED"
+
+
+@dataclass(eq=False)
+class TenantRateLimited(GatewayError):
+    """The caller's tenant (or user) is over a rate limit of its ``[tenants.NAME]``
+    table; ``retry_after`` says when its window ends. Not a provider's rate limit."""
+
+    limit: str = ""
+    reason: str = "TENANT_RATE_LIMITED"
+
+
+@dataclass(eq=False)
+class BudgetExceeded(GatewayError):
+    """The worst-case cost of the call does not fit in what is left of the tenant's daily
+    or monthly budget; ``retry_after``: when that budget period ends."""
+
+    limit: str = ""
+    reason: str = "BUDGET_EXCEEDED"
+
+
+@dataclass(eq=False)
+class ModelUnpriced(GatewayError):
+    """A tenant under a budget asked for a model whose prices are unknown (or whose
+    output is unbounded), and its table does not set allow_unpriced_models."""
+
+    reason: str = "MODEL_UNPRICED"
+
+
+@dataclass(eq=False)
+class StateUnavailable(GatewayError):
+    """The shared state backend (Redis) did not answer within ``state.timeout_ms`` and
+    ``state.on_unavailable`` is "deny"."""
+
+    reason: str = "STATE_UNAVAILABLE"

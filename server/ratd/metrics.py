@@ -114,3 +114,27 @@ SPEND = Counter(
 def child(metric: Any, *labels: str) -> Any:
     """``metric.labels(*labels)``, remembered: label lookup is costlier than the update."""
     return metric.labels(*labels)
+
+
+# Governance ([tenants] limits and budgets, [state]). Tenants are the configured ones
+# (callers under auth "none" are not governed), reasons a short fixed set.
+STATE_UP = Gauge(
+    "ratatoskr_state_backend_up",
+    "1 while the governance state backend ([state]) answers, 0 while Redis is down.",
+)
+GOVERNANCE_DENIALS = Counter(
+    "ratatoskr_governance_denials",
+    "Calls refused by governance, by reason (TENANT_RATE_LIMITED, BUDGET_EXCEEDED, "
+    "MODEL_UNPRICED, STATE_UNAVAILABLE).",
+    ["tenant", "reason"],
+)
+TENANT_REQUESTS = Counter(
+    "ratatoskr_tenant_requests", "Governed calls admitted, by tenant.", ["tenant"]
+)
+TENANT_TOKENS = Counter(
+    "ratatoskr_tenant_tokens", "Tokens used by tenant.", ["tenant", "direction"]
+)
+TENANT_SPEND = Counter(
+    "ratatoskr_tenant_spend_usd", "US dollars spent (registry prices) by tenant.", ["tenant"]
+)
+STATE_UP.set(1)

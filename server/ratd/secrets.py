@@ -68,6 +68,10 @@ def default_secrets_path() -> Path | None:
     return None
 
 
+# The secrets file's table for the Redis password of [state] backend = "redis".
+REDIS = "redis"
+
+
 def load_secrets(path: Path | None, env: Mapping[str, str] | None = None) -> dict[str, Secret]:
     """Keys by provider name: the secrets file first, then the environment."""
     env = os.environ if env is None else env
@@ -103,13 +107,15 @@ def _read_file(path: Path) -> dict[str, Secret]:
     for provider, table in data.items():
         if not isinstance(table, dict):
             raise SecretsError(f'{path}: [{provider}] must be a table with api_key = "..."')
-        unknown = set(table) - {"api_key"}
+        # [redis] holds the password of the [state] backend, not a provider's key.
+        field = "password" if provider == REDIS else "api_key"
+        unknown = set(table) - {field}
         if unknown:
             raise SecretsError(
-                f"{path}: [{provider}] unknown key {sorted(unknown)[0]!r}; expected api_key"
+                f"{path}: [{provider}] unknown key {sorted(unknown)[0]!r}; expected {field}"
             )
-        value = table.get("api_key")
+        value = table.get(field)
         if not isinstance(value, str):
-            raise SecretsError(f"{path}: [{provider}] api_key must be a string")
+            raise SecretsError(f"{path}: [{provider}] {field} must be a string")
         keys[provider] = Secret(value)
     return keys

@@ -20,7 +20,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
+from ratatoskr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    ratatoskr_pb2,
+    ratatoskr_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
 from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
 from ratd.core.calls import current
@@ -40,6 +47,8 @@ from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
 from ratd.service.ratatoskr_service import RatatoskrService
+from ratd.service.usage_service import UsageService
+from ratd.state import build_state
 from ratd.trust import exposure, socket_mode
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     ratatoskr_pb2.DESCRIPTOR.services_by_name["Ratatoskr"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -109,8 +119,10 @@ class Daemon:
         self.reread = reread
         self.stopping = asyncio.Event()
         self.address = ""
+        # Limits, budgets and usage outlive reloads: one backend for the daemon's life.
+        self.state = build_state(config)
         self.holder = GatewayHolder(
-            Gateway(config, build_providers(config, providers, shipped_model_apis()))
+            Gateway(config, build_providers(config, providers, shipped_model_apis()), self.state)
         )
         # systemd (Type=notify): READY/RELOADING/STOPPING and watchdog pings; a no-op
         # without $NOTIFY_SOCKET.
@@ -153,6 +165,7 @@ class Daemon:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(self.guard, self.reload), decoding
         )
+        usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(self.guard), decoding)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, decoding)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
@@ -229,6 +242,7 @@ class Daemon:
         for task in list(self._retiring):
             await task
         await self.gateway.close()
+        await self.state.close()
         await self.metrics.stop()
         await self.notifier.stop_watchdog()
         await asyncio.to_thread(tracing.shutdown)  # flushing may block: not on the loop
@@ -282,12 +296,15 @@ class Daemon:
                     tracing=self.config.tracing,
                     auth=self.config.auth,
                     http=self.config.http,
+                    state=self.config.state,
                 )
             running = self.holder.current
             gateway: Gateway | None = None
             try:
                 gateway = Gateway(
-                    config, build_providers(config, running.providers, shipped_model_apis())
+                    config,
+                    build_providers(config, running.providers, shipped_model_apis()),
+                    self.state,
                 )
                 await gateway.start()
                 await self._reconfigure_audit(config)
@@ -406,6 +423,8 @@ def _restart_only_changes(old: Config, new: Config) -> list[str]:
         changed.append("auth.mode")
     if old.tracing != new.tracing:
         changed.append("[tracing]")
+    if old.state != new.state:
+        changed.append("[state]")
     if old.http != new.http:
         changed.append("http.address")
     return changed

@@ -12,11 +12,13 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("healthy", "version", "git_sha")
+    __slots__ = ("healthy", "version", "git_sha", "state_backend_up")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GIT_SHA_FIELD_NUMBER: _ClassVar[int]
+    STATE_BACKEND_UP_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     version: str
     git_sha: str
-    def __init__(self, healthy: _Optional[bool] = ..., version: _Optional[str] = ..., git_sha: _Optional[str] = ...) -> None: ...
+    state_backend_up: bool
+    def __init__(self, healthy: _Optional[bool] = ..., version: _Optional[str] = ..., git_sha: _Optional[str] = ..., state_backend_up: _Optional[bool] = ...) -> None: ...

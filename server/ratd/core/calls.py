@@ -40,7 +40,8 @@ class CallInfo:
     # The authenticated caller (None: auth mode "none"); the gateway keeps, of the
     # providers that could serve a model, those this caller may use (core.access).
     tenant: Tenant | None = None
-    # The end user the caller names in ``x-ratatoskr-user`` ("" when it names none).
+    # Its ``x-ratatoskr-user`` metadata (read only for an authenticated caller): the
+    # per-user rate limit and the usage by user.
     user: str = ""
     # An admin action's arguments (never a secret), for the audit log.
     action: dict[str, object] | None = None

@@ -22,6 +22,7 @@ from ratd.core import access
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
+from ratd.core.governance import Governor, Reservation
 from ratd.core.interceptors import load_chain, streaming, unary
 from ratd.core.latency import LatencyTable, latency_table
 from ratd.core.llm_judge import LlmJudge
@@ -41,6 +42,7 @@ from ratd.core.validation import (
 from ratd.metrics import FALLBACKS, SPEND, TOKENS, child
 from ratd.providers.base import ChatLike, GenerateLike, Provider
 from ratd.registry import Presets, Registry
+from ratd.state import StateBackend, build_state
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,15 @@ def _close_span(scope: AbstractContextManager[Any], span: Any, info: CallInfo | 
 
 
 class Gateway:
-    def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        providers: Mapping[str, Provider],
+        state: StateBackend | None = None,
+    ) -> None:
+        """``state``: the governance backend, shared across reloads by the daemon (so that
+        a reload keeps the counters); without it the gateway builds its own from
+        ``[state]`` and closes it with itself."""
         self.config = config
         self.providers = dict(providers)
         kinds = {name: conf.kind for name, conf in config.providers.items()}
@@ -136,6 +146,9 @@ class Gateway:
             self.latency = latency_table(config.routing)
         # [interceptors]: built per gateway, so a reload builds them afresh.
         self.interceptors = load_chain(config.interceptors)
+        self._owns_state = state is None
+        self.state = build_state(config) if state is None else state
+        self.governor = Governor(config, self.state, self.registry)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -155,6 +168,8 @@ class Gateway:
         reloaded gateway took over)."""
         await self.registry.stop()
         await self.interceptors.close()
+        if self._owns_state:
+            await self.state.close()
         for provider in self.providers.values():
             if any(provider is kept for kept in keep):
                 continue
@@ -353,10 +368,19 @@ class Gateway:
                 info,
             )
 
+        held: Reservation | None = None
+        if info is not None and info.tenant is not None:
+            held = await self._admit(capability, request, info)
         opened = _Opened()
-        event, stream = await self._first_success(
-            capability, options.model, unit, info, options, opened=opened
-        )
+        try:
+            event, stream = await self._first_success(
+                capability, options.model, unit, info, options, opened=opened
+            )
+        except BaseException as exc:
+            if held is not None and info is not None:  # nothing streamed: refund
+                keep = not isinstance(exc, errors.GatewayError)
+                self.governor.settle(held, info, None, keep=keep)
+            raise
         provider, model, scope = opened.provider, opened.model, opened.scope
         try:
             async with aclosing(stream):  # type: ignore[type-var]
@@ -370,6 +394,11 @@ class Gateway:
         except BaseException as exc:
             scope.__exit__(type(exc), exc, exc.__traceback__)
             raise
+        finally:
+            # Ended, failed, cancelled or cut: settle to the usage the stream reported, or
+            # (none reported) keep the worst case, which the upstream may have charged.
+            if held is not None and info is not None:
+                self.governor.settle(held, info, info.usage, keep=True)
         _close_span(scope, opened.span, info)
 
     @staticmethod
@@ -458,6 +487,56 @@ class Gateway:
             self._account(provider, model, answer.usage, info)
         return answer
 
+    # -- governance (core.governance) --------------------------------------------------------
+
+    async def _admit(self, capability: str, request: R, info: CallInfo) -> Reservation | None:
+        """The caller's reservation for ``request``, priced over the providers that may
+        serve it (refusals of the allow-list come first, as without governance)."""
+        options = request.options  # type: ignore[attr-defined]
+        candidates = self._candidates(options.model, capability, options, info)
+        return await self.governor.admit(
+            info,
+            request,  # type: ignore[arg-type]
+            [(p.name, m) for p, m in candidates if capability in p.capabilities],
+        )
+
+    async def _governed(
+        self,
+        capability: str,
+        request: R,
+        info: CallInfo,
+        run: Callable[[], Awaitable[Answer]],
+    ) -> Answer:
+        """``run()`` between a reservation and its settlement. A provider's error refunds
+        it; a cancellation or timeout (the upstream may have charged) keeps the worst case;
+        a cached answer costs nothing."""
+        held = await self._admit(capability, request, info)
+        try:
+            answer = await run()
+        except errors.GatewayError:
+            self.governor.settle(held, info, None)
+            raise
+        except BaseException:
+            self.governor.settle(held, info, None, keep=True)
+            raise
+        if info.cache == "hit":
+            self.governor.settle(held, info, None)
+        else:
+            usage = answer.usage if answer.HasField("usage") else None
+            self.governor.settle(held, info, usage, keep=True)
+        return answer
+
+    async def _counted(self, info: CallInfo | None, run: Callable[[], Awaitable[T]]) -> T:
+        """An inference call other than chat and generation: it counts against the
+        tenant's request limits and in its usage (requests; no tokens or cost yet)."""
+        if info is None or info.tenant is None:
+            return await run()
+        held = await self.governor.admit(info, None)
+        try:
+            return await run()
+        finally:
+            self.governor.settle(held, info, None)
+
     # -- chat and generation ------------------------------------------------------------------
 
     @unary("Chat")
@@ -471,9 +550,19 @@ class Gateway:
             return self._send(provider, model, request, lambda r: provider.chat(r, model), info)
 
         options = request.options
-        if self.cache.config.chat and options.HasField("temperature") and options.temperature == 0:
-            return await self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
-        return await self._first_success("chat", model, call, info, options)
+
+        def run() -> Awaitable[chat_pb2.ChatResponse]:
+            if (
+                self.cache.config.chat
+                and options.HasField("temperature")
+                and options.temperature == 0
+            ):
+                return self._whole("chat", model, request, call, chat_pb2.ChatResponse, info=info)
+            return self._first_success("chat", model, call, info, options)
+
+        if info is None or info.tenant is None:
+            return await run()
+        return await self._governed("chat", request, info, run)
 
     @streaming("ChatStream")
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
@@ -495,7 +584,14 @@ class Gateway:
             return self._send(provider, model, request, lambda r: provider.generate(r, model), info)
 
         options = request.options
-        return await self._first_success("generate", options.model, call, info, options)
+        if info is None or info.tenant is None:
+            return await self._first_success("generate", options.model, call, info, options)
+        return await self._governed(
+            "generate",
+            request,
+            info,
+            lambda: self._first_success("generate", options.model, call, info, options),
+        )
 
     @streaming("GenerateStream")
     def generate_stream(
@@ -571,14 +667,18 @@ class Gateway:
     ) -> list[inference_pb2.Embedding]:
         # The length asked for is part of the answer: "" (native) never equals a number.
         length = "" if dimensions is None else str(dimensions)
-        return await self._per_item(
-            "embed",
-            model,
-            texts,
-            key=lambda text: cache_key("embed", model, text, length),
-            compute=lambda p, m, todo: p.embed(todo, m, dimensions),
-            cls=inference_pb2.Embedding,
-            info=current(),
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._per_item(
+                "embed",
+                model,
+                texts,
+                key=lambda text: cache_key("embed", model, text, length),
+                compute=lambda p, m, todo: p.embed(todo, m, dimensions),
+                cls=inference_pb2.Embedding,
+                info=info,
+            ),
         )
 
     @unary("EmbedBatch")
@@ -632,7 +732,8 @@ class Gateway:
         self, model: str, pairs: list[inference_pb2.NliPair]
     ) -> list[inference_pb2.NliResult]:
         info = current()
-        answer = self._per_item(
+        answer = partial(
+            self._per_item,
             "nli",
             model,
             pairs,
@@ -641,7 +742,9 @@ class Gateway:
             cls=inference_pb2.NliResult,
             info=info,
         )
-        return await self._or_judged(model, answer, lambda j: j.nli(pairs, info), info)
+        return await self._counted(
+            info, lambda: self._or_judged(model, answer(), lambda j: j.nli(pairs, info), info)
+        )
 
     @unary("InferNliBatch")
     async def infer_nli_batch(
@@ -678,7 +781,8 @@ class Gateway:
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("labels", list(request.labels), self.max_bytes, 256)
         info = current()
-        answer = self._whole(
+        answer = partial(
+            self._whole,
             "classify",
             model,
             request,
@@ -686,7 +790,10 @@ class Gateway:
             inference_pb2.ClassifyZeroShotResponse,
             info=info,
         )
-        return await self._or_judged(model, answer, lambda j: j.zero_shot(request, info), info)
+        return await self._counted(
+            info,
+            lambda: self._or_judged(model, answer(), lambda j: j.zero_shot(request, info), info),
+        )
 
     @unary("ClassifyStance")
     async def classify_stance(
@@ -697,7 +804,8 @@ class Gateway:
         validate_texts("text", [request.text], self.max_bytes, 1)
         validate_texts("target", [request.target], self.max_bytes, 1)
         info = current()
-        answer = self._whole(
+        answer = partial(
+            self._whole,
             "stance",
             model,
             request,
@@ -705,7 +813,9 @@ class Gateway:
             inference_pb2.ClassifyStanceResponse,
             info=info,
         )
-        return await self._or_judged(model, answer, lambda j: j.stance(request, info), info)
+        return await self._counted(
+            info, lambda: self._or_judged(model, answer(), lambda j: j.stance(request, info), info)
+        )
 
     @unary("CountTokens")
     async def count_tokens(
@@ -714,8 +824,12 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success(
-            "tokens", model, lambda p, m: p.count_tokens(request.text, m), current()
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._first_success(
+                "tokens", model, lambda p, m: p.count_tokens(request.text, m), info
+            ),
         )
 
     @unary("Tokenize")
@@ -725,8 +839,12 @@ class Gateway:
         validate_model("model", request.model)
         model = self.catalog.resolve_name(request.model)
         validate_size("text", request.text, self.max_bytes)
-        return await self._first_success(
-            "tokens", model, lambda p, m: p.tokenize(request.text, m), current()
+        info = current()
+        return await self._counted(
+            info,
+            lambda: self._first_success(
+                "tokens", model, lambda p, m: p.tokenize(request.text, m), info
+            ),
         )
 
     # -- models ----------------------------------------------------------------------------------

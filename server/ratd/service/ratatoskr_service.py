@@ -160,6 +160,10 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def Health(
         self, request: ratatoskr_pb2.HealthRequest, context: Context
     ) -> ratatoskr_pb2.HealthResponse:
-        return ratatoskr_pb2.HealthResponse(
+        reply = ratatoskr_pb2.HealthResponse(
             healthy=self.serving, version=__version__, git_sha=self.git_sha
         )
+        state = self.guard.holder.current.state
+        if state.shared:
+            reply.state_backend_up = state.up
+        return reply

@@ -31,6 +31,10 @@ _CODES: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] = (
     (errors.CallerUnauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.RoleRequired, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ModelNotAllowed, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.TenantRateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.BudgetExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ModelUnpriced, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.StateUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 
@@ -82,6 +86,8 @@ def to_grpc_status(err: errors.GatewayError) -> grpc.Status:
         metadata["limit"] = str(err.limit)
     if isinstance(err, errors.RoleRequired) and err.role:
         metadata["role"] = err.role
+    if isinstance(err, errors.TenantRateLimited | errors.BudgetExceeded) and err.limit:
+        metadata["limit"] = err.limit
     details = [
         _pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=metadata))
     ]
