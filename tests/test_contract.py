@@ -57,7 +57,15 @@ def test_wire_compatible_with_upstream(shared_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["chat_pb2", "inference_pb2", "models_pb2", "ratatoskr_pb2", "admin_pb2", "errors_pb2", "usage_pb2"],
+    [
+        "chat_pb2",
+        "inference_pb2",
+        "models_pb2",
+        "ratatoskr_pb2",
+        "admin_pb2",
+        "errors_pb2",
+        "usage_pb2",
+    ],
 )
 def test_stubs_import(module: str) -> None:
     __import__(f"ratatoskr.v1.{module}")
