@@ -52,7 +52,9 @@ from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import (
     InlineImage,
+    UsageNames,
     arguments_object,
+    counted_usage,
     image_source,
     retyped,
     tool_result_value,
@@ -126,22 +128,19 @@ def finish_reason(value: str | None, *, called_tools: bool) -> chat_pb2.FinishRe
     return _FINISH.get(value or "", chat_pb2.FINISH_REASON_UNSPECIFIED)
 
 
+# generateContent's usageMetadata.
+USAGE_NAMES = UsageNames(
+    prompt="promptTokenCount",
+    tool_prompt="toolUsePromptTokenCount",
+    output="candidatesTokenCount",
+    thoughts="thoughtsTokenCount",
+    cached="cachedContentTokenCount",
+    total="totalTokenCount",
+)
+
+
 def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
-    prompt = int(usage.get("promptTokenCount") or 0) + int(
-        usage.get("toolUsePromptTokenCount") or 0
-    )
-    thoughts = usage.get("thoughtsTokenCount")
-    completion = int(usage.get("candidatesTokenCount") or 0) + int(thoughts or 0)
-    result = chat_pb2.Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=int(usage.get("totalTokenCount") or prompt + completion),
-    )
-    if thoughts is not None:
-        result.reasoning_tokens = int(thoughts)
-    if usage.get("cachedContentTokenCount") is not None:
-        result.cached_prompt_tokens = int(usage["cachedContentTokenCount"])
-    return result
+    return counted_usage(usage, USAGE_NAMES)
 
 
 def parse_delay(value: Any) -> float | None:

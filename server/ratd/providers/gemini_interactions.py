@@ -60,7 +60,9 @@ from ratd.providers.http import error_for_status
 from ratd.providers.http_provider import ErrorDialect, UpstreamCall
 from ratd.providers.messages import (
     InlineImage,
+    UsageNames,
     arguments_object,
+    counted_usage,
     image_source,
     message_pieces,
     tool_result_value,
@@ -342,23 +344,19 @@ def build_request(
 # -- response -----------------------------------------------------------------------------------
 
 
+# The Interactions API's usage object.
+USAGE_NAMES = UsageNames(
+    prompt="total_input_tokens",
+    tool_prompt="total_tool_use_tokens",
+    output="total_output_tokens",
+    thoughts="total_thought_tokens",
+    cached="total_cached_tokens",
+    total="total_tokens",
+)
+
+
 def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
-    """Usage with completion = output + thoughts, so that prompt + completion = total."""
-    prompt = int(usage.get("total_input_tokens") or 0) + int(
-        usage.get("total_tool_use_tokens") or 0
-    )
-    thoughts = usage.get("total_thought_tokens")
-    completion = int(usage.get("total_output_tokens") or 0) + int(thoughts or 0)
-    result = chat_pb2.Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=int(usage.get("total_tokens") or prompt + completion),
-    )
-    if thoughts is not None:
-        result.reasoning_tokens = int(thoughts)
-    if usage.get("total_cached_tokens") is not None:
-        result.cached_prompt_tokens = int(usage["total_cached_tokens"])
-    return result
+    return counted_usage(usage, USAGE_NAMES)
 
 
 def _texts(contents: Any) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,3 +188,33 @@ def role_turns(
         else:
             turns.append({"role": role, key: parts})
     return system, turns
+
+
+@dataclass(frozen=True, slots=True)
+class UsageNames:
+    """Where an API's usage object keeps each count (Gemini's two APIs name them apart)."""
+
+    prompt: str
+    tool_prompt: str
+    output: str
+    thoughts: str
+    cached: str
+    total: str
+
+
+def counted_usage(usage: Mapping[str, Any], names: UsageNames) -> chat_pb2.Usage:
+    """Usage with completion = output + thoughts and prompt = input + tool-use input, so
+    that prompt + completion = total (the upstream's total when it gives one)."""
+    prompt = int(usage.get(names.prompt) or 0) + int(usage.get(names.tool_prompt) or 0)
+    thoughts = usage.get(names.thoughts)
+    completion = int(usage.get(names.output) or 0) + int(thoughts or 0)
+    result = chat_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(usage.get(names.total) or prompt + completion),
+    )
+    if thoughts is not None:
+        result.reasoning_tokens = int(thoughts)
+    if usage.get(names.cached) is not None:
+        result.cached_prompt_tokens = int(usage[names.cached])
+    return result
