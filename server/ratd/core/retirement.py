@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,8 +25,19 @@ log = logging.getLogger(__name__)
 Today = Callable[[], dt.date]
 
 
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+# The day number (since the epoch) and date utc_today last made.
+_TODAY: dict[int, dt.date] = {}
+
+
 def utc_today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+    """The UTC date, made once a day (every call to a model asks it)."""
+    day = int(time.time() // 86400)
+    found = _TODAY.get(day)
+    if found is None:
+        _TODAY.clear()
+        found = _TODAY[day] = dt.date.fromordinal(_EPOCH + day)
+    return found
 
 
 def today_of(fixed: str) -> Today:

@@ -88,7 +88,15 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/:@+]*")
 _DOT_SEGMENT = re.compile(r"(?:^|[/:])\.{1,2}(?:$|[/:])")
 
 
+# Names that passed _model lately: a call names one of a few models, so checking it again
+# is a set lookup rather than a regex (bounded: cleared when full).
+_VALID_NAMES: set[str] = set()
+_MAX_VALID_NAMES = 4096
+
+
 def _model(field: str, model: str) -> None:
+    if model in _VALID_NAMES:
+        return
     if not model.strip():
         raise _fail(field, "must name a model")
     if len(model) > 512:
@@ -99,6 +107,9 @@ def _model(field: str, model: str) -> None:
             f"{model[:100]!r} is not a model name (letters, digits and . _ - / : @ + only, "
             "starting with a letter or digit, no . or .. segments)",
         )
+    if len(_VALID_NAMES) >= _MAX_VALID_NAMES:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(model)
 
 
 def _number(field: str, value: float, low: float, high: float) -> None:
