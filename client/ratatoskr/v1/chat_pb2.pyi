@@ -1,3 +1,4 @@
+from ratatoskr.v1 import media_parts_pb2 as _media_parts_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -69,12 +70,18 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
 
 class ContentPart(_message.Message):
-    __slots__ = ("text", "image")
+    __slots__ = ("text", "image", "document", "audio", "video")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: ImagePart
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImagePart, _Mapping]] = ...) -> None: ...
+    document: _media_parts_pb2.DocumentPart
+    audio: _media_parts_pb2.AudioPart
+    video: _media_parts_pb2.VideoPart
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImagePart, _Mapping]] = ..., document: _Optional[_Union[_media_parts_pb2.DocumentPart, _Mapping]] = ..., audio: _Optional[_Union[_media_parts_pb2.AudioPart, _Mapping]] = ..., video: _Optional[_Union[_media_parts_pb2.VideoPart, _Mapping]] = ...) -> None: ...
 
 class ImagePart(_message.Message):
     __slots__ = ("url", "data", "mime_type", "detail")
@@ -221,7 +228,7 @@ class ChatRequest(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDefinition, _Mapping]]] = ..., options: _Optional[_Union[ChatOptions, _Mapping]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("content", "reasoning", "tool_calls", "usage", "model", "finish_reason", "provider", "reasoning_blocks")
+    __slots__ = ("content", "reasoning", "tool_calls", "usage", "model", "finish_reason", "provider", "reasoning_blocks", "citations")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +237,7 @@ class ChatResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     REASONING_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     content: str
     reasoning: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
@@ -238,7 +246,8 @@ class ChatResponse(_message.Message):
     finish_reason: FinishReason
     provider: str
     reasoning_blocks: _containers.RepeatedCompositeFieldContainer[ReasoningBlock]
-    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., provider: _Optional[str] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
+    citations: _containers.RepeatedCompositeFieldContainer[_media_parts_pb2.Citation]
+    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., provider: _Optional[str] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_media_parts_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class ChatStreamRequest(_message.Message):
     __slots__ = ("messages", "tools", "options")
