@@ -41,11 +41,20 @@ from ratatoskr.helpers import (
     ChatStreamCollector,
     GenerateOptions,
     Message,
+    Part,
     ToolCall,
     ToolDefinition,
 )
 from ratatoskr.sync import SyncServiceClient
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2
+from ratatoskr.v1 import (
+    admin_pb2,
+    chat_pb2,
+    inference_pb2,
+    media_parts_pb2,
+    media_pb2,
+    models_pb2,
+    ratatoskr_pb2,
+)
 
 __version__ = "0.1.0"
 
@@ -76,6 +85,7 @@ __all__ = [
     "ModelRetired",
     "NotImplementedByServer",
     "Overloaded",
+    "Part",
     "PermissionDenied",
     "PresetNotFound",
     "QuotaExceeded",
@@ -90,6 +100,8 @@ __all__ = [
     "admin_pb2",
     "chat_pb2",
     "inference_pb2",
+    "media_parts_pb2",
+    "media_pb2",
     "models_pb2",
     "ratatoskr_pb2",
 ]

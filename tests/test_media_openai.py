@@ -1,0 +1,235 @@
+"""Media through a real grpc.aio ratd against the fake OpenAI upstream (its wire format
+per tests/fakes/openai_media.py): image generation and edits, transcription (whole,
+verbose with segments, streamed upstream events, client-streamed chunks), streamed speech
+whose first chunk reaches the caller before the upstream has finished, document and
+audio parts in Chat Completions, and the refusals of bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import io
+import struct
+import wave
+
+import pytest
+
+from ratatoskr import (
+    InvalidInput,
+    Message,
+    Part,
+    UnsupportedParameter,
+    chat_pb2,
+    media_pb2,
+    models_pb2,
+)
+from tests.fakes.openai_media import TRANSCRIPT, speech_chunk, tiny_png
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+from tests.support.compat import compat_client, compat_config
+from tests.support.daemon import daemon_client
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def wav_bytes(frames: int = 1600) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(struct.pack(f"<{frames}h", *([0] * frames)))
+    return out.getvalue()
+
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n3 0 obj << /Type /Page /Parent 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+async def test_generate_image_gpt_image_and_dalle(upstream: FakeOpenAIUpstream) -> None:
+    async with compat_client(upstream) as client:
+        answer = await client.generate_image(
+            "an ash tree", "gpt-image-1", count=2, size="1024x1024"
+        )
+        dalle = await client.generate_image("an ash tree", "dall-e-3", quality="hd")
+    assert [i.data for i in answer.images] == [tiny_png(0), tiny_png(1)]
+    assert {i.mime_type for i in answer.images} == {"image/png"}
+    assert answer.provider == "openai" and answer.model == "gpt-image-1"
+    assert answer.usage.prompt_tokens == 50 and answer.usage.completion_tokens == 544
+    assert dalle.images[0].revised_prompt == "a detailed picture, number 1"
+    sent = [body for kind, body in upstream.media.calls if kind == "generations"]
+    assert sent[0] == {"model": "gpt-image-1", "prompt": "an ash tree", "n": 2, "size": "1024x1024"}
+    assert sent[1]["response_format"] == "b64_json" and sent[1]["quality"] == "hd"
+
+
+async def test_image_edit_sends_multipart(upstream: FakeOpenAIUpstream) -> None:
+    async with compat_client(upstream) as client:
+        one = await client.generate_image(
+            "make it autumn", "gpt-image-1", input_images=[tiny_png(5)]
+        )
+        two = await client.generate_image(
+            "merge", "gpt-image-1", input_images=[tiny_png(5), tiny_png(6)], output_format="png"
+        )
+    assert len(one.images) == 1 and len(two.images) == 1
+    forms = [form for kind, form in upstream.media.calls if kind == "edits"]
+    assert forms[0]["image"] == ("image-0.png", "image/png", tiny_png(5))
+    assert forms[0]["prompt"] == "make it autumn" and forms[0]["model"] == "gpt-image-1"
+    assert [f[2] for f in forms[1]["image[]"]] == [tiny_png(5), tiny_png(6)]
+
+
+async def test_transcribe_json_verbose_and_streamed(upstream: FakeOpenAIUpstream) -> None:
+    audio = wav_bytes()
+    async with compat_client(upstream) as client:
+        plain = await client.transcribe(audio, "whisper-1", language="en")
+        verbose = await client.transcribe(audio, "whisper-1", timestamps=True)
+        streamed = await client.transcribe(audio, "gpt-4o-mini-transcribe")
+        chunked = await client.transcribe_stream(
+            [audio[:1000], audio[1000:2000], audio[2000:]], "whisper-1", timestamps=True
+        )
+    assert plain.text == TRANSCRIPT and plain.usage.prompt_tokens == 14
+    assert verbose.language == "english" and verbose.duration_secs == 2.5
+    assert [(s.start_secs, s.end_secs) for s in verbose.segments] == [(0.0, 1.2), (1.2, 2.5)]
+    assert streamed.text == TRANSCRIPT and streamed.usage.total_tokens == 23
+    assert list(chunked.segments) == list(verbose.segments)
+    forms = [form for kind, form in upstream.media.calls if kind == "transcriptions"]
+    assert forms[0]["file"] == ("audio.wav", "audio/wav", audio)
+    assert forms[0]["language"] == "en" and forms[0]["response_format"] == "json"
+    assert forms[1]["response_format"] == "verbose_json"
+    assert forms[1]["timestamp_granularities[]"] == ["segment"]
+    assert forms[2]["stream"] == "true"
+    assert forms[3]["file"][2] == audio
+
+
+async def test_speech_first_chunk_arrives_before_the_upstream_finishes(
+    upstream: FakeOpenAIUpstream,
+) -> None:
+    upstream.media.hold_speech = asyncio.Event()
+    async with compat_client(upstream) as client:
+        stream = client.synthesize("hello from the world tree", "gpt-4o-mini-tts", voice="coral")
+        first = await anext(stream)
+        assert first.audio == speech_chunk(0) and first.mime_type == "audio/mpeg"
+        assert not upstream.media.speech_finished
+        upstream.media.hold_speech.set()
+        rest = [chunk async for chunk in stream]
+    audio = first.audio + b"".join(c.audio for c in rest)
+    assert audio == b"".join(speech_chunk(i) for i in range(4))
+    assert rest[-1].done and rest[-1].provider == "openai"
+    assert upstream.media.speech_finished
+    (body,) = [b for kind, b in upstream.media.calls if kind == "speech"]
+    assert body == {
+        "model": "gpt-4o-mini-tts",
+        "input": "hello from the world tree",
+        "voice": "coral",
+        "response_format": "mp3",
+    }
+
+
+async def test_chat_with_pdf_and_audio_parts(upstream: FakeOpenAIUpstream) -> None:
+    audio = wav_bytes()
+    message = Message.user(
+        "summarise", parts=[Part.document(PDF, filename="tree.pdf"), Part.audio(audio)]
+    )
+    async with compat_client(upstream) as client:
+        await client.chat([message], model="gpt-4o-mini")
+        await client.chat(
+            [Message.user("and this", parts=[Part.document("https://example.org/a.pdf")])],
+            model="openrouter:openai/gpt-4o-mini",
+        )
+        with pytest.raises(UnsupportedParameter) as refused:
+            await client.chat(
+                [Message.user("x", parts=[Part.document("https://example.org/a.pdf")])],
+                model="openai:gpt-4o-mini",
+            )
+        assert refused.value.field == "document.url"
+    content = upstream.last("openai").json["messages"][0]["content"]
+    assert content[1] == {
+        "type": "file",
+        "file": {
+            "filename": "tree.pdf",
+            "file_data": "data:application/pdf;base64," + base64.b64encode(PDF).decode(),
+        },
+    }
+    assert content[2] == {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(audio).decode(), "format": "wav"},
+    }
+    routed = upstream.last("openrouter").json["messages"][0]["content"]
+    assert routed[1]["file"]["file_data"] == "https://example.org/a.pdf"
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        ("image_count", "count"),
+        ("image_url_input", "input_images[0]"),
+        ("image_not_image", "input_images[0].data"),
+        ("audio_not_audio", "audio"),
+        ("audio_declared_wrong", "audio"),
+        ("speech_empty", "text"),
+        ("speech_format", "format"),
+        ("video_to_openai", "messages[0].parts[0].video"),
+        ("pdf_declared_wrong", "messages[0].parts[0].document.data"),
+        ("document_file_url", "messages[0].parts[0].document.url"),
+    ],
+)
+async def test_bad_media_input_is_invalid_argument(
+    upstream: FakeOpenAIUpstream, call: str, field: str
+) -> None:
+    async with compat_client(upstream) as client:
+        stub = client._stub
+        with pytest.raises((InvalidInput, UnsupportedParameter)) as refused:
+            if call == "image_count":
+                await client.generate_image("x", "gpt-image-1", count=11)
+            elif call == "image_url_input":
+                request = media_pb2.GenerateImageRequest(
+                    model="gpt-image-1",
+                    prompt="x",
+                    input_images=[chat_pb2.ImagePart(url="https://example.org/a.png")],
+                )
+                await client._call(stub.GenerateImage, request, None)
+            elif call == "image_not_image":
+                await client.generate_image("x", "gpt-image-1", input_images=[b"not an image"])
+            elif call == "audio_not_audio":
+                await client.transcribe(b"plain words, not audio", "whisper-1")
+            elif call == "audio_declared_wrong":
+                request = media_pb2.TranscribeRequest(
+                    model="whisper-1", audio=wav_bytes(), mime_type="audio/mpeg"
+                )
+                await client._call(stub.Transcribe, request, None)
+            elif call == "speech_empty":
+                await anext(client.synthesize("  ", "tts-1"))
+            elif call == "speech_format":
+                await anext(client.synthesize("hi", "tts-1", format="midi"))
+            elif call == "video_to_openai":
+                part = Part.video(b"\x00\x00\x00\x18ftypmp42" + bytes(16))
+                await client.chat([Message.user(parts=[part])], model="openai:gpt-4o-mini")
+            elif call == "pdf_declared_wrong":
+                part = Part.document(b"\x89PNG\r\n\x1a\n" + bytes(20), mime_type="application/pdf")
+                await client.chat([Message.user(parts=[part])], model="gpt-4o-mini")
+            elif call == "document_file_url":
+                part = Part.document("file:///etc/passwd")
+                await client.chat([Message.user(parts=[part])], model="gpt-4o-mini")
+    assert refused.value.field == field
+    assert not upstream.media.calls
+
+
+async def test_transcribe_stream_over_the_limit_is_refused(upstream: FakeOpenAIUpstream) -> None:
+    config = compat_config(upstream)
+    config = dataclasses.replace(
+        config, media=dataclasses.replace(config.media, max_audio_bytes=4000)
+    )
+    async with daemon_client(config) as client:
+        with pytest.raises(InvalidInput) as refused:
+            await client.transcribe_stream([wav_bytes()[:3000]] * 3, "whisper-1")
+    assert refused.value.field == "audio" and "media.max_audio_bytes" in str(refused.value)
+
+
+async def test_capabilities_name_the_media(upstream: FakeOpenAIUpstream) -> None:
+    async with compat_client(upstream) as client:
+        found = set(await client.capabilities())
+        meta = await client.model_metadata("gpt-image-1")
+    assert {
+        models_pb2.MODEL_CAPABILITY_IMAGE_GENERATION,
+        models_pb2.MODEL_CAPABILITY_SPEECH_TO_TEXT,
+        models_pb2.MODEL_CAPABILITY_TEXT_TO_SPEECH,
+    } <= found
+    assert models_pb2.MODEL_CAPABILITY_IMAGE_GENERATION in meta.info.capabilities
