@@ -221,6 +221,11 @@ class HttpProvider(Provider):
                 raise dialect.error_from_body(
                     response.status, parse_body(raw), model, response.headers
                 )
+            if response.content_type == "application/json":  # an error in a 200, or no media
+                data = parse_body(raw)
+                raise dialect.error_in_body(data, model) or self.protocol_error(
+                    "expected media bytes, got JSON", model
+                )
             return raw, response.content_type
 
     async def stream_bytes(
