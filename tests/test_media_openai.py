@@ -233,3 +233,22 @@ async def test_capabilities_name_the_media(upstream: FakeOpenAIUpstream) -> None
         models_pb2.MODEL_CAPABILITY_TEXT_TO_SPEECH,
     } <= found
     assert models_pb2.MODEL_CAPABILITY_IMAGE_GENERATION in meta.info.capabilities
+
+
+async def test_openrouter_image_output(upstream: FakeOpenAIUpstream) -> None:
+    async with compat_client(upstream) as client:
+        gemini = await client.generate_image(
+            "an ash tree", "google/gemini-2.5-flash-image", size="1920x1080"
+        )
+        flux = await client.generate_image("an ash tree", "black-forest-labs/flux.1-schnell")
+    assert [(i.data, i.mime_type) for i in gemini.images] == [(tiny_png(11), "image/png")]
+    assert gemini.text == "An ash tree at dawn." and gemini.provider == "openrouter"
+    assert gemini.usage.cost_usd == pytest.approx(0.0387)
+    assert flux.images[0].data == tiny_png(11)
+    first, second = [body for kind, body in upstream.media.calls if kind == "openrouter-image"]
+    assert first["modalities"] == ["image", "text"]
+    assert first["image_config"] == {"aspect_ratio": "16:9"}
+    assert first["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "an ash tree"}]}
+    ]
+    assert second["modalities"] == ["image"]

@@ -296,3 +296,49 @@ def routes(fake: Any) -> list[web.RouteDef]:
         web.post("/v1/audio/transcriptions", transcriptions),
         web.post("/v1/audio/speech", speech),
     ]
+
+
+async def openrouter_image(fake: Any, request: web.Request) -> web.StreamResponse | None:
+    """OpenRouter's image output (openrouter.ai/docs "Image Generation", 2026-12): a chat
+    completion asked with ``modalities`` holding ``image`` answers the images in
+    ``choices[0].message.images[]`` as ``{"type": "image_url", "image_url": {"url":
+    "data:image/png;base64,..."}}``; image-only models (Flux) must be asked with
+    ``["image"]`` alone, text-and-image ones with ``["image", "text"]``. None: not such a
+    request (the ordinary chat answers it)."""
+    body = await request.json()
+    modalities = body.get("modalities") or []
+    if "image" not in modalities:
+        return None
+    await fake._record(request)
+    fake.media.calls.append(("openrouter-image", body))
+    model = str(body.get("model", ""))
+    if "flux" in model and modalities != ["image"]:
+        return _error(400, f"{model} only outputs images: use modalities ['image']")
+    url = "data:image/png;base64," + base64.b64encode(tiny_png(11)).decode()
+    message = {
+        "role": "assistant",
+        "content": "" if "flux" in model else "An ash tree at dawn.",
+        "images": [{"type": "image_url", "image_url": {"url": url}, "index": 0}],
+    }
+    answer = {
+        "id": "gen-1767000000-ImageRatatoskr01",
+        "provider": "Google",
+        "model": model,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "native_finish_reason": "STOP",
+                "message": message,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 9,
+            "completion_tokens": 1299,
+            "total_tokens": 1308,
+            "cost": 0.0387,
+        },
+    }
+    return web.json_response(answer)

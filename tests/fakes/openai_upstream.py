@@ -1758,6 +1758,12 @@ def create_app(fake: FakeOpenAIUpstream) -> web.Application:
 
     def chat_for(flavour: Flavour) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
+            if flavour.name == OPENROUTER and not fake.static:
+                from tests.fakes.openai_media import openrouter_image
+
+                made = await openrouter_image(fake, request)
+                if made is not None:
+                    return made
             return await fake.chat(request, flavour)
 
         return handler

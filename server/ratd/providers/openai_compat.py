@@ -717,6 +717,14 @@ class OpenRouterProvider(OpenAIProvider):
         self.dialect = OpenRouterChat(name, "max_tokens")
         self.dialects = {"responses": Responses(name, self.dialect)}
 
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest, model: str
+    ) -> media_pb2.GenerateImageResponse:
+        """Image output through Chat Completions (``modalities``), as OpenRouter has it."""
+        body = media.openrouter_image_body(request, model, self.name)
+        data = await self.call_json("POST", "/chat/completions", body, model=model)
+        return media.openrouter_images_from_wire(data, self.name, model)
+
     def default_headers(self) -> dict[str, str]:
         # OpenRouter attributes traffic to apps by these; config headers override them.
         return {"X-Title": "Ratatoskr", "HTTP-Referer": "https://github.com/ratatoskr"}

@@ -22,6 +22,7 @@ checked against the ``openai`` 3.60.0 package's types:
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -281,3 +282,66 @@ def audio_part(part: media_parts_pb2.AudioPart, provider: str, model: str) -> di
         "type": "input_audio",
         "input_audio": {"data": base64.b64encode(part.data).decode(), "format": audio_format},
     }
+
+
+# -- OpenRouter's image output --------------------------------------------------------------
+# openrouter.ai/docs "Image Generation" (2026-12): Chat Completions with ``modalities``
+# (["image", "text"], or ["image"] for image-only models such as Flux), the size as
+# ``image_config.aspect_ratio``; the images in ``choices[0].message.images[].image_url.url``
+# as data: URLs.
+
+_IMAGE_ONLY = ("flux", "sourceful", "seedream", "riverflow")
+
+
+def openrouter_image_body(
+    request: media_pb2.GenerateImageRequest, model: str, provider: str
+) -> dict[str, Any]:
+    if request.count > 1:
+        raise unsupported(provider, model, "count", "one image per request")
+    content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+    for image in request.input_images:
+        url = _data_url(image.mime_type, image.data)
+        content.append({"type": "image_url", "image_url": {"url": url}})
+    image_only = any(name in model.lower() for name in _IMAGE_ONLY)
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "modalities": ["image"] if image_only else ["image", "text"],
+    }
+    if request.size and request.size != "auto":
+        width, _, height = request.size.partition("x")
+        divisor = math.gcd(int(width), int(height))
+        body["image_config"] = {"aspect_ratio": f"{int(width) // divisor}:{int(height) // divisor}"}
+    return body
+
+
+def openrouter_images_from_wire(
+    data: Mapping[str, Any], provider: str, model: str
+) -> media_pb2.GenerateImageResponse:
+    choices = data.get("choices") or [{}]
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    message = message if isinstance(message, dict) else {}
+    answer = media_pb2.GenerateImageResponse(
+        model=str(data.get("model") or model),
+        provider=provider,
+        text=str(message.get("content") or ""),
+    )
+    for item in message.get("images") or ():
+        url = str(((item or {}).get("image_url") or {}).get("url") or "")
+        header, _, payload = url.partition(",")
+        if not header.startswith("data:") or not header.endswith(";base64"):
+            continue  # only inline images are kept: ratd fetches no URL
+        raw = base64.b64decode(payload)
+        answer.images.add(data=raw, mime_type=sniff_image(raw) or header[5:].split(";")[0])
+    if not answer.images:
+        raise errors.UpstreamProtocolError(
+            f"{provider}: the answer holds no image", provider=provider, model=model
+        )
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        answer.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        answer.usage.completion_tokens = int(usage.get("completion_tokens") or 0)
+        answer.usage.total_tokens = int(usage.get("total_tokens") or 0)
+        if isinstance(usage.get("cost"), int | float):
+            answer.usage.cost_usd = float(usage["cost"])
+    return answer
