@@ -252,3 +252,31 @@ async def test_openrouter_image_output(upstream: FakeOpenAIUpstream) -> None:
         {"role": "user", "content": [{"type": "text", "text": "an ash tree"}]}
     ]
     assert second["modalities"] == ["image"]
+
+
+async def test_responses_api_models_take_files_and_audio(upstream: FakeOpenAIUpstream) -> None:
+    """gpt-5 goes to the Responses API (the seed's mark): input_file and input_audio."""
+    audio = wav_bytes()
+    message = Message.user(
+        "read these",
+        parts=[
+            Part.document(PDF, filename="tree.pdf"),
+            Part.document("https://example.org/edda.pdf"),
+            Part.audio(audio),
+        ],
+    )
+    async with compat_client(upstream) as client:
+        await client.chat([message], model="gpt-5")
+    sent = upstream.last("openai", "/responses").json
+    content = sent["input"][0]["content"]
+    assert content[0] == {"type": "input_text", "text": "read these"}
+    assert content[1] == {
+        "type": "input_file",
+        "filename": "tree.pdf",
+        "file_data": "data:application/pdf;base64," + base64.b64encode(PDF).decode(),
+    }
+    assert content[2] == {"type": "input_file", "file_url": "https://example.org/edda.pdf"}
+    assert content[3] == {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(audio).decode(), "format": "wav"},
+    }

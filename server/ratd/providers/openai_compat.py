@@ -615,9 +615,8 @@ class OpenAIProvider(HttpProvider):
         self._unsupported_parameters = frozenset(settings.get("unsupported", ()))
 
     def media_parts(self, model: str) -> frozenset[str]:
-        """Chat Completions reads ``file`` (documents) and ``input_audio`` parts."""
-        if isinstance(self.chat_dialect(model), Responses):
-            return frozenset()
+        """Chat Completions reads ``file`` (documents) and ``input_audio`` parts; the
+        Responses API ``input_file`` and ``input_audio``."""
         return frozenset({"document", "audio"})
 
     # -- media (openai_media) -------------------------------------------------------------
