@@ -18,6 +18,7 @@ import pytest
 from ratatoskr import (
     InvalidInput,
     Message,
+    ModelNotFound,
     Part,
     UnsupportedParameter,
     chat_pb2,
@@ -27,7 +28,7 @@ from ratatoskr import (
 from tests.fakes.openai_media import TRANSCRIPT, speech_chunk, tiny_png
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.support.compat import compat_client, compat_config
-from tests.support.daemon import daemon_client
+from tests.support.daemon import daemon_client, make_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -280,3 +281,26 @@ async def test_responses_api_models_take_files_and_audio(upstream: FakeOpenAIUps
         "type": "input_audio",
         "input_audio": {"data": base64.b64encode(audio).decode(), "format": "wav"},
     }
+
+
+async def test_media_fall_back_along_the_chain(upstream: FakeOpenAIUpstream) -> None:
+    """A provider that cannot be reached is passed over for the next of the capability's
+    chain, for images and for streamed speech alike (before the first chunk)."""
+    text = f"""
+[providers.google]
+base_url = "http://127.0.0.1:9"
+[providers.openai]
+base_url = "{upstream.base_url_openai}"
+[routing]
+image = ["google", "openai"]
+speech = ["google", "openai"]
+"""
+    config = make_config(text, env={"OPENAI_API_KEY": "sk-test", "GOOGLE_API_KEY": "AIza-test"})
+    async with daemon_client(config) as client:
+        made = await client.generate_image("an ash tree", "gemini-2.5-flash-image")
+        chunks = [c async for c in client.synthesize("hi", "gemini-2.5-flash-preview-tts")]
+        missing = client.generate_image("x", "openai:gpt-image-missing")
+        with pytest.raises(ModelNotFound):
+            await missing
+    assert made.provider == "openai" and made.images[0].data == tiny_png(0)
+    assert chunks[-1].done and chunks[-1].provider == "openai"
