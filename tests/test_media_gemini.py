@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ratatoskr import Message, Part, ServiceClient, UnsupportedParameter
+from tests.fakes.gemini_interactions_upstream import FakeGeminiInteractionsUpstream
 from tests.fakes.gemini_media import IMAGE_TEXT, PCM_MIME, SPEECH_EVENTS, pcm_chunk
 from tests.fakes.gemini_upstream import FakeGeminiUpstream
 from tests.fakes.openai_media import tiny_png
 from tests.support.daemon import daemon_client, make_config
+from tests.test_gemini_interactions import KEY as INTERACTIONS_KEY
+from tests.test_gemini_interactions import config_text
 from tests.test_media_openai import PDF, wav_bytes
 
 pytestmark = pytest.mark.timeout(60)
@@ -118,4 +121,33 @@ async def test_documents_audio_video_in_chat(
             "mimeType": "video/mp4",
             "fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc",
         }
+    }
+
+
+async def test_interactions_api_takes_documents_audio_video() -> None:
+    """A model sent to the Interactions API: DocumentContent / AudioContent / VideoContent
+    in the user_input step, inline or by URI."""
+    async with FakeGeminiInteractionsUpstream(api_key=INTERACTIONS_KEY) as fake:
+        config = make_config(config_text(fake), env={"GOOGLE_API_KEY": INTERACTIONS_KEY})
+        message = Message.user(
+            "what is in these?",
+            parts=[
+                Part.document(PDF),
+                Part.audio(wav_bytes()),
+                Part.video("https://example.org/tree.mp4", mime_type="video/mp4"),
+            ],
+        )
+        async with daemon_client(config) as client:
+            await client.chat([message], model="google:text")
+        (step,) = fake.last("/v1beta/interactions").json["input"]
+    assert step["content"][1] == {
+        "type": "document",
+        "data": base64.b64encode(PDF).decode(),
+        "mime_type": "application/pdf",
+    }
+    assert step["content"][2]["type"] == "audio" and step["content"][2]["mime_type"] == "audio/wav"
+    assert step["content"][3] == {
+        "type": "video",
+        "uri": "https://example.org/tree.mp4",
+        "mime_type": "video/mp4",
     }

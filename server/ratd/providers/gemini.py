@@ -737,9 +737,7 @@ class GeminiProvider(HttpProvider):
         )
 
     def media_parts(self, model: str) -> frozenset[str]:
-        """generateContent reads documents, audio and video (inline or by file URI)."""
-        if isinstance(self.chat_dialect(model), gi.InteractionsDialect):
-            return frozenset()
+        """Both APIs read documents, audio and video (inline or by file URI)."""
         return frozenset({"document", "audio", "video"})
 
     async def generate_image(
