@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from ratatoskr import Message, Part, UnsupportedParameter
+from ratatoskr import ChatStreamCollector, Message, Part, UnsupportedParameter
 from tests.fakes.anthropic_upstream import FakeAnthropicUpstream
 from tests.support.daemon import daemon_client, make_config
 from tests.test_media_openai import PDF, wav_bytes
@@ -66,3 +66,24 @@ async def test_documents_go_as_document_blocks_and_citations_come_back() -> None
     assert (second.document_index, second.start_char, second.end_char) == (1, 4, 11)
     assert not second.HasField("start_page")
     assert refused.value.field == "messages[0].parts[0].audio"
+
+
+async def test_citations_stream_as_events() -> None:
+    async with FakeAnthropicUpstream(api_key=KEY) as fake:
+        config = make_config(
+            f'[providers.anthropic]\nbase_url = "{fake.base_url}"\n',
+            env={"ANTHROPIC_API_KEY": KEY},
+        )
+        message = Message.user("Who runs?", parts=[Part.document(PDF, citations=True)])
+        async with daemon_client(config) as client:
+            events = [e async for e in client.chat_stream([message], model="anthropic:cited")]
+            whole = await ChatStreamCollector.collect(
+                client.chat_stream([message], model="anthropic:cited")
+            )
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[:3] == ["citation", "citation", "content"]
+    assert events[0].citation.start_page == 1 and events[1].citation.end_char == 11
+    assert [c.cited_text for c in whole.citations] == [
+        "Ratatoskr runs up and down the ash.",
+        "the ash",
+    ]

@@ -205,6 +205,8 @@ class ChatStreamCollector:
             self._reasoning.append(event.reasoning)
         elif kind == "reasoning_block":
             self._reply.reasoning_blocks.append(event.reasoning_block)
+        elif kind == "citation":
+            self._reply.citations.append(event.citation)
         elif kind == "tool_call_start":
             start = event.tool_call_start
             self._calls[start.index] = chat_pb2.ToolCall(id=start.id, name=start.name)

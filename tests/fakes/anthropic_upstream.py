@@ -508,6 +508,11 @@ class _Renderer:
             if index == 0:
                 frames.append(self._ping())
             if isinstance(block, Text):
+                # Citations stream as citations_delta events ahead of the text they back.
+                frames.extend(
+                    self._delta(index, {"type": "citations_delta", "citation": dict(c)})
+                    for c in block.citations
+                )
                 frames.extend(
                     self._delta(index, {"type": "text_delta", "text": p}) for p in block.pieces
                 )

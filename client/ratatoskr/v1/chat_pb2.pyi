@@ -260,7 +260,7 @@ class ChatStreamRequest(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDefinition, _Mapping]]] = ..., options: _Optional[_Union[ChatOptions, _Mapping]] = ...) -> None: ...
 
 class ChatStreamResponse(_message.Message):
-    __slots__ = ("content", "reasoning", "tool_call_start", "tool_call_delta", "usage", "done", "tool_call_end", "reasoning_signature", "reasoning_block", "finish_reason", "model", "provider")
+    __slots__ = ("content", "reasoning", "tool_call_start", "tool_call_delta", "usage", "done", "tool_call_end", "reasoning_signature", "reasoning_block", "citation", "finish_reason", "model", "provider")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_START_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +270,7 @@ class ChatStreamResponse(_message.Message):
     TOOL_CALL_END_FIELD_NUMBER: _ClassVar[int]
     REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     REASONING_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -282,10 +283,11 @@ class ChatStreamResponse(_message.Message):
     tool_call_end: ToolCallEnd
     reasoning_signature: str
     reasoning_block: ReasoningBlock
+    citation: _media_parts_pb2.Citation
     finish_reason: FinishReason
     model: str
     provider: str
-    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., done: _Optional[bool] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., reasoning_signature: _Optional[str] = ..., reasoning_block: _Optional[_Union[ReasoningBlock, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., done: _Optional[bool] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., reasoning_signature: _Optional[str] = ..., reasoning_block: _Optional[_Union[ReasoningBlock, _Mapping]] = ..., citation: _Optional[_Union[_media_parts_pb2.Citation, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class ToolCallStart(_message.Message):
     __slots__ = ("index", "id", "name")

@@ -609,6 +609,9 @@ class StreamAssembler:
         state = self._blocks.get(index)
         if kind == "text_delta" and delta.get("text"):
             return [chat_pb2.ChatStreamResponse(content=delta["text"])]
+        if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
+            found = citation_from_wire(delta["citation"])
+            return [] if found is None else [chat_pb2.ChatStreamResponse(citation=found)]
         if kind == "thinking_delta" and delta.get("thinking"):
             if state is not None:
                 state.thinking.append(str(delta["thinking"]))
