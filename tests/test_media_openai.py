@@ -304,3 +304,19 @@ speech = ["google", "openai"]
             await missing
     assert made.provider == "openai" and made.images[0].data == tiny_png(0)
     assert chunks[-1].done and chunks[-1].provider == "openai"
+
+
+async def test_pdf_page_limit(upstream: FakeOpenAIUpstream) -> None:
+    config = compat_config(upstream)
+    config = dataclasses.replace(config, media=dataclasses.replace(config.media, max_pdf_pages=1))
+    two_pages = PDF.replace(b"/Kids [3 0 R] /Count 1", b"/Kids [3 0 R 4 0 R] /Count 2") + (
+        b"4 0 obj << /Type /Page /Parent 2 0 R >> endobj\n"
+    )
+    async with daemon_client(config) as client:
+        await client.chat([Message.user("one", parts=[Part.document(PDF)])], model="gpt-4o-mini")
+        with pytest.raises(InvalidInput) as refused:
+            await client.chat(
+                [Message.user("two", parts=[Part.document(two_pages)])], model="gpt-4o-mini"
+            )
+    assert refused.value.field == "messages[0].parts[0].document.data"
+    assert "2 pages" in str(refused.value) and "media.max_pdf_pages" in str(refused.value)

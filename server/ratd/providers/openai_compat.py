@@ -645,7 +645,7 @@ class OpenAIProvider(HttpProvider):
     async def transcribe(
         self, request: media_pb2.TranscribeRequest, model: str
     ) -> media_pb2.TranscribeResponse:
-        body, content_type = media.transcription_form(request, model)
+        body, content_type = media.transcription_form(request, model, self.name)
         headers = {"Content-Type": content_type}
         if not media.streams_transcription(model):
             data = await self.call_json(

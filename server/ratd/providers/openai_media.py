@@ -146,7 +146,9 @@ def _tokens(usage: Mapping[str, Any]) -> chat_pb2.Usage:
 # -- speech to text ---------------------------------------------------------------------------
 
 
-def transcription_form(request: media_pb2.TranscribeRequest, model: str) -> tuple[bytes, str]:
+def transcription_form(
+    request: media_pb2.TranscribeRequest, model: str, provider: str = "openai"
+) -> tuple[bytes, str]:
     form = Form()
     extension = _AUDIO_EXTENSIONS.get(request.mime_type, "bin")
     form.add_file("file", request.audio, f"audio.{extension}", request.mime_type)
@@ -160,7 +162,7 @@ def transcription_form(request: media_pb2.TranscribeRequest, model: str) -> tupl
     if request.timestamps:
         if streams_transcription(model):
             raise unsupported(
-                "openai", model, "timestamps", "only whisper-1 gives segments (verbose_json)"
+                provider, model, "timestamps", "only whisper-1 gives segments (verbose_json)"
             )
         form.add("response_format", "verbose_json")
         form.add("timestamp_granularities[]", "segment")
