@@ -91,6 +91,12 @@ async def test_speech_streams_before_the_upstream_finishes(
     with pytest.raises(UnsupportedParameter) as refused:
         await anext(client.synthesize("hi", "gemini-2.5-flash-preview-tts", format="mp3"))
     assert refused.value.field == "format"
+    fake.media.hold_speech = None
+    wav = [c async for c in client.synthesize("hi", "gemini-2.5-flash-preview-tts", format="wav")]
+    audio = b"".join(c.audio for c in wav)
+    assert audio[:4] == b"RIFF" and audio[8:16] == b"WAVEfmt " and audio[36:40] == b"data"
+    assert audio[44:] == b"".join(pcm_chunk(i) for i in range(SPEECH_EVENTS))
+    assert {c.mime_type for c in wav if c.audio} == {"audio/wav"}
 
 
 async def test_documents_audio_video_in_chat(

@@ -755,7 +755,7 @@ class GeminiProvider(HttpProvider):
         """The TTS model's streamed answer, each event's audio passed on as it comes."""
         body = gemini_media.speech_body(request, self.name, model)
         path = method_path(model, "streamGenerateContent") + "?alt=sse"
-        finished = False
+        finished = started = False
         total: chat_pb2.Usage | None = None
         async with self.http.request("POST", path, body, model=model) as response:
             if response.status != 200:
@@ -768,8 +768,13 @@ class GeminiProvider(HttpProvider):
                     raise failure
                 if not isinstance(data, dict):
                     raise self.protocol_error("expected a JSON object in the stream", model)
-                for audio, mime in gemini_media.audio_chunks(data):
-                    yield media_pb2.SynthesizeResponse(audio=audio, mime_type=mime)
+                for pcm, mime in gemini_media.audio_chunks(data):
+                    if request.format != "wav":
+                        yield media_pb2.SynthesizeResponse(audio=pcm, mime_type=mime)
+                        continue
+                    header = b"" if started else gemini_media.wav_header()  # ahead of the first
+                    started = True
+                    yield media_pb2.SynthesizeResponse(audio=header + pcm, mime_type="audio/wav")
                 total = gemini_media.usage(data) or total
                 candidates = data.get("candidates") or [{}]
                 finished = finished or bool(candidates[0].get("finishReason"))

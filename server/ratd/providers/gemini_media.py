@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -126,9 +127,25 @@ def images_from_wire(
     return answer
 
 
+def wav_header(rate: int = 24000) -> bytes:
+    """The header of a streamed WAV of 16-bit mono PCM at ``rate``: its sizes are the
+    largest a RIFF can say, as for any WAV written before its length is known."""
+    unknown = 0xFFFFFFFF
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
+
+
 def speech_body(request: media_pb2.SynthesizeRequest, provider: str, model: str) -> dict[str, Any]:
-    if request.format not in ("", "pcm"):
-        raise _refused(provider, model, "format", "Gemini speaks 24 kHz 16-bit PCM only")
+    if request.format not in ("", "pcm", "wav"):
+        raise _refused(
+            provider, model, "format", "Gemini speaks 24 kHz 16-bit PCM (pcm, or wav around it)"
+        )
     if request.HasField("speed"):
         raise _refused(provider, model, "speed", "say the pace in instructions instead")
     text = f"{request.instructions}: {request.text}" if request.instructions else request.text
