@@ -53,3 +53,22 @@ async def test_images_transcriptions_speech_through_the_sdk(upstream: FakeOpenAI
     assert str(text).strip() == TRANSCRIPT
     assert audio == b"".join(speech_chunk(i) for i in range(4)) and kind == "audio/mpeg"
     assert "audio" in str(refused.value)
+
+
+async def test_image_edits_through_the_sdk(upstream: FakeOpenAIUpstream) -> None:
+    async with door_daemon(upstream) as daemon:
+        client = openai.AsyncOpenAI(base_url=base_url(daemon), api_key="unused", max_retries=0)
+        edited = await client.images.edit(
+            model="gpt-image-1",
+            image=[("a.png", tiny_png(4), "image/png"), ("b.png", tiny_png(5), "image/png")],
+            prompt="merge them",
+        )
+        with pytest.raises(openai.BadRequestError):
+            await client.images.edit(
+                model="gpt-image-1", image=("a.png", b"not a png", "image/png"), prompt="x"
+            )
+        await client.close()
+    assert base64.b64decode(edited.data[0].b64_json or "") == tiny_png(0)
+    (form,) = [form for kind, form in upstream.media.calls if kind == "edits"]
+    assert [f[2] for f in form["image[]"]] == [tiny_png(4), tiny_png(5)]
+    assert form["prompt"] == "merge them"

@@ -49,6 +49,7 @@ class OpenAIDoor(CallPath):
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._edits)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_get("/v1/models", self._models)
@@ -199,6 +200,47 @@ class OpenAIDoor(CallPath):
             render=media.images_json,
         )
 
+    async def _edits(self, request: web.Request) -> web.StreamResponse:
+        method = "http.GenerateImage"
+        try:
+            tenant = self._caller(request, "inference")
+        except errors.GatewayError as err:
+            return self._refused(request, method, err, None)
+        try:
+            texts, files = await self._form(request)
+            images = files.get("image", []) + files.get("image[]", [])
+            mask = files["mask"][0] if files.get("mask") else None
+            message = media.edit_request(texts, images, mask)
+        except errors.InvalidInput as err:
+            return self._refused(request, method, err, tenant)
+        return await self._unary(
+            request,
+            method,
+            tenant,
+            call=lambda gw: gw.generate_image(message),
+            render=media.images_json,
+        )
+
+    async def _form(self, request: web.Request) -> tuple[dict[str, Any], dict[str, list[bytes]]]:
+        """A multipart body's text fields, and its files' bytes by field name (read off the
+        event loop); INVALID_ARGUMENT when it is too large or not multipart."""
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.InvalidInput(
+                f"request body over {self.max_body} bytes (server.max_request_bytes)"
+            ) from None
+        except (ValueError, AssertionError) as err:
+            raise errors.InvalidInput(f"the body must be multipart/form-data ({err})") from None
+        texts: dict[str, Any] = {}
+        files: dict[str, list[bytes]] = {}
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                files.setdefault(key, []).append(await asyncio.to_thread(value.file.read))
+            else:
+                texts[key] = value
+        return texts, files
+
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         tenant, body = await self._begin(request, "http.Synthesize", "inference")
         if isinstance(body, web.Response):
@@ -218,25 +260,11 @@ class OpenAIDoor(CallPath):
         except errors.GatewayError as err:
             return self._refused(request, method, err, None)
         try:
-            form = await request.post()
-            upload = form.get("file")
-            audio = b""
-            if isinstance(upload, web.FileField):
-                audio = await asyncio.to_thread(upload.file.read)
-            fields = {k: v for k, v in form.items() if not isinstance(v, web.FileField)}
-            if upload is not None:
-                fields["file"] = ""
-            message, response_format = media.transcription_request(fields, audio)
-        except web.HTTPRequestEntityTooLarge:
-            too_large = errors.InvalidInput(
-                f"request body over {self.max_body} bytes (server.max_request_bytes)", field="file"
-            )
-            return self._refused(request, method, too_large, tenant)
+            texts, files = await self._form(request)
+            audio = files["file"][0] if files.get("file") else b""
+            message, response_format = media.transcription_request(texts, audio)
         except errors.InvalidInput as err:
             return self._refused(request, method, err, tenant)
-        except (ValueError, AssertionError) as err:  # not multipart/form-data
-            invalid = errors.InvalidInput(f"the body must be multipart/form-data ({err})")
-            return self._refused(request, method, invalid, tenant)
         answer = await self._unary(
             request,
             method,

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ratatoskr.v1 import media_pb2
+from ratatoskr.v1 import chat_pb2, media_pb2
 from ratd.openai_http import fields
 from ratd.openai_http.fields import Body, bad
 
@@ -133,3 +133,31 @@ def transcription_body(answer: media_pb2.TranscribeResponse, response_format: st
             "total_tokens": usage.total_tokens,
         }
     return orjson.dumps(body)
+
+
+_EDIT_KEYS = frozenset(
+    {"image", "image[]", "mask", "model", "prompt", "n", "size", "quality", "output_format",
+     "response_format", "user"}
+)  # fmt: skip
+
+
+def edit_request(
+    form: Mapping[str, Any], images: list[bytes], mask: bytes | None
+) -> media_pb2.GenerateImageRequest:
+    """``/v1/images/edits``: the form's text fields, the images and the mask as bytes."""
+    for key in form:
+        if key not in _EDIT_KEYS:
+            raise bad(key, f"Unrecognized request argument supplied: {key}")
+    if not images:
+        raise bad("image", "at least one image file is required")
+    body: dict[str, Any] = {k: v for k, v in form.items() if k not in ("image", "image[]", "mask")}
+    if "n" in body:
+        try:
+            body["n"] = int(body["n"])
+        except ValueError:
+            raise bad("n", "must be an integer") from None
+    request = image_request(body)
+    request.input_images.extend(chat_pb2.ImagePart(data=data) for data in images)
+    if mask is not None:
+        request.mask.data = mask
+    return request
