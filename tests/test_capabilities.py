@@ -34,6 +34,13 @@ async def test_openai_only(upstream: FakeOpenAIUpstream) -> None:
         "REASONING",
         "VISION",
         "STRUCTURED_OUTPUT",
+        # Media: the kind's endpoints, and the registry's models that read documents
+        # and audio in chat.
+        "IMAGE_GENERATION",
+        "SPEECH_TO_TEXT",
+        "TEXT_TO_SPEECH",
+        "DOCUMENT_INPUT",
+        "AUDIO_INPUT",
     }
 
 

@@ -125,7 +125,7 @@ def message(descriptor: pb_descriptor.Descriptor, depth: int = 0) -> st.SearchSt
 
 
 def _all_classes() -> dict[str, type[Message]]:
-    from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+    from ratatoskr.v1 import chat_pb2, inference_pb2, media_parts_pb2, media_pb2, models_pb2
 
     found: dict[str, type[Message]] = {}
 
@@ -136,7 +136,8 @@ def _all_classes() -> dict[str, type[Message]]:
                 found[item.DESCRIPTOR.full_name] = item
                 walk(item)
 
-    for module in (chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, admin_pb2):
+    modules = (chat_pb2, inference_pb2, media_pb2, media_parts_pb2, models_pb2)
+    for module in (*modules, ratatoskr_pb2, admin_pb2):
         walk(module)
     return found
 
@@ -234,7 +235,12 @@ def test_no_request_gets_internal_or_unknown(
 
     async def invoke(request: Message) -> grpc.StatusCode:
         try:
-            if method.server_streaming:
+            if method.client_streaming:  # TranscribeStream: the message, then a chunk
+                tail = type(request)()
+                tail.MergeFromString(request.SerializeToString())
+                tail.ClearField("config")
+                await call(iter([request, tail]), timeout=20)
+            elif method.server_streaming:
                 async for _ in call(request, timeout=20):
                     pass
             else:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rat import output
+from rat import media, output
 from rat.output import Dim, print_json, table, to_dict
 from ratatoskr import ChatOptions, GenerateOptions, Message, ServiceClient, errors
 from ratatoskr.address import DEFAULT_ADDRESS
@@ -182,7 +182,8 @@ def _chat_options(args: argparse.Namespace) -> dict[str, Any]:
 @command("chat")
 async def chat(client: ServiceClient, args: argparse.Namespace) -> None:
     messages = [Message.system(args.system)] if args.system else []
-    messages.append(Message.user(text_argument(args.message, "message")))
+    attached = [media.attachment(path) for path in args.file or ()]
+    messages.append(Message.user(text_argument(args.message, "message"), parts=attached))
     options = ChatOptions(**_chat_options(args))
     if args.json or args.no_stream:
         reply = await client.chat(messages, options=options)
@@ -221,6 +222,15 @@ async def chat(client: ServiceClient, args: argparse.Namespace) -> None:
             ended_with_newline = True
     if not ended_with_newline:
         sys.stdout.write("\n")
+
+
+command("image")(media.image)
+command("transcribe")(media.transcribe)
+
+
+@command("say")
+async def say(client: ServiceClient, args: argparse.Namespace) -> None:
+    await media.say(client, args, text_argument(args.text, "text"))
 
 
 @command("generate")
@@ -494,6 +504,12 @@ def _parser() -> argparse.ArgumentParser:
         if name == "chat":
             p.add_argument("--system", help="a system message")
             p.add_argument(
+                "--file",
+                action="append",
+                metavar="FILE",
+                help="attach a document (PDF), image, audio or video file (repeatable)",
+            )
+            p.add_argument(
                 "--reasoning-effort", choices=("none", "minimal", "low", "medium", "high", "xhigh")
             )
     p = add("embed", "embeddings, one line per text")
@@ -528,6 +544,7 @@ def _parser() -> argparse.ArgumentParser:
         # The preset is the local o200k_base tokenizer (GPT-4o's) unless configured.
         model_arg(p, default=DEFAULT_TOKENS_MODEL)
     _usage_arguments(add("usage", "requests, tokens and cost of your tenant (admin: all)"))
+    media.add_parsers(sub, common)
     add("reload", "reload the config file (AdminService.ReloadConfig), as SIGHUP does")
     add("ps", "local models the daemon holds")
     p = add("load", "load a local model now")
@@ -579,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     except errors.RatatoskrError as err:
         print(f"rat: {output.describe_error(err)}", file=sys.stderr)
         return output.exit_code(err)
+    except media.MediaUsageError as err:
+        print(f"rat: {err}", file=sys.stderr)
+        return 2
     except UsageError as err:
         print(f"rat: {err}", file=sys.stderr)
         return 2

@@ -45,11 +45,20 @@ from ratatoskr.helpers import (
     ChatStreamCollector,
     GenerateOptions,
     Message,
+    Part,
     ToolCall,
     ToolDefinition,
 )
 from ratatoskr.sync import SyncServiceClient
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2
+from ratatoskr.v1 import (
+    admin_pb2,
+    chat_pb2,
+    inference_pb2,
+    media_parts_pb2,
+    media_pb2,
+    models_pb2,
+    ratatoskr_pb2,
+)
 
 __version__ = "0.1.0"
 
@@ -82,6 +91,7 @@ __all__ = [
     "ModelUnpriced",
     "NotImplementedByServer",
     "Overloaded",
+    "Part",
     "PermissionDenied",
     "PresetNotFound",
     "QuotaExceeded",
@@ -98,6 +108,8 @@ __all__ = [
     "admin_pb2",
     "chat_pb2",
     "inference_pb2",
+    "media_parts_pb2",
+    "media_pb2",
     "models_pb2",
     "ratatoskr_pb2",
 ]

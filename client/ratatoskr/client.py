@@ -24,6 +24,7 @@ from ratatoskr.v1 import (
     admin_pb2_grpc,
     chat_pb2,
     inference_pb2,
+    media_pb2,
     models_pb2,
     ratatoskr_pb2,
     ratatoskr_pb2_grpc,
@@ -277,6 +278,94 @@ class ServiceClient:
             raise from_rpc_error(err) from None
         finally:
             call.cancel()
+
+    # -- media ----------------------------------------------------------------------
+
+    async def generate_image(
+        self,
+        prompt: str,
+        model: str,
+        *,
+        size: str = "",
+        quality: str = "",
+        count: int = 0,
+        input_images: Sequence[bytes] = (),
+        output_format: str = "",
+        timeout: float | None = None,
+    ) -> media_pb2.GenerateImageResponse:
+        """Images from a prompt; with ``input_images`` (raw bytes), an edit of them."""
+        request = media_pb2.GenerateImageRequest(
+            model=model,
+            prompt=prompt,
+            size=size,
+            quality=quality,
+            count=count,
+            output_format=output_format,
+            input_images=[chat_pb2.ImagePart(data=data) for data in input_images],
+        )
+        return await self._call(self._stub.GenerateImage, request, timeout)
+
+    async def transcribe(
+        self,
+        audio: bytes,
+        model: str,
+        *,
+        language: str = "",
+        timestamps: bool = False,
+        prompt: str = "",
+        timeout: float | None = None,
+    ) -> media_pb2.TranscribeResponse:
+        """Speech to text (the audio's type is sniffed from its bytes)."""
+        request = media_pb2.TranscribeRequest(
+            model=model, audio=audio, language=language, timestamps=timestamps, prompt=prompt
+        )
+        return await self._call(self._stub.Transcribe, request, timeout)
+
+    async def transcribe_stream(
+        self,
+        chunks: Iterable[bytes] | AsyncIterator[bytes],
+        model: str,
+        *,
+        language: str = "",
+        timestamps: bool = False,
+        timeout: float | None = None,
+    ) -> media_pb2.TranscribeResponse:
+        """Speech to text of long audio sent as a stream of chunks."""
+        config = media_pb2.TranscribeRequest(model=model, language=language, timestamps=timestamps)
+
+        async def messages() -> AsyncIterator[media_pb2.TranscribeStreamRequest]:
+            yield media_pb2.TranscribeStreamRequest(config=config)
+            if isinstance(chunks, AsyncIterator):
+                async for chunk in chunks:
+                    yield media_pb2.TranscribeStreamRequest(audio=chunk)
+            else:
+                for chunk in chunks:
+                    yield media_pb2.TranscribeStreamRequest(audio=chunk)
+
+        answer = await self._call(self._stub.TranscribeStream, messages(), timeout)
+        return answer.result
+
+    def synthesize(
+        self,
+        text: str,
+        model: str,
+        *,
+        voice: str = "",
+        format: str = "",
+        speed: float | None = None,
+        instructions: str = "",
+        timeout: float | None = None,
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        """Text to speech: audio chunks as the provider makes them, the last with ``done``."""
+        request = media_pb2.SynthesizeRequest(
+            model=model,
+            text=text,
+            voice=voice,
+            format=format,
+            speed=speed,
+            instructions=instructions,
+        )
+        return self._stream(self._stub.Synthesize, request, timeout)
 
     # -- chat and generation --------------------------------------------------------
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 
-from ratatoskr.v1 import chat_pb2
+from ratatoskr.v1 import chat_pb2, media_parts_pb2
 
 _EFFORTS = {
     "none": chat_pb2.REASONING_EFFORT_NONE,
@@ -34,6 +34,57 @@ def _image(
     return chat_pb2.ContentPart(image=image)
 
 
+class Part:
+    """Factories for ``chat_pb2.ContentPart``: documents, audio and video beside text and
+    images. Bytes go inline (ratd sniffs their type); a string is a URL, passed to a
+    provider that takes URLs (ratd never fetches it)."""
+
+    @staticmethod
+    def text(text: str) -> chat_pb2.ContentPart:
+        return chat_pb2.ContentPart(text=text)
+
+    @staticmethod
+    def image(source: str | bytes, mime_type: str = "") -> chat_pb2.ContentPart:
+        return _image(source, mime_type)
+
+    @staticmethod
+    def document(
+        source: str | bytes,
+        *,
+        mime_type: str = "",
+        filename: str = "",
+        citations: bool = False,
+        title: str = "",
+    ) -> chat_pb2.ContentPart:
+        """A PDF (or plain text) document."""
+        part = media_parts_pb2.DocumentPart(
+            mime_type=mime_type, filename=filename, citations=citations, title=title
+        )
+        if isinstance(source, bytes):
+            part.data = source
+        else:
+            part.url = source
+        return chat_pb2.ContentPart(document=part)
+
+    @staticmethod
+    def audio(source: str | bytes, mime_type: str = "") -> chat_pb2.ContentPart:
+        part = media_parts_pb2.AudioPart(mime_type=mime_type)
+        if isinstance(source, bytes):
+            part.data = source
+        else:
+            part.url = source
+        return chat_pb2.ContentPart(audio=part)
+
+    @staticmethod
+    def video(source: str | bytes, mime_type: str = "") -> chat_pb2.ContentPart:
+        part = media_parts_pb2.VideoPart(mime_type=mime_type)
+        if isinstance(source, bytes):
+            part.data = source
+        else:
+            part.url = source
+        return chat_pb2.ContentPart(video=part)
+
+
 class Message:
     """Factories for ``chat_pb2.Message``."""
 
@@ -47,9 +98,11 @@ class Message:
         *,
         images: Iterable[str | bytes] = (),
         image_mime_type: str = "",
+        parts: Iterable[chat_pb2.ContentPart] = (),
     ) -> chat_pb2.Message:
-        """A user message; ``images`` are URLs or raw bytes (then give ``image_mime_type``)."""
-        parts = [_image(img, image_mime_type) for img in images]
+        """A user message; ``images`` are URLs or raw bytes (then give ``image_mime_type``);
+        ``parts`` are more content parts (``Part.document(...)``, ``Part.audio(...)``)."""
+        parts = [*(_image(img, image_mime_type) for img in images), *parts]
         return chat_pb2.Message(role=chat_pb2.ROLE_USER, content=content, parts=parts)
 
     @staticmethod
@@ -152,6 +205,8 @@ class ChatStreamCollector:
             self._reasoning.append(event.reasoning)
         elif kind == "reasoning_block":
             self._reply.reasoning_blocks.append(event.reasoning_block)
+        elif kind == "citation":
+            self._reply.citations.append(event.citation)
         elif kind == "tool_call_start":
             start = event.tool_call_start
             self._calls[start.index] = chat_pb2.ToolCall(id=start.id, name=start.name)

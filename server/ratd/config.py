@@ -204,6 +204,10 @@ class RoutingConfig:
     classify: list[str] = field(default_factory=list)
     stance: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    # Media (GenerateImage, Transcribe/TranscribeStream, Synthesize).
+    image: list[str] = field(default_factory=list)
+    transcribe: list[str] = field(default_factory=list)
+    speech: list[str] = field(default_factory=list)
     # Checked before the built-in table.
     rules: list[RoutingRule] = field(default_factory=list)
     # "ordered": try providers in chain order; "cheapest": among the providers that can
@@ -372,6 +376,26 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """``[media]``: size limits of media in requests (INVALID_ARGUMENT past them)."""
+
+    # Audio of one Transcribe call, or of all the chunks of one TranscribeStream.
+    max_audio_bytes: int = 25 * 1024 * 1024
+    # Each input image of GenerateImage (edits).
+    max_image_bytes: int = 20 * 1024 * 1024
+    # Images asked of one GenerateImage call, and input images it may carry.
+    max_images: int = 10
+    # Each document part of a chat message, and the pages of a PDF among them.
+    max_document_bytes: int = 32 * 1024 * 1024
+    max_pdf_pages: int = 100
+    # Each audio or video part of a chat message.
+    max_audio_part_bytes: int = 20 * 1024 * 1024
+    max_video_bytes: int = 20 * 1024 * 1024
+    # Text of one Synthesize call.
+    max_speech_chars: int = 4096
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """``[http]``: the OpenAI-compatible HTTP front door (``/v1/chat/completions``,
     ``/v1/completions``, ``/v1/embeddings``, ``/v1/models``), served from the same
@@ -434,6 +458,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     interceptors: InterceptorsConfig = field(default_factory=InterceptorsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 

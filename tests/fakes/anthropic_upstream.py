@@ -43,6 +43,7 @@ This module does not import pytest.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -97,6 +98,7 @@ TIME_ID = "toolu_01TimeOslo000000000002"
 @dataclass(frozen=True)
 class Text:
     pieces: tuple[str, ...]
+    # TextCitation objects (page_location / char_location), in the unstreamed answer.
     citations: tuple[Mapping[str, Any], ...] = ()
 
 
@@ -329,6 +331,32 @@ def _ended_early(ctx: Context) -> Reply:
     return Reply((Text(ANSWER_PIECES[:2]),), ending="eof")
 
 
+# Citations into the request's documents, as the API reference's CitationPageLocation and
+# CitationCharLocation (docs.anthropic.com "Citations", 2026-12; anthropic 2.17.0 types).
+CITATIONS = (
+    {
+        "type": "page_location",
+        "cited_text": "Ratatoskr runs up and down the ash.",
+        "document_index": 0,
+        "document_title": "Yggdrasil",
+        "start_page_number": 1,
+        "end_page_number": 2,
+    },
+    {
+        "type": "char_location",
+        "cited_text": "the ash",
+        "document_index": 1,
+        "document_title": None,
+        "start_char_index": 4,
+        "end_char_index": 11,
+    },
+)
+
+
+def _cited(ctx: Context) -> Reply:
+    return Reply((Text(ANSWER_PIECES, CITATIONS),))
+
+
 def _cut(ctx: Context) -> Reply:
     return Reply((Text(ANSWER_PIECES[:2]),), ending="cut")
 
@@ -420,6 +448,7 @@ SCENARIOS: dict[str, Callable[[Context], Reply | ErrorReply]] = {
     "unknown-error-mid-stream": _unknown_error_mid_stream,
     "ended-early": _ended_early,
     "cut": _cut,
+    "cited": _cited,
     "permission": _error(
         403,
         "permission_error",
@@ -607,6 +636,11 @@ class _Renderer:
             if index == 0:
                 frames.append(self._ping())
             if isinstance(block, Text):
+                # Citations stream as citations_delta events ahead of the text they back.
+                frames.extend(
+                    self._delta(index, {"type": "citations_delta", "citation": dict(c)})
+                    for c in block.citations
+                )
                 frames.extend(
                     self._delta(index, {"type": "text_delta", "text": p}) for p in block.pieces
                 )
@@ -677,6 +711,28 @@ def _invalid(message: str) -> ErrorReply:
     return ErrorReply(400, "invalid_request_error", message)
 
 
+def _check_document(block: Mapping[str, Any]) -> str:
+    """What the API refuses in a document block (its DocumentBlockParam sources): ""
+    when nothing."""
+    source = block.get("source") or {}
+    kind = source.get("type")
+    if kind == "base64":
+        if source.get("media_type") != "application/pdf":
+            return "source.base64.media_type: Input should be 'application/pdf'"
+        try:
+            if not base64.b64decode(source.get("data") or "", validate=True).startswith(b"%PDF"):
+                return "source.base64.data: The PDF specified was not valid."
+        except ValueError:
+            return "source.base64.data: invalid base64"
+        return ""
+    if kind == "url":
+        return "" if str(source.get("url", "")).startswith("https://") else "source.url: invalid"
+    if kind == "text":
+        ok = source.get("media_type") == "text/plain" and source.get("data")
+        return "" if ok else "source.text: media_type text/plain and data required"
+    return f"source.type: unknown source type {kind!r}"
+
+
 def _check_messages(messages: Any) -> ErrorReply | None:
     if not isinstance(messages, list) or not messages:
         return _invalid("messages: at least one message is required")
@@ -689,9 +745,11 @@ def _check_messages(messages: Any) -> ErrorReply | None:
         blocks = (
             [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
         )
-        for block in blocks:
+        for j, block in enumerate(blocks):
             if block.get("type") == "text" and not block.get("text"):
                 return _invalid(f"messages.{i}: text content blocks must be non-empty")
+            if block.get("type") == "document" and (bad := _check_document(block)):
+                return _invalid(f"messages.{i}.content.{j}.document.{bad}")
         if role == "user":
             results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
             stray = [r for r in results if r not in pending]

@@ -40,6 +40,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import conformance as conf
+from tests.fakes import gemini_media
 from tests.fakes.loopback import LoopbackServer, json_bytes
 
 # -- the project's own content ------------------------------------------------------------------
@@ -543,7 +544,7 @@ _GENERATION = {
     "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
     "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK",
     "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
-    "thinkingConfig", "mediaResolution",
+    "thinkingConfig", "mediaResolution", "speechConfig", "imageConfig",
 }  # fmt: skip
 _SCHEMA = {
     "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
@@ -682,6 +683,7 @@ class FakeGeminiUpstream(LoopbackServer):
         self.scenario: str | None = None
         self.models_page_size: int | None = None
         self.counter = 0
+        self.media = gemini_media.GeminiMediaState()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1beta/models", self.models)
@@ -759,6 +761,14 @@ class FakeGeminiUpstream(LoopbackServer):
         problem = check_request(body)
         if problem is not None:
             return _error_response(problem)
+        bad_part = gemini_media.check_parts(body)
+        if bad_part:
+            return _error_response(_invalid(bad_part))
+        wanted = gemini_media.modalities(body)
+        if "IMAGE" in wanted and not stream:
+            return gemini_media.image_answer(model)
+        if "AUDIO" in wanted and stream:
+            return await gemini_media.speech_answer(request, self.media, model)
         ctx = Context(self, body, model, stream)
         answer = SCENARIOS[scenario](ctx)
         if isinstance(answer, ErrorReply):

@@ -47,6 +47,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.fakes import conformance as conf
+from tests.fakes import huggingface_media
 from tests.fakes.loopback import LoopbackServer
 
 # The path the real API lives under (router.huggingface.co/hf-inference).
@@ -276,6 +277,8 @@ class FakeHuggingFace(LoopbackServer):
         if failure is not None:
             return failure
         body = record.json if isinstance(record.json, dict) else {}
+        if huggingface_media.task(model):
+            return huggingface_media.answer(model, body)
         return self._answer(model, body)
 
     def _answer(self, model: str, body: Mapping[str, Any]) -> web.Response:

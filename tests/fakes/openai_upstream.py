@@ -1334,6 +1334,10 @@ class FakeOpenAIUpstream:
         # item sent back with store=false must carry exactly this).
         self.responses_issued: dict[str, str] = {}
         self.openrouter_user = "user_2hQm9TfKx0RatatoskrTests1"
+        # OpenAI's image and audio endpoints (tests.fakes.openai_media).
+        from tests.fakes.openai_media import MediaState
+
+        self.media = MediaState()
         self.app = create_app(self)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -1754,6 +1758,12 @@ def create_app(fake: FakeOpenAIUpstream) -> web.Application:
 
     def chat_for(flavour: Flavour) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
+            if flavour.name == OPENROUTER and not fake.static:
+                from tests.fakes.openai_media import openrouter_image
+
+                made = await openrouter_image(fake, request)
+                if made is not None:
+                    return made
             return await fake.chat(request, flavour)
 
         return handler
@@ -1779,6 +1789,9 @@ def create_app(fake: FakeOpenAIUpstream) -> web.Application:
     from tests.fakes import openai_responses
 
     app.router.add_routes(openai_responses.routes(fake))
+    from tests.fakes import openai_media
+
+    app.router.add_routes(openai_media.routes(fake))
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 

@@ -1,3 +1,4 @@
+from ratatoskr.v1 import media_parts_pb2 as _media_parts_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -69,12 +70,18 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
 
 class ContentPart(_message.Message):
-    __slots__ = ("text", "image")
+    __slots__ = ("text", "image", "document", "audio", "video")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: ImagePart
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImagePart, _Mapping]] = ...) -> None: ...
+    document: _media_parts_pb2.DocumentPart
+    audio: _media_parts_pb2.AudioPart
+    video: _media_parts_pb2.VideoPart
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImagePart, _Mapping]] = ..., document: _Optional[_Union[_media_parts_pb2.DocumentPart, _Mapping]] = ..., audio: _Optional[_Union[_media_parts_pb2.AudioPart, _Mapping]] = ..., video: _Optional[_Union[_media_parts_pb2.VideoPart, _Mapping]] = ...) -> None: ...
 
 class ImagePart(_message.Message):
     __slots__ = ("url", "data", "mime_type", "detail")
@@ -221,7 +228,7 @@ class ChatRequest(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDefinition, _Mapping]]] = ..., options: _Optional[_Union[ChatOptions, _Mapping]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("content", "reasoning", "tool_calls", "usage", "model", "finish_reason", "provider", "reasoning_blocks")
+    __slots__ = ("content", "reasoning", "tool_calls", "usage", "model", "finish_reason", "provider", "reasoning_blocks", "citations")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +237,7 @@ class ChatResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     REASONING_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     content: str
     reasoning: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
@@ -238,7 +246,8 @@ class ChatResponse(_message.Message):
     finish_reason: FinishReason
     provider: str
     reasoning_blocks: _containers.RepeatedCompositeFieldContainer[ReasoningBlock]
-    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., provider: _Optional[str] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
+    citations: _containers.RepeatedCompositeFieldContainer[_media_parts_pb2.Citation]
+    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., provider: _Optional[str] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_media_parts_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class ChatStreamRequest(_message.Message):
     __slots__ = ("messages", "tools", "options")
@@ -251,7 +260,7 @@ class ChatStreamRequest(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDefinition, _Mapping]]] = ..., options: _Optional[_Union[ChatOptions, _Mapping]] = ...) -> None: ...
 
 class ChatStreamResponse(_message.Message):
-    __slots__ = ("content", "reasoning", "tool_call_start", "tool_call_delta", "usage", "done", "tool_call_end", "reasoning_signature", "reasoning_block", "finish_reason", "model", "provider")
+    __slots__ = ("content", "reasoning", "tool_call_start", "tool_call_delta", "usage", "done", "tool_call_end", "reasoning_signature", "reasoning_block", "citation", "finish_reason", "model", "provider")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_START_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +270,7 @@ class ChatStreamResponse(_message.Message):
     TOOL_CALL_END_FIELD_NUMBER: _ClassVar[int]
     REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     REASONING_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -273,10 +283,11 @@ class ChatStreamResponse(_message.Message):
     tool_call_end: ToolCallEnd
     reasoning_signature: str
     reasoning_block: ReasoningBlock
+    citation: _media_parts_pb2.Citation
     finish_reason: FinishReason
     model: str
     provider: str
-    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., done: _Optional[bool] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., reasoning_signature: _Optional[str] = ..., reasoning_block: _Optional[_Union[ReasoningBlock, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+    def __init__(self, content: _Optional[str] = ..., reasoning: _Optional[str] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., done: _Optional[bool] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., reasoning_signature: _Optional[str] = ..., reasoning_block: _Optional[_Union[ReasoningBlock, _Mapping]] = ..., citation: _Optional[_Union[_media_parts_pb2.Citation, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class ToolCallStart(_message.Message):
     __slots__ = ("index", "id", "name")

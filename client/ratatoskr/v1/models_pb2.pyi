@@ -26,6 +26,12 @@ class ModelCapability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_CAPABILITY_REASONING: _ClassVar[ModelCapability]
     MODEL_CAPABILITY_VISION: _ClassVar[ModelCapability]
     MODEL_CAPABILITY_STRUCTURED_OUTPUT: _ClassVar[ModelCapability]
+    MODEL_CAPABILITY_IMAGE_GENERATION: _ClassVar[ModelCapability]
+    MODEL_CAPABILITY_SPEECH_TO_TEXT: _ClassVar[ModelCapability]
+    MODEL_CAPABILITY_TEXT_TO_SPEECH: _ClassVar[ModelCapability]
+    MODEL_CAPABILITY_DOCUMENT_INPUT: _ClassVar[ModelCapability]
+    MODEL_CAPABILITY_AUDIO_INPUT: _ClassVar[ModelCapability]
+    MODEL_CAPABILITY_VIDEO_INPUT: _ClassVar[ModelCapability]
 
 class ModelStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +55,12 @@ MODEL_CAPABILITY_LOCAL_INFERENCE: ModelCapability
 MODEL_CAPABILITY_REASONING: ModelCapability
 MODEL_CAPABILITY_VISION: ModelCapability
 MODEL_CAPABILITY_STRUCTURED_OUTPUT: ModelCapability
+MODEL_CAPABILITY_IMAGE_GENERATION: ModelCapability
+MODEL_CAPABILITY_SPEECH_TO_TEXT: ModelCapability
+MODEL_CAPABILITY_TEXT_TO_SPEECH: ModelCapability
+MODEL_CAPABILITY_DOCUMENT_INPUT: ModelCapability
+MODEL_CAPABILITY_AUDIO_INPUT: ModelCapability
+MODEL_CAPABILITY_VIDEO_INPUT: ModelCapability
 MODEL_STATUS_UNSPECIFIED: ModelStatus
 MODEL_STATUS_AVAILABLE: ModelStatus
 MODEL_STATUS_LOADING: ModelStatus

@@ -5,6 +5,7 @@ import warnings
 
 from ratatoskr.v1 import chat_pb2 as ratatoskr_dot_v1_dot_chat__pb2
 from ratatoskr.v1 import inference_pb2 as ratatoskr_dot_v1_dot_inference__pb2
+from ratatoskr.v1 import media_pb2 as ratatoskr_dot_v1_dot_media__pb2
 from ratatoskr.v1 import models_pb2 as ratatoskr_dot_v1_dot_models__pb2
 from ratatoskr.v1 import ratatoskr_pb2 as ratatoskr_dot_v1_dot_ratatoskr__pb2
 
@@ -144,6 +145,26 @@ class RatatoskrStub:
                 request_serializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.GenerateImage = channel.unary_unary(
+                '/ratatoskr.v1.Ratatoskr/GenerateImage',
+                request_serializer=ratatoskr_dot_v1_dot_media__pb2.GenerateImageRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_media__pb2.GenerateImageResponse.FromString,
+                _registered_method=True)
+        self.Transcribe = channel.unary_unary(
+                '/ratatoskr.v1.Ratatoskr/Transcribe',
+                request_serializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeResponse.FromString,
+                _registered_method=True)
+        self.TranscribeStream = channel.stream_unary(
+                '/ratatoskr.v1.Ratatoskr/TranscribeStream',
+                request_serializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeStreamRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeStreamResponse.FromString,
+                _registered_method=True)
+        self.Synthesize = channel.unary_stream(
+                '/ratatoskr.v1.Ratatoskr/Synthesize',
+                request_serializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeResponse.FromString,
+                _registered_method=True)
 
 
 class RatatoskrServicer:
@@ -278,6 +299,33 @@ class RatatoskrServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateImage(self, request, context):
+        """Media (media.proto): images from a prompt, speech to text, text to speech.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Transcribe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TranscribeStream(self, request_iterator, context):
+        """Long audio as a client stream of chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Synthesize(self, request, context):
+        """Audio chunks as the provider sends them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatatoskrServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +428,26 @@ def add_RatatoskrServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+            'GenerateImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateImage,
+                    request_deserializer=ratatoskr_dot_v1_dot_media__pb2.GenerateImageRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_media__pb2.GenerateImageResponse.SerializeToString,
+            ),
+            'Transcribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Transcribe,
+                    request_deserializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeResponse.SerializeToString,
+            ),
+            'TranscribeStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.TranscribeStream,
+                    request_deserializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeStreamRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_media__pb2.TranscribeStreamResponse.SerializeToString,
+            ),
+            'Synthesize': grpc.unary_stream_rpc_method_handler(
+                    servicer.Synthesize,
+                    request_deserializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -929,6 +997,114 @@ class Ratatoskr:
             '/ratatoskr.v1.Ratatoskr/GetCapabilities',
             ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.SerializeToString,
             ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/GenerateImage',
+            ratatoskr_dot_v1_dot_media__pb2.GenerateImageRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_media__pb2.GenerateImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Transcribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/Transcribe',
+            ratatoskr_dot_v1_dot_media__pb2.TranscribeRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_media__pb2.TranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TranscribeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ratatoskr.v1.Ratatoskr/TranscribeStream',
+            ratatoskr_dot_v1_dot_media__pb2.TranscribeStreamRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_media__pb2.TranscribeStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Synthesize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/Synthesize',
+            ratatoskr_dot_v1_dot_media__pb2.SynthesizeRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_media__pb2.SynthesizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,7 +16,7 @@ from ratd.providers.base import Provider
 from ratd.registry import Presets, Registry
 
 # Capabilities whose routing may name the provider of a model, in the order asked.
-_CAPABILITIES = ("chat", "embed", "nli", "classify", "tokens")
+_CAPABILITIES = ("chat", "embed", "nli", "classify", "tokens", "image", "transcribe", "speech")
 
 M = models_pb2
 # What a provider's routing capabilities (its spec's) offer: every chat provider streams.
@@ -28,6 +28,9 @@ _OFFERED: dict[str, tuple[models_pb2.ModelCapability, ...]] = {
     "classify": (M.MODEL_CAPABILITY_CLASSIFY,),
     "stance": (M.MODEL_CAPABILITY_STANCE,),
     "tokens": (M.MODEL_CAPABILITY_TOKEN_COUNTING,),
+    "image": (M.MODEL_CAPABILITY_IMAGE_GENERATION,),
+    "transcribe": (M.MODEL_CAPABILITY_SPEECH_TO_TEXT,),
+    "speech": (M.MODEL_CAPABILITY_TEXT_TO_SPEECH,),
 }
 # Offered only when some model of a configured provider has them (registry metadata).
 _BY_MODEL = frozenset(
@@ -36,6 +39,9 @@ _BY_MODEL = frozenset(
         M.MODEL_CAPABILITY_REASONING,
         M.MODEL_CAPABILITY_VISION,
         M.MODEL_CAPABILITY_STRUCTURED_OUTPUT,
+        M.MODEL_CAPABILITY_DOCUMENT_INPUT,
+        M.MODEL_CAPABILITY_AUDIO_INPUT,
+        M.MODEL_CAPABILITY_VIDEO_INPUT,
     }
 )
 

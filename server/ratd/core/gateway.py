@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, media_pb2, models_pb2
 from ratd import errors, tracing
 from ratd.config import Config
-from ratd.core import access
+from ratd.core import access, media
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
@@ -542,6 +542,7 @@ class Gateway:
     @unary("Chat")
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
         validate_chat(request, self.max_bytes)
+        media.check_parts(request, self.config.media)
         request = self._with_preset(request)
         model = request.options.model
         info = current()
@@ -567,6 +568,7 @@ class Gateway:
     @streaming("ChatStream")
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         validate_chat(request, self.max_bytes)
+        media.check_parts(request, self.config.media)
         return self._first_stream(
             "chat",
             self._with_preset(request),
@@ -846,6 +848,73 @@ class Gateway:
                 "tokens", model, lambda p, m: p.tokenize(request.text, m), info
             ),
         )
+
+    # -- media ------------------------------------------------------------------------------------
+
+    def _media_model(self, model: str) -> str:
+        validate_model("model", model)
+        return self.catalog.resolve_name(model)
+
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest
+    ) -> media_pb2.GenerateImageResponse:
+        model = self._media_model(request.model)
+        media.check_image_request(request, self.config.media)
+        info = current()
+
+        async def call(provider: Provider, name: str) -> media_pb2.GenerateImageResponse:
+            answer = await provider.generate_image(request, name)
+            if answer.HasField("usage"):
+                self._account(provider, name, answer.usage, info)
+            return answer
+
+        return await self._first_success("image", model, call, info)
+
+    async def transcribe(
+        self, request: media_pb2.TranscribeRequest
+    ) -> media_pb2.TranscribeResponse:
+        model = self._media_model(request.model)
+        media.check_transcribe(request, self.config.media)
+        info = current()
+
+        async def call(provider: Provider, name: str) -> media_pb2.TranscribeResponse:
+            answer = await provider.transcribe(request, name)
+            if answer.HasField("usage"):
+                self._account(provider, name, answer.usage, info)
+            return answer
+
+        return await self._first_success("transcribe", model, call, info)
+
+    async def synthesize(
+        self, request: media_pb2.SynthesizeRequest
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        """Audio chunks from the first provider that sends one; retries and fallback
+        only before it (the caller has begun to hear the answer after)."""
+        model = self._media_model(request.model)
+        media.check_synthesize(request, self.config.media)
+        info = current()
+
+        def unit(
+            provider: Provider, name: str
+        ) -> Awaitable[
+            tuple[media_pb2.SynthesizeResponse, AsyncIterator[media_pb2.SynthesizeResponse]]
+        ]:
+            return self._opened(provider.synthesize(request, name), provider, name)
+
+        opened = _Opened()
+        chunk, stream = await self._first_success("speech", model, unit, info, opened=opened)
+        provider, name, scope = opened.provider, opened.model, opened.scope
+        try:
+            async with aclosing(stream):  # type: ignore[type-var]
+                yield chunk
+                async for chunk in stream:
+                    if chunk.HasField("usage"):
+                        self._account(provider, name, chunk.usage, info)
+                    yield chunk
+        except BaseException as exc:
+            scope.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        _close_span(scope, opened.span, info)
 
     # -- models ----------------------------------------------------------------------------------
 

@@ -205,20 +205,25 @@ def _image(field: str, image: chat_pb2.ImagePart, limits: Limits) -> None:
         raise _fail(f"{field}.mime_type", f"unsupported image type {image.mime_type!r}")
 
 
+def _parts(field: str, parts: Sequence[chat_pb2.ContentPart], limits: Limits) -> None:
+    for j, part in enumerate(parts):
+        kind = part.WhichOneof("part")
+        if kind is None:
+            raise _fail(f"{field}.parts[{j}]", "is empty")
+        if kind == "text":
+            limits.text(f"{field}.parts[{j}].text", part.text)
+        elif kind == "image":
+            _image(f"{field}.parts[{j}].image", part.image, limits)
+        # Documents, audio and video: ratd.core.media, against the [media] limits.
+
+
 def _message(i: int, message: chat_pb2.Message, limits: Limits, call_ids: set[str]) -> None:
     field = f"messages[{i}]"
     if message.role not in _ROLES:
         problem = "must be set" if message.role == 0 else f"unknown role {message.role}"
         raise _fail(f"{field}.role", problem)
     limits.text(f"{field}.content", message.content)
-    for j, part in enumerate(message.parts):
-        kind = part.WhichOneof("part")
-        if kind is None:
-            raise _fail(f"{field}.parts[{j}]", "is empty")
-        if kind == "text":
-            limits.text(f"{field}.parts[{j}].text", part.text)
-        else:
-            _image(f"{field}.parts[{j}].image", part.image, limits)
+    _parts(field, message.parts, limits)
     if message.tool_calls and message.role != chat_pb2.ROLE_ASSISTANT:
         raise _fail(f"{field}.tool_calls", "only assistant messages carry tool calls")
     for j, call in enumerate(message.tool_calls):

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from aiohttp import web
 
+from ratatoskr.v1 import media_pb2
 from ratd import errors
 from ratd.core.access import CALLER, Tenant
 from ratd.core.calls import CallInfo, caller_user
@@ -198,6 +199,59 @@ class CallPath:
                 if response is None:
                     return self._failed(method, exc)
                 await self._stream_failed(response, method, exc, encoder.error)
+        assert response is not None
+        return response
+
+    async def _audio(
+        self,
+        request: web.Request,
+        method: str,
+        tenant: Tenant | None,
+        open_stream: Callable[[Gateway], AsyncIterator[media_pb2.SynthesizeResponse]],
+    ) -> web.StreamResponse:
+        """Relay streamed audio as the body itself, each chunk written as it arrives (its
+        Content-Type from the first chunk). Errors before the first chunk are HTTP errors;
+        after it the connection is closed without the body's end, which the client sees
+        as a cut response (audio has no in-band error)."""
+        guard = self.guard
+        loop = asyncio.get_running_loop()
+        response: web.StreamResponse | None = None
+        with guard.holder.use() as gateway:
+            try:
+                async with (
+                    guard.admission(
+                        method, guard.request_timeout, tenant, request.headers.items, system="http"
+                    ) as (timeout, info),
+                    aclosing(open_stream(gateway)) as chunks,  # type: ignore[type-var]
+                ):
+                    async for chunk in chunks:
+                        if not chunk.audio:
+                            continue
+                        if response is None:
+                            info.first_event = time.perf_counter() - info.started
+                            response = web.StreamResponse(
+                                headers={
+                                    "Content-Type": chunk.mime_type or "application/octet-stream",
+                                    "x-request-id": info.request_id,
+                                }
+                            )
+                            try:
+                                await response.prepare(request)
+                            except ConnectionResetError:
+                                raise ClientGone() from None
+                        await _write(response, chunk.audio)
+                        timeout.reschedule(loop.time() + guard.request_timeout)
+                    if response is None:
+                        raise errors.UpstreamProtocolError("the provider sent no audio")
+                    await response.write_eof()
+            except ClientGone:
+                return response if response is not None else web.Response(status=499)
+            except Exception as exc:
+                if response is None:
+                    return self._failed(method, exc)
+                guard.failure(method, exc)
+                if request.transport is not None:
+                    request.transport.close()
         assert response is not None
         return response
 

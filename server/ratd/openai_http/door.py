@@ -6,6 +6,7 @@ call."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
@@ -15,7 +16,7 @@ from aiohttp import web
 from ratd import errors
 from ratd.config import Config
 from ratd.core.gateway import Gateway
-from ratd.openai_http import chat, completions, embeddings, models, responses
+from ratd.openai_http import chat, completions, embeddings, media, models, responses
 from ratd.openai_http.calls import JSON, CallPath
 from ratd.openai_http.responses_request import responses_request
 from ratd.openai_http.wire_errors import plain_error
@@ -47,6 +48,10 @@ class OpenAIDoor(CallPath):
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._edits)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model:.+}", self._model)  # ids may contain '/'
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -178,6 +183,98 @@ class OpenAIDoor(CallPath):
             call=lambda gw: gw.embed_batch(message),
             render=lambda answer, _: embeddings.embeddings_json(answer, message.model, as_base64),
         )
+
+    async def _images(self, request: web.Request) -> web.StreamResponse:
+        tenant, body = await self._begin(request, "http.GenerateImage", "inference")
+        if isinstance(body, web.Response):
+            return body
+        try:
+            message = media.image_request(body)
+        except errors.InvalidInput as err:
+            return self._refused(request, "http.GenerateImage", err, tenant)
+        return await self._unary(
+            request,
+            "http.GenerateImage",
+            tenant,
+            call=lambda gw: gw.generate_image(message),
+            render=media.images_json,
+        )
+
+    async def _edits(self, request: web.Request) -> web.StreamResponse:
+        method = "http.GenerateImage"
+        try:
+            tenant = self._caller(request, "inference")
+        except errors.GatewayError as err:
+            return self._refused(request, method, err, None)
+        try:
+            texts, files = await self._form(request)
+            images = files.get("image", []) + files.get("image[]", [])
+            mask = files["mask"][0] if files.get("mask") else None
+            message = media.edit_request(texts, images, mask)
+        except errors.InvalidInput as err:
+            return self._refused(request, method, err, tenant)
+        return await self._unary(
+            request,
+            method,
+            tenant,
+            call=lambda gw: gw.generate_image(message),
+            render=media.images_json,
+        )
+
+    async def _form(self, request: web.Request) -> tuple[dict[str, Any], dict[str, list[bytes]]]:
+        """A multipart body's text fields, and its files' bytes by field name (read off the
+        event loop); INVALID_ARGUMENT when it is too large or not multipart."""
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.InvalidInput(
+                f"request body over {self.max_body} bytes (server.max_request_bytes)"
+            ) from None
+        except (ValueError, AssertionError) as err:
+            raise errors.InvalidInput(f"the body must be multipart/form-data ({err})") from None
+        texts: dict[str, Any] = {}
+        files: dict[str, list[bytes]] = {}
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                files.setdefault(key, []).append(await asyncio.to_thread(value.file.read))
+            else:
+                texts[key] = value
+        return texts, files
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        tenant, body = await self._begin(request, "http.Synthesize", "inference")
+        if isinstance(body, web.Response):
+            return body
+        try:
+            message = media.speech_request(body)
+        except errors.InvalidInput as err:
+            return self._refused(request, "http.Synthesize", err, tenant)
+        return await self._audio(
+            request, "http.Synthesize", tenant, lambda gw: gw.synthesize(message)
+        )
+
+    async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
+        method = "http.Transcribe"
+        try:
+            tenant = self._caller(request, "inference")
+        except errors.GatewayError as err:
+            return self._refused(request, method, err, None)
+        try:
+            texts, files = await self._form(request)
+            audio = files["file"][0] if files.get("file") else b""
+            message, response_format = media.transcription_request(texts, audio)
+        except errors.InvalidInput as err:
+            return self._refused(request, method, err, tenant)
+        answer = await self._unary(
+            request,
+            method,
+            tenant,
+            call=lambda gw: gw.transcribe(message),
+            render=lambda found, _: media.transcription_body(found, response_format),
+        )
+        if response_format == "text" and answer.status == 200:
+            answer.content_type = "text/plain"
+        return answer
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -38,6 +38,7 @@ Checked against the Messages API reference (platform.claude.com/docs/en/api) and
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -46,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import chat_pb2, inference_pb2, media_parts_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers import anthropic_models
@@ -194,6 +195,54 @@ def _content_blocks(message: chat_pb2.Message, field: str, *, images: bool) -> l
     ]
 
 
+def _document_block(part: media_parts_pb2.DocumentPart) -> dict[str, Any]:
+    """A ``document`` block (PDF bytes as base64, a PDF URL, or plain text), with its
+    title and citations as asked; the API reference's DocumentBlockParam."""
+    source: dict[str, Any]
+    if part.WhichOneof("source") == "url":
+        source = {"type": "url", "url": part.url}
+    elif part.mime_type == "text/plain":
+        text = part.data.decode("utf-8", errors="replace")
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        data = base64.b64encode(part.data).decode()
+        source = {"type": "base64", "media_type": "application/pdf", "data": data}
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.title:
+        block["title"] = part.title
+    if part.citations:
+        block["citations"] = {"enabled": True}
+    return block
+
+
+def _document_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
+    """A user message's documents, ahead of its text (where Anthropic advises them)."""
+    return [
+        _document_block(part.document)
+        for part in message.parts
+        if part.WhichOneof("part") == "document"
+    ]
+
+
+def citation_from_wire(item: Mapping[str, Any]) -> media_parts_pb2.Citation | None:
+    """A ``page_location`` or ``char_location`` citation (others are not kept)."""
+    kind = item.get("type")
+    citation = media_parts_pb2.Citation(
+        cited_text=str(item.get("cited_text") or ""),
+        document_index=int(item.get("document_index") or 0),
+        document_title=str(item.get("document_title") or ""),
+    )
+    if kind == "page_location":
+        citation.start_page = int(item.get("start_page_number") or 0)
+        citation.end_page = int(item.get("end_page_number") or 0)
+    elif kind == "char_location":
+        citation.start_char = int(item.get("start_char_index") or 0)
+        citation.end_char = int(item.get("end_char_index") or 0)
+    else:
+        return None
+    return citation
+
+
 def _reasoning_blocks(message: chat_pb2.Message) -> list[dict[str, Any]]:
     """Earlier thinking, sent back as the API requires; unsigned blocks and other APIs'
     blocks cannot be verified by Anthropic and are left out."""
@@ -227,7 +276,7 @@ def _turn(message: chat_pb2.Message, field: str) -> tuple[str, list[dict[str, An
     if message.role == chat_pb2.ROLE_TOOL:
         return "user", [_tool_result(message, field)]
     if message.role != chat_pb2.ROLE_ASSISTANT:
-        return "user", _content_blocks(message, field, images=True)
+        return "user", _document_blocks(message) + _content_blocks(message, field, images=True)
     blocks = _reasoning_blocks(message)
     blocks.extend(_content_blocks(message, field, images=False))
     blocks.extend(
@@ -483,6 +532,10 @@ def parse_message(
         kind = block.get("type")
         if kind == "text":
             text.append(block.get("text") or "")
+            for item in block.get("citations") or ():
+                found = citation_from_wire(item) if isinstance(item, dict) else None
+                if found is not None:
+                    response.citations.append(found)
         elif kind == "thinking":
             reasoning.append(block.get("thinking") or "")
             response.reasoning_blocks.add(
@@ -635,6 +688,9 @@ class StreamAssembler:
         state = self._blocks.get(index)
         if kind == "text_delta" and delta.get("text"):
             return [chat_pb2.ChatStreamResponse(content=delta["text"])]
+        if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
+            found = citation_from_wire(delta["citation"])
+            return [] if found is None else [chat_pb2.ChatStreamResponse(citation=found)]
         if kind == "thinking_delta" and delta.get("thinking"):
             if state is not None:
                 state.thinking.append(str(delta["thinking"]))
@@ -790,6 +846,10 @@ class AnthropicProvider(HttpProvider):
         if not isinstance(data.get("input_tokens"), int):
             raise self.protocol_error("count_tokens answered without input_tokens", model)
         return inference_pb2.CountTokensResponse(count=data["input_tokens"], tokenizer=model)
+
+    def media_parts(self, model: str) -> frozenset[str]:
+        """PDF and plain-text ``document`` blocks (no audio or video in the API)."""
+        return frozenset({"document"})
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         """Every model of ``GET /v1/models``, following its pages."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, media_pb2, models_pb2
 from ratd import errors
 from ratd.config import Config, ProviderConfig
 from ratd.providers.apis import ModelApis
@@ -158,6 +158,24 @@ class Provider:
 
     async def tokenize(self, text: str, model: str) -> inference_pb2.TokenizeResponse:
         raise self._unsupported("tokenization", model)
+
+    # -- media ------------------------------------------------------------------------------
+
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest, model: str
+    ) -> media_pb2.GenerateImageResponse:
+        raise self._unsupported("image generation", model)
+
+    async def transcribe(
+        self, request: media_pb2.TranscribeRequest, model: str
+    ) -> media_pb2.TranscribeResponse:
+        raise self._unsupported("transcription", model)
+
+    def synthesize(
+        self, request: media_pb2.SynthesizeRequest, model: str
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        """Audio chunks as the upstream sends them, then one with ``done`` set."""
+        raise self._unsupported("speech synthesis", model)
 
     # -- models ---------------------------------------------------------------------------
 

@@ -41,14 +41,15 @@ from urllib.parse import quote
 
 import orjson
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers import gemini_interactions as gi
+from ratd.providers import gemini_media
 from ratd.providers import gemini_models as gm
 from ratd.providers.base import ChatLike
 from ratd.providers.gemini_schemas import MAX_SCHEMA_GROWTH_BYTES, SchemaBudget, gemini_schema
-from ratd.providers.http import error_for_status
+from ratd.providers.http import error_for_status, loads_or_protocol_error, parse_body
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import (
     InlineImage,
@@ -166,9 +167,12 @@ def _text_and_images(
     if message.content:
         parts.append({"text": message.content})
     for j, part in enumerate(message.parts):
-        if part.WhichOneof("part") == "text":
+        kind = part.WhichOneof("part")
+        if kind == "text":
             if part.text:
                 parts.append({"text": part.text})
+        elif images and kind != "image":
+            parts.append(gemini_media.media_part(part))  # documents, audio, video
         elif images:
             parts.append(_image_part(part.image, f"{field}.parts[{j}].image"))
         else:
@@ -731,7 +735,54 @@ class GeminiProvider(HttpProvider):
             dialect.background or gi.is_agent(model)
         )
 
+    def media_parts(self, model: str) -> frozenset[str]:
+        """Both APIs read documents, audio and video (inline or by file URI)."""
+        return frozenset({"document", "audio", "video"})
+
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest, model: str
+    ) -> media_pb2.GenerateImageResponse:
+        body = gemini_media.image_body(request, self.name, model)
+        data = await self.call_json(
+            "POST", method_path(model, "generateContent"), body, model=model
+        )
+        return gemini_media.images_from_wire(data, self.name, model)
+
+    async def synthesize(
+        self, request: media_pb2.SynthesizeRequest, model: str
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        """The TTS model's streamed answer, each event's audio passed on as it comes."""
+        body = gemini_media.speech_body(request, self.name, model)
+        path = method_path(model, "streamGenerateContent") + "?alt=sse"
+        finished = started = False
+        total: chat_pb2.Usage | None = None
+        async with self.http.request("POST", path, body, model=model) as response:
+            if response.status != 200:
+                error = parse_body(await self.http.read(response))
+                raise self.dialect.error_from_body(response.status, error, model, response.headers)
+            async for payload in self.http.payloads(response, "sse"):
+                data = loads_or_protocol_error(payload, self.name, model)
+                failure = self.dialect.error_in_body(data, model)
+                if failure is not None:
+                    raise failure
+                if not isinstance(data, dict):
+                    raise self.protocol_error("expected a JSON object in the stream", model)
+                for pcm, mime in gemini_media.audio_chunks(data):
+                    if request.format != "wav":
+                        yield media_pb2.SynthesizeResponse(audio=pcm, mime_type=mime)
+                        continue
+                    header = b"" if started else gemini_media.wav_header()  # ahead of the first
+                    started = True
+                    yield media_pb2.SynthesizeResponse(audio=header + pcm, mime_type="audio/wav")
+                total = gemini_media.usage(data) or total
+                candidates = data.get("candidates") or [{}]
+                finished = finished or bool(candidates[0].get("finishReason"))
+        if not finished:
+            raise self.protocol_error("the speech stream ended before its finishReason", model)
+        yield media_pb2.SynthesizeResponse(done=True, model=model, provider=self.name, usage=total)
+
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        self._check_parts(request, model)
         if self._in_background(model):
             return (await self.interactions.run(request, model)).response()
         return await super().chat(request, model)
@@ -739,6 +790,7 @@ class GeminiProvider(HttpProvider):
     def chat_stream(
         self, request: ChatLike, model: str
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+        self._check_parts(request, model)
         if self._in_background(model):
             return self._background_stream(request, model)
         return super().chat_stream(request, model)

@@ -44,6 +44,7 @@ cancel) on the provider's transport, for chat now and for long-running jobs late
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,9 +220,28 @@ def input_steps(messages: Sequence[chat_pb2.Message]) -> tuple[str, list[dict[st
             steps.append(_function_result(message, field, names))
         else:
             content = [_content(p) for p in message_pieces(message, field)]
+            content += [_media(part) for part in message.parts if part.WhichOneof("part") in _MEDIA]
             if content:
                 steps.append({"type": "user_input", "content": content})
     return "\n\n".join(system), steps
+
+
+# Documents, audio and video of a user turn: DocumentContent, AudioContent, VideoContent
+# (google-genai 3.6.1's interactions types): base64 ``data`` with ``mime_type``, or ``uri``.
+_MEDIA = ("document", "audio", "video")
+
+
+def _media(part: chat_pb2.ContentPart) -> dict[str, Any]:
+    kind = part.WhichOneof("part") or "document"
+    media = getattr(part, kind)
+    wire: dict[str, Any] = {"type": kind}
+    if media.WhichOneof("source") == "url":
+        wire["uri"] = media.url
+    else:
+        wire["data"] = base64.b64encode(media.data).decode()
+    if media.mime_type:
+        wire["mime_type"] = media.mime_type
+    return wire
 
 
 def _function_tool(tool: chat_pb2.ToolDefinition) -> dict[str, Any]:

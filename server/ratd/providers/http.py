@@ -85,6 +85,7 @@ class HttpClient:
         *,
         model: str = "",
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> _Exchange:
         """``async with client.request(...) as response``: the request sent, the response
         with its body unread.
@@ -93,8 +94,11 @@ class HttpClient:
         whether they happen while connecting or while the caller reads the body, come out
         as ratd errors. Redirects are never followed: the request carries the provider's
         key, which must reach no origin but the configured one.
+
+        ``body``: raw bytes sent instead of ``payload`` as JSON (multipart forms), with
+        their Content-Type in ``headers``.
         """
-        data = orjson.dumps(payload) if payload is not None else None
+        data = body if body is not None else orjson.dumps(payload) if payload is not None else None
         return _Exchange(self, method, self.url(path), data, headers=headers, model=model)
 
     def failure(self, err: BaseException, model: str, *, begun: bool) -> errors.GatewayError | None:

@@ -19,6 +19,7 @@ from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers.base import ChatLike, Provider
 from ratd.providers.http import HttpClient, loads_or_protocol_error, parse_body
+from ratd.providers.streams import chunks
 from ratd.secrets import Secret
 
 Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse)
@@ -139,12 +140,13 @@ class HttpProvider(Provider):
         errors_from: ErrorDialect | None = None,
         object_only: bool = True,
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> Any:
         """A whole JSON answer. A status other than 200, or an error inside a 200, is
         raised as the dialect classifies it; anything but a JSON object (unless
         ``object_only`` is off) is the upstream's protocol fault."""
         dialect = errors_from or self.dialect
-        request = self.http.request(method, path, payload, model=model, headers=headers)
+        request = self.http.request(method, path, payload, model=model, headers=headers, body=body)
         async with request as response:
             raw = await self.http.read(response)
             if response.status != 200:
@@ -199,6 +201,57 @@ class HttpProvider(Provider):
         for event in assembler.finish():
             yield event
 
+    async def call_bytes(
+        self,
+        path: str,
+        payload: Any = None,
+        *,
+        model: str,
+        errors_from: ErrorDialect | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, str]:
+        """A whole binary answer (an image, audio) and its Content-Type; an error status
+        is raised as the dialect classifies it."""
+        dialect = errors_from or self.dialect
+        async with self.http.request(
+            "POST", path, payload, model=model, headers=headers
+        ) as response:
+            raw = await self.http.read(response)
+            if response.status != 200:
+                raise dialect.error_from_body(
+                    response.status, parse_body(raw), model, response.headers
+                )
+            if response.content_type == "application/json":  # an error in a 200, or no media
+                data = parse_body(raw)
+                raise dialect.error_in_body(data, model) or self.protocol_error(
+                    "expected media bytes, got JSON", model
+                )
+            return raw, response.content_type
+
+    async def stream_bytes(
+        self,
+        path: str,
+        payload: Any,
+        *,
+        model: str,
+        errors_from: ErrorDialect | None = None,
+    ) -> AsyncIterator[tuple[bytes, str]]:
+        """A binary answer chunk by chunk as it arrives (streamed audio), with its
+        Content-Type; capped at ``max_response_mb`` in all."""
+        dialect = errors_from or self.dialect
+        async with self.http.request("POST", path, payload, model=model) as response:
+            if response.status != 200:
+                body = parse_body(await self.http.read(response))
+                raise dialect.error_from_body(response.status, body, model, response.headers)
+            kind = response.content_type
+            if kind == "application/json":
+                data = parse_body(await self.http.read(response))
+                raise dialect.error_in_body(data, model) or self.protocol_error(
+                    "expected audio, got JSON", model
+                )
+            async for chunk in chunks(response, self.http.max_bytes):
+                yield chunk, kind
+
     def protocol_error(self, problem: str, model: str = "") -> errors.UpstreamProtocolError:
         return errors.UpstreamProtocolError(
             f"{self.name}: {problem}", provider=self.name, model=model
@@ -206,7 +259,32 @@ class HttpProvider(Provider):
 
     # -- chat ----------------------------------------------------------------------------------
 
+    def media_parts(self, model: str) -> frozenset[str]:
+        """The content parts beyond text and images ("document", "audio", "video") the
+        API that serves ``model`` reads; others are refused before anything is sent."""
+        return frozenset()
+
+    def _check_parts(self, request: ChatLike, model: str) -> None:
+        accepted = None
+        for i, message in enumerate(request.messages):
+            for j, part in enumerate(message.parts):
+                kind = part.WhichOneof("part")
+                if kind in ("text", "image"):
+                    continue
+                if accepted is None:
+                    accepted = self.media_parts(model)
+                if kind not in accepted:
+                    where = f"messages[{i}].parts[{j}].{kind}"
+                    raise errors.UnsupportedParameter(
+                        f"{where}: {self.name} cannot read {kind} parts for {model}",
+                        provider=self.name,
+                        model=model,
+                        field=where,
+                        parameter=kind,
+                    )
+
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
+        self._check_parts(request, model)
         dialect = self.chat_dialect(model)
         call = dialect.chat_call(request, model, stream=False)
         data = await self.call_json(
@@ -218,6 +296,7 @@ class HttpProvider(Provider):
         self, request: ChatLike, model: str
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         # The base's stream itself, not a generator around it: one layer less per event.
+        self._check_parts(request, model)
         dialect = self.chat_dialect(model)
         call = dialect.chat_call(request, model, stream=True)
         return self.stream(call, dialect.chat_assembler(call), dialect)

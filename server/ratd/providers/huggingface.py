@@ -58,15 +58,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ratatoskr.v1 import inference_pb2
+from ratatoskr.v1 import inference_pb2, media_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.providers import huggingface_media as hm
 from ratd.providers.http import error_for_status, retry_after_from_headers
 from ratd.providers.http_provider import ChatDialect, HttpProvider
 from ratd.secrets import Secret
@@ -404,6 +405,36 @@ class HuggingFaceProvider(HttpProvider):
         return await self.call_json(
             "POST", path, body, model=model, errors_from=self.errors, object_only=False
         )
+
+    # -- media (huggingface_media) -----------------------------------------------------------
+
+    async def transcribe(
+        self, request: media_pb2.TranscribeRequest, model: str
+    ) -> media_pb2.TranscribeResponse:
+        data = await self._pipeline(self._path(model), hm.asr_body(request), model)
+        return hm.transcription(data, self.name, model)
+
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest, model: str
+    ) -> media_pb2.GenerateImageResponse:
+        body = hm.image_body(request, self.name, model)
+        raw, _ = await self.call_bytes(
+            self._path(model), body, model=model, errors_from=self.errors
+        )
+        return hm.image(raw, self.name, model)
+
+    async def synthesize(
+        self, request: media_pb2.SynthesizeRequest, model: str
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        """The task answers the audio whole; it goes on as one chunk."""
+        body = hm.speech_body(request, self.name, model)
+        raw, kind = await self.call_bytes(
+            self._path(model), body, model=model, errors_from=self.errors
+        )
+        if not raw:
+            raise self.protocol_error("text-to-speech answered no audio", model)
+        yield media_pb2.SynthesizeResponse(audio=raw, mime_type=hm.speech_mime(raw, kind))
+        yield media_pb2.SynthesizeResponse(done=True, model=model, provider=self.name)
 
     # -- embeddings ---------------------------------------------------------------------------
 

@@ -93,6 +93,8 @@ def message_pieces(
         if part.WhichOneof("part") == "text":
             if part.text:
                 pieces.append(part.text)
+        elif part.WhichOneof("part") != "image":
+            continue  # documents, audio, video: the dialect's own (HttpProvider.media_parts)
         elif images_refused is None:
             pieces.append((part.image, f"{field}.parts[{j}].image"))
         else:

@@ -13,18 +13,19 @@ import base64
 import datetime
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.providers import openai_media as media
 from ratd.providers.base import ChatLike
-from ratd.providers.http import error_for_status
+from ratd.providers.http import error_for_status, loads_or_protocol_error, parse_body
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import EFFORT_NAMES, ROLE_NAMES, function_tool, retyped
 from ratd.providers.openai_responses import UNSUPPORTED as RESPONSES_UNSUPPORTED
@@ -101,22 +102,49 @@ def _image_url(image: chat_pb2.ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": body}
 
 
-def _content(message: chat_pb2.Message) -> str | list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class PartContext:
+    """Who sends a message's document and audio parts (for their refusals), and whether
+    the API takes a document by URL (OpenRouter's file_data does)."""
+
+    provider: str = ""
+    model: str = ""
+    file_urls: bool = False
+
+
+def _part(part: chat_pb2.ContentPart, context: PartContext) -> dict[str, Any]:
+    kind = part.WhichOneof("part")
+    if kind == "text":
+        return {"type": "text", "text": part.text}
+    if kind == "document":
+        return media.document_part(
+            part.document, context.provider, context.model, urls=context.file_urls
+        )
+    if kind == "audio":
+        return media.audio_part(part.audio, context.provider, context.model)
+    return _image_url(part.image)
+
+
+def _content(
+    message: chat_pb2.Message, context: PartContext | None = None
+) -> str | list[dict[str, Any]]:
     if not message.parts:
         return message.content
     parts: list[dict[str, Any]] = []
     if message.content:
         parts.append({"type": "text", "text": message.content})
     for part in message.parts:
-        if part.WhichOneof("part") == "text":
-            parts.append({"type": "text", "text": part.text})
-        else:
-            parts.append(_image_url(part.image))
+        parts.append(_part(part, context or PartContext()))
     return parts
 
 
-def message_to_wire(message: chat_pb2.Message) -> dict[str, Any]:
-    wire: dict[str, Any] = {"role": ROLE_NAMES[message.role], "content": _content(message)}
+def message_to_wire(
+    message: chat_pb2.Message, context: PartContext | None = None
+) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "role": ROLE_NAMES[message.role],
+        "content": _content(message, context),
+    }
     if message.HasField("name"):
         wire["name"] = message.name
     if message.role == chat_pb2.ROLE_TOOL:
@@ -312,6 +340,8 @@ class ChatCompletions:
     vLLM, llama.cpp and most others: max_tokens)."""
 
     path = "/chat/completions"
+    # Whether a document part may go by URL in file_data (OpenRouter: yes; OpenAI: bytes).
+    file_urls = False
 
     def __init__(self, provider: str, max_tokens_field: str = "max_tokens") -> None:
         self.provider = provider
@@ -327,7 +357,10 @@ class ChatCompletions:
         options = request.options
         body: dict[str, Any] = {
             "model": model,
-            "messages": [message_to_wire(m) for m in request.messages],
+            "messages": [
+                message_to_wire(m, PartContext(self.provider, model, self.file_urls))
+                for m in request.messages
+            ],
         }
         if request.tools:
             _add_tools(request, body)
@@ -458,6 +491,8 @@ class OpenRouterChat(ChatCompletions):
     carry their reasoning back as ``reasoning_details`` (models that sign their
     reasoning require it after a tool call)."""
 
+    file_urls = True
+
     def reasoning_to_wire(self, reasoning: chat_pb2.ReasoningConfig, body: dict[str, Any]) -> None:
         wire: dict[str, Any] = {}
         if reasoning.HasField("max_tokens"):
@@ -579,6 +614,74 @@ class OpenAIProvider(HttpProvider):
         self.dialects = {"responses": Responses(name, self.dialect)}
         self._unsupported_parameters = frozenset(settings.get("unsupported", ()))
 
+    def media_parts(self, model: str) -> frozenset[str]:
+        """Chat Completions reads ``file`` (documents) and ``input_audio`` parts; the
+        Responses API ``input_file`` and ``input_audio``."""
+        return frozenset({"document", "audio"})
+
+    # -- media (openai_media) -------------------------------------------------------------
+
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest, model: str
+    ) -> media_pb2.GenerateImageResponse:
+        if request.input_images:
+            body, content_type = media.image_edit_form(request, model)
+            data = await self.call_json(
+                "POST",
+                "/images/edits",
+                model=model,
+                body=body,
+                headers={"Content-Type": content_type},
+            )
+        else:
+            data = await self.call_json(
+                "POST",
+                "/images/generations",
+                media.image_generation_body(request, model),
+                model=model,
+            )
+        return media.images_from_wire(data, request, self.name, model)
+
+    async def transcribe(
+        self, request: media_pb2.TranscribeRequest, model: str
+    ) -> media_pb2.TranscribeResponse:
+        body, content_type = media.transcription_form(request, model, self.name)
+        headers = {"Content-Type": content_type}
+        if not media.streams_transcription(model):
+            data = await self.call_json(
+                "POST", "/audio/transcriptions", model=model, body=body, headers=headers
+            )
+            return media.transcription_from_wire(data, self.name, model)
+        assembler = media.TranscriptAssembler(self.name, model)
+        request_ = self.http.request(
+            "POST", "/audio/transcriptions", model=model, body=body, headers=headers
+        )
+        async with request_ as response:
+            if response.status != 200:
+                error = parse_body(await self.http.read(response))
+                raise self.dialect.error_from_body(response.status, error, model, response.headers)
+            async for payload in self.http.payloads(response, "sse"):
+                event = loads_or_protocol_error(payload, self.name, model)
+                if not isinstance(event, dict):
+                    raise self.protocol_error(
+                        f"expected a JSON object, got {payload[:100]!r}", model
+                    )
+                failure = self.dialect.error_in_body(event, model)
+                if failure is not None:
+                    raise failure
+                assembler.feed(event)
+        return assembler.finish()
+
+    async def synthesize(
+        self, request: media_pb2.SynthesizeRequest, model: str
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        mime = media.SPEECH_MIME[request.format or "mp3"]
+        chunks = self.stream_bytes("/audio/speech", media.speech_body(request, model), model=model)
+        async for chunk, _ in chunks:
+            if chunk:
+                yield media_pb2.SynthesizeResponse(audio=chunk, mime_type=mime)
+        yield media_pb2.SynthesizeResponse(done=True, model=model, provider=self.name)
+
     def unsupported_parameters(self, model: str) -> frozenset[str]:
         if isinstance(self.chat_dialect(model), Responses):
             return self._unsupported_parameters | RESPONSES_UNSUPPORTED
@@ -612,6 +715,14 @@ class OpenRouterProvider(OpenAIProvider):
         super().__init__(name, config, api_key)
         self.dialect = OpenRouterChat(name, "max_tokens")
         self.dialects = {"responses": Responses(name, self.dialect)}
+
+    async def generate_image(
+        self, request: media_pb2.GenerateImageRequest, model: str
+    ) -> media_pb2.GenerateImageResponse:
+        """Image output through Chat Completions (``modalities``), as OpenRouter has it."""
+        body = media.openrouter_image_body(request, model, self.name)
+        data = await self.call_json("POST", "/chat/completions", body, model=model)
+        return media.openrouter_images_from_wire(data, self.name, model)
 
     def default_headers(self) -> dict[str, str]:
         # OpenRouter attributes traffic to apps by these; config headers override them.

@@ -89,7 +89,39 @@ def _user_content(message: chat_pb2.Message, field: str) -> str | list[dict[str,
             content.append({"type": "input_text", "text": piece})
         else:
             content.append(_image(piece[0]))
+    content.extend(
+        _file_or_audio(part) for part in message.parts if part.WhichOneof("part") in _MEDIA
+    )
     return content
+
+
+# Parts beyond text and images the Responses API reads: ResponseInputFileParam
+# (``input_file`` with ``file_data`` as a data: URL and ``filename``, or ``file_url``) and
+# ResponseInputAudioParam (``input_audio``: base64 ``data``, ``format`` wav or mp3), as
+# the openai 3.60.0 types name them.
+_MEDIA = ("document", "audio")
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
+
+
+def _file_or_audio(part: chat_pb2.ContentPart) -> dict[str, Any]:
+    if part.WhichOneof("part") == "audio":
+        audio = part.audio
+        audio_format = _AUDIO_FORMATS.get(audio.mime_type)
+        if audio.WhichOneof("source") != "data" or audio_format is None:
+            raise errors.UnsupportedParameter(
+                "audio: the Responses API takes wav or mp3 bytes only",
+                field="audio",
+                parameter="audio",
+            )
+        data = base64.b64encode(audio.data).decode()
+        return {"type": "input_audio", "input_audio": {"data": data, "format": audio_format}}
+    document = part.document
+    pdf = document.mime_type == "application/pdf"
+    name = document.filename or ("document.pdf" if pdf else "document.txt")
+    if document.WhichOneof("source") == "url":
+        return {"type": "input_file", "file_url": document.url}
+    data_url = f"data:{document.mime_type};base64,{base64.b64encode(document.data).decode()}"
+    return {"type": "input_file", "filename": name, "file_data": data_url}
 
 
 def reasoning_items(blocks: Any) -> list[dict[str, Any]]:

@@ -62,6 +62,8 @@ class ProviderSpec:
 
 
 _CHAT = frozenset({"chat", "generate"})
+# GenerateImage, Transcribe (and TranscribeStream), Synthesize.
+_MEDIA = frozenset({"image", "transcribe", "speech"})
 _OPENAI_CHAT = "ratd.providers.openai_compat:OpenAIProvider"
 # Chat Completions by default; the Responses API for the models marked or configured so.
 _OPENAI_APIS = ("chat_completions", "responses")
@@ -97,7 +99,9 @@ SPECS: tuple[ProviderSpec, ...] = (
         ("OPENROUTER_API_KEY",),
         # POST /api/v1/embeddings in OpenAI's shape (vendor/model names, e.g.
         # openai/text-embedding-3-small); not in the default embed chain.
-        capabilities=_CHAT | {"embed"},
+        # Image output of chat models (modalities ["image", "text"]), as OpenRouter
+        # documents it.
+        capabilities=_CHAT | {"embed", "image"},
         routes=(Route("*/*", SHAPE),),
         default_chains=_CHAT,
         auto_enable=True,
@@ -108,10 +112,13 @@ SPECS: tuple[ProviderSpec, ...] = (
         _OPENAI_CHAT,
         "https://api.openai.com/v1",
         ("OPENAI_API_KEY",),
-        capabilities=_CHAT | {"embed"},
+        # Media: /images/generations and /images/edits, /audio/transcriptions,
+        # /audio/speech (openai_media.py).
+        capabilities=_CHAT | {"embed"} | _MEDIA,
         routes=(
             Route("ft:*", SHAPE),
             *(Route(p) for p in ("gpt-*", "chatgpt-*", "o1*", "o3*", "o4*", "text-embedding-*")),
+            *(Route(p) for p in ("dall-e-*", "whisper-*", "tts-*")),
         ),
         openrouter_vendor="openai",
         auto_enable=True,
@@ -133,7 +140,8 @@ SPECS: tuple[ProviderSpec, ...] = (
         "ratd.providers.gemini:GeminiProvider",
         "https://generativelanguage.googleapis.com",
         ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-        capabilities=_CHAT | {"embed", "tokens"},
+        # Image output (responseModalities IMAGE) and speech output (the TTS models).
+        capabilities=_CHAT | {"embed", "tokens", "image", "speech"},
         routes=(Route("gemini-*"), Route("deep-research-*")),
         openrouter_vendor="google",
         auto_enable=True,
@@ -156,7 +164,8 @@ SPECS: tuple[ProviderSpec, ...] = (
         "ratd.providers.huggingface:HuggingFaceProvider",
         "https://router.huggingface.co/hf-inference",
         ("HF_API_KEY", "HF_TOKEN"),
-        capabilities=frozenset({"embed", "nli", "classify", "stance"}),
+        # Media: the text-to-image, automatic-speech-recognition, text-to-speech tasks.
+        capabilities=frozenset({"embed", "nli", "classify", "stance"}) | _MEDIA,
         default_chains=frozenset({"embed", "nli", "classify", "stance"}),
         auto_enable=True,
     ),

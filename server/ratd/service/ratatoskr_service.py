@@ -3,13 +3,21 @@ and returns what the core answers. Nothing but gRPC concerns live here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TypeAlias
 
 import grpc
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
-from ratd import __version__
+from ratatoskr.v1 import (
+    chat_pb2,
+    inference_pb2,
+    media_pb2,
+    models_pb2,
+    ratatoskr_pb2,
+    ratatoskr_pb2_grpc,
+)
+from ratd import __version__, errors
+from ratd.core.gateway import Gateway
 from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -99,6 +107,37 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     ) -> inference_pb2.TokenizeResponse:
         return await self.guard.unary(context, "Tokenize", lambda gw: gw.tokenize(request))
 
+    # -- media ---------------------------------------------------------------------------------
+
+    async def GenerateImage(
+        self, request: media_pb2.GenerateImageRequest, context: Context
+    ) -> media_pb2.GenerateImageResponse:
+        return await self.guard.unary(
+            context, "GenerateImage", lambda gw: gw.generate_image(request)
+        )
+
+    async def Transcribe(
+        self, request: media_pb2.TranscribeRequest, context: Context
+    ) -> media_pb2.TranscribeResponse:
+        return await self.guard.unary(context, "Transcribe", lambda gw: gw.transcribe(request))
+
+    async def TranscribeStream(
+        self, request_iterator: AsyncIterable[media_pb2.TranscribeStreamRequest], context: Context
+    ) -> media_pb2.TranscribeStreamResponse:
+        async def call(gateway: Gateway) -> media_pb2.TranscribeStreamResponse:
+            request = await _gathered(request_iterator, gateway.config.media.max_audio_bytes)
+            return media_pb2.TranscribeStreamResponse(result=await gateway.transcribe(request))
+
+        return await self.guard.unary(context, "TranscribeStream", call)
+
+    async def Synthesize(
+        self, request: media_pb2.SynthesizeRequest, context: Context
+    ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
+        async for chunk in self.guard.stream(
+            context, "Synthesize", lambda gw: gw.synthesize(request)
+        ):
+            yield chunk
+
     # -- models --------------------------------------------------------------------------
 
     async def ListModels(
@@ -167,3 +206,42 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         if state.shared:
             reply.state_backend_up = state.up
         return reply
+
+
+async def _gathered(
+    messages: AsyncIterable[media_pb2.TranscribeStreamRequest], limit: int
+) -> media_pb2.TranscribeRequest:
+    """The one TranscribeRequest a client stream of chunks stands for: the first
+    message's config, every message's audio in order. Refused as soon as the audio
+    passes ``limit`` (media.max_audio_bytes), before more is buffered."""
+    request: media_pb2.TranscribeRequest | None = None
+    pieces: list[bytes] = []
+    size = 0
+    async for message in messages:
+        if request is None:
+            if not message.HasField("config"):
+                raise errors.InvalidInput(
+                    "config: the first message of the stream must carry the config",
+                    field="config",
+                )
+            request = media_pb2.TranscribeRequest()
+            request.CopyFrom(message.config)
+            pieces.append(request.audio)
+            size += len(request.audio)
+        elif message.HasField("config"):
+            raise errors.InvalidInput(
+                "config: only the first message of the stream may carry the config",
+                field="config",
+            )
+        pieces.append(message.audio)
+        size += len(message.audio)
+        if size > limit:
+            raise errors.InvalidInput(
+                f"audio: the stream's audio passes the limit of {limit} bytes "
+                "(media.max_audio_bytes)",
+                field="audio",
+            )
+    if request is None:
+        raise errors.InvalidInput("config: the stream carried no message", field="config")
+    request.audio = b"".join(pieces)
+    return request

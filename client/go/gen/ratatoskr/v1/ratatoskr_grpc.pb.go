@@ -39,6 +39,13 @@ type RatatoskrClient interface {
 	ListPresets(ctx context.Context, in *ListPresetsRequest, opts ...grpc.CallOption) (*ListPresetsResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	GetCapabilities(ctx context.Context, in *GetCapabilitiesRequest, opts ...grpc.CallOption) (*GetCapabilitiesResponse, error)
+	// Media (media.proto): images from a prompt, speech to text, text to speech.
+	GenerateImage(ctx context.Context, in *GenerateImageRequest, opts ...grpc.CallOption) (*GenerateImageResponse, error)
+	Transcribe(ctx context.Context, in *TranscribeRequest, opts ...grpc.CallOption) (*TranscribeResponse, error)
+	// Long audio as a client stream of chunks.
+	TranscribeStream(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_TranscribeStreamClient, error)
+	// Audio chunks as the provider sends them.
+	Synthesize(ctx context.Context, in *SynthesizeRequest, opts ...grpc.CallOption) (Ratatoskr_SynthesizeClient, error)
 }
 
 type ratatoskrClient struct {
@@ -275,6 +282,90 @@ func (c *ratatoskrClient) GetCapabilities(ctx context.Context, in *GetCapabiliti
 	return out, nil
 }
 
+func (c *ratatoskrClient) GenerateImage(ctx context.Context, in *GenerateImageRequest, opts ...grpc.CallOption) (*GenerateImageResponse, error) {
+	out := new(GenerateImageResponse)
+	err := c.cc.Invoke(ctx, "/ratatoskr.v1.Ratatoskr/GenerateImage", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ratatoskrClient) Transcribe(ctx context.Context, in *TranscribeRequest, opts ...grpc.CallOption) (*TranscribeResponse, error) {
+	out := new(TranscribeResponse)
+	err := c.cc.Invoke(ctx, "/ratatoskr.v1.Ratatoskr/Transcribe", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ratatoskrClient) TranscribeStream(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_TranscribeStreamClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Ratatoskr_serviceDesc.Streams[2], "/ratatoskr.v1.Ratatoskr/TranscribeStream", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &ratatoskrTranscribeStreamClient{stream}
+	return x, nil
+}
+
+type Ratatoskr_TranscribeStreamClient interface {
+	Send(*TranscribeStreamRequest) error
+	CloseAndRecv() (*TranscribeStreamResponse, error)
+	grpc.ClientStream
+}
+
+type ratatoskrTranscribeStreamClient struct {
+	grpc.ClientStream
+}
+
+func (x *ratatoskrTranscribeStreamClient) Send(m *TranscribeStreamRequest) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *ratatoskrTranscribeStreamClient) CloseAndRecv() (*TranscribeStreamResponse, error) {
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	m := new(TranscribeStreamResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *ratatoskrClient) Synthesize(ctx context.Context, in *SynthesizeRequest, opts ...grpc.CallOption) (Ratatoskr_SynthesizeClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Ratatoskr_serviceDesc.Streams[3], "/ratatoskr.v1.Ratatoskr/Synthesize", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &ratatoskrSynthesizeClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type Ratatoskr_SynthesizeClient interface {
+	Recv() (*SynthesizeResponse, error)
+	grpc.ClientStream
+}
+
+type ratatoskrSynthesizeClient struct {
+	grpc.ClientStream
+}
+
+func (x *ratatoskrSynthesizeClient) Recv() (*SynthesizeResponse, error) {
+	m := new(SynthesizeResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // RatatoskrServer is the server API for Ratatoskr service.
 // All implementations must embed UnimplementedRatatoskrServer
 // for forward compatibility
@@ -301,6 +392,13 @@ type RatatoskrServer interface {
 	ListPresets(context.Context, *ListPresetsRequest) (*ListPresetsResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error)
+	// Media (media.proto): images from a prompt, speech to text, text to speech.
+	GenerateImage(context.Context, *GenerateImageRequest) (*GenerateImageResponse, error)
+	Transcribe(context.Context, *TranscribeRequest) (*TranscribeResponse, error)
+	// Long audio as a client stream of chunks.
+	TranscribeStream(Ratatoskr_TranscribeStreamServer) error
+	// Audio chunks as the provider sends them.
+	Synthesize(*SynthesizeRequest, Ratatoskr_SynthesizeServer) error
 	mustEmbedUnimplementedRatatoskrServer()
 }
 
@@ -367,6 +465,18 @@ func (UnimplementedRatatoskrServer) Health(context.Context, *HealthRequest) (*He
 }
 func (UnimplementedRatatoskrServer) GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetCapabilities not implemented")
+}
+func (UnimplementedRatatoskrServer) GenerateImage(context.Context, *GenerateImageRequest) (*GenerateImageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GenerateImage not implemented")
+}
+func (UnimplementedRatatoskrServer) Transcribe(context.Context, *TranscribeRequest) (*TranscribeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Transcribe not implemented")
+}
+func (UnimplementedRatatoskrServer) TranscribeStream(Ratatoskr_TranscribeStreamServer) error {
+	return status.Errorf(codes.Unimplemented, "method TranscribeStream not implemented")
+}
+func (UnimplementedRatatoskrServer) Synthesize(*SynthesizeRequest, Ratatoskr_SynthesizeServer) error {
+	return status.Errorf(codes.Unimplemented, "method Synthesize not implemented")
 }
 func (UnimplementedRatatoskrServer) mustEmbedUnimplementedRatatoskrServer() {}
 
@@ -747,6 +857,89 @@ func _Ratatoskr_GetCapabilities_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ratatoskr_GenerateImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RatatoskrServer).GenerateImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/ratatoskr.v1.Ratatoskr/GenerateImage",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RatatoskrServer).GenerateImage(ctx, req.(*GenerateImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ratatoskr_Transcribe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TranscribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RatatoskrServer).Transcribe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/ratatoskr.v1.Ratatoskr/Transcribe",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RatatoskrServer).Transcribe(ctx, req.(*TranscribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ratatoskr_TranscribeStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RatatoskrServer).TranscribeStream(&ratatoskrTranscribeStreamServer{stream})
+}
+
+type Ratatoskr_TranscribeStreamServer interface {
+	SendAndClose(*TranscribeStreamResponse) error
+	Recv() (*TranscribeStreamRequest, error)
+	grpc.ServerStream
+}
+
+type ratatoskrTranscribeStreamServer struct {
+	grpc.ServerStream
+}
+
+func (x *ratatoskrTranscribeStreamServer) SendAndClose(m *TranscribeStreamResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *ratatoskrTranscribeStreamServer) Recv() (*TranscribeStreamRequest, error) {
+	m := new(TranscribeStreamRequest)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func _Ratatoskr_Synthesize_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SynthesizeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RatatoskrServer).Synthesize(m, &ratatoskrSynthesizeServer{stream})
+}
+
+type Ratatoskr_SynthesizeServer interface {
+	Send(*SynthesizeResponse) error
+	grpc.ServerStream
+}
+
+type ratatoskrSynthesizeServer struct {
+	grpc.ServerStream
+}
+
+func (x *ratatoskrSynthesizeServer) Send(m *SynthesizeResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "ratatoskr.v1.Ratatoskr",
 	HandlerType: (*RatatoskrServer)(nil),
@@ -823,6 +1016,14 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 			MethodName: "GetCapabilities",
 			Handler:    _Ratatoskr_GetCapabilities_Handler,
 		},
+		{
+			MethodName: "GenerateImage",
+			Handler:    _Ratatoskr_GenerateImage_Handler,
+		},
+		{
+			MethodName: "Transcribe",
+			Handler:    _Ratatoskr_Transcribe_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -833,6 +1034,16 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GenerateStream",
 			Handler:       _Ratatoskr_GenerateStream_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "TranscribeStream",
+			Handler:       _Ratatoskr_TranscribeStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Synthesize",
+			Handler:       _Ratatoskr_Synthesize_Handler,
 			ServerStreams: true,
 		},
 	},
