@@ -113,7 +113,7 @@ async def test_documents_audio_video_in_chat(
             ),
         ],
     )
-    reply = await client.chat([message], model="gemini-2.5-flash")
+    reply = await client.chat([message], model="gemini-3.5-flash-lite")
     assert reply.content
     parts = last_body(fake)["contents"][0]["parts"]
     assert parts[0] == {"text": "what is in these?"}

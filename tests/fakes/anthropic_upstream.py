@@ -644,10 +644,6 @@ class _Renderer:
                 frames.extend(
                     self._delta(index, {"type": "text_delta", "text": p}) for p in block.pieces
                 )
-                frames.extend(
-                    self._delta(index, {"type": "citations_delta", "citation": dict(c)})
-                    for c in block.citations
-                )
             elif isinstance(block, ServerToolUse):
                 frames.extend(
                     self._delta(index, {"type": "input_json_delta", "partial_json": p})
