@@ -7,6 +7,7 @@ from ratatoskr.v1 import chat_pb2 as ratatoskr_dot_v1_dot_chat__pb2
 from ratatoskr.v1 import inference_pb2 as ratatoskr_dot_v1_dot_inference__pb2
 from ratatoskr.v1 import models_pb2 as ratatoskr_dot_v1_dot_models__pb2
 from ratatoskr.v1 import ratatoskr_pb2 as ratatoskr_dot_v1_dot_ratatoskr__pb2
+from ratatoskr.v1 import realtime_pb2 as ratatoskr_dot_v1_dot_realtime__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -144,6 +145,11 @@ class RatatoskrStub:
                 request_serializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.Realtime = channel.stream_stream(
+                '/ratatoskr.v1.Ratatoskr/Realtime',
+                request_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeClientEvent.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeServerEvent.FromString,
+                _registered_method=True)
 
 
 class RatatoskrServicer:
@@ -278,6 +284,13 @@ class RatatoskrServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Realtime(self, request_iterator, context):
+        """A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatatoskrServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +393,11 @@ def add_RatatoskrServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+            'Realtime': grpc.stream_stream_rpc_method_handler(
+                    servicer.Realtime,
+                    request_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeClientEvent.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeServerEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -929,6 +947,33 @@ class Ratatoskr:
             '/ratatoskr.v1.Ratatoskr/GetCapabilities',
             ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.SerializeToString,
             ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Realtime(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ratatoskr.v1.Ratatoskr/Realtime',
+            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeClientEvent.SerializeToString,
+            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeServerEvent.FromString,
             options,
             channel_credentials,
             insecure,

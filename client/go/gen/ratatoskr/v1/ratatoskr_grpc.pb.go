@@ -39,6 +39,8 @@ type RatatoskrClient interface {
 	ListPresets(ctx context.Context, in *ListPresetsRequest, opts ...grpc.CallOption) (*ListPresetsResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	GetCapabilities(ctx context.Context, in *GetCapabilitiesRequest, opts ...grpc.CallOption) (*GetCapabilitiesResponse, error)
+	// A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
+	Realtime(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_RealtimeClient, error)
 }
 
 type ratatoskrClient struct {
@@ -275,6 +277,37 @@ func (c *ratatoskrClient) GetCapabilities(ctx context.Context, in *GetCapabiliti
 	return out, nil
 }
 
+func (c *ratatoskrClient) Realtime(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_RealtimeClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Ratatoskr_serviceDesc.Streams[2], "/ratatoskr.v1.Ratatoskr/Realtime", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &ratatoskrRealtimeClient{stream}
+	return x, nil
+}
+
+type Ratatoskr_RealtimeClient interface {
+	Send(*RealtimeClientEvent) error
+	Recv() (*RealtimeServerEvent, error)
+	grpc.ClientStream
+}
+
+type ratatoskrRealtimeClient struct {
+	grpc.ClientStream
+}
+
+func (x *ratatoskrRealtimeClient) Send(m *RealtimeClientEvent) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *ratatoskrRealtimeClient) Recv() (*RealtimeServerEvent, error) {
+	m := new(RealtimeServerEvent)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // RatatoskrServer is the server API for Ratatoskr service.
 // All implementations must embed UnimplementedRatatoskrServer
 // for forward compatibility
@@ -301,6 +334,8 @@ type RatatoskrServer interface {
 	ListPresets(context.Context, *ListPresetsRequest) (*ListPresetsResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error)
+	// A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
+	Realtime(Ratatoskr_RealtimeServer) error
 	mustEmbedUnimplementedRatatoskrServer()
 }
 
@@ -367,6 +402,9 @@ func (UnimplementedRatatoskrServer) Health(context.Context, *HealthRequest) (*He
 }
 func (UnimplementedRatatoskrServer) GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetCapabilities not implemented")
+}
+func (UnimplementedRatatoskrServer) Realtime(Ratatoskr_RealtimeServer) error {
+	return status.Errorf(codes.Unimplemented, "method Realtime not implemented")
 }
 func (UnimplementedRatatoskrServer) mustEmbedUnimplementedRatatoskrServer() {}
 
@@ -747,6 +785,32 @@ func _Ratatoskr_GetCapabilities_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ratatoskr_Realtime_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RatatoskrServer).Realtime(&ratatoskrRealtimeServer{stream})
+}
+
+type Ratatoskr_RealtimeServer interface {
+	Send(*RealtimeServerEvent) error
+	Recv() (*RealtimeClientEvent, error)
+	grpc.ServerStream
+}
+
+type ratatoskrRealtimeServer struct {
+	grpc.ServerStream
+}
+
+func (x *ratatoskrRealtimeServer) Send(m *RealtimeServerEvent) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *ratatoskrRealtimeServer) Recv() (*RealtimeClientEvent, error) {
+	m := new(RealtimeClientEvent)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "ratatoskr.v1.Ratatoskr",
 	HandlerType: (*RatatoskrServer)(nil),
@@ -834,6 +898,12 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 			StreamName:    "GenerateStream",
 			Handler:       _Ratatoskr_GenerateStream_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Realtime",
+			Handler:       _Ratatoskr_Realtime_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "ratatoskr/v1/ratatoskr.proto",
