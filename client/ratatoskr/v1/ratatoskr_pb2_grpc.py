@@ -147,8 +147,8 @@ class RatatoskrStub:
                 _registered_method=True)
         self.Realtime = channel.stream_stream(
                 '/ratatoskr.v1.Ratatoskr/Realtime',
-                request_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeClientEvent.SerializeToString,
-                response_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeServerEvent.FromString,
+                request_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.FromString,
                 _registered_method=True)
 
 
@@ -396,8 +396,8 @@ def add_RatatoskrServicer_to_server(servicer, server):
             ),
             'Realtime': grpc.stream_stream_rpc_method_handler(
                     servicer.Realtime,
-                    request_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeClientEvent.FromString,
-                    response_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeServerEvent.SerializeToString,
+                    request_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -972,8 +972,8 @@ class Ratatoskr:
             request_iterator,
             target,
             '/ratatoskr.v1.Ratatoskr/Realtime',
-            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeClientEvent.SerializeToString,
-            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeServerEvent.FromString,
+            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.FromString,
             options,
             channel_credentials,
             insecure,

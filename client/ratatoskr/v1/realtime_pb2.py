@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bratatoskr/v1/realtime.proto\x12\x0cratatoskr.v1\"\xe4\x01\n\x15RealtimeTurnDetection\x12\x35\n\x04mode\x18\x01 \x01(\x0e\x32\'.ratatoskr.v1.RealtimeTurnDetectionMode\x12\x16\n\tthreshold\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12 \n\x13silence_duration_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1e\n\x11prefix_padding_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x42\x0c\n\n_thresholdB\x16\n\x14_silence_duration_msB\x14\n\x12_prefix_padding_ms\"J\n\x0cRealtimeTool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\xb1\x03\n\x15RealtimeSessionConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x39\n\x11output_modalities\x18\x03 \x03(\x0e\x32\x1e.ratatoskr.v1.RealtimeModality\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12=\n\x12input_audio_format\x18\x05 \x01(\x0e\x32!.ratatoskr.v1.RealtimeAudioFormat\x12>\n\x13output_audio_format\x18\x06 \x01(\x0e\x32!.ratatoskr.v1.RealtimeAudioFormat\x12;\n\x0eturn_detection\x18\x07 \x01(\x0b\x32#.ratatoskr.v1.RealtimeTurnDetection\x12)\n\x05tools\x18\x08 \x03(\x0b\x32\x1a.ratatoskr.v1.RealtimeTool\x12\x18\n\x10transcribe_input\x18\t \x01(\x08\x12\x18\n\x0btemperature\x18\n \x01(\x02H\x00\x88\x01\x01\x42\x0e\n\x0c_temperature\"\x10\n\x0eRealtimeCommit\".\n\x16RealtimeResponseCreate\x12\x14\n\x0cinstructions\x18\x01 \x01(\t\"\x18\n\x16RealtimeResponseCancel\"H\n\x12RealtimeToolResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\"\xe2\x02\n\x13RealtimeClientEvent\x12\x36\n\x07session\x18\x01 \x01(\x0b\x32#.ratatoskr.v1.RealtimeSessionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12.\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x1c.ratatoskr.v1.RealtimeCommitH\x00\x12\x0e\n\x04text\x18\x04 \x01(\tH\x00\x12?\n\x0fresponse_create\x18\x05 \x01(\x0b\x32$.ratatoskr.v1.RealtimeResponseCreateH\x00\x12?\n\x0fresponse_cancel\x18\x06 \x01(\x0b\x32$.ratatoskr.v1.RealtimeResponseCancelH\x00\x12\x37\n\x0btool_result\x18\x07 \x01(\x0b\x32 .ratatoskr.v1.RealtimeToolResultH\x00\x42\x07\n\x05\x65vent\"\x8a\x01\n\x16RealtimeSessionCreated\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x1c\n\x14input_sample_rate_hz\x18\x04 \x01(\r\x12\x1d\n\x15output_sample_rate_hz\x18\x05 \x01(\r\"7\n\x12RealtimeAudioDelta\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bresponse_id\x18\x02 \x01(\t\"6\n\x11RealtimeTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bresponse_id\x18\x02 \x01(\t\"^\n\x10RealtimeToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\x12\x13\n\x0bresponse_id\x18\x04 \x01(\t\"\xb0\x01\n\rRealtimeUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\x12\x1a\n\x12input_audio_tokens\x18\x03 \x01(\r\x12\x1b\n\x13output_audio_tokens\x18\x04 \x01(\r\x12\x15\n\rcached_tokens\x18\x05 \x01(\r\x12\x15\n\x08\x63ost_usd\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_cost_usd\"\x8d\x01\n\x14RealtimeResponseDone\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.ratatoskr.v1.RealtimeResponseStatus\x12*\n\x05usage\x18\x03 \x01(\x0b\x32\x1b.ratatoskr.v1.RealtimeUsage\".\n\rRealtimeError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x17\n\x15RealtimeSpeechStarted\"B\n\x14RealtimeSessionEnded\x12*\n\x05usage\x18\x01 \x01(\x0b\x32\x1b.ratatoskr.v1.RealtimeUsage\"\xf2\x04\n\x13RealtimeServerEvent\x12?\n\x0fsession_created\x18\x01 \x01(\x0b\x32$.ratatoskr.v1.RealtimeSessionCreatedH\x00\x12\x37\n\x0b\x61udio_delta\x18\x02 \x01(\x0b\x32 .ratatoskr.v1.RealtimeAudioDeltaH\x00\x12\x35\n\ntext_delta\x18\x03 \x01(\x0b\x32\x1f.ratatoskr.v1.RealtimeTextDeltaH\x00\x12\x41\n\x16input_transcript_delta\x18\x04 \x01(\x0b\x32\x1f.ratatoskr.v1.RealtimeTextDeltaH\x00\x12\x42\n\x17output_transcript_delta\x18\x05 \x01(\x0b\x32\x1f.ratatoskr.v1.RealtimeTextDeltaH\x00\x12\x33\n\ttool_call\x18\x06 \x01(\x0b\x32\x1e.ratatoskr.v1.RealtimeToolCallH\x00\x12;\n\rresponse_done\x18\x07 \x01(\x0b\x32\".ratatoskr.v1.RealtimeResponseDoneH\x00\x12,\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1b.ratatoskr.v1.RealtimeErrorH\x00\x12=\n\x0espeech_started\x18\t \x01(\x0b\x32#.ratatoskr.v1.RealtimeSpeechStartedH\x00\x12;\n\rsession_ended\x18\n \x01(\x0b\x32\".ratatoskr.v1.RealtimeSessionEndedH\x00\x42\x07\n\x05\x65vent*n\n\x10RealtimeModality\x12!\n\x1dREALTIME_MODALITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16REALTIME_MODALITY_TEXT\x10\x01\x12\x1b\n\x17REALTIME_MODALITY_AUDIO\x10\x02*\xa7\x01\n\x13RealtimeAudioFormat\x12%\n!REALTIME_AUDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREALTIME_AUDIO_FORMAT_PCM16\x10\x01\x12#\n\x1fREALTIME_AUDIO_FORMAT_G711_ULAW\x10\x02\x12#\n\x1fREALTIME_AUDIO_FORMAT_G711_ALAW\x10\x03*\xcc\x01\n\x19RealtimeTurnDetectionMode\x12,\n(REALTIME_TURN_DETECTION_MODE_UNSPECIFIED\x10\x00\x12+\n\'REALTIME_TURN_DETECTION_MODE_SERVER_VAD\x10\x01\x12-\n)REALTIME_TURN_DETECTION_MODE_SEMANTIC_VAD\x10\x02\x12%\n!REALTIME_TURN_DETECTION_MODE_NONE\x10\x03*\xe0\x01\n\x16RealtimeResponseStatus\x12(\n$REALTIME_RESPONSE_STATUS_UNSPECIFIED\x10\x00\x12&\n\"REALTIME_RESPONSE_STATUS_COMPLETED\x10\x01\x12&\n\"REALTIME_RESPONSE_STATUS_CANCELLED\x10\x02\x12\'\n#REALTIME_RESPONSE_STATUS_INCOMPLETE\x10\x03\x12#\n\x1fREALTIME_RESPONSE_STATUS_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bratatoskr/v1/realtime.proto\x12\x0cratatoskr.v1\"\xe4\x01\n\x15RealtimeTurnDetection\x12\x35\n\x04mode\x18\x01 \x01(\x0e\x32\'.ratatoskr.v1.RealtimeTurnDetectionMode\x12\x16\n\tthreshold\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12 \n\x13silence_duration_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1e\n\x11prefix_padding_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x42\x0c\n\n_thresholdB\x16\n\x14_silence_duration_msB\x14\n\x12_prefix_padding_ms\"J\n\x0cRealtimeTool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\xb1\x03\n\x15RealtimeSessionConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12\x39\n\x11output_modalities\x18\x03 \x03(\x0e\x32\x1e.ratatoskr.v1.RealtimeModality\x12\x14\n\x0cinstructions\x18\x04 \x01(\t\x12=\n\x12input_audio_format\x18\x05 \x01(\x0e\x32!.ratatoskr.v1.RealtimeAudioFormat\x12>\n\x13output_audio_format\x18\x06 \x01(\x0e\x32!.ratatoskr.v1.RealtimeAudioFormat\x12;\n\x0eturn_detection\x18\x07 \x01(\x0b\x32#.ratatoskr.v1.RealtimeTurnDetection\x12)\n\x05tools\x18\x08 \x03(\x0b\x32\x1a.ratatoskr.v1.RealtimeTool\x12\x18\n\x10transcribe_input\x18\t \x01(\x08\x12\x18\n\x0btemperature\x18\n \x01(\x02H\x00\x88\x01\x01\x42\x0e\n\x0c_temperature\"\x10\n\x0eRealtimeCommit\".\n\x16RealtimeResponseCreate\x12\x14\n\x0cinstructions\x18\x01 \x01(\t\"\x18\n\x16RealtimeResponseCancel\"H\n\x12RealtimeToolResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\"\xde\x02\n\x0fRealtimeRequest\x12\x36\n\x07session\x18\x01 \x01(\x0b\x32#.ratatoskr.v1.RealtimeSessionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12.\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x1c.ratatoskr.v1.RealtimeCommitH\x00\x12\x0e\n\x04text\x18\x04 \x01(\tH\x00\x12?\n\x0fresponse_create\x18\x05 \x01(\x0b\x32$.ratatoskr.v1.RealtimeResponseCreateH\x00\x12?\n\x0fresponse_cancel\x18\x06 \x01(\x0b\x32$.ratatoskr.v1.RealtimeResponseCancelH\x00\x12\x37\n\x0btool_result\x18\x07 \x01(\x0b\x32 .ratatoskr.v1.RealtimeToolResultH\x00\x42\x07\n\x05\x65vent\"\x8a\x01\n\x16RealtimeSessionCreated\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x1c\n\x14input_sample_rate_hz\x18\x04 \x01(\r\x12\x1d\n\x15output_sample_rate_hz\x18\x05 \x01(\r\"7\n\x12RealtimeAudioDelta\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bresponse_id\x18\x02 \x01(\t\"6\n\x11RealtimeTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bresponse_id\x18\x02 \x01(\t\"^\n\x10RealtimeToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\x12\x13\n\x0bresponse_id\x18\x04 \x01(\t\"\xb0\x01\n\rRealtimeUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\x12\x1a\n\x12input_audio_tokens\x18\x03 \x01(\r\x12\x1b\n\x13output_audio_tokens\x18\x04 \x01(\r\x12\x15\n\rcached_tokens\x18\x05 \x01(\r\x12\x15\n\x08\x63ost_usd\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_cost_usd\"\x8d\x01\n\x14RealtimeResponseDone\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.ratatoskr.v1.RealtimeResponseStatus\x12*\n\x05usage\x18\x03 \x01(\x0b\x32\x1b.ratatoskr.v1.RealtimeUsage\".\n\rRealtimeError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x17\n\x15RealtimeSpeechStarted\"B\n\x14RealtimeSessionEnded\x12*\n\x05usage\x18\x01 \x01(\x0b\x32\x1b.ratatoskr.v1.RealtimeUsage\"\xef\x04\n\x10RealtimeResponse\x12?\n\x0fsession_created\x18\x01 \x01(\x0b\x32$.ratatoskr.v1.RealtimeSessionCreatedH\x00\x12\x37\n\x0b\x61udio_delta\x18\x02 \x01(\x0b\x32 .ratatoskr.v1.RealtimeAudioDeltaH\x00\x12\x35\n\ntext_delta\x18\x03 \x01(\x0b\x32\x1f.ratatoskr.v1.RealtimeTextDeltaH\x00\x12\x41\n\x16input_transcript_delta\x18\x04 \x01(\x0b\x32\x1f.ratatoskr.v1.RealtimeTextDeltaH\x00\x12\x42\n\x17output_transcript_delta\x18\x05 \x01(\x0b\x32\x1f.ratatoskr.v1.RealtimeTextDeltaH\x00\x12\x33\n\ttool_call\x18\x06 \x01(\x0b\x32\x1e.ratatoskr.v1.RealtimeToolCallH\x00\x12;\n\rresponse_done\x18\x07 \x01(\x0b\x32\".ratatoskr.v1.RealtimeResponseDoneH\x00\x12,\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1b.ratatoskr.v1.RealtimeErrorH\x00\x12=\n\x0espeech_started\x18\t \x01(\x0b\x32#.ratatoskr.v1.RealtimeSpeechStartedH\x00\x12;\n\rsession_ended\x18\n \x01(\x0b\x32\".ratatoskr.v1.RealtimeSessionEndedH\x00\x42\x07\n\x05\x65vent*n\n\x10RealtimeModality\x12!\n\x1dREALTIME_MODALITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16REALTIME_MODALITY_TEXT\x10\x01\x12\x1b\n\x17REALTIME_MODALITY_AUDIO\x10\x02*\xa7\x01\n\x13RealtimeAudioFormat\x12%\n!REALTIME_AUDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREALTIME_AUDIO_FORMAT_PCM16\x10\x01\x12#\n\x1fREALTIME_AUDIO_FORMAT_G711_ULAW\x10\x02\x12#\n\x1fREALTIME_AUDIO_FORMAT_G711_ALAW\x10\x03*\xcc\x01\n\x19RealtimeTurnDetectionMode\x12,\n(REALTIME_TURN_DETECTION_MODE_UNSPECIFIED\x10\x00\x12+\n\'REALTIME_TURN_DETECTION_MODE_SERVER_VAD\x10\x01\x12-\n)REALTIME_TURN_DETECTION_MODE_SEMANTIC_VAD\x10\x02\x12%\n!REALTIME_TURN_DETECTION_MODE_NONE\x10\x03*\xe0\x01\n\x16RealtimeResponseStatus\x12(\n$REALTIME_RESPONSE_STATUS_UNSPECIFIED\x10\x00\x12&\n\"REALTIME_RESPONSE_STATUS_COMPLETED\x10\x01\x12&\n\"REALTIME_RESPONSE_STATUS_CANCELLED\x10\x02\x12\'\n#REALTIME_RESPONSE_STATUS_INCOMPLETE\x10\x03\x12#\n\x1fREALTIME_RESPONSE_STATUS_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ratatoskr.v1.realtime_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REALTIMEMODALITY']._serialized_start=2754
-  _globals['_REALTIMEMODALITY']._serialized_end=2864
-  _globals['_REALTIMEAUDIOFORMAT']._serialized_start=2867
-  _globals['_REALTIMEAUDIOFORMAT']._serialized_end=3034
-  _globals['_REALTIMETURNDETECTIONMODE']._serialized_start=3037
-  _globals['_REALTIMETURNDETECTIONMODE']._serialized_end=3241
-  _globals['_REALTIMERESPONSESTATUS']._serialized_start=3244
-  _globals['_REALTIMERESPONSESTATUS']._serialized_end=3468
+  _globals['_REALTIMEMODALITY']._serialized_start=2747
+  _globals['_REALTIMEMODALITY']._serialized_end=2857
+  _globals['_REALTIMEAUDIOFORMAT']._serialized_start=2860
+  _globals['_REALTIMEAUDIOFORMAT']._serialized_end=3027
+  _globals['_REALTIMETURNDETECTIONMODE']._serialized_start=3030
+  _globals['_REALTIMETURNDETECTIONMODE']._serialized_end=3234
+  _globals['_REALTIMERESPONSESTATUS']._serialized_start=3237
+  _globals['_REALTIMERESPONSESTATUS']._serialized_end=3461
   _globals['_REALTIMETURNDETECTION']._serialized_start=46
   _globals['_REALTIMETURNDETECTION']._serialized_end=274
   _globals['_REALTIMETOOL']._serialized_start=276
@@ -53,26 +53,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REALTIMERESPONSECANCEL']._serialized_end=878
   _globals['_REALTIMETOOLRESULT']._serialized_start=880
   _globals['_REALTIMETOOLRESULT']._serialized_end=952
-  _globals['_REALTIMECLIENTEVENT']._serialized_start=955
-  _globals['_REALTIMECLIENTEVENT']._serialized_end=1309
-  _globals['_REALTIMESESSIONCREATED']._serialized_start=1312
-  _globals['_REALTIMESESSIONCREATED']._serialized_end=1450
-  _globals['_REALTIMEAUDIODELTA']._serialized_start=1452
-  _globals['_REALTIMEAUDIODELTA']._serialized_end=1507
-  _globals['_REALTIMETEXTDELTA']._serialized_start=1509
-  _globals['_REALTIMETEXTDELTA']._serialized_end=1563
-  _globals['_REALTIMETOOLCALL']._serialized_start=1565
-  _globals['_REALTIMETOOLCALL']._serialized_end=1659
-  _globals['_REALTIMEUSAGE']._serialized_start=1662
-  _globals['_REALTIMEUSAGE']._serialized_end=1838
-  _globals['_REALTIMERESPONSEDONE']._serialized_start=1841
-  _globals['_REALTIMERESPONSEDONE']._serialized_end=1982
-  _globals['_REALTIMEERROR']._serialized_start=1984
-  _globals['_REALTIMEERROR']._serialized_end=2030
-  _globals['_REALTIMESPEECHSTARTED']._serialized_start=2032
-  _globals['_REALTIMESPEECHSTARTED']._serialized_end=2055
-  _globals['_REALTIMESESSIONENDED']._serialized_start=2057
-  _globals['_REALTIMESESSIONENDED']._serialized_end=2123
-  _globals['_REALTIMESERVEREVENT']._serialized_start=2126
-  _globals['_REALTIMESERVEREVENT']._serialized_end=2752
+  _globals['_REALTIMEREQUEST']._serialized_start=955
+  _globals['_REALTIMEREQUEST']._serialized_end=1305
+  _globals['_REALTIMESESSIONCREATED']._serialized_start=1308
+  _globals['_REALTIMESESSIONCREATED']._serialized_end=1446
+  _globals['_REALTIMEAUDIODELTA']._serialized_start=1448
+  _globals['_REALTIMEAUDIODELTA']._serialized_end=1503
+  _globals['_REALTIMETEXTDELTA']._serialized_start=1505
+  _globals['_REALTIMETEXTDELTA']._serialized_end=1559
+  _globals['_REALTIMETOOLCALL']._serialized_start=1561
+  _globals['_REALTIMETOOLCALL']._serialized_end=1655
+  _globals['_REALTIMEUSAGE']._serialized_start=1658
+  _globals['_REALTIMEUSAGE']._serialized_end=1834
+  _globals['_REALTIMERESPONSEDONE']._serialized_start=1837
+  _globals['_REALTIMERESPONSEDONE']._serialized_end=1978
+  _globals['_REALTIMEERROR']._serialized_start=1980
+  _globals['_REALTIMEERROR']._serialized_end=2026
+  _globals['_REALTIMESPEECHSTARTED']._serialized_start=2028
+  _globals['_REALTIMESPEECHSTARTED']._serialized_end=2051
+  _globals['_REALTIMESESSIONENDED']._serialized_start=2053
+  _globals['_REALTIMESESSIONENDED']._serialized_end=2119
+  _globals['_REALTIMERESPONSE']._serialized_start=2122
+  _globals['_REALTIMERESPONSE']._serialized_end=2745
 # @@protoc_insertion_point(module_scope)

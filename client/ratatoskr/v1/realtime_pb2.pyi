@@ -121,7 +121,7 @@ class RealtimeToolResult(_message.Message):
     output_json: str
     def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., output_json: _Optional[str] = ...) -> None: ...
 
-class RealtimeClientEvent(_message.Message):
+class RealtimeRequest(_message.Message):
     __slots__ = ("session", "audio", "commit", "text", "response_create", "response_cancel", "tool_result")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
@@ -225,7 +225,7 @@ class RealtimeSessionEnded(_message.Message):
     usage: RealtimeUsage
     def __init__(self, usage: _Optional[_Union[RealtimeUsage, _Mapping]] = ...) -> None: ...
 
-class RealtimeServerEvent(_message.Message):
+class RealtimeResponse(_message.Message):
     __slots__ = ("session_created", "audio_delta", "text_delta", "input_transcript_delta", "output_transcript_delta", "tool_call", "response_done", "error", "speech_started", "session_ended")
     SESSION_CREATED_FIELD_NUMBER: _ClassVar[int]
     AUDIO_DELTA_FIELD_NUMBER: _ClassVar[int]

@@ -287,8 +287,8 @@ func (c *ratatoskrClient) Realtime(ctx context.Context, opts ...grpc.CallOption)
 }
 
 type Ratatoskr_RealtimeClient interface {
-	Send(*RealtimeClientEvent) error
-	Recv() (*RealtimeServerEvent, error)
+	Send(*RealtimeRequest) error
+	Recv() (*RealtimeResponse, error)
 	grpc.ClientStream
 }
 
@@ -296,12 +296,12 @@ type ratatoskrRealtimeClient struct {
 	grpc.ClientStream
 }
 
-func (x *ratatoskrRealtimeClient) Send(m *RealtimeClientEvent) error {
+func (x *ratatoskrRealtimeClient) Send(m *RealtimeRequest) error {
 	return x.ClientStream.SendMsg(m)
 }
 
-func (x *ratatoskrRealtimeClient) Recv() (*RealtimeServerEvent, error) {
-	m := new(RealtimeServerEvent)
+func (x *ratatoskrRealtimeClient) Recv() (*RealtimeResponse, error) {
+	m := new(RealtimeResponse)
 	if err := x.ClientStream.RecvMsg(m); err != nil {
 		return nil, err
 	}
@@ -790,8 +790,8 @@ func _Ratatoskr_Realtime_Handler(srv interface{}, stream grpc.ServerStream) erro
 }
 
 type Ratatoskr_RealtimeServer interface {
-	Send(*RealtimeServerEvent) error
-	Recv() (*RealtimeClientEvent, error)
+	Send(*RealtimeResponse) error
+	Recv() (*RealtimeRequest, error)
 	grpc.ServerStream
 }
 
@@ -799,12 +799,12 @@ type ratatoskrRealtimeServer struct {
 	grpc.ServerStream
 }
 
-func (x *ratatoskrRealtimeServer) Send(m *RealtimeServerEvent) error {
+func (x *ratatoskrRealtimeServer) Send(m *RealtimeResponse) error {
 	return x.ServerStream.SendMsg(m)
 }
 
-func (x *ratatoskrRealtimeServer) Recv() (*RealtimeClientEvent, error) {
-	m := new(RealtimeClientEvent)
+func (x *ratatoskrRealtimeServer) Recv() (*RealtimeRequest, error) {
+	m := new(RealtimeRequest)
 	if err := x.ServerStream.RecvMsg(m); err != nil {
 		return nil, err
 	}
