@@ -108,7 +108,8 @@ SPECS: tuple[ProviderSpec, ...] = (
         _OPENAI_CHAT,
         "https://api.openai.com/v1",
         ("OPENAI_API_KEY",),
-        capabilities=_CHAT | {"embed"},
+        # realtime: the Realtime API over a WebSocket (providers.realtime_openai).
+        capabilities=_CHAT | {"embed", "realtime"},
         routes=(
             Route("ft:*", SHAPE),
             *(Route(p) for p in ("gpt-*", "chatgpt-*", "o1*", "o3*", "o4*", "text-embedding-*")),
@@ -133,7 +134,8 @@ SPECS: tuple[ProviderSpec, ...] = (
         "ratd.providers.gemini:GeminiProvider",
         "https://generativelanguage.googleapis.com",
         ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-        capabilities=_CHAT | {"embed", "tokens"},
+        # realtime: the Live API over a WebSocket (providers.realtime_gemini).
+        capabilities=_CHAT | {"embed", "tokens", "realtime"},
         routes=(Route("gemini-*"), Route("deep-research-*")),
         openrouter_vendor="google",
         auto_enable=True,

@@ -8,7 +8,14 @@ from typing import TypeAlias
 
 import grpc
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
+from ratatoskr.v1 import (
+    chat_pb2,
+    inference_pb2,
+    models_pb2,
+    ratatoskr_pb2,
+    ratatoskr_pb2_grpc,
+    realtime_pb2,
+)
 from ratd import __version__
 from ratd.service.guard import CallGuard
 
@@ -46,6 +53,14 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
             context,
             "GenerateStream",
             lambda gw: gw.generate_stream(request),
+        ):
+            yield event
+
+    async def Realtime(
+        self, request_iterator: AsyncIterator[realtime_pb2.RealtimeRequest], context: Context
+    ) -> AsyncIterator[realtime_pb2.RealtimeResponse]:
+        async for event in self.guard.stream(
+            context, "Realtime", lambda gw: gw.realtime(request_iterator)
         ):
             yield event
 
