@@ -1,0 +1,360 @@
+"""Realtime sessions through a real in-process ratd (grpc.aio) to fake WebSocket
+upstreams on loopback (tests/fakes/realtime_upstream.py) speaking OpenAI's Realtime API
+and Gemini's Live API: audio in and audio, text and transcripts out with usage and cost;
+a tool call round trip; interruption; the caller leaving mid-utterance; upstream errors
+and refused handshakes as statuses; oversized and malformed input refused; fallback
+before the session opens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from ratatoskr import AuthenticationFailed, InvalidInput, RatatoskrError, ServiceClient
+from ratatoskr.realtime import RealtimeSession
+from ratatoskr.v1 import realtime_pb2 as rt
+from ratd.core.realtime import MAX_AUDIO_CHUNK_BYTES
+from tests.fakes.realtime_upstream import AUDIO_CHUNK, FakeGeminiLive, FakeOpenAIRealtime
+from tests.support.daemon import daemon_client, make_config
+
+OPENAI_KEY = "sk-test-realtime-0123456789"
+GOOGLE_KEY = "AIzaSyTest-Live-0123456789abcdef"
+OPENAI_MODEL = "gpt-realtime"
+GEMINI_MODEL = "gemini-live-2.5-flash-preview"
+WEATHER = rt.RealtimeTool(
+    name="get_weather",
+    description="The weather in a city",
+    parameters_json=json.dumps({"type": "object", "properties": {"city": {"type": "string"}}}),
+)
+# Generous bound for waiting on an event the fake records (never a timing assertion).
+WAIT = 10.0
+
+
+@pytest.fixture
+async def openai() -> AsyncIterator[FakeOpenAIRealtime]:
+    async with FakeOpenAIRealtime(OPENAI_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def gemini() -> AsyncIterator[FakeGeminiLive]:
+    async with FakeGeminiLive(GOOGLE_KEY) as fake:
+        yield fake
+
+
+def config_text(openai: FakeOpenAIRealtime, gemini: FakeGeminiLive, extra: str = "") -> str:
+    return f"""
+[providers.openai]
+base_url = "{openai.base_url}"
+[providers.google]
+base_url = "{gemini.base_url}"
+{extra}
+"""
+
+
+@pytest.fixture
+async def client(
+    openai: FakeOpenAIRealtime, gemini: FakeGeminiLive
+) -> AsyncIterator[ServiceClient]:
+    env = {"OPENAI_API_KEY": OPENAI_KEY, "GOOGLE_API_KEY": GOOGLE_KEY}
+    async with daemon_client(make_config(config_text(openai, gemini), env=env)) as c:
+        yield c
+
+
+async def until(session: RealtimeSession, kind: str) -> list[rt.RealtimeResponse]:
+    """Events up to and including the first of ``kind``."""
+    seen = []
+    async for event in session:
+        seen.append(event)
+        if event.WhichOneof("event") == kind:
+            return seen
+    raise AssertionError(f"the session ended before {kind}: {seen}")
+
+
+def of(events: list[rt.RealtimeResponse], kind: str) -> list[object]:
+    return [getattr(e, kind) for e in events if e.WhichOneof("event") == kind]
+
+
+async def test_openai_audio_in_audio_text_and_transcripts_out(
+    client: ServiceClient, openai: FakeOpenAIRealtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ratd.requests")
+    async with client.realtime(
+        OPENAI_MODEL,
+        voice="marin",
+        instructions="Be brief.",
+        transcribe_input=True,
+        manual_turns=True,
+    ) as session:
+        assert session.created.provider == "openai"
+        assert session.created.session_id == "sess_fake_1"
+        assert session.created.input_sample_rate_hz == 24000
+        await session.send_audio(b"\x00\x01" * 2400)
+        await session.send_audio(b"\x02\x03" * 2400)
+        await session.commit()
+        await session.create_response()
+        events = await until(session, "response_done")
+        await session.end()
+        rest = [e async for e in session]
+    audio = b"".join(d.data for d in of(events, "audio_delta"))  # type: ignore[attr-defined]
+    assert audio == AUDIO_CHUNK * 3
+    transcript = "".join(d.text for d in of(events, "output_transcript_delta"))  # type: ignore[attr-defined]
+    assert transcript == "Hi there!"
+    assert [d.text for d in of(events, "input_transcript_delta")] == ["hello there"]  # type: ignore[attr-defined]
+    done = events[-1].response_done
+    assert done.status == rt.REALTIME_RESPONSE_STATUS_COMPLETED
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (100, 50)
+    assert (done.usage.input_audio_tokens, done.usage.output_audio_tokens) == (80, 40)
+    assert done.usage.cached_tokens == 10
+    # The seed's gpt-realtime prices (4 and 16 USD per million tokens).
+    assert done.usage.cost_usd == pytest.approx((100 * 4 + 50 * 16) / 1e6)
+    assert [e.WhichOneof("event") for e in rest] == ["session_ended"]
+    assert rest[0].session_ended.usage.cost_usd == pytest.approx(done.usage.cost_usd)
+    # What went upstream: the bearer key on the handshake, the model in the query, the
+    # session as configured, then the caller's audio, commit and response.create.
+    assert openai.handshakes[0]["Authorization"] == f"Bearer {OPENAI_KEY}"
+    assert openai.queries[0] == {"model": OPENAI_MODEL}
+    update = openai.received[0]
+    assert update["type"] == "session.update"
+    assert update["session"]["instructions"] == "Be brief."
+    assert update["session"]["audio"]["output"]["voice"] == "marin"
+    assert update["session"]["audio"]["input"]["turn_detection"] is None
+    assert update["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    appended = [m for m in openai.received if m["type"] == "input_audio_buffer.append"]
+    assert base64.b64decode(appended[0]["audio"]) == b"\x00\x01" * 2400
+    assert openai.types()[-2:] == ["input_audio_buffer.commit", "response.create"]
+    await asyncio.wait_for(openai.closed.wait(), WAIT)
+    line = next(r for r in caplog.records if "method=Realtime" in r.getMessage())
+    assert "status=OK" in line.getMessage()
+    assert "tokens_in=100" in line.getMessage() and "tokens_out=50" in line.getMessage()
+    assert OPENAI_KEY not in caplog.text
+
+
+async def test_openai_text_session(client: ServiceClient, openai: FakeOpenAIRealtime) -> None:
+    async with client.realtime(OPENAI_MODEL, text_only=True) as session:
+        await session.send_text("Say hi")
+        await session.create_response()
+        events = await until(session, "response_done")
+    assert "".join(d.text for d in of(events, "text_delta")) == "Hi there!"  # type: ignore[attr-defined]
+    item = next(m for m in openai.received if m["type"] == "conversation.item.create")
+    assert item["item"]["content"] == [{"type": "input_text", "text": "Say hi"}]
+    assert openai.received[0]["session"]["output_modalities"] == ["text"]
+
+
+async def test_gemini_audio_in_audio_and_transcripts_out(
+    client: ServiceClient, gemini: FakeGeminiLive
+) -> None:
+    async with client.realtime(
+        GEMINI_MODEL, voice="Puck", instructions="Be brief.", transcribe_input=True
+    ) as session:
+        assert session.created.provider == "google"
+        assert session.created.input_sample_rate_hz == 16000
+        assert session.created.output_sample_rate_hz == 24000
+        await session.send_audio(b"\x00\x01" * 1600)
+        await session.commit()
+        events = await until(session, "response_done")
+        await session.end()
+        rest = [e async for e in session]
+    assert b"".join(d.data for d in of(events, "audio_delta")) == AUDIO_CHUNK * 3  # type: ignore[attr-defined]
+    assert "".join(d.text for d in of(events, "output_transcript_delta")) == "Hi there!"  # type: ignore[attr-defined]
+    assert [d.text for d in of(events, "input_transcript_delta")] == ["hello there"]  # type: ignore[attr-defined]
+    done = events[-1].response_done
+    assert done.status == rt.REALTIME_RESPONSE_STATUS_COMPLETED
+    assert done.response_id == "turn-1"
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (120, 60)
+    assert (done.usage.input_audio_tokens, done.usage.output_audio_tokens) == (100, 60)
+    assert not done.usage.HasField("cost_usd")  # no price known for this model
+    assert [e.WhichOneof("event") for e in rest] == ["session_ended"]
+    setup = gemini.received[0]["setup"]
+    assert setup["model"] == f"models/{GEMINI_MODEL}"
+    assert setup["generationConfig"]["responseModalities"] == ["AUDIO"]
+    voice = setup["generationConfig"]["speechConfig"]["voiceConfig"]["prebuiltVoiceConfig"]
+    assert voice == {"voiceName": "Puck"}
+    assert setup["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert "inputAudioTranscription" in setup and "outputAudioTranscription" in setup
+    audio = gemini.received[1]["realtimeInput"]["audio"]
+    assert audio["mimeType"] == "audio/pcm;rate=16000"
+    assert base64.b64decode(audio["data"]) == b"\x00\x01" * 1600
+    assert gemini.received[2] == {"realtimeInput": {"audioStreamEnd": True}}
+    assert gemini.handshakes[0]["x-goog-api-key"] == GOOGLE_KEY
+
+
+@pytest.mark.parametrize("model", [OPENAI_MODEL, GEMINI_MODEL])
+async def test_tool_call_round_trip(
+    client: ServiceClient, openai: FakeOpenAIRealtime, gemini: FakeGeminiLive, model: str
+) -> None:
+    async with client.realtime(model, tools=[WEATHER], text_only=True) as session:
+        await session.send_text("What is the weather in Oslo?")
+        await session.create_response()
+        events = await until(session, "tool_call")
+        call = events[-1].tool_call
+        assert call.name == "get_weather"
+        assert json.loads(call.arguments_json) == {"city": "Oslo"}
+        await session.send_tool_result(call.call_id, json.dumps({"sky": "sunny"}), call.name)
+        await session.create_response()
+        events = await until(session, "text_delta")
+        assert events[-1].text_delta.text == "It is sunny in Oslo."
+    if model == OPENAI_MODEL:
+        tools = openai.received[0]["session"]["tools"]
+        assert tools[0]["name"] == "get_weather" and tools[0]["type"] == "function"
+        output = [
+            m for m in openai.received if m.get("item", {}).get("type") == "function_call_output"
+        ]
+        assert output[0]["item"]["call_id"] == "call_weather_1"
+        assert json.loads(output[0]["item"]["output"]) == {"sky": "sunny"}
+    else:
+        declared = gemini.received[0]["setup"]["tools"][0]["functionDeclarations"]
+        assert declared[0]["name"] == "get_weather"
+        response = next(m["toolResponse"] for m in gemini.received if "toolResponse" in m)
+        assert response["functionResponses"] == [
+            {"id": "fc_weather_1", "name": "get_weather", "response": {"sky": "sunny"}}
+        ]
+
+
+async def test_interruption_cancels_the_response_upstream(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    openai.audio_chunks = 10_000
+    openai.chunk_delay = 0.005
+    async with client.realtime(OPENAI_MODEL, manual_turns=True) as session:
+        await session.send_audio(b"\x00" * 4800)
+        await session.commit()
+        await session.create_response()
+        await until(session, "audio_delta")
+        await session.cancel_response()
+        events = await until(session, "response_done")
+    assert events[-1].response_done.status == rt.REALTIME_RESPONSE_STATUS_CANCELLED
+    assert "response.cancel" in openai.types()
+    assert openai.sent_chunks < openai.audio_chunks
+
+
+async def test_gemini_interruption_drops_the_rest_of_the_turn(
+    client: ServiceClient, gemini: FakeGeminiLive
+) -> None:
+    gemini.audio_chunks = 50
+    async with client.realtime(GEMINI_MODEL) as session:
+        await session.send_audio(b"\x00" * 3200)
+        await session.commit()
+        await until(session, "audio_delta")
+        await session.cancel_response()
+        events = await until(session, "response_done")
+    assert events[-1].response_done.status == rt.REALTIME_RESPONSE_STATUS_CANCELLED
+
+
+@pytest.mark.parametrize("fake_name", ["openai", "gemini"])
+async def test_caller_leaving_mid_utterance_closes_the_upstream(
+    client: ServiceClient, openai: FakeOpenAIRealtime, gemini: FakeGeminiLive, fake_name: str
+) -> None:
+    fake = openai if fake_name == "openai" else gemini
+    model = OPENAI_MODEL if fake_name == "openai" else GEMINI_MODEL
+    async with client.realtime(model) as session:
+        for _ in range(3):
+            await session.send_audio(b"\x00\x01" * 800)
+        fake.got_message.clear()
+        await session.send_audio(b"\x00\x01" * 800)
+        await asyncio.wait_for(fake.got_message.wait(), WAIT)
+        assert not fake.closed.is_set()
+        session.close()  # the caller goes mid-utterance, with no commit
+    await asyncio.wait_for(fake.closed.wait(), WAIT)
+    assert fake.sessions == 1
+
+
+async def test_upstream_error_ends_the_call_with_a_clear_status(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    openai.fail_with = ("server_error", "The server had an error while processing")
+    async with client.realtime(OPENAI_MODEL, manual_turns=True) as session:
+        await session.send_text("hi")
+        await session.create_response()
+        with pytest.raises(RatatoskrError) as caught:
+            await until(session, "response_done")
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "The server had an error while processing" in str(caught.value)
+    assert "1011" in str(caught.value)
+
+
+async def test_refused_keys_are_unauthenticated(
+    openai: FakeOpenAIRealtime, gemini: FakeGeminiLive
+) -> None:
+    env = {"OPENAI_API_KEY": "sk-wrong", "GOOGLE_API_KEY": "AIza-wrong"}
+    async with daemon_client(make_config(config_text(openai, gemini), env=env)) as client:
+        for model in (OPENAI_MODEL, GEMINI_MODEL):
+            with pytest.raises(AuthenticationFailed) as caught:
+                async with client.realtime(model):
+                    pass
+            assert "wrong" not in str(caught.value)
+    assert "API key not valid" in str(caught.value)
+
+
+async def test_oversized_audio_chunk_is_invalid_argument(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    async with client.realtime(OPENAI_MODEL) as session:
+        await session.send_audio(b"\x00" * (MAX_AUDIO_CHUNK_BYTES + 1))
+        with pytest.raises(InvalidInput) as caught:
+            await until(session, "response_done")
+    assert f"at most {MAX_AUDIO_CHUNK_BYTES}" in str(caught.value)
+    await asyncio.wait_for(openai.closed.wait(), WAIT)
+    assert "input_audio_buffer.append" not in openai.types()
+
+
+@pytest.mark.parametrize(
+    ("first", "words"),
+    [
+        (rt.RealtimeRequest(audio=b"\x00\x00"), "first client event must configure"),
+        (rt.RealtimeRequest(session=rt.RealtimeSessionConfig()), "session.model"),
+    ],
+)
+async def test_a_session_must_be_configured_first(
+    client: ServiceClient, openai: FakeOpenAIRealtime, first: rt.RealtimeRequest, words: str
+) -> None:
+    call = client._stub.Realtime(timeout=WAIT)
+    await call.write(first)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in (caught.value.details() or "")
+    assert openai.sessions == 0
+
+
+async def test_the_model_cannot_change_mid_session(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    async with client.realtime(OPENAI_MODEL) as session:
+        await session.update(rt.RealtimeSessionConfig(model="gpt-realtime-mini"))
+        with pytest.raises(InvalidInput, match="cannot change"):
+            await until(session, "response_done")
+
+
+async def test_fallback_happens_before_the_session_opens(
+    openai: FakeOpenAIRealtime, gemini: FakeGeminiLive
+) -> None:
+    """The first provider refuses the handshake (503); the second serves the session."""
+    async with FakeOpenAIRealtime(OPENAI_KEY) as backup:
+        openai.refuse_status = 503
+        extra = f"""
+[providers.backup]
+kind = "openai"
+base_url = "{backup.base_url}"
+api_key_env = "OPENAI_API_KEY"
+[routing]
+realtime = ["openai", "backup"]
+"""
+        env = {"OPENAI_API_KEY": OPENAI_KEY, "GOOGLE_API_KEY": GOOGLE_KEY}
+        config = make_config(config_text(openai, gemini, extra), env=env)
+        async with daemon_client(config) as client, client.realtime(OPENAI_MODEL) as session:
+            assert session.created.provider == "backup"
+        assert len(openai.handshakes) == 1 and backup.sessions == 1
+
+
+async def test_a_model_without_a_realtime_provider_is_refused(client: ServiceClient) -> None:
+    with pytest.raises(RatatoskrError) as caught:
+        async with client.realtime("claude-sonnet-4-5"):
+            pass
+    assert caught.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED)
