@@ -46,6 +46,7 @@ class _FakeRealtime(LoopbackServer):
         self.handshakes: list[CIMultiDict[str]] = []
         self.queries: list[dict[str, str]] = []
         self.sessions = 0
+        self.responses = 0
         self.closed = asyncio.Event()
         self.got_message = asyncio.Event()
         # Deltas per response, and the pause between them (a long answer to interrupt).
@@ -57,6 +58,8 @@ class _FakeRealtime(LoopbackServer):
         self.fail_with: tuple[str, str] | None = None
         # HTTP status to refuse the handshake with (a down provider).
         self.refuse_status: int | None = None
+        # False: do not keep what was received (a long benchmark run).
+        self.keep_received = True
 
     def types(self) -> list[str]:
         return [str(m.get("type") or next(iter(m), "")) for m in self.received]
@@ -66,7 +69,8 @@ class _FakeRealtime(LoopbackServer):
         if msg.type != WSMsgType.TEXT:
             return None
         found: dict[str, Any] = json.loads(msg.data)
-        self.received.append(found)
+        if self.keep_received:
+            self.received.append(found)
         self.got_message.set()
         return found
 
@@ -134,7 +138,8 @@ class FakeOpenAIRealtime(_FakeRealtime):
             responding.cancel()
 
     async def respond(self, ws: web.WebSocketResponse, state: dict[str, Any]) -> None:
-        rid = f"resp_{len(self.received)}"
+        self.responses += 1
+        rid = f"resp_{self.responses}"
         await ws.send_json({"type": "response.created", "response": {"id": rid}})
         if self.fail_with is not None:
             code, message = self.fail_with
@@ -284,3 +289,24 @@ class FakeGeminiLive(_FakeRealtime):
         await ws.send_json({"usageMetadata": usage})
         await ws.send_json({"serverContent": {"generationComplete": True}})
         await ws.send_json({"serverContent": {"turnComplete": True}})
+
+
+async def _serve(key: str, chunks: int) -> None:
+    """Serve a fake OpenAI Realtime API until killed (the benchmark's upstream); prints
+    ``realtime <base_url>`` once listening."""
+    fake = FakeOpenAIRealtime(key)
+    fake.audio_chunks = chunks
+    fake.keep_received = False
+    await fake.start()
+    print("realtime", fake.base_url, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--key", default="sk-bench-not-a-real-key")
+    parser.add_argument("--chunks", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(_serve(args.key, args.chunks))
