@@ -358,3 +358,31 @@ async def test_a_model_without_a_realtime_provider_is_refused(client: ServiceCli
         async with client.realtime("claude-sonnet-4-5"):
             pass
     assert caught.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED)
+
+
+async def _stalled(fake: FakeOpenAIRealtime) -> int:
+    """The fake's count of audio deltas sent, once it has stopped growing."""
+    last = -1
+    for _ in range(200):
+        await asyncio.sleep(0.1)
+        if fake.sent_chunks == last and last > 0:
+            return last
+        last = fake.sent_chunks
+    raise AssertionError(f"the fake never stalled ({fake.sent_chunks} deltas sent)")
+
+
+async def test_a_caller_that_stops_reading_stops_the_upstream(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    """Backpressure: ratd reads the upstream only as fast as the caller reads ratd, so a
+    caller that reads nothing leaves the fake blocked on its socket (a few MiB in flight
+    in socket and HTTP/2 buffers) rather than ratd buffering the ~300 MiB answer."""
+    openai.audio_chunks = 200_000
+    async with client.realtime(OPENAI_MODEL, manual_turns=True) as session:
+        await session.create_response()
+        stalled = await _stalled(openai)
+        assert stalled < openai.audio_chunks // 10
+        for _ in range(2 * stalled + 100):  # read on: the upstream moves again
+            await session.receive()
+        assert openai.sent_chunks > stalled
+    await asyncio.wait_for(openai.closed.wait(), WAIT)
