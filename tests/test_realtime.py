@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -386,3 +390,29 @@ async def test_a_caller_that_stops_reading_stops_the_upstream(
             await session.receive()
         assert openai.sent_chunks > stalled
     await asyncio.wait_for(openai.closed.wait(), WAIT)
+
+
+@pytest.mark.parametrize("model", [OPENAI_MODEL, GEMINI_MODEL])
+async def test_the_python_example_runs(
+    client: ServiceClient, model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/realtime.py against the fakes: audio in, a tool call answered, the
+    answer's audio written out, the session ended cleanly."""
+    example = _example()
+    answer = await example.converse(client, model, b"\x00\x01" * 4800, "")
+    assert answer.text == "Hi there!"
+    assert bytes(answer.audio) == AUDIO_CHUNK * 3
+    assert "you said: hello there" in capsys.readouterr().out
+    answer = await example.converse(client, model, b"", "What is the weather?")
+    assert answer.text == "It is sunny in Oslo."
+
+
+def _example() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "realtime_example", Path(__file__).parents[1] / "examples" / "realtime.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -177,24 +177,26 @@ class FakeOpenAIRealtime(_FakeRealtime):
             if state["cancel"].is_set():
                 await self.done(ws, rid, "cancelled")
                 return
-            word = words[i % len(words)]
+            word = words[i] if i < len(words) else ""
             if text_only:
-                await ws.send_json(
-                    {"type": "response.output_text.delta", "response_id": rid, "delta": word}
-                )
+                if word:
+                    await ws.send_json(
+                        {"type": "response.output_text.delta", "response_id": rid, "delta": word}
+                    )
             else:
                 audio = base64.b64encode(AUDIO_CHUNK).decode()
                 await ws.send_json(
                     {"type": "response.output_audio.delta", "response_id": rid, "delta": audio}
                 )
                 self.sent_chunks += 1
-                await ws.send_json(
-                    {
-                        "type": "response.output_audio_transcript.delta",
-                        "response_id": rid,
-                        "delta": word,
-                    }
-                )
+                if word:
+                    await ws.send_json(
+                        {
+                            "type": "response.output_audio_transcript.delta",
+                            "response_id": rid,
+                            "delta": word,
+                        }
+                    )
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
         await self.done(ws, rid, "completed")
@@ -268,8 +270,9 @@ class FakeGeminiLive(_FakeRealtime):
             }
             await ws.send_json({"serverContent": {"modelTurn": {"parts": [part]}}})
             self.sent_chunks += 1
-            word = ["Hi", " there", "!"][i % 3]
-            await ws.send_json({"serverContent": {"outputTranscription": {"text": word}}})
+            if i < 3:
+                word = ["Hi", " there", "!"][i]
+                await ws.send_json({"serverContent": {"outputTranscription": {"text": word}}})
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
         await self.turn_complete(ws)
