@@ -12,6 +12,7 @@ import base64
 import importlib.util
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,12 +21,19 @@ from typing import Any
 import grpc
 import pytest
 
-from ratatoskr import AuthenticationFailed, InvalidInput, RatatoskrError, ServiceClient
+from ratatoskr import (
+    AuthenticationFailed,
+    CallerUnauthenticated,
+    InvalidInput,
+    ModelNotAllowed,
+    RatatoskrError,
+    ServiceClient,
+)
 from ratatoskr.realtime import RealtimeSession
 from ratatoskr.v1 import realtime_pb2 as rt
 from ratd.core.realtime import MAX_AUDIO_CHUNK_BYTES
 from tests.fakes.realtime_upstream import AUDIO_CHUNK, FakeGeminiLive, FakeOpenAIRealtime
-from tests.support.daemon import daemon_client, make_config
+from tests.support.daemon import daemon_client, make_config, spawn_ratd
 
 OPENAI_KEY = "sk-test-realtime-0123456789"
 GOOGLE_KEY = "AIzaSyTest-Live-0123456789abcdef"
@@ -416,3 +424,56 @@ def _example() -> Any:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def _new_key(tenant: str) -> tuple[str, str]:
+    """``ratd keys new``: the key and its config lines."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ratd", "keys", "new", tenant],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    key = next(line for line in lines if line.startswith("rat_"))
+    return key, "\n".join(line for line in lines if not line.startswith(("#", "rat_")))
+
+
+async def test_spawned_ratd_with_tenants(
+    openai: FakeOpenAIRealtime, gemini: FakeGeminiLive, tmp_path: Path
+) -> None:
+    """A real ratd process with [auth]: the tenant's allow-list holds for realtime as for
+    chat, callers without a key are refused, and a session works end to end."""
+    key, table = _new_key("acme")
+    config = f"""
+[server]
+address = "127.0.0.1:0"
+metrics_address = "127.0.0.1:0"
+[auth]
+mode = "api_key"
+{table}
+models = ["{OPENAI_MODEL}"]
+{config_text(openai, gemini)}
+"""
+    env = {"OPENAI_API_KEY": OPENAI_KEY, "GOOGLE_API_KEY": GOOGLE_KEY}
+    with spawn_ratd(config, tmp_path, env=env) as ratd:
+        async with await ServiceClient.connect(ratd.address, api_key=key, timeout=30) as client:
+            async with client.realtime(OPENAI_MODEL, manual_turns=True) as session:
+                await session.send_audio(b"\x00\x01" * 2400)
+                await session.commit()
+                await session.create_response()
+                events = await until(session, "response_done")
+            assert b"".join(d.data for d in of(events, "audio_delta")) == AUDIO_CHUNK * 3  # type: ignore[attr-defined]
+            with pytest.raises(ModelNotAllowed):
+                async with client.realtime(GEMINI_MODEL):
+                    pass
+        async with await ServiceClient.connect(ratd.address, timeout=30) as anonymous:
+            with pytest.raises(CallerUnauthenticated):
+                async with anonymous.realtime(OPENAI_MODEL):
+                    pass
+        await asyncio.wait_for(openai.closed.wait(), WAIT)
+    assert gemini.sessions == 0 and openai.sessions == 1
+    log = ratd.log()
+    assert "method=Realtime" in log and "tenant=acme" in log
+    assert key not in log and OPENAI_KEY not in log
