@@ -65,6 +65,7 @@ class RealtimeUpstream:
         self.dialect = dialect
         self.created = rt.RealtimeSessionCreated()
         # Why the upstream closed, from its close frame.
+        self.close_code: int | None = None
         self.close_reason = ""
 
     @property
@@ -141,6 +142,9 @@ class RealtimeUpstream:
                     raise self._protocol(str(msg.data))
                 return None
             if msg.type == aiohttp.WSMsgType.CLOSE:
+                # From the frame itself: ws.close_code may read 1006 if answering the
+                # close fails because the upstream has already dropped the connection.
+                self.close_code = int(msg.data or 1005)
                 self.close_reason = str(msg.extra or "")
                 return None
             if msg.type in (
@@ -157,7 +161,7 @@ class RealtimeUpstream:
         )
 
     def _closed_error(self) -> errors.GatewayError:
-        code = self.ws.close_code or 1006
+        code = self.close_code or self.ws.close_code or 1006
         reason = ""
         exc = self.ws.exception()
         if exc is not None:
