@@ -477,3 +477,17 @@ models = ["{OPENAI_MODEL}"]
     log = ratd.log()
     assert "method=Realtime" in log and "tenant=acme" in log
     assert key not in log and OPENAI_KEY not in log
+
+
+async def test_a_redirected_handshake_is_refused_not_followed(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    """The key goes to the configured origin only: a redirect elsewhere is not followed."""
+    async with FakeOpenAIRealtime(OPENAI_KEY) as elsewhere:
+        openai.redirect_to = f"{elsewhere.base_url}/realtime?model={OPENAI_MODEL}"
+        with pytest.raises(RatatoskrError) as caught:
+            async with client.realtime(OPENAI_MODEL):
+                pass
+        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+        assert "redirect" in str(caught.value)
+        assert len(openai.handshakes) == 1 and not elsewhere.handshakes

@@ -58,6 +58,8 @@ class _FakeRealtime(LoopbackServer):
         self.fail_with: tuple[str, str] | None = None
         # HTTP status to refuse the handshake with (a down provider).
         self.refuse_status: int | None = None
+        # A URL to redirect the handshake to (ratd must not follow it).
+        self.redirect_to: str | None = None
         # False: do not keep what was received (a long benchmark run).
         self.keep_received = True
 
@@ -86,6 +88,8 @@ class FakeOpenAIRealtime(_FakeRealtime):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.handshakes.append(CIMultiDict(request.headers))
         self.queries.append(dict(request.query))
+        if self.redirect_to is not None:
+            raise web.HTTPTemporaryRedirect(self.redirect_to)
         if self.refuse_status is not None:
             return web.json_response(
                 {"error": {"message": "overloaded", "type": "server_error"}},
