@@ -125,7 +125,7 @@ def message(descriptor: pb_descriptor.Descriptor, depth: int = 0) -> st.SearchSt
 
 
 def _all_classes() -> dict[str, type[Message]]:
-    from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2
+    from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, realtime_pb2
 
     found: dict[str, type[Message]] = {}
 
@@ -136,7 +136,7 @@ def _all_classes() -> dict[str, type[Message]]:
                 found[item.DESCRIPTOR.full_name] = item
                 walk(item)
 
-    for module in (chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, admin_pb2):
+    for module in (chat_pb2, inference_pb2, models_pb2, realtime_pb2, ratatoskr_pb2, admin_pb2):
         walk(module)
     return found
 
@@ -232,9 +232,12 @@ def test_no_request_gets_internal_or_unknown(
     )(channel)
     call = getattr(stub, method.name)
 
-    async def invoke(request: Message) -> grpc.StatusCode:
+    async def invoke(request: Message | list[Message]) -> grpc.StatusCode:
         try:
-            if method.server_streaming:
+            if method.client_streaming:  # Realtime: a few events, then the end
+                async for _ in call(iter(request), timeout=20):
+                    pass
+            elif method.server_streaming:
                 async for _ in call(request, timeout=20):
                     pass
             else:
@@ -243,9 +246,13 @@ def test_no_request_gets_internal_or_unknown(
             return err.code()
         return grpc.StatusCode.OK
 
+    requests = message(method.input_type)
+    if method.client_streaming:
+        requests = st.lists(requests, min_size=1, max_size=3)  # type: ignore[assignment]
+
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(message(method.input_type))
-    def check(request: Message) -> None:
+    @given(requests)
+    def check(request: Message | list[Message]) -> None:
         code = bg.run(invoke(request))
         assert code not in BAD_STATUSES, (
             f"{method.name} answered {code.name} to {str(request)[:500]}"
