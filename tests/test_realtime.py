@@ -89,7 +89,7 @@ async def until(session: RealtimeSession, kind: str) -> list[rt.RealtimeResponse
     raise AssertionError(f"the session ended before {kind}: {seen}")
 
 
-def of(events: list[rt.RealtimeResponse], kind: str) -> list[object]:
+def of(events: list[rt.RealtimeResponse], kind: str) -> list[Any]:
     return [getattr(e, kind) for e in events if e.WhichOneof("event") == kind]
 
 
@@ -114,11 +114,11 @@ async def test_openai_audio_in_audio_text_and_transcripts_out(
         events = await until(session, "response_done")
         await session.end()
         rest = [e async for e in session]
-    audio = b"".join(d.data for d in of(events, "audio_delta"))  # type: ignore[attr-defined]
+    audio = b"".join(d.data for d in of(events, "audio_delta"))
     assert audio == AUDIO_CHUNK * 3
-    transcript = "".join(d.text for d in of(events, "output_transcript_delta"))  # type: ignore[attr-defined]
+    transcript = "".join(d.text for d in of(events, "output_transcript_delta"))
     assert transcript == "Hi there!"
-    assert [d.text for d in of(events, "input_transcript_delta")] == ["hello there"]  # type: ignore[attr-defined]
+    assert [d.text for d in of(events, "input_transcript_delta")] == ["hello there"]
     done = events[-1].response_done
     assert done.status == rt.REALTIME_RESPONSE_STATUS_COMPLETED
     assert (done.usage.input_tokens, done.usage.output_tokens) == (100, 50)
@@ -153,7 +153,7 @@ async def test_openai_text_session(client: ServiceClient, openai: FakeOpenAIReal
         await session.send_text("Say hi")
         await session.create_response()
         events = await until(session, "response_done")
-    assert "".join(d.text for d in of(events, "text_delta")) == "Hi there!"  # type: ignore[attr-defined]
+    assert "".join(d.text for d in of(events, "text_delta")) == "Hi there!"
     item = next(m for m in openai.received if m["type"] == "conversation.item.create")
     assert item["item"]["content"] == [{"type": "input_text", "text": "Say hi"}]
     assert openai.received[0]["session"]["output_modalities"] == ["text"]
@@ -173,9 +173,9 @@ async def test_gemini_audio_in_audio_and_transcripts_out(
         events = await until(session, "response_done")
         await session.end()
         rest = [e async for e in session]
-    assert b"".join(d.data for d in of(events, "audio_delta")) == AUDIO_CHUNK * 3  # type: ignore[attr-defined]
-    assert "".join(d.text for d in of(events, "output_transcript_delta")) == "Hi there!"  # type: ignore[attr-defined]
-    assert [d.text for d in of(events, "input_transcript_delta")] == ["hello there"]  # type: ignore[attr-defined]
+    assert b"".join(d.data for d in of(events, "audio_delta")) == AUDIO_CHUNK * 3
+    assert "".join(d.text for d in of(events, "output_transcript_delta")) == "Hi there!"
+    assert [d.text for d in of(events, "input_transcript_delta")] == ["hello there"]
     done = events[-1].response_done
     assert done.status == rt.REALTIME_RESPONSE_STATUS_COMPLETED
     assert done.response_id == "turn-1"
@@ -464,7 +464,7 @@ models = ["{OPENAI_MODEL}"]
                 await session.commit()
                 await session.create_response()
                 events = await until(session, "response_done")
-            assert b"".join(d.data for d in of(events, "audio_delta")) == AUDIO_CHUNK * 3  # type: ignore[attr-defined]
+            assert b"".join(d.data for d in of(events, "audio_delta")) == AUDIO_CHUNK * 3
             with pytest.raises(ModelNotAllowed):
                 async with client.realtime(GEMINI_MODEL):
                     pass
