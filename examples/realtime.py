@@ -2,7 +2,7 @@
 answer to another file, print the transcripts, answer a tool call.
 
     python examples/realtime.py --model gpt-realtime --audio question.pcm --out answer.pcm
-    python examples/realtime.py --model gemini-live-2.5-flash-preview --text "Weather in Oslo?"
+    python examples/realtime.py --model gemini-3.1-flash-live-preview --text "Weather in Oslo?"
 
 The input file is raw 16-bit mono PCM at the provider's input rate (24 kHz for OpenAI,
 16 kHz for Gemini: ``session.created`` says which). ratd needs the provider's key

@@ -38,7 +38,7 @@ from tests.support.daemon import daemon_client, make_config, spawn_ratd
 OPENAI_KEY = "sk-test-realtime-0123456789"
 GOOGLE_KEY = "AIzaSyTest-Live-0123456789abcdef"
 OPENAI_MODEL = "gpt-realtime"
-GEMINI_MODEL = "gemini-live-2.5-flash-preview"
+GEMINI_MODEL = "gemini-3.1-flash-live-preview"
 WEATHER = rt.RealtimeTool(
     name="get_weather",
     description="The weather in a city",
