@@ -491,3 +491,36 @@ async def test_a_redirected_handshake_is_refused_not_followed(
         assert caught.value.code == grpc.StatusCode.UNAVAILABLE
         assert "redirect" in str(caught.value)
         assert len(openai.handshakes) == 1 and not elsewhere.handshakes
+
+
+async def test_an_upstream_that_stops_reading_stops_the_caller(
+    client: ServiceClient, openai: FakeOpenAIRealtime
+) -> None:
+    """Backpressure the other way: while the upstream takes nothing, ratd reads nothing
+    more of the caller, so the caller's writes block (after a few MiB in socket and
+    HTTP/2 buffers) instead of ratd buffering its audio."""
+    chunk = b"\x00" * MAX_AUDIO_CHUNK_BYTES
+    total = 4000  # 1 GiB, were nothing to hold it back
+    sent = 0
+    async with client.realtime(OPENAI_MODEL, manual_turns=True) as session:
+        openai.stop_reading.set()
+
+        async def send_all() -> None:
+            nonlocal sent
+            for _ in range(total):
+                await session.send_audio(chunk)
+                sent += 1
+
+        sender = asyncio.create_task(send_all())
+        last = -1
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if sent == last and sent > 0:
+                break
+            last = sent
+        assert not sender.done()
+        print(f"the caller's writes stalled after {sent} chunks of {len(chunk)} bytes")
+        assert sent < total // 20, f"{sent} chunks went out while the upstream read nothing"
+        sender.cancel()
+    openai.resume_reading.set()  # the fake reads on, and finds the session closed
+    await asyncio.wait_for(openai.closed.wait(), WAIT)

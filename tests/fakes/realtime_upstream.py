@@ -58,6 +58,10 @@ class _FakeRealtime(LoopbackServer):
         self.fail_with: tuple[str, str] | None = None
         # HTTP status to refuse the handshake with (a down provider).
         self.refuse_status: int | None = None
+        # Set: the fake stops reading its socket (an upstream that takes no more input)
+        # until resume_reading is set.
+        self.stop_reading = asyncio.Event()
+        self.resume_reading = asyncio.Event()
         # A URL to redirect the handshake to (ratd must not follow it).
         self.redirect_to: str | None = None
         # False: do not keep what was received (a long benchmark run).
@@ -67,6 +71,8 @@ class _FakeRealtime(LoopbackServer):
         return [str(m.get("type") or next(iter(m), "")) for m in self.received]
 
     async def _receive(self, ws: web.WebSocketResponse) -> dict[str, Any] | None:
+        if self.stop_reading.is_set():
+            await self.resume_reading.wait()
         msg = await ws.receive()
         if msg.type != WSMsgType.TEXT:
             return None
