@@ -32,6 +32,7 @@ from ratatoskr import (
 from ratatoskr.realtime import RealtimeSession
 from ratatoskr.v1 import realtime_pb2 as rt
 from ratd.core.realtime import MAX_AUDIO_CHUNK_BYTES
+from ratd.providers.http import ws_url
 from tests.fakes.realtime_upstream import AUDIO_CHUNK, FakeGeminiLive, FakeOpenAIRealtime
 from tests.support.daemon import daemon_client, make_config, spawn_ratd
 
@@ -524,3 +525,12 @@ async def test_an_upstream_that_stops_reading_stops_the_caller(
         sender.cancel()
     openai.resume_reading.set()  # the fake reads on, and finds the session closed
     await asyncio.wait_for(openai.closed.wait(), WAIT)
+
+
+def test_websocket_urls_come_from_the_configured_base_url() -> None:
+    assert ws_url("https://api.openai.com/v1") == "wss://api.openai.com/v1"
+    assert ws_url("http://127.0.0.1:8080/v1") == "ws://127.0.0.1:8080/v1"
+    assert (
+        ws_url("HTTPS://generativelanguage.googleapis.com")
+        == "wss://generativelanguage.googleapis.com"
+    )
