@@ -19,6 +19,7 @@ from ratatoskr.address import DEFAULT_ADDRESS, parse_address
 from ratatoskr.embedded import DEFAULT_PROBE_SECS, ratd_answers, start_embedded
 from ratatoskr.errors import ConnectionFailed, from_rpc_error
 from ratatoskr.helpers import ChatOptions, GenerateOptions, Message
+from ratatoskr.realtime import RealtimeOpening, session_config
 from ratatoskr.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -28,6 +29,7 @@ from ratatoskr.v1 import (
     models_pb2,
     ratatoskr_pb2,
     ratatoskr_pb2_grpc,
+    realtime_pb2,
     usage_pb2,
     usage_pb2_grpc,
 )
@@ -411,6 +413,25 @@ class ServiceClient:
             messages=chat.messages, tools=chat.tools, options=chat.options
         )
         return self._stream(self._stub.ChatStream, request, timeout)
+
+    # -- realtime -------------------------------------------------------------------
+
+    def realtime(
+        self,
+        model: str | realtime_pb2.RealtimeSessionConfig,
+        *,
+        timeout: float | None = None,
+        **config_kwargs: Any,
+    ) -> RealtimeOpening:
+        """``async with client.realtime("gpt-realtime", voice="marin") as session``: a
+        realtime session (``ratatoskr.realtime.RealtimeSession``). ``model`` is a model
+        name (``config_kwargs`` as for ``ratatoskr.realtime.session_config``) or a whole
+        ``RealtimeSessionConfig``. ``timeout`` bounds the whole session."""
+        config = model if not isinstance(model, str) else session_config(model, **config_kwargs)
+        call = self._stub.Realtime(
+            timeout=timeout if timeout is not None else self.timeout, metadata=self._metadata
+        )
+        return RealtimeOpening(call, config)
 
     @staticmethod
     def _generate_options(

@@ -23,7 +23,7 @@ from typing import Any
 from ratd.providers.specs import REMOTE_KINDS, SPECS, spec_for
 from ratd.secrets import Secret, default_secrets_path, load_secrets
 
-CAPABILITIES = ("chat", "generate", "embed", "nli", "classify", "stance", "tokens")
+CAPABILITIES = ("chat", "generate", "embed", "nli", "classify", "stance", "tokens", "realtime")
 
 
 class ConfigError(Exception):
@@ -208,6 +208,8 @@ class RoutingConfig:
     image: list[str] = field(default_factory=list)
     transcribe: list[str] = field(default_factory=list)
     speech: list[str] = field(default_factory=list)
+    # Realtime sessions (Realtime): providers tried, before the session opens only.
+    realtime: list[str] = field(default_factory=list)
     # Checked before the built-in table.
     rules: list[RoutingRule] = field(default_factory=list)
     # "ordered": try providers in chain order; "cheapest": among the providers that can

@@ -8,6 +8,7 @@ from ratatoskr.v1 import inference_pb2 as ratatoskr_dot_v1_dot_inference__pb2
 from ratatoskr.v1 import media_pb2 as ratatoskr_dot_v1_dot_media__pb2
 from ratatoskr.v1 import models_pb2 as ratatoskr_dot_v1_dot_models__pb2
 from ratatoskr.v1 import ratatoskr_pb2 as ratatoskr_dot_v1_dot_ratatoskr__pb2
+from ratatoskr.v1 import realtime_pb2 as ratatoskr_dot_v1_dot_realtime__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -164,6 +165,11 @@ class RatatoskrStub:
                 '/ratatoskr.v1.Ratatoskr/Synthesize',
                 request_serializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeRequest.SerializeToString,
                 response_deserializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeResponse.FromString,
+                _registered_method=True)
+        self.Realtime = channel.stream_stream(
+                '/ratatoskr.v1.Ratatoskr/Realtime',
+                request_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.FromString,
                 _registered_method=True)
 
 
@@ -326,6 +332,13 @@ class RatatoskrServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Realtime(self, request_iterator, context):
+        """A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatatoskrServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -448,6 +461,11 @@ def add_RatatoskrServicer_to_server(servicer, server):
                     servicer.Synthesize,
                     request_deserializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeRequest.FromString,
                     response_serializer=ratatoskr_dot_v1_dot_media__pb2.SynthesizeResponse.SerializeToString,
+            ),
+            'Realtime': grpc.stream_stream_rpc_method_handler(
+                    servicer.Realtime,
+                    request_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1105,6 +1123,33 @@ class Ratatoskr:
             '/ratatoskr.v1.Ratatoskr/Synthesize',
             ratatoskr_dot_v1_dot_media__pb2.SynthesizeRequest.SerializeToString,
             ratatoskr_dot_v1_dot_media__pb2.SynthesizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Realtime(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ratatoskr.v1.Ratatoskr/Realtime',
+            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, media_pb2, models_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, media_pb2, models_pb2, realtime_pb2
 from ratd import errors, tracing
 from ratd.config import Config
-from ratd.core import access, media
+from ratd.core import access, media, realtime
 from ratd.core.cache import ResponseCache, cache_key
 from ratd.core.calls import CallInfo, current
 from ratd.core.catalog import Catalog
@@ -564,6 +564,13 @@ class Gateway:
         if info is None or info.tenant is None:
             return await run()
         return await self._governed("chat", request, info, run)
+
+    def realtime(
+        self, requests: AsyncIterator[realtime_pb2.RealtimeRequest]
+    ) -> AsyncIterator[realtime_pb2.RealtimeResponse]:
+        """A realtime session (``ratd.core.realtime``): opened with the first provider
+        of the model's route that serves realtime, then relayed both ways."""
+        return realtime.session(self, requests, current())
 
     @streaming("ChatStream")
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:

@@ -9,8 +9,9 @@ fallback chain move on to a provider that can.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, media_pb2, models_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, media_pb2, models_pb2, realtime_pb2
 from ratd import errors
 from ratd.config import Config, ProviderConfig
 from ratd.providers.apis import ModelApis
@@ -71,6 +72,13 @@ class Provider:
     def unsupported_parameters(self, model: str) -> frozenset[str]:
         """ChatOptions fields this API cannot take for ``model`` (validated by the core)."""
         return frozenset()
+
+    # -- realtime ---------------------------------------------------------------------
+
+    async def realtime(self, config: realtime_pb2.RealtimeSessionConfig, model: str) -> Any:
+        """An open realtime session (``ratd.providers.realtime.RealtimeUpstream``) with
+        ``model``, configured by ``config``."""
+        raise self._unsupported("realtime", model)
 
     # -- chat and generation ----------------------------------------------------------
 

@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 import orjson
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2
+from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2, realtime_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers import gemini_interactions as gi
@@ -61,6 +61,8 @@ from ratd.providers.messages import (
     tool_result_value,
     unwrap_json_schema,
 )
+from ratd.providers.realtime import RealtimeUpstream, open_session
+from ratd.providers.realtime_gemini import GeminiLive
 from ratd.providers.reasoning_blocks import GEMINI_FORMAT, verifiable_by
 from ratd.secrets import Secret
 
@@ -718,6 +720,12 @@ class GeminiProvider(HttpProvider):
     async def close(self) -> None:
         await self.interactions.drain()  # cancels of abandoned background interactions
         await super().close()
+
+    async def realtime(
+        self, config: realtime_pb2.RealtimeSessionConfig, model: str
+    ) -> RealtimeUpstream:
+        """A session with the Live API (``BidiGenerateContent`` over a WebSocket)."""
+        return await open_session(self.http, GeminiLive(self.name, model), config)
 
     def auth_headers(self, api_key: Secret) -> dict[str, str]:
         # A header, never the ``key=`` query parameter: URLs get logged.

@@ -7,6 +7,7 @@ missing model, say); everything that HTTP itself means lives here once.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email.utils
 import math
@@ -42,6 +43,7 @@ class HttpClient:
         self._config = config
         self._headers = {"Content-Type": "application/json", **headers}
         self._session: aiohttp.ClientSession | None = None
+        self._ws_session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -73,6 +75,73 @@ class HttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._ws_session is not None:
+            await self._ws_session.close()
+            self._ws_session = None
+
+    def _get_ws_session(self) -> aiohttp.ClientSession:
+        """A session of its own for WebSockets: ``ws_connect`` follows redirects, so this
+        one refuses them in a trace hook before the next request is sent (the key must
+        reach no origin but the configured one)."""
+        if self._ws_session is None or self._ws_session.closed:
+            refuse = aiohttp.TraceConfig()
+            refuse.on_request_redirect.append(_refuse_redirect)
+            self._ws_session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._config.connect_timeout_secs
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trace_configs=[refuse],
+            )
+        return self._ws_session
+
+    async def websocket(
+        self,
+        path: str,
+        *,
+        model: str,
+        max_message_bytes: int,
+        params: Mapping[str, str] | None = None,
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to ``base_url`` + ``path`` (https becomes wss, http ws), the
+        provider's headers (its key) sent with the handshake. A refused handshake is the
+        error its HTTP status means; a redirect is refused."""
+        url = ws_url(self.base_url) + path
+        timeout = aiohttp.ClientWSTimeout(
+            ws_receive=None, ws_close=min(2.0, self._config.connect_timeout_secs)
+        )
+        try:
+            return await asyncio.wait_for(
+                self._get_ws_session().ws_connect(
+                    url,
+                    params=params,
+                    timeout=timeout,
+                    max_msg_size=max_message_bytes,
+                    autoping=True,
+                ),
+                self._config.connect_timeout_secs + self._config.first_byte_timeout_secs,
+            )
+        except aiohttp.WSServerHandshakeError as err:
+            raise error_for_status(
+                err.status,
+                err.message,
+                provider=self.provider,
+                model=model,
+                headers=err.headers or {},
+            ) from None
+        except _Redirected:
+            raise errors.ProviderUnavailable(
+                f"{self.provider}: the realtime endpoint redirected; ratd follows no "
+                "redirect (set the provider's base_url to the final address)",
+                provider=self.provider,
+                model=model,
+            ) from None
+        except Exception as err:
+            error = self.failure(err, model, begun=False)
+            if error is None:
+                raise
+            raise error from None
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -223,6 +292,20 @@ class _Exchange:
             error = self.client.failure(err, self.model, begun=self._begun)
             if error is not None:
                 raise error from None
+
+
+class _Redirected(Exception):
+    """A WebSocket handshake answered with a redirect (refused, never followed)."""
+
+
+async def _refuse_redirect(*_: Any) -> None:
+    raise _Redirected()
+
+
+def ws_url(base_url: str) -> str:
+    """``base_url`` as a WebSocket URL: https becomes wss, http ws."""
+    scheme, sep, rest = base_url.partition("://")
+    return {"https": "wss", "http": "ws"}.get(scheme.lower(), scheme) + sep + rest
 
 
 def parse_body(body: bytes) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2
+from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2, realtime_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
 from ratd.providers import openai_media as media
@@ -31,6 +31,8 @@ from ratd.providers.messages import EFFORT_NAMES, ROLE_NAMES, function_tool, ret
 from ratd.providers.openai_responses import UNSUPPORTED as RESPONSES_UNSUPPORTED
 from ratd.providers.openai_responses import Responses
 from ratd.providers.openrouter_models import openrouter_metadata
+from ratd.providers.realtime import RealtimeUpstream, open_session
+from ratd.providers.realtime_openai import OpenAIRealtime
 from ratd.providers.reasoning_blocks import ReasoningDetails, details_from_blocks
 from ratd.secrets import Secret
 
@@ -700,6 +702,12 @@ class OpenAIProvider(HttpProvider):
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         return [model_info(item, self.name) for item in await self._model_list() if item.get("id")]
+
+    async def realtime(
+        self, config: realtime_pb2.RealtimeSessionConfig, model: str
+    ) -> RealtimeUpstream:
+        """A session with OpenAI's Realtime API (``{base_url}/realtime?model=``, wss)."""
+        return await open_session(self.http, OpenAIRealtime(self.name, model), config)
 
     async def _model_list(self) -> list[dict[str, Any]]:
         """The objects of ``GET /models``' data array."""

@@ -113,8 +113,9 @@ SPECS: tuple[ProviderSpec, ...] = (
         "https://api.openai.com/v1",
         ("OPENAI_API_KEY",),
         # Media: /images/generations and /images/edits, /audio/transcriptions,
-        # /audio/speech (openai_media.py).
-        capabilities=_CHAT | {"embed"} | _MEDIA,
+        # /audio/speech (openai_media.py); realtime: the Realtime API over a WebSocket
+        # (providers.realtime_openai).
+        capabilities=_CHAT | {"embed", "realtime"} | _MEDIA,
         routes=(
             Route("ft:*", SHAPE),
             *(Route(p) for p in ("gpt-*", "chatgpt-*", "o1*", "o3*", "o4*", "text-embedding-*")),
@@ -140,8 +141,9 @@ SPECS: tuple[ProviderSpec, ...] = (
         "ratd.providers.gemini:GeminiProvider",
         "https://generativelanguage.googleapis.com",
         ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-        # Image output (responseModalities IMAGE) and speech output (the TTS models).
-        capabilities=_CHAT | {"embed", "tokens", "image", "speech"},
+        # Image output (responseModalities IMAGE) and speech output (the TTS models);
+        # realtime: the Live API over a WebSocket (providers.realtime_gemini).
+        capabilities=_CHAT | {"embed", "tokens", "image", "speech", "realtime"},
         routes=(Route("gemini-*"), Route("deep-research-*")),
         openrouter_vendor="google",
         auto_enable=True,

@@ -15,6 +15,7 @@ from ratatoskr.v1 import (
     models_pb2,
     ratatoskr_pb2,
     ratatoskr_pb2_grpc,
+    realtime_pb2,
 )
 from ratd import __version__, errors
 from ratd.core.gateway import Gateway
@@ -54,6 +55,14 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
             context,
             "GenerateStream",
             lambda gw: gw.generate_stream(request),
+        ):
+            yield event
+
+    async def Realtime(
+        self, request_iterator: AsyncIterator[realtime_pb2.RealtimeRequest], context: Context
+    ) -> AsyncIterator[realtime_pb2.RealtimeResponse]:
+        async for event in self.guard.stream(
+            context, "Realtime", lambda gw: gw.realtime(request_iterator)
         ):
             yield event
 

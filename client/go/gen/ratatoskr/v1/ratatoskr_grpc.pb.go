@@ -46,6 +46,8 @@ type RatatoskrClient interface {
 	TranscribeStream(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_TranscribeStreamClient, error)
 	// Audio chunks as the provider sends them.
 	Synthesize(ctx context.Context, in *SynthesizeRequest, opts ...grpc.CallOption) (Ratatoskr_SynthesizeClient, error)
+	// A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
+	Realtime(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_RealtimeClient, error)
 }
 
 type ratatoskrClient struct {
@@ -366,6 +368,37 @@ func (x *ratatoskrSynthesizeClient) Recv() (*SynthesizeResponse, error) {
 	return m, nil
 }
 
+func (c *ratatoskrClient) Realtime(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_RealtimeClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Ratatoskr_serviceDesc.Streams[4], "/ratatoskr.v1.Ratatoskr/Realtime", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &ratatoskrRealtimeClient{stream}
+	return x, nil
+}
+
+type Ratatoskr_RealtimeClient interface {
+	Send(*RealtimeRequest) error
+	Recv() (*RealtimeResponse, error)
+	grpc.ClientStream
+}
+
+type ratatoskrRealtimeClient struct {
+	grpc.ClientStream
+}
+
+func (x *ratatoskrRealtimeClient) Send(m *RealtimeRequest) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *ratatoskrRealtimeClient) Recv() (*RealtimeResponse, error) {
+	m := new(RealtimeResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // RatatoskrServer is the server API for Ratatoskr service.
 // All implementations must embed UnimplementedRatatoskrServer
 // for forward compatibility
@@ -399,6 +432,8 @@ type RatatoskrServer interface {
 	TranscribeStream(Ratatoskr_TranscribeStreamServer) error
 	// Audio chunks as the provider sends them.
 	Synthesize(*SynthesizeRequest, Ratatoskr_SynthesizeServer) error
+	// A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
+	Realtime(Ratatoskr_RealtimeServer) error
 	mustEmbedUnimplementedRatatoskrServer()
 }
 
@@ -477,6 +512,9 @@ func (UnimplementedRatatoskrServer) TranscribeStream(Ratatoskr_TranscribeStreamS
 }
 func (UnimplementedRatatoskrServer) Synthesize(*SynthesizeRequest, Ratatoskr_SynthesizeServer) error {
 	return status.Errorf(codes.Unimplemented, "method Synthesize not implemented")
+}
+func (UnimplementedRatatoskrServer) Realtime(Ratatoskr_RealtimeServer) error {
+	return status.Errorf(codes.Unimplemented, "method Realtime not implemented")
 }
 func (UnimplementedRatatoskrServer) mustEmbedUnimplementedRatatoskrServer() {}
 
@@ -940,6 +978,32 @@ func (x *ratatoskrSynthesizeServer) Send(m *SynthesizeResponse) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _Ratatoskr_Realtime_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RatatoskrServer).Realtime(&ratatoskrRealtimeServer{stream})
+}
+
+type Ratatoskr_RealtimeServer interface {
+	Send(*RealtimeResponse) error
+	Recv() (*RealtimeRequest, error)
+	grpc.ServerStream
+}
+
+type ratatoskrRealtimeServer struct {
+	grpc.ServerStream
+}
+
+func (x *ratatoskrRealtimeServer) Send(m *RealtimeResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *ratatoskrRealtimeServer) Recv() (*RealtimeRequest, error) {
+	m := new(RealtimeRequest)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "ratatoskr.v1.Ratatoskr",
 	HandlerType: (*RatatoskrServer)(nil),
@@ -1045,6 +1109,12 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 			StreamName:    "Synthesize",
 			Handler:       _Ratatoskr_Synthesize_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Realtime",
+			Handler:       _Ratatoskr_Realtime_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "ratatoskr/v1/ratatoskr.proto",
