@@ -11,7 +11,7 @@ The generated messages live in ``ratatoskr.v1`` (``chat_pb2``, ``inference_pb2``
 """
 
 from ratatoskr.address import DEFAULT_ADDRESS
-from ratatoskr.client import ServiceClient
+from ratatoskr.client import ServiceClient, batch_result, job_metadata
 from ratatoskr.errors import (
     AuthenticationFailed,
     CallerUnauthenticated,
@@ -22,6 +22,8 @@ from ratatoskr.errors import (
     DeadlineExceeded,
     InternalError,
     InvalidInput,
+    JobNotFinished,
+    JobNotFound,
     ModelNotAllowed,
     ModelNotAvailable,
     ModelNotFound,
@@ -45,7 +47,7 @@ from ratatoskr.helpers import (
     ToolDefinition,
 )
 from ratatoskr.sync import SyncServiceClient
-from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2
+from ratatoskr.v1 import admin_pb2, chat_pb2, inference_pb2, jobs_pb2, models_pb2, ratatoskr_pb2
 
 __version__ = "0.1.0"
 
@@ -69,6 +71,8 @@ __all__ = [
     "GenerateOptions",
     "InternalError",
     "InvalidInput",
+    "JobNotFinished",
+    "JobNotFound",
     "Message",
     "ModelNotAllowed",
     "ModelNotAvailable",
@@ -88,8 +92,11 @@ __all__ = [
     "ToolDefinition",
     "UnsupportedParameter",
     "admin_pb2",
+    "batch_result",
     "chat_pb2",
     "inference_pb2",
+    "job_metadata",
+    "jobs_pb2",
     "models_pb2",
     "ratatoskr_pb2",
 ]

@@ -353,6 +353,26 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """``[jobs]``: long-running jobs (SubmitBatch), followed through the standard
+    google.longrunning.Operations service."""
+
+    # Where jobs are kept, one file each, so that a restart loses none ("": in memory
+    # only, lost at exit).
+    dir: str = "~/.cache/ratatoskr/jobs"
+    # Jobs kept at most (finished ones are dropped oldest first to make room; when all
+    # are running, a new one is refused with RESOURCE_EXHAUSTED).
+    max_jobs: int = 1000
+    # The largest result a job may keep (MB); a larger one fails the job.
+    max_result_mb: float = 32.0
+    # Finished jobs are deleted this long after they end.
+    keep_finished_secs: float = 7 * 86400.0
+    # Items of a batch at most, and how many run at once (the local batch runner).
+    max_batch_items: int = 10000
+    batch_concurrency: int = 4
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -367,6 +387,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     tenants: dict[str, TenantConfig] = field(default_factory=dict)
     http: HttpConfig = field(default_factory=HttpConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -672,6 +693,14 @@ def _check_llm_fallback(config: Config) -> None:
         )
 
 
+def _check_jobs(jobs: JobsConfig, source: str) -> None:
+    for key in ("max_jobs", "max_result_mb", "max_batch_items", "batch_concurrency"):
+        if getattr(jobs, key) <= 0:
+            raise ConfigError(f"{source}: jobs.{key} must be positive")
+    if jobs.keep_finished_secs < 0:
+        raise ConfigError(f"{source}: jobs.keep_finished_secs must not be negative")
+
+
 def parse_config(
     text: str,
     source: str,
@@ -702,6 +731,7 @@ def parse_config(
         remote, local = _auto_providers(keys), LocalConfig()
     config = dataclasses.replace(base, providers=remote, local=local, keys=keys, source=source)
     _check_routing(config)
+    _check_jobs(config.jobs, source)
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)

@@ -23,7 +23,11 @@ from grpc_reflection.v1alpha import reflection
 from ratatoskr.v1 import admin_pb2, admin_pb2_grpc, ratatoskr_pb2, ratatoskr_pb2_grpc
 from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
+from ratd.core.access import Tenant
 from ratd.core.gateway import Gateway
+from ratd.jobs.batch import LocalBatchRunner
+from ratd.jobs.manager import JobManager
+from ratd.jobs.store import open_store
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
 from ratd.openai_http.door import OpenAIDoor
@@ -37,6 +41,9 @@ from ratd.service.decoding import DecodingServer
 from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
+from ratd.service.operations_service import SERVICE_NAME as OPERATIONS_SERVICE
+from ratd.service.operations_service import OperationsService
+from ratd.service.operations_service import add_to_server as add_operations
 from ratd.service.ratatoskr_service import RatatoskrService
 from ratd.trust import exposure, socket_mode
 
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     ratatoskr_pb2.DESCRIPTOR.services_by_name["Ratatoskr"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    OPERATIONS_SERVICE,
 )
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -114,7 +122,14 @@ class Daemon:
             server.request_timeout_secs,
             log_requests=server.log_requests,
         )
-        self.service = RatatoskrService(self.guard, git_sha())
+        # Long-running jobs, kept in [jobs] dir and followed through Operations.
+        self.jobs = JobManager(
+            config.jobs,
+            open_store(config.jobs.dir),
+            {"batch": LocalBatchRunner(self.guard, config.jobs)},
+            self._tenant_named,
+        )
+        self.service = RatatoskrService(self.guard, git_sha(), self.jobs)
         self.health = health_aio.HealthServicer()
         self.metrics = MetricsServer(
             server.metrics_address, self.holder, lambda: self.service.serving
@@ -142,12 +157,19 @@ class Daemon:
             AdminService(self.guard, self.reload), decoding
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, decoding)
+        add_operations(OperationsService(self.guard, self.jobs), decoding)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
         )
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def _tenant_named(self, name: str) -> Tenant | None:
+        """The tenant a kept job belongs to, as the running config describes it (None:
+        gone from the config; its job then runs as no tenant would, refused by auth)."""
+        conf = self.config.tenants.get(name)
+        return None if conf is None else Tenant.build(name, conf.roles, conf.models)
 
     @property
     def gateway(self) -> Gateway:
@@ -166,6 +188,7 @@ class Daemon:
         if self.config.server.metrics_address:
             await self.metrics.start()
         await self.gateway.start()
+        await self.jobs.start()
         if self.http is not None:
             await self.http.start()
             self.http_address = self.http.bound
@@ -216,6 +239,7 @@ class Daemon:
             await self.server.stop(grace)
         for task in list(self._retiring):
             await task
+        await self.jobs.stop()
         await self.gateway.close()
         await self.metrics.stop()
         await self.notifier.stop_watchdog()

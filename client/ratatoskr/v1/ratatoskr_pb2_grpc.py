@@ -5,6 +5,7 @@ import warnings
 
 from ratatoskr.v1 import chat_pb2 as ratatoskr_dot_v1_dot_chat__pb2
 from ratatoskr.v1 import inference_pb2 as ratatoskr_dot_v1_dot_inference__pb2
+from ratatoskr.v1 import jobs_pb2 as ratatoskr_dot_v1_dot_jobs__pb2
 from ratatoskr.v1 import models_pb2 as ratatoskr_dot_v1_dot_models__pb2
 from ratatoskr.v1 import ratatoskr_pb2 as ratatoskr_dot_v1_dot_ratatoskr__pb2
 
@@ -144,6 +145,11 @@ class RatatoskrStub:
                 request_serializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/ratatoskr.v1.Ratatoskr/SubmitBatch',
+                request_serializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
 
 
 class RatatoskrServicer:
@@ -278,6 +284,13 @@ class RatatoskrServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitBatch(self, request, context):
+        """Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatatoskrServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +393,11 @@ def add_RatatoskrServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -929,6 +947,33 @@ class Ratatoskr:
             '/ratatoskr.v1.Ratatoskr/GetCapabilities',
             ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesRequest.SerializeToString,
             ratatoskr_dot_v1_dot_models__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/SubmitBatch',
+            ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

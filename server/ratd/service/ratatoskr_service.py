@@ -8,17 +8,31 @@ from typing import TypeAlias
 
 import grpc
 
-from ratatoskr.v1 import chat_pb2, inference_pb2, models_pb2, ratatoskr_pb2, ratatoskr_pb2_grpc
+from ratatoskr.v1 import (
+    chat_pb2,
+    inference_pb2,
+    jobs_pb2,
+    models_pb2,
+    ratatoskr_pb2,
+    ratatoskr_pb2_grpc,
+)
 from ratd import __version__
+from ratd.core.access import CALLER
+from ratd.jobs.batch import submit_batch
+from ratd.jobs.manager import JobManager
 from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
-    def __init__(self, guard: CallGuard, git_sha: str | None = None) -> None:
+    def __init__(
+        self, guard: CallGuard, git_sha: str | None = None, jobs: JobManager | None = None
+    ) -> None:
         self.guard = guard
         self.git_sha = git_sha
+        # Long-running jobs (SubmitBatch); followed through google.longrunning.Operations.
+        self.jobs = jobs
         self.serving = False
 
     # -- chat and generation -----------------------------------------------------------------
@@ -162,4 +176,17 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     ) -> ratatoskr_pb2.HealthResponse:
         return ratatoskr_pb2.HealthResponse(
             healthy=self.serving, version=__version__, git_sha=self.git_sha
+        )
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def SubmitBatch(
+        self, request: jobs_pb2.SubmitBatchRequest, context: Context
+    ) -> jobs_pb2.SubmitBatchResponse:
+        jobs = self.jobs
+        if jobs is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this ratd runs no jobs")
+            raise AssertionError("unreachable")
+        return await self.guard.unary(
+            context, "SubmitBatch", lambda _: submit_batch(jobs, request, CALLER.get())
         )

@@ -31,6 +31,8 @@ _CODES: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] = (
     (errors.CallerUnauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.RoleRequired, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ModelNotAllowed, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.JobNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.JobNotFinished, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 

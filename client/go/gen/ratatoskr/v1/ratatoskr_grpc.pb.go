@@ -39,6 +39,8 @@ type RatatoskrClient interface {
 	ListPresets(ctx context.Context, in *ListPresetsRequest, opts ...grpc.CallOption) (*ListPresetsResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	GetCapabilities(ctx context.Context, in *GetCapabilitiesRequest, opts ...grpc.CallOption) (*GetCapabilitiesResponse, error)
+	// Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
+	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
 }
 
 type ratatoskrClient struct {
@@ -275,6 +277,15 @@ func (c *ratatoskrClient) GetCapabilities(ctx context.Context, in *GetCapabiliti
 	return out, nil
 }
 
+func (c *ratatoskrClient) SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error) {
+	out := new(SubmitBatchResponse)
+	err := c.cc.Invoke(ctx, "/ratatoskr.v1.Ratatoskr/SubmitBatch", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RatatoskrServer is the server API for Ratatoskr service.
 // All implementations must embed UnimplementedRatatoskrServer
 // for forward compatibility
@@ -301,6 +312,8 @@ type RatatoskrServer interface {
 	ListPresets(context.Context, *ListPresetsRequest) (*ListPresetsResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error)
+	// Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
+	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
 	mustEmbedUnimplementedRatatoskrServer()
 }
 
@@ -367,6 +380,9 @@ func (UnimplementedRatatoskrServer) Health(context.Context, *HealthRequest) (*He
 }
 func (UnimplementedRatatoskrServer) GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetCapabilities not implemented")
+}
+func (UnimplementedRatatoskrServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitBatch not implemented")
 }
 func (UnimplementedRatatoskrServer) mustEmbedUnimplementedRatatoskrServer() {}
 
@@ -747,6 +763,24 @@ func _Ratatoskr_GetCapabilities_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ratatoskr_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RatatoskrServer).SubmitBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/ratatoskr.v1.Ratatoskr/SubmitBatch",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RatatoskrServer).SubmitBatch(ctx, req.(*SubmitBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "ratatoskr.v1.Ratatoskr",
 	HandlerType: (*RatatoskrServer)(nil),
@@ -822,6 +856,10 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCapabilities",
 			Handler:    _Ratatoskr_GetCapabilities_Handler,
+		},
+		{
+			MethodName: "SubmitBatch",
+			Handler:    _Ratatoskr_SubmitBatch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
