@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rat import jobs as jobs_cli
 from rat import output
 from rat.output import Dim, print_json, table, to_dict
 from ratatoskr import ChatOptions, GenerateOptions, Message, ServiceClient, errors
@@ -394,6 +395,10 @@ async def download(client: ServiceClient, args: argparse.Namespace) -> None:
         print(f"downloaded {args.model} to {last_path}")
 
 
+COMMANDS["jobs"] = jobs_cli.jobs
+COMMANDS["batch"] = jobs_cli.batch
+
+
 # -- argument parsing ------------------------------------------------------------------------
 
 
@@ -509,6 +514,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("download", "download a local model into the cache")
     p.add_argument("model")
     p.add_argument("--revision")
+    jobs_cli.add_parsers(add)
     return parser
 
 
@@ -543,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors.RatatoskrError as err:
         print(f"rat: {output.describe_error(err)}", file=sys.stderr)
         return output.exit_code(err)
-    except UsageError as err:
+    except (UsageError, jobs_cli.JobsUsageError) as err:
         print(f"rat: {err}", file=sys.stderr)
         return 2
     except CommandFailed as err:
