@@ -11,7 +11,7 @@ The generated messages live in ``ratatoskr.v1`` (``chat_pb2``, ``inference_pb2``
 """
 
 from ratatoskr.address import DEFAULT_ADDRESS
-from ratatoskr.client import ServiceClient, batch_result, job_metadata
+from ratatoskr.client import ServiceClient, batch_result, job_metadata, video_result
 from ratatoskr.errors import (
     AuthenticationFailed,
     CallerUnauthenticated,
@@ -99,4 +99,5 @@ __all__ = [
     "jobs_pb2",
     "models_pb2",
     "ratatoskr_pb2",
+    "video_result",
 ]

@@ -505,6 +505,21 @@ class ServiceClient:
         )
         return await self._call(self._stub.SubmitBatch, request, timeout)
 
+    async def generate_video(
+        self,
+        prompt: str,
+        *,
+        model: str = "",
+        display_name: str = "",
+        timeout: float | None = None,
+    ) -> jobs_pb2.GenerateVideoResponse:
+        """Start a video job (default model: gemini-omni-flash-preview); follow it by the
+        answer's ``name``; ``video_result(operation)`` once done."""
+        request = jobs_pb2.GenerateVideoRequest(
+            prompt=prompt, model=model, display_name=display_name
+        )
+        return await self._call(self._stub.GenerateVideo, request, timeout)
+
     async def get_operation(
         self, name: str, *, timeout: float | None = None
     ) -> operations_pb2.Operation:
@@ -570,4 +585,12 @@ def batch_result(operation: operations_pb2.Operation) -> jobs_pb2.BatchResult:
     result = jobs_pb2.BatchResult()
     if not operation.done or not operation.response.Unpack(result):
         raise ValueError(f"{operation.name} holds no batch result")
+    return result
+
+
+def video_result(operation: operations_pb2.Operation) -> jobs_pb2.VideoResult:
+    """A finished video job's videos. Raises ValueError when the operation is not one."""
+    result = jobs_pb2.VideoResult()
+    if not operation.done or not operation.response.Unpack(result):
+        raise ValueError(f"{operation.name} holds no video result")
     return result

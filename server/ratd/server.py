@@ -28,6 +28,7 @@ from ratd.core.gateway import Gateway
 from ratd.jobs.batch import LocalBatchRunner
 from ratd.jobs.manager import JobManager
 from ratd.jobs.store import open_store
+from ratd.jobs.video import VideoRunner
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
 from ratd.openai_http.door import OpenAIDoor
@@ -123,13 +124,14 @@ class Daemon:
             log_requests=server.log_requests,
         )
         # Long-running jobs, kept in [jobs] dir and followed through Operations.
+        video = VideoRunner(self.holder, config.jobs)
         self.jobs = JobManager(
             config.jobs,
             open_store(config.jobs.dir),
-            {"batch": LocalBatchRunner(self.guard, config.jobs)},
+            {"batch": LocalBatchRunner(self.guard, config.jobs), "video": video},
             self._tenant_named,
         )
-        self.service = RatatoskrService(self.guard, git_sha(), self.jobs)
+        self.service = RatatoskrService(self.guard, git_sha(), self.jobs, video)
         self.health = health_aio.HealthServicer()
         self.metrics = MetricsServer(
             server.metrics_address, self.holder, lambda: self.service.serving

@@ -28,7 +28,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class JobMetadata(_message.Message):
-    __slots__ = ("kind", "tenant", "state", "create_time", "update_time", "total", "completed", "failed", "progress", "provider", "display_name")
+    __slots__ = ("kind", "tenant", "state", "create_time", "update_time", "total", "completed", "failed", "progress", "provider", "display_name", "model", "upstream_status")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,8 @@ class JobMetadata(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_STATUS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     tenant: str
     state: JobState
@@ -51,7 +53,9 @@ class JobMetadata(_message.Message):
     progress: float
     provider: str
     display_name: str
-    def __init__(self, kind: _Optional[str] = ..., tenant: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., progress: _Optional[float] = ..., provider: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+    model: str
+    upstream_status: str
+    def __init__(self, kind: _Optional[str] = ..., tenant: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., progress: _Optional[float] = ..., provider: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., upstream_status: _Optional[str] = ...) -> None: ...
 
 class BatchItem(_message.Message):
     __slots__ = ("custom_id", "chat", "embed")
@@ -106,3 +110,39 @@ class BatchResult(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[BatchItemResult]
     def __init__(self, results: _Optional[_Iterable[_Union[BatchItemResult, _Mapping]]] = ...) -> None: ...
+
+class GenerateVideoRequest(_message.Message):
+    __slots__ = ("prompt", "model", "display_name")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    model: str
+    display_name: str
+    def __init__(self, prompt: _Optional[str] = ..., model: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class GenerateVideoResponse(_message.Message):
+    __slots__ = ("name", "metadata")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    metadata: JobMetadata
+    def __init__(self, name: _Optional[str] = ..., metadata: _Optional[_Union[JobMetadata, _Mapping]] = ...) -> None: ...
+
+class GeneratedVideo(_message.Message):
+    __slots__ = ("data", "mime_type", "uri")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    mime_type: str
+    uri: str
+    def __init__(self, data: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
+
+class VideoResult(_message.Message):
+    __slots__ = ("videos", "model")
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    videos: _containers.RepeatedCompositeFieldContainer[GeneratedVideo]
+    model: str
+    def __init__(self, videos: _Optional[_Iterable[_Union[GeneratedVideo, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...

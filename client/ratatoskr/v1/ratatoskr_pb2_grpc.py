@@ -150,6 +150,11 @@ class RatatoskrStub:
                 request_serializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.SerializeToString,
                 response_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.FromString,
                 _registered_method=True)
+        self.GenerateVideo = channel.unary_unary(
+                '/ratatoskr.v1.Ratatoskr/GenerateVideo',
+                request_serializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoResponse.FromString,
+                _registered_method=True)
 
 
 class RatatoskrServicer:
@@ -291,6 +296,13 @@ class RatatoskrServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateVideo(self, request, context):
+        """Starts a video generation job (see jobs.proto); follow it with Operations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatatoskrServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -398,6 +410,11 @@ def add_RatatoskrServicer_to_server(servicer, server):
                     servicer.SubmitBatch,
                     request_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.FromString,
                     response_serializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.SerializeToString,
+            ),
+            'GenerateVideo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateVideo,
+                    request_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -974,6 +991,33 @@ class Ratatoskr:
             '/ratatoskr.v1.Ratatoskr/SubmitBatch',
             ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.SerializeToString,
             ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateVideo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/GenerateVideo',
+            ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoResponse.FromString,
             options,
             channel_credentials,
             insecure,

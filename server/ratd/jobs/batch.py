@@ -23,6 +23,7 @@ from ratd import errors
 from ratd.config import JobsConfig
 from ratd.core.access import Tenant
 from ratd.jobs.manager import JobManager, RunningJob, metadata_of
+from ratd.jobs.store import JobRecord
 from ratd.secrets import redact
 from ratd.service.guard import CallGuard
 from ratd.service.status import public_message, status_code
@@ -98,6 +99,9 @@ class LocalBatchRunner:
             for _ in range(workers):
                 group.create_task(worker())
         return jobs_pb2.BatchResult(results=results)
+
+    async def cancel(self, record: JobRecord) -> None:
+        """Nothing left to stop: cancelling ``run`` cancelled every item in flight."""
 
     async def _item(
         self, item: jobs_pb2.BatchItem, tenant: Tenant | None

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +42,8 @@ PERSIST_EVERY = 1.0
 # The longest a WaitOperation waits when the caller sets no timeout (seconds); the
 # call's own deadline bounds it too.
 WAIT_DEFAULT = 60.0
+# How long cancelling a job's provider work may take (seconds).
+CANCEL_TIMEOUT = 10.0
 
 
 class Progress(Protocol):
@@ -58,18 +60,28 @@ class RunningJob:
     record: JobRecord
     tenant: Tenant | None
     progress: Progress
-    remember: Callable[[dict[str, str]], None]
+    # Keeps the provider's handles (its job id) with the job, written before it returns.
+    remember: Callable[[dict[str, str]], Awaitable[None]]
+    # Changes the job's metadata (e.g. the provider's status), kept soon after.
+    update: Callable[[Callable[[jobs_pb2.JobMetadata], None]], None]
 
 
 class Runner(Protocol):
     """Runs the jobs of one kind. ``run`` returns the result message (packed into the
     Operation's response) or raises a GatewayError (its error); ``resumable``: can
-    ``run`` go on with a job whose process died (it reads ``record.upstream``)?"""
+    ``run`` go on with a job whose process died (it reads ``record.upstream``)? ``run``
+    is cancelled both when ratd stops and when the caller cancels the job; only the
+    latter is followed by ``cancel``, so a stopping ratd leaves provider work running
+    for the next start to take up."""
 
     kind: str
     resumable: bool
 
     async def run(self, job: RunningJob) -> message.Message: ...
+
+    async def cancel(self, record: JobRecord) -> None:
+        """Stop the job's work at the provider (after ``run`` was cancelled); a failure
+        is only logged: the job is cancelled for its caller either way."""
 
 
 @dataclass(slots=True)
@@ -198,11 +210,17 @@ class JobManager:
                 live.last_persist = time.monotonic()
                 self._persist_soon(live.record)
 
-        def remember(handles: dict[str, str]) -> None:
+        async def remember(handles: dict[str, str]) -> None:
             live.record.upstream.update(handles)
+            await self._put(live.record)
+
+        def update(change: Callable[[jobs_pb2.JobMetadata], None]) -> None:
+            meta = metadata_of(live.record)
+            change(meta)
+            _set_metadata(live.record, meta)
             self._persist_soon(live.record)
 
-        job = RunningJob(live.record, tenant, progress, remember)
+        job = RunningJob(live.record, tenant, progress, remember, update)
         live.task = asyncio.get_running_loop().create_task(self._run(live, runner, job))
 
     async def _run(self, live: _Live, runner: Runner, job: RunningJob) -> None:
@@ -351,6 +369,11 @@ class JobManager:
             await self._finish(live, error=(code_pb2.CANCELLED, "cancelled by the caller"))
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            try:
+                async with asyncio.timeout(CANCEL_TIMEOUT):
+                    await self.runners[live.record.kind].cancel(live.record)
+            except (errors.GatewayError, TimeoutError) as err:
+                log.warning("jobs: could not cancel %s upstream: %s", name, err)
 
     async def wait(
         self, name: str, tenant: Tenant | None, timeout: float | None

@@ -20,6 +20,7 @@ from ratd import __version__
 from ratd.core.access import CALLER
 from ratd.jobs.batch import submit_batch
 from ratd.jobs.manager import JobManager
+from ratd.jobs.video import VideoRunner, generate_video
 from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -27,12 +28,17 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     def __init__(
-        self, guard: CallGuard, git_sha: str | None = None, jobs: JobManager | None = None
+        self,
+        guard: CallGuard,
+        git_sha: str | None = None,
+        jobs: JobManager | None = None,
+        video: VideoRunner | None = None,
     ) -> None:
         self.guard = guard
         self.git_sha = git_sha
         # Long-running jobs (SubmitBatch); followed through google.longrunning.Operations.
         self.jobs = jobs
+        self.video = video
         self.serving = False
 
     # -- chat and generation -----------------------------------------------------------------
@@ -189,4 +195,17 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
             raise AssertionError("unreachable")
         return await self.guard.unary(
             context, "SubmitBatch", lambda _: submit_batch(jobs, request, CALLER.get())
+        )
+
+    async def GenerateVideo(
+        self, request: jobs_pb2.GenerateVideoRequest, context: Context
+    ) -> jobs_pb2.GenerateVideoResponse:
+        jobs, video = self.jobs, self.video
+        if jobs is None or video is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this ratd runs no jobs")
+            raise AssertionError("unreachable")
+        return await self.guard.unary(
+            context,
+            "GenerateVideo",
+            lambda _: generate_video(jobs, video, request, CALLER.get()),
         )

@@ -141,7 +141,7 @@ var file_ratatoskr_v1_ratatoskr_proto_rawDesc = []byte{
 	0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x1c,
 	0x0a, 0x07, 0x67, 0x69, 0x74, 0x5f, 0x73, 0x68, 0x61, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x48,
 	0x00, 0x52, 0x06, 0x67, 0x69, 0x74, 0x53, 0x68, 0x61, 0x88, 0x01, 0x01, 0x42, 0x0a, 0x0a, 0x08,
-	0x5f, 0x67, 0x69, 0x74, 0x5f, 0x73, 0x68, 0x61, 0x32, 0xf6, 0x0d, 0x0a, 0x09, 0x52, 0x61, 0x74,
+	0x5f, 0x67, 0x69, 0x74, 0x5f, 0x73, 0x68, 0x61, 0x32, 0xd0, 0x0e, 0x0a, 0x09, 0x52, 0x61, 0x74,
 	0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x12, 0x3d, 0x0a, 0x04, 0x43, 0x68, 0x61, 0x74, 0x12, 0x19,
 	0x2e, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x43, 0x68,
 	0x61, 0x74, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x1a, 0x2e, 0x72, 0x61, 0x74, 0x61,
@@ -253,18 +253,23 @@ var file_ratatoskr_v1_ratatoskr_proto_rawDesc = []byte{
 	0x69, 0x74, 0x42, 0x61, 0x74, 0x63, 0x68, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x21,
 	0x2e, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x53, 0x75,
 	0x62, 0x6d, 0x69, 0x74, 0x42, 0x61, 0x74, 0x63, 0x68, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73,
-	0x65, 0x42, 0xa5, 0x01, 0x0a, 0x10, 0x63, 0x6f, 0x6d, 0x2e, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f,
-	0x73, 0x6b, 0x72, 0x2e, 0x76, 0x31, 0x42, 0x0e, 0x52, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b,
-	0x72, 0x50, 0x72, 0x6f, 0x74, 0x6f, 0x50, 0x01, 0x5a, 0x30, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f,
-	0x73, 0x6b, 0x72, 0x2f, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x2f, 0x67, 0x6f, 0x2f, 0x67, 0x65,
-	0x6e, 0x2f, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2f, 0x76, 0x31, 0x3b, 0x72,
-	0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x76, 0x31, 0xa2, 0x02, 0x03, 0x52, 0x58, 0x58,
-	0xaa, 0x02, 0x0c, 0x52, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2e, 0x56, 0x31, 0xca,
-	0x02, 0x0c, 0x52, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x5c, 0x56, 0x31, 0xe2, 0x02,
-	0x18, 0x52, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x5c, 0x56, 0x31, 0x5c, 0x47, 0x50,
-	0x42, 0x4d, 0x65, 0x74, 0x61, 0x64, 0x61, 0x74, 0x61, 0xea, 0x02, 0x0d, 0x52, 0x61, 0x74, 0x61,
-	0x74, 0x6f, 0x73, 0x6b, 0x72, 0x3a, 0x3a, 0x56, 0x31, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f,
-	0x33,
+	0x65, 0x12, 0x58, 0x0a, 0x0d, 0x47, 0x65, 0x6e, 0x65, 0x72, 0x61, 0x74, 0x65, 0x56, 0x69, 0x64,
+	0x65, 0x6f, 0x12, 0x22, 0x2e, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2e, 0x76,
+	0x31, 0x2e, 0x47, 0x65, 0x6e, 0x65, 0x72, 0x61, 0x74, 0x65, 0x56, 0x69, 0x64, 0x65, 0x6f, 0x52,
+	0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x23, 0x2e, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73,
+	0x6b, 0x72, 0x2e, 0x76, 0x31, 0x2e, 0x47, 0x65, 0x6e, 0x65, 0x72, 0x61, 0x74, 0x65, 0x56, 0x69,
+	0x64, 0x65, 0x6f, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x42, 0xa5, 0x01, 0x0a, 0x10,
+	0x63, 0x6f, 0x6d, 0x2e, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2e, 0x76, 0x31,
+	0x42, 0x0e, 0x52, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x50, 0x72, 0x6f, 0x74, 0x6f,
+	0x50, 0x01, 0x5a, 0x30, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2f, 0x63, 0x6c,
+	0x69, 0x65, 0x6e, 0x74, 0x2f, 0x67, 0x6f, 0x2f, 0x67, 0x65, 0x6e, 0x2f, 0x72, 0x61, 0x74, 0x61,
+	0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2f, 0x76, 0x31, 0x3b, 0x72, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73,
+	0x6b, 0x72, 0x76, 0x31, 0xa2, 0x02, 0x03, 0x52, 0x58, 0x58, 0xaa, 0x02, 0x0c, 0x52, 0x61, 0x74,
+	0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x2e, 0x56, 0x31, 0xca, 0x02, 0x0c, 0x52, 0x61, 0x74, 0x61,
+	0x74, 0x6f, 0x73, 0x6b, 0x72, 0x5c, 0x56, 0x31, 0xe2, 0x02, 0x18, 0x52, 0x61, 0x74, 0x61, 0x74,
+	0x6f, 0x73, 0x6b, 0x72, 0x5c, 0x56, 0x31, 0x5c, 0x47, 0x50, 0x42, 0x4d, 0x65, 0x74, 0x61, 0x64,
+	0x61, 0x74, 0x61, 0xea, 0x02, 0x0d, 0x52, 0x61, 0x74, 0x61, 0x74, 0x6f, 0x73, 0x6b, 0x72, 0x3a,
+	0x3a, 0x56, 0x31, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
 }
 
 var (
@@ -303,26 +308,28 @@ var file_ratatoskr_v1_ratatoskr_proto_goTypes = []interface{}{
 	(*ListPresetsRequest)(nil),         // 19: ratatoskr.v1.ListPresetsRequest
 	(*GetCapabilitiesRequest)(nil),     // 20: ratatoskr.v1.GetCapabilitiesRequest
 	(*SubmitBatchRequest)(nil),         // 21: ratatoskr.v1.SubmitBatchRequest
-	(*ChatResponse)(nil),               // 22: ratatoskr.v1.ChatResponse
-	(*ChatStreamResponse)(nil),         // 23: ratatoskr.v1.ChatStreamResponse
-	(*GenerateResponse)(nil),           // 24: ratatoskr.v1.GenerateResponse
-	(*GenerateStreamResponse)(nil),     // 25: ratatoskr.v1.GenerateStreamResponse
-	(*EmbedResponse)(nil),              // 26: ratatoskr.v1.EmbedResponse
-	(*EmbedBatchResponse)(nil),         // 27: ratatoskr.v1.EmbedBatchResponse
-	(*InferNliResponse)(nil),           // 28: ratatoskr.v1.InferNliResponse
-	(*InferNliBatchResponse)(nil),      // 29: ratatoskr.v1.InferNliBatchResponse
-	(*ClassifyZeroShotResponse)(nil),   // 30: ratatoskr.v1.ClassifyZeroShotResponse
-	(*ClassifyStanceResponse)(nil),     // 31: ratatoskr.v1.ClassifyStanceResponse
-	(*CountTokensResponse)(nil),        // 32: ratatoskr.v1.CountTokensResponse
-	(*TokenizeResponse)(nil),           // 33: ratatoskr.v1.TokenizeResponse
-	(*ListModelsResponse)(nil),         // 34: ratatoskr.v1.ListModelsResponse
-	(*ModelStatusResponse)(nil),        // 35: ratatoskr.v1.ModelStatusResponse
-	(*GetModelMetadataResponse)(nil),   // 36: ratatoskr.v1.GetModelMetadataResponse
-	(*FetchModelMetadataResponse)(nil), // 37: ratatoskr.v1.FetchModelMetadataResponse
-	(*ResolvePresetResponse)(nil),      // 38: ratatoskr.v1.ResolvePresetResponse
-	(*ListPresetsResponse)(nil),        // 39: ratatoskr.v1.ListPresetsResponse
-	(*GetCapabilitiesResponse)(nil),    // 40: ratatoskr.v1.GetCapabilitiesResponse
-	(*SubmitBatchResponse)(nil),        // 41: ratatoskr.v1.SubmitBatchResponse
+	(*GenerateVideoRequest)(nil),       // 22: ratatoskr.v1.GenerateVideoRequest
+	(*ChatResponse)(nil),               // 23: ratatoskr.v1.ChatResponse
+	(*ChatStreamResponse)(nil),         // 24: ratatoskr.v1.ChatStreamResponse
+	(*GenerateResponse)(nil),           // 25: ratatoskr.v1.GenerateResponse
+	(*GenerateStreamResponse)(nil),     // 26: ratatoskr.v1.GenerateStreamResponse
+	(*EmbedResponse)(nil),              // 27: ratatoskr.v1.EmbedResponse
+	(*EmbedBatchResponse)(nil),         // 28: ratatoskr.v1.EmbedBatchResponse
+	(*InferNliResponse)(nil),           // 29: ratatoskr.v1.InferNliResponse
+	(*InferNliBatchResponse)(nil),      // 30: ratatoskr.v1.InferNliBatchResponse
+	(*ClassifyZeroShotResponse)(nil),   // 31: ratatoskr.v1.ClassifyZeroShotResponse
+	(*ClassifyStanceResponse)(nil),     // 32: ratatoskr.v1.ClassifyStanceResponse
+	(*CountTokensResponse)(nil),        // 33: ratatoskr.v1.CountTokensResponse
+	(*TokenizeResponse)(nil),           // 34: ratatoskr.v1.TokenizeResponse
+	(*ListModelsResponse)(nil),         // 35: ratatoskr.v1.ListModelsResponse
+	(*ModelStatusResponse)(nil),        // 36: ratatoskr.v1.ModelStatusResponse
+	(*GetModelMetadataResponse)(nil),   // 37: ratatoskr.v1.GetModelMetadataResponse
+	(*FetchModelMetadataResponse)(nil), // 38: ratatoskr.v1.FetchModelMetadataResponse
+	(*ResolvePresetResponse)(nil),      // 39: ratatoskr.v1.ResolvePresetResponse
+	(*ListPresetsResponse)(nil),        // 40: ratatoskr.v1.ListPresetsResponse
+	(*GetCapabilitiesResponse)(nil),    // 41: ratatoskr.v1.GetCapabilitiesResponse
+	(*SubmitBatchResponse)(nil),        // 42: ratatoskr.v1.SubmitBatchResponse
+	(*GenerateVideoResponse)(nil),      // 43: ratatoskr.v1.GenerateVideoResponse
 }
 var file_ratatoskr_v1_ratatoskr_proto_depIdxs = []int32{
 	2,  // 0: ratatoskr.v1.Ratatoskr.Chat:input_type -> ratatoskr.v1.ChatRequest
@@ -346,29 +353,31 @@ var file_ratatoskr_v1_ratatoskr_proto_depIdxs = []int32{
 	0,  // 18: ratatoskr.v1.Ratatoskr.Health:input_type -> ratatoskr.v1.HealthRequest
 	20, // 19: ratatoskr.v1.Ratatoskr.GetCapabilities:input_type -> ratatoskr.v1.GetCapabilitiesRequest
 	21, // 20: ratatoskr.v1.Ratatoskr.SubmitBatch:input_type -> ratatoskr.v1.SubmitBatchRequest
-	22, // 21: ratatoskr.v1.Ratatoskr.Chat:output_type -> ratatoskr.v1.ChatResponse
-	23, // 22: ratatoskr.v1.Ratatoskr.ChatStream:output_type -> ratatoskr.v1.ChatStreamResponse
-	24, // 23: ratatoskr.v1.Ratatoskr.Generate:output_type -> ratatoskr.v1.GenerateResponse
-	25, // 24: ratatoskr.v1.Ratatoskr.GenerateStream:output_type -> ratatoskr.v1.GenerateStreamResponse
-	26, // 25: ratatoskr.v1.Ratatoskr.Embed:output_type -> ratatoskr.v1.EmbedResponse
-	27, // 26: ratatoskr.v1.Ratatoskr.EmbedBatch:output_type -> ratatoskr.v1.EmbedBatchResponse
-	28, // 27: ratatoskr.v1.Ratatoskr.InferNli:output_type -> ratatoskr.v1.InferNliResponse
-	29, // 28: ratatoskr.v1.Ratatoskr.InferNliBatch:output_type -> ratatoskr.v1.InferNliBatchResponse
-	30, // 29: ratatoskr.v1.Ratatoskr.ClassifyZeroShot:output_type -> ratatoskr.v1.ClassifyZeroShotResponse
-	31, // 30: ratatoskr.v1.Ratatoskr.ClassifyStance:output_type -> ratatoskr.v1.ClassifyStanceResponse
-	32, // 31: ratatoskr.v1.Ratatoskr.CountTokens:output_type -> ratatoskr.v1.CountTokensResponse
-	33, // 32: ratatoskr.v1.Ratatoskr.Tokenize:output_type -> ratatoskr.v1.TokenizeResponse
-	34, // 33: ratatoskr.v1.Ratatoskr.ListModels:output_type -> ratatoskr.v1.ListModelsResponse
-	35, // 34: ratatoskr.v1.Ratatoskr.ModelStatus:output_type -> ratatoskr.v1.ModelStatusResponse
-	36, // 35: ratatoskr.v1.Ratatoskr.GetModelMetadata:output_type -> ratatoskr.v1.GetModelMetadataResponse
-	37, // 36: ratatoskr.v1.Ratatoskr.FetchModelMetadata:output_type -> ratatoskr.v1.FetchModelMetadataResponse
-	38, // 37: ratatoskr.v1.Ratatoskr.ResolvePreset:output_type -> ratatoskr.v1.ResolvePresetResponse
-	39, // 38: ratatoskr.v1.Ratatoskr.ListPresets:output_type -> ratatoskr.v1.ListPresetsResponse
-	1,  // 39: ratatoskr.v1.Ratatoskr.Health:output_type -> ratatoskr.v1.HealthResponse
-	40, // 40: ratatoskr.v1.Ratatoskr.GetCapabilities:output_type -> ratatoskr.v1.GetCapabilitiesResponse
-	41, // 41: ratatoskr.v1.Ratatoskr.SubmitBatch:output_type -> ratatoskr.v1.SubmitBatchResponse
-	21, // [21:42] is the sub-list for method output_type
-	0,  // [0:21] is the sub-list for method input_type
+	22, // 21: ratatoskr.v1.Ratatoskr.GenerateVideo:input_type -> ratatoskr.v1.GenerateVideoRequest
+	23, // 22: ratatoskr.v1.Ratatoskr.Chat:output_type -> ratatoskr.v1.ChatResponse
+	24, // 23: ratatoskr.v1.Ratatoskr.ChatStream:output_type -> ratatoskr.v1.ChatStreamResponse
+	25, // 24: ratatoskr.v1.Ratatoskr.Generate:output_type -> ratatoskr.v1.GenerateResponse
+	26, // 25: ratatoskr.v1.Ratatoskr.GenerateStream:output_type -> ratatoskr.v1.GenerateStreamResponse
+	27, // 26: ratatoskr.v1.Ratatoskr.Embed:output_type -> ratatoskr.v1.EmbedResponse
+	28, // 27: ratatoskr.v1.Ratatoskr.EmbedBatch:output_type -> ratatoskr.v1.EmbedBatchResponse
+	29, // 28: ratatoskr.v1.Ratatoskr.InferNli:output_type -> ratatoskr.v1.InferNliResponse
+	30, // 29: ratatoskr.v1.Ratatoskr.InferNliBatch:output_type -> ratatoskr.v1.InferNliBatchResponse
+	31, // 30: ratatoskr.v1.Ratatoskr.ClassifyZeroShot:output_type -> ratatoskr.v1.ClassifyZeroShotResponse
+	32, // 31: ratatoskr.v1.Ratatoskr.ClassifyStance:output_type -> ratatoskr.v1.ClassifyStanceResponse
+	33, // 32: ratatoskr.v1.Ratatoskr.CountTokens:output_type -> ratatoskr.v1.CountTokensResponse
+	34, // 33: ratatoskr.v1.Ratatoskr.Tokenize:output_type -> ratatoskr.v1.TokenizeResponse
+	35, // 34: ratatoskr.v1.Ratatoskr.ListModels:output_type -> ratatoskr.v1.ListModelsResponse
+	36, // 35: ratatoskr.v1.Ratatoskr.ModelStatus:output_type -> ratatoskr.v1.ModelStatusResponse
+	37, // 36: ratatoskr.v1.Ratatoskr.GetModelMetadata:output_type -> ratatoskr.v1.GetModelMetadataResponse
+	38, // 37: ratatoskr.v1.Ratatoskr.FetchModelMetadata:output_type -> ratatoskr.v1.FetchModelMetadataResponse
+	39, // 38: ratatoskr.v1.Ratatoskr.ResolvePreset:output_type -> ratatoskr.v1.ResolvePresetResponse
+	40, // 39: ratatoskr.v1.Ratatoskr.ListPresets:output_type -> ratatoskr.v1.ListPresetsResponse
+	1,  // 40: ratatoskr.v1.Ratatoskr.Health:output_type -> ratatoskr.v1.HealthResponse
+	41, // 41: ratatoskr.v1.Ratatoskr.GetCapabilities:output_type -> ratatoskr.v1.GetCapabilitiesResponse
+	42, // 42: ratatoskr.v1.Ratatoskr.SubmitBatch:output_type -> ratatoskr.v1.SubmitBatchResponse
+	43, // 43: ratatoskr.v1.Ratatoskr.GenerateVideo:output_type -> ratatoskr.v1.GenerateVideoResponse
+	22, // [22:44] is the sub-list for method output_type
+	0,  // [0:22] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -41,6 +41,8 @@ type RatatoskrClient interface {
 	GetCapabilities(ctx context.Context, in *GetCapabilitiesRequest, opts ...grpc.CallOption) (*GetCapabilitiesResponse, error)
 	// Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
 	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
+	// Starts a video generation job (see jobs.proto); follow it with Operations.
+	GenerateVideo(ctx context.Context, in *GenerateVideoRequest, opts ...grpc.CallOption) (*GenerateVideoResponse, error)
 }
 
 type ratatoskrClient struct {
@@ -286,6 +288,15 @@ func (c *ratatoskrClient) SubmitBatch(ctx context.Context, in *SubmitBatchReques
 	return out, nil
 }
 
+func (c *ratatoskrClient) GenerateVideo(ctx context.Context, in *GenerateVideoRequest, opts ...grpc.CallOption) (*GenerateVideoResponse, error) {
+	out := new(GenerateVideoResponse)
+	err := c.cc.Invoke(ctx, "/ratatoskr.v1.Ratatoskr/GenerateVideo", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RatatoskrServer is the server API for Ratatoskr service.
 // All implementations must embed UnimplementedRatatoskrServer
 // for forward compatibility
@@ -314,6 +325,8 @@ type RatatoskrServer interface {
 	GetCapabilities(context.Context, *GetCapabilitiesRequest) (*GetCapabilitiesResponse, error)
 	// Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
 	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
+	// Starts a video generation job (see jobs.proto); follow it with Operations.
+	GenerateVideo(context.Context, *GenerateVideoRequest) (*GenerateVideoResponse, error)
 	mustEmbedUnimplementedRatatoskrServer()
 }
 
@@ -383,6 +396,9 @@ func (UnimplementedRatatoskrServer) GetCapabilities(context.Context, *GetCapabil
 }
 func (UnimplementedRatatoskrServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitBatch not implemented")
+}
+func (UnimplementedRatatoskrServer) GenerateVideo(context.Context, *GenerateVideoRequest) (*GenerateVideoResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GenerateVideo not implemented")
 }
 func (UnimplementedRatatoskrServer) mustEmbedUnimplementedRatatoskrServer() {}
 
@@ -781,6 +797,24 @@ func _Ratatoskr_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ratatoskr_GenerateVideo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateVideoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RatatoskrServer).GenerateVideo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/ratatoskr.v1.Ratatoskr/GenerateVideo",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RatatoskrServer).GenerateVideo(ctx, req.(*GenerateVideoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "ratatoskr.v1.Ratatoskr",
 	HandlerType: (*RatatoskrServer)(nil),
@@ -860,6 +894,10 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SubmitBatch",
 			Handler:    _Ratatoskr_SubmitBatch_Handler,
+		},
+		{
+			MethodName: "GenerateVideo",
+			Handler:    _Ratatoskr_GenerateVideo_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ratatoskr/v1/jobs.proto.
  */
 export const file_ratatoskr_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChdyYXRhdG9za3IvdjEvam9icy5wcm90bxIMcmF0YXRvc2tyLnYxIqACCgtKb2JNZXRhZGF0YRIMCgRraW5kGAEgASgJEg4KBnRlbmFudBgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnJhdGF0b3Nrci52MS5Kb2JTdGF0ZRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXRvdGFsGAYgASgNEhEKCWNvbXBsZXRlZBgHIAEoDRIOCgZmYWlsZWQYCCABKA0SEAoIcHJvZ3Jlc3MYCSABKAISEAoIcHJvdmlkZXIYCiABKAkSFAoMZGlzcGxheV9uYW1lGAsgASgJIoEBCglCYXRjaEl0ZW0SEQoJY3VzdG9tX2lkGAEgASgJEikKBGNoYXQYAiABKAsyGS5yYXRhdG9za3IudjEuQ2hhdFJlcXVlc3RIABIrCgVlbWJlZBgDIAEoCzIaLnJhdGF0b3Nrci52MS5FbWJlZFJlcXVlc3RIAEIJCgdyZXF1ZXN0ImcKElN1Ym1pdEJhdGNoUmVxdWVzdBImCgVpdGVtcxgBIAMoCzIXLnJhdGF0b3Nrci52MS5CYXRjaEl0ZW0SEwoLY29uY3VycmVuY3kYAiABKA0SFAoMZGlzcGxheV9uYW1lGAMgASgJIlAKE1N1Ym1pdEJhdGNoUmVzcG9uc2USDAoEbmFtZRgBIAEoCRIrCghtZXRhZGF0YRgCIAEoCzIZLnJhdGF0b3Nrci52MS5Kb2JNZXRhZGF0YSIvCg5CYXRjaEl0ZW1FcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkitwEKD0JhdGNoSXRlbVJlc3VsdBIRCgljdXN0b21faWQYASABKAkSKgoEY2hhdBgCIAEoCzIaLnJhdGF0b3Nrci52MS5DaGF0UmVzcG9uc2VIABIsCgVlbWJlZBgDIAEoCzIbLnJhdGF0b3Nrci52MS5FbWJlZFJlc3BvbnNlSAASLQoFZXJyb3IYBCABKAsyHC5yYXRhdG9za3IudjEuQmF0Y2hJdGVtRXJyb3JIAEIICgZyZXN1bHQiPQoLQmF0Y2hSZXN1bHQSLgoHcmVzdWx0cxgBIAMoCzIdLnJhdGF0b3Nrci52MS5CYXRjaEl0ZW1SZXN1bHQqmgEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIVChFKT0JfU1RBVEVfUlVOTklORxACEhcKE0pPQl9TVEFURV9TVUNDRUVERUQQAxIUChBKT0JfU1RBVEVfRkFJTEVEEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFQqABChBjb20ucmF0YXRvc2tyLnYxQglKb2JzUHJvdG9QAVowcmF0YXRvc2tyL2NsaWVudC9nby9nZW4vcmF0YXRvc2tyL3YxO3JhdGF0b3NrcnYxogIDUlhYqgIMUmF0YXRvc2tyLlYxygIMUmF0YXRvc2tyXFYx4gIYUmF0YXRvc2tyXFYxXEdQQk1ldGFkYXRh6gINUmF0YXRvc2tyOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp, file_ratatoskr_v1_chat, file_ratatoskr_v1_inference]);
+  fileDesc("ChdyYXRhdG9za3IvdjEvam9icy5wcm90bxIMcmF0YXRvc2tyLnYxIsgCCgtKb2JNZXRhZGF0YRIMCgRraW5kGAEgASgJEg4KBnRlbmFudBgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnJhdGF0b3Nrci52MS5Kb2JTdGF0ZRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXRvdGFsGAYgASgNEhEKCWNvbXBsZXRlZBgHIAEoDRIOCgZmYWlsZWQYCCABKA0SEAoIcHJvZ3Jlc3MYCSABKAISEAoIcHJvdmlkZXIYCiABKAkSFAoMZGlzcGxheV9uYW1lGAsgASgJEg0KBW1vZGVsGAwgASgJEhcKD3Vwc3RyZWFtX3N0YXR1cxgNIAEoCSKBAQoJQmF0Y2hJdGVtEhEKCWN1c3RvbV9pZBgBIAEoCRIpCgRjaGF0GAIgASgLMhkucmF0YXRvc2tyLnYxLkNoYXRSZXF1ZXN0SAASKwoFZW1iZWQYAyABKAsyGi5yYXRhdG9za3IudjEuRW1iZWRSZXF1ZXN0SABCCQoHcmVxdWVzdCJnChJTdWJtaXRCYXRjaFJlcXVlc3QSJgoFaXRlbXMYASADKAsyFy5yYXRhdG9za3IudjEuQmF0Y2hJdGVtEhMKC2NvbmN1cnJlbmN5GAIgASgNEhQKDGRpc3BsYXlfbmFtZRgDIAEoCSJQChNTdWJtaXRCYXRjaFJlc3BvbnNlEgwKBG5hbWUYASABKAkSKwoIbWV0YWRhdGEYAiABKAsyGS5yYXRhdG9za3IudjEuSm9iTWV0YWRhdGEiLwoOQmF0Y2hJdGVtRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIrcBCg9CYXRjaEl0ZW1SZXN1bHQSEQoJY3VzdG9tX2lkGAEgASgJEioKBGNoYXQYAiABKAsyGi5yYXRhdG9za3IudjEuQ2hhdFJlc3BvbnNlSAASLAoFZW1iZWQYAyABKAsyGy5yYXRhdG9za3IudjEuRW1iZWRSZXNwb25zZUgAEi0KBWVycm9yGAQgASgLMhwucmF0YXRvc2tyLnYxLkJhdGNoSXRlbUVycm9ySABCCAoGcmVzdWx0Ij0KC0JhdGNoUmVzdWx0Ei4KB3Jlc3VsdHMYASADKAsyHS5yYXRhdG9za3IudjEuQmF0Y2hJdGVtUmVzdWx0IksKFEdlbmVyYXRlVmlkZW9SZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRINCgVtb2RlbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiUgoVR2VuZXJhdGVWaWRlb1Jlc3BvbnNlEgwKBG5hbWUYASABKAkSKwoIbWV0YWRhdGEYAiABKAsyGS5yYXRhdG9za3IudjEuSm9iTWV0YWRhdGEiPgoOR2VuZXJhdGVkVmlkZW8SDAoEZGF0YRgBIAEoDBIRCgltaW1lX3R5cGUYAiABKAkSCwoDdXJpGAMgASgJIkoKC1ZpZGVvUmVzdWx0EiwKBnZpZGVvcxgBIAMoCzIcLnJhdGF0b3Nrci52MS5HZW5lcmF0ZWRWaWRlbxINCgVtb2RlbBgCIAEoCSqaAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQSk9CX1NUQVRFX1FVRVVFRBABEhUKEUpPQl9TVEFURV9SVU5OSU5HEAISFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBADEhQKEEpPQl9TVEFURV9GQUlMRUQQBBIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAVCoAEKEGNvbS5yYXRhdG9za3IudjFCCUpvYnNQcm90b1ABWjByYXRhdG9za3IvY2xpZW50L2dvL2dlbi9yYXRhdG9za3IvdjE7cmF0YXRvc2tydjGiAgNSWFiqAgxSYXRhdG9za3IuVjHKAgxSYXRhdG9za3JcVjHiAhhSYXRhdG9za3JcVjFcR1BCTWV0YWRhdGHqAg1SYXRhdG9za3I6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_ratatoskr_v1_chat, file_ratatoskr_v1_inference]);
 
 /**
  * google.longrunning.Operation.metadata of a ratd job (packed in an Any).
@@ -25,7 +25,7 @@ export const file_ratatoskr_v1_jobs: GenFile = /*@__PURE__*/
  */
 export type JobMetadata = Message<"ratatoskr.v1.JobMetadata"> & {
   /**
-   * "batch".
+   * "batch" or "video".
    *
    * @generated from field: string kind = 1;
    */
@@ -90,6 +90,20 @@ export type JobMetadata = Message<"ratatoskr.v1.JobMetadata"> & {
    * @generated from field: string display_name = 11;
    */
   displayName: string;
+
+  /**
+   * The model that runs the job (video).
+   *
+   * @generated from field: string model = 12;
+   */
+  model: string;
+
+  /**
+   * The provider's own word for where the job is (e.g. "in_progress").
+   *
+   * @generated from field: string upstream_status = 13;
+   */
+  upstreamStatus: string;
 };
 
 /**
@@ -277,6 +291,127 @@ export type BatchResult = Message<"ratatoskr.v1.BatchResult"> & {
  */
 export const BatchResultSchema: GenMessage<BatchResult> = /*@__PURE__*/
   messageDesc(file_ratatoskr_v1_jobs, 6);
+
+/**
+ * Generate a video: a job at the provider (Gemini Omni through the Interactions API's
+ * background mode), polled by ratd until done; its response is a VideoResult.
+ *
+ * @generated from message ratatoskr.v1.GenerateVideoRequest
+ */
+export type GenerateVideoRequest = Message<"ratatoskr.v1.GenerateVideoRequest"> & {
+  /**
+   * What the video shows.
+   *
+   * @generated from field: string prompt = 1;
+   */
+  prompt: string;
+
+  /**
+   * "gemini-omni-flash-preview" when empty; "provider:model" names a configured provider
+   * of kind google.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * A label shown with the job.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message ratatoskr.v1.GenerateVideoRequest.
+ * Use `create(GenerateVideoRequestSchema)` to create a new message.
+ */
+export const GenerateVideoRequestSchema: GenMessage<GenerateVideoRequest> = /*@__PURE__*/
+  messageDesc(file_ratatoskr_v1_jobs, 7);
+
+/**
+ * @generated from message ratatoskr.v1.GenerateVideoResponse
+ */
+export type GenerateVideoResponse = Message<"ratatoskr.v1.GenerateVideoResponse"> & {
+  /**
+   * The job's name, for google.longrunning.Operations (e.g. "operations/video-1f2e...").
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: ratatoskr.v1.JobMetadata metadata = 2;
+   */
+  metadata?: JobMetadata | undefined;
+};
+
+/**
+ * Describes the message ratatoskr.v1.GenerateVideoResponse.
+ * Use `create(GenerateVideoResponseSchema)` to create a new message.
+ */
+export const GenerateVideoResponseSchema: GenMessage<GenerateVideoResponse> = /*@__PURE__*/
+  messageDesc(file_ratatoskr_v1_jobs, 8);
+
+/**
+ * @generated from message ratatoskr.v1.GeneratedVideo
+ */
+export type GeneratedVideo = Message<"ratatoskr.v1.GeneratedVideo"> & {
+  /**
+   * The video itself, when the provider sent it inline.
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * e.g. "video/mp4".
+   *
+   * @generated from field: string mime_type = 2;
+   */
+  mimeType: string;
+
+  /**
+   * Where the provider keeps it, when it sent a reference instead of the bytes
+   * (fetching it may need the provider's credentials).
+   *
+   * @generated from field: string uri = 3;
+   */
+  uri: string;
+};
+
+/**
+ * Describes the message ratatoskr.v1.GeneratedVideo.
+ * Use `create(GeneratedVideoSchema)` to create a new message.
+ */
+export const GeneratedVideoSchema: GenMessage<GeneratedVideo> = /*@__PURE__*/
+  messageDesc(file_ratatoskr_v1_jobs, 9);
+
+/**
+ * google.longrunning.Operation.response of a finished video job (packed in an Any).
+ *
+ * @generated from message ratatoskr.v1.VideoResult
+ */
+export type VideoResult = Message<"ratatoskr.v1.VideoResult"> & {
+  /**
+   * @generated from field: repeated ratatoskr.v1.GeneratedVideo videos = 1;
+   */
+  videos: GeneratedVideo[];
+
+  /**
+   * The model that made them.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message ratatoskr.v1.VideoResult.
+ * Use `create(VideoResultSchema)` to create a new message.
+ */
+export const VideoResultSchema: GenMessage<VideoResult> = /*@__PURE__*/
+  messageDesc(file_ratatoskr_v1_jobs, 10);
 
 /**
  * Where a job is.
