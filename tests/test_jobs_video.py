@@ -173,3 +173,25 @@ async def test_a_video_job_survives_a_killed_ratd(
     assert video_result(operation).videos[0].data == VIDEO_BYTES
     assert len(creates(fake)) == 1  # resumed, not started again
     assert "resuming operations/video-" in second.log()
+
+
+async def test_rat_video_writes_the_file(
+    fake: FakeGeminiInteractionsUpstream, tmp_path: Path
+) -> None:
+    from tests.test_jobs_cli import rat
+
+    out = tmp_path / "clip.mp4"
+    with spawn_ratd(
+        config_text(fake, str(tmp_path / "jobs")), tmp_path, env={"GOOGLE_API_KEY": KEY}
+    ) as ratd:
+        code, stdout, err = await rat(ratd, "video", "A squirrel", "on an ash", "-o", str(out))
+        assert code == 0, err
+        assert out.read_bytes() == VIDEO_BYTES
+        assert f'"bytes": {len(VIDEO_BYTES)}' in stdout
+        code, stdout, _ = await rat(ratd, "video", "uri: long", "--no-wait")
+        name = stdout.strip()
+        assert code == 0 and name.startswith("video-")
+        code, stdout, _ = await rat(ratd, "jobs", "wait", name)
+        assert code == 0 and "succeeded" in stdout
+        code, stdout, _ = await rat(ratd, "jobs", "result", name)
+        assert code == 0 and ":download" in stdout

@@ -5,6 +5,7 @@ rat jobs                         # the caller's jobs, newest first
 rat jobs wait batch-1f2e...      # until done; then the state
 rat jobs result batch-1f2e...    # one JSON line per item
 rat jobs cancel|delete|get NAME
+rat video "a squirrel on an ash tree" -o clip.mp4   # starts, waits, writes the video
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from google.protobuf import json_format
 
 from rat import output
 from rat.output import print_json, table, to_dict
-from ratatoskr import ServiceClient, batch_result, job_metadata
+from ratatoskr import ServiceClient, batch_result, job_metadata, video_result
 from ratatoskr.v1 import jobs_pb2
 
 ACTIONS = ("list", "get", "wait", "cancel", "delete", "result")
@@ -100,17 +101,52 @@ async def jobs(client: ServiceClient, args: argparse.Namespace) -> None:
         if not args.json:
             print(f"deleted {name}")
     else:
-        _print_results(await client.get_operation(name))
+        _print_results(await client.get_operation(name), args.output)
 
 
-def _print_results(operation: operations_pb2.Operation) -> None:
-    """One JSON line per item of a finished batch."""
+def _print_results(operation: operations_pb2.Operation, output_path: str | None = None) -> None:
+    """One JSON line per item of a finished batch; a video job's video written to
+    ``output_path`` (its size, type and uri printed)."""
     if operation.HasField("error"):
         raise JobsUsageError(f"{operation.name} failed: {operation.error.message}")
     if not operation.done:
         raise JobsUsageError(f"{operation.name} is still running (rat jobs wait)")
+    if job_metadata(operation).kind == "video":
+        _write_videos(video_result(operation).videos, output_path)
+        return
     for item in batch_result(operation).results:
         sys.stdout.write(json.dumps(to_dict(item), ensure_ascii=False) + "\n")
+
+
+def _write_videos(videos: Any, output_path: str | None) -> None:
+    for i, video in enumerate(videos):
+        path = ""
+        if video.data and output_path:
+            path = output_path if i == 0 else f"{output_path}.{i}"
+            with open(path, "wb") as file:
+                file.write(video.data)
+        info = {"mime_type": video.mime_type, "bytes": len(video.data), "uri": video.uri}
+        sys.stdout.write(json.dumps({**info, "written_to": path}) + "\n")
+    if output_path is None and any(video.data for video in videos):
+        sys.stderr.write("rat: pass -o FILE to write the video\n")
+
+
+async def video(client: ServiceClient, args: argparse.Namespace) -> None:
+    prompt = " ".join(args.prompt).strip()
+    if not prompt:
+        raise JobsUsageError("no prompt given")
+    started = await client.generate_video(prompt, model=args.model or "", display_name="")
+    if args.no_wait:
+        if args.json:
+            print_json(started)
+        else:
+            print(started.name.removeprefix("operations/"))
+        return
+    sys.stderr.write(f"rat: {started.name.removeprefix('operations/')} started; waiting\n")
+    operation = await client.wait_operation(started.name)
+    if args.json:
+        print_json(job_metadata(operation))
+    _print_results(operation, args.output)
 
 
 def read_items(path: str) -> list[jobs_pb2.BatchItem]:
@@ -158,8 +194,14 @@ def add_parsers(add: Any) -> None:
     which.add_argument("--done", action="store_true", help="list: finished jobs only")
     which.add_argument("--running", action="store_true", help="list: running jobs only")
     p.add_argument("--wait", type=float, help="wait: give up after this many seconds")
+    p.add_argument("-o", "--output", help="result of a video job: write the video here")
     p = add("batch", "submit a batch job: BatchItem JSON lines (chat or embed requests)")
     p.add_argument("file", help="the JSON lines file (- for stdin)")
     p.add_argument("--concurrency", type=int, help="items at once (capped by the server)")
     p.add_argument("--name", help="a label for the job")
     p.add_argument("--wait", action="store_true", help="wait and print the results")
+    p = add("video", "generate a video (a job): waits and writes it with -o")
+    p.add_argument("prompt", nargs="+")
+    p.add_argument("-m", "--model", help="default: gemini-omni-flash-preview")
+    p.add_argument("-o", "--output", help="where to write the video")
+    p.add_argument("--no-wait", action="store_true", help="print the job's name and return")

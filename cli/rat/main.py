@@ -397,6 +397,7 @@ async def download(client: ServiceClient, args: argparse.Namespace) -> None:
 
 COMMANDS["jobs"] = jobs_cli.jobs
 COMMANDS["batch"] = jobs_cli.batch
+COMMANDS["video"] = jobs_cli.video
 
 
 # -- argument parsing ------------------------------------------------------------------------
