@@ -496,12 +496,17 @@ class ServiceClient:
         *,
         concurrency: int = 0,
         display_name: str = "",
+        provider: str = "",
         timeout: float | None = None,
     ) -> jobs_pb2.SubmitBatchResponse:
         """Start a batch job (``BatchItem(custom_id=..., chat=ChatRequest(...))`` or
-        ``embed=EmbedRequest(...)``); follow it by the answer's ``name``."""
+        ``embed=EmbedRequest(...)``); follow it by the answer's ``name``. ``provider``
+        (e.g. "openai") runs it at that provider's batch API."""
         request = jobs_pb2.SubmitBatchRequest(
-            items=list(items), concurrency=concurrency, display_name=display_name
+            items=list(items),
+            concurrency=concurrency,
+            display_name=display_name,
+            provider=provider,
         )
         return await self._call(self._stub.SubmitBatch, request, timeout)
 

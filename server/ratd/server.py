@@ -25,8 +25,9 @@ from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
 from ratd.core.access import Tenant
 from ratd.core.gateway import Gateway
-from ratd.jobs.batch import LocalBatchRunner
+from ratd.jobs.batch import BatchRunner, LocalBatchRunner
 from ratd.jobs.manager import JobManager
+from ratd.jobs.openai_batch import OpenAIBatches
 from ratd.jobs.store import open_store
 from ratd.jobs.video import VideoRunner
 from ratd.logs import setup_logging
@@ -125,13 +126,14 @@ class Daemon:
         )
         # Long-running jobs, kept in [jobs] dir and followed through Operations.
         video = VideoRunner(self.holder, config.jobs)
+        batch = BatchRunner(LocalBatchRunner(self.guard, config.jobs), OpenAIBatches(self.holder))
         self.jobs = JobManager(
             config.jobs,
             open_store(config.jobs.dir),
-            {"batch": LocalBatchRunner(self.guard, config.jobs), "video": video},
+            {"batch": batch, "video": video},
             self._tenant_named,
         )
-        self.service = RatatoskrService(self.guard, git_sha(), self.jobs, video)
+        self.service = RatatoskrService(self.guard, git_sha(), self.jobs, video, batch)
         self.health = health_aio.HealthServicer()
         self.metrics = MetricsServer(
             server.metrics_address, self.holder, lambda: self.service.serving

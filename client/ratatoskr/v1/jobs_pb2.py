@@ -27,35 +27,35 @@ from ratatoskr.v1 import chat_pb2 as ratatoskr_dot_v1_dot_chat__pb2
 from ratatoskr.v1 import inference_pb2 as ratatoskr_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ratatoskr/v1/jobs.proto\x12\x0cratatoskr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17ratatoskr/v1/chat.proto\x1a\x1cratatoskr/v1/inference.proto\"\xc8\x02\n\x0bJobMetadata\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.ratatoskr.v1.JobState\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05total\x18\x06 \x01(\r\x12\x11\n\tcompleted\x18\x07 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\r\x12\x10\n\x08progress\x18\t \x01(\x02\x12\x10\n\x08provider\x18\n \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x0b \x01(\t\x12\r\n\x05model\x18\x0c \x01(\t\x12\x17\n\x0fupstream_status\x18\r \x01(\t\"\x81\x01\n\tBatchItem\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12)\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x19.ratatoskr.v1.ChatRequestH\x00\x12+\n\x05\x65mbed\x18\x03 \x01(\x0b\x32\x1a.ratatoskr.v1.EmbedRequestH\x00\x42\t\n\x07request\"g\n\x12SubmitBatchRequest\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.ratatoskr.v1.BatchItem\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"P\n\x13SubmitBatchResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x01(\x0b\x32\x19.ratatoskr.v1.JobMetadata\"/\n\x0e\x42\x61tchItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb7\x01\n\x0f\x42\x61tchItemResult\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12*\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x1a.ratatoskr.v1.ChatResponseH\x00\x12,\n\x05\x65mbed\x18\x03 \x01(\x0b\x32\x1b.ratatoskr.v1.EmbedResponseH\x00\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.ratatoskr.v1.BatchItemErrorH\x00\x42\x08\n\x06result\"=\n\x0b\x42\x61tchResult\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.ratatoskr.v1.BatchItemResult\"K\n\x14GenerateVideoRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"R\n\x15GenerateVideoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x01(\x0b\x32\x19.ratatoskr.v1.JobMetadata\">\n\x0eGeneratedVideo\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\"J\n\x0bVideoResult\x12,\n\x06videos\x18\x01 \x03(\x0b\x32\x1c.ratatoskr.v1.GeneratedVideo\x12\r\n\x05model\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ratatoskr/v1/jobs.proto\x12\x0cratatoskr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17ratatoskr/v1/chat.proto\x1a\x1cratatoskr/v1/inference.proto\"\xc8\x02\n\x0bJobMetadata\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.ratatoskr.v1.JobState\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05total\x18\x06 \x01(\r\x12\x11\n\tcompleted\x18\x07 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\r\x12\x10\n\x08progress\x18\t \x01(\x02\x12\x10\n\x08provider\x18\n \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x0b \x01(\t\x12\r\n\x05model\x18\x0c \x01(\t\x12\x17\n\x0fupstream_status\x18\r \x01(\t\"\x81\x01\n\tBatchItem\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12)\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x19.ratatoskr.v1.ChatRequestH\x00\x12+\n\x05\x65mbed\x18\x03 \x01(\x0b\x32\x1a.ratatoskr.v1.EmbedRequestH\x00\x42\t\n\x07request\"y\n\x12SubmitBatchRequest\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.ratatoskr.v1.BatchItem\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"P\n\x13SubmitBatchResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x01(\x0b\x32\x19.ratatoskr.v1.JobMetadata\"/\n\x0e\x42\x61tchItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb7\x01\n\x0f\x42\x61tchItemResult\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12*\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x1a.ratatoskr.v1.ChatResponseH\x00\x12,\n\x05\x65mbed\x18\x03 \x01(\x0b\x32\x1b.ratatoskr.v1.EmbedResponseH\x00\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.ratatoskr.v1.BatchItemErrorH\x00\x42\x08\n\x06result\"=\n\x0b\x42\x61tchResult\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.ratatoskr.v1.BatchItemResult\"K\n\x14GenerateVideoRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"R\n\x15GenerateVideoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x01(\x0b\x32\x19.ratatoskr.v1.JobMetadata\">\n\x0eGeneratedVideo\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\"J\n\x0bVideoResult\x12,\n\x06videos\x18\x01 \x03(\x0b\x32\x1c.ratatoskr.v1.GeneratedVideo\x12\r\n\x05model\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ratatoskr.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1379
-  _globals['_JOBSTATE']._serialized_end=1533
+  _globals['_JOBSTATE']._serialized_start=1397
+  _globals['_JOBSTATE']._serialized_end=1551
   _globals['_JOBMETADATA']._serialized_start=130
   _globals['_JOBMETADATA']._serialized_end=458
   _globals['_BATCHITEM']._serialized_start=461
   _globals['_BATCHITEM']._serialized_end=590
   _globals['_SUBMITBATCHREQUEST']._serialized_start=592
-  _globals['_SUBMITBATCHREQUEST']._serialized_end=695
-  _globals['_SUBMITBATCHRESPONSE']._serialized_start=697
-  _globals['_SUBMITBATCHRESPONSE']._serialized_end=777
-  _globals['_BATCHITEMERROR']._serialized_start=779
-  _globals['_BATCHITEMERROR']._serialized_end=826
-  _globals['_BATCHITEMRESULT']._serialized_start=829
-  _globals['_BATCHITEMRESULT']._serialized_end=1012
-  _globals['_BATCHRESULT']._serialized_start=1014
-  _globals['_BATCHRESULT']._serialized_end=1075
-  _globals['_GENERATEVIDEOREQUEST']._serialized_start=1077
-  _globals['_GENERATEVIDEOREQUEST']._serialized_end=1152
-  _globals['_GENERATEVIDEORESPONSE']._serialized_start=1154
-  _globals['_GENERATEVIDEORESPONSE']._serialized_end=1236
-  _globals['_GENERATEDVIDEO']._serialized_start=1238
-  _globals['_GENERATEDVIDEO']._serialized_end=1300
-  _globals['_VIDEORESULT']._serialized_start=1302
-  _globals['_VIDEORESULT']._serialized_end=1376
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=713
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=715
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=795
+  _globals['_BATCHITEMERROR']._serialized_start=797
+  _globals['_BATCHITEMERROR']._serialized_end=844
+  _globals['_BATCHITEMRESULT']._serialized_start=847
+  _globals['_BATCHITEMRESULT']._serialized_end=1030
+  _globals['_BATCHRESULT']._serialized_start=1032
+  _globals['_BATCHRESULT']._serialized_end=1093
+  _globals['_GENERATEVIDEOREQUEST']._serialized_start=1095
+  _globals['_GENERATEVIDEOREQUEST']._serialized_end=1170
+  _globals['_GENERATEVIDEORESPONSE']._serialized_start=1172
+  _globals['_GENERATEVIDEORESPONSE']._serialized_end=1254
+  _globals['_GENERATEDVIDEO']._serialized_start=1256
+  _globals['_GENERATEDVIDEO']._serialized_end=1318
+  _globals['_VIDEORESULT']._serialized_start=1320
+  _globals['_VIDEORESULT']._serialized_end=1394
 # @@protoc_insertion_point(module_scope)

@@ -68,14 +68,16 @@ class BatchItem(_message.Message):
     def __init__(self, custom_id: _Optional[str] = ..., chat: _Optional[_Union[_chat_pb2.ChatRequest, _Mapping]] = ..., embed: _Optional[_Union[_inference_pb2.EmbedRequest, _Mapping]] = ...) -> None: ...
 
 class SubmitBatchRequest(_message.Message):
-    __slots__ = ("items", "concurrency", "display_name")
+    __slots__ = ("items", "concurrency", "display_name", "provider")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[BatchItem]
     concurrency: int
     display_name: str
-    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., concurrency: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+    provider: str
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., concurrency: _Optional[int] = ..., display_name: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class SubmitBatchResponse(_message.Message):
     __slots__ = ("name", "metadata")

@@ -6,10 +6,11 @@ the tenant's allow-list, since the item runs as the job's tenant), routed, retri
 fallen back by the gateway. At most ``concurrency`` items run at once. An item that
 fails keeps its status in its result; the batch goes on.
 
-This runner serves every batch; a provider's own batch API (OpenAI Batch, Anthropic
-Message Batches, Gemini batch mode) would be another runner of kind "batch" behind the
-same job, chosen when every item goes to that provider. It cannot resume after a
-restart (its items ran in the process that died): such a job ends ABORTED.
+A batch that names a provider runs at that provider's batch API instead
+(``openai_batch.py``: OpenAI's Batch API; Anthropic Message Batches and Gemini batch
+mode are not written yet). The local runner cannot resume after a restart (its items
+ran in the process that died): such a job ends ABORTED; a provider's batch is polled
+again.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from ratd import errors
 from ratd.config import JobsConfig
 from ratd.core.access import Tenant
 from ratd.jobs.manager import JobManager, RunningJob, metadata_of
+from ratd.jobs.openai_batch import OpenAIBatches
+from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
-from ratd.secrets import redact
 from ratd.service.guard import CallGuard
-from ratd.service.status import public_message, status_code
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,38 @@ def check_batch(request: jobs_pb2.SubmitBatchRequest, config: JobsConfig) -> Non
 
 def batch_metadata(request: jobs_pb2.SubmitBatchRequest) -> jobs_pb2.JobMetadata:
     return jobs_pb2.JobMetadata(
-        total=len(request.items), provider=PROVIDER, display_name=request.display_name
+        total=len(request.items),
+        provider=request.provider or PROVIDER,
+        display_name=request.display_name,
     )
+
+
+class BatchRunner:
+    """Kind "batch": at the provider's batch API when the request names a provider,
+    else through ratd's own pipeline (``LocalBatchRunner``)."""
+
+    kind = KIND
+
+    def __init__(self, local: LocalBatchRunner, openai: OpenAIBatches) -> None:
+        self.local = local
+        self.openai = openai
+
+    def can_resume(self, record: JobRecord) -> bool:
+        """A provider's batch is polled again (or submitted, if it never was); the local
+        runner's items ran in the process that stopped."""
+        return bool(jobs_pb2.SubmitBatchRequest.FromString(record.request).provider)
+
+    async def run(self, job: RunningJob) -> jobs_pb2.BatchResult:
+        if jobs_pb2.SubmitBatchRequest.FromString(job.record.request).provider:
+            return await self.openai.run(job)
+        return await self.local.run(job)
+
+    async def cancel(self, record: JobRecord) -> None:
+        await self.openai.cancel(record)  # nothing for the local runner: its items stopped
 
 
 class LocalBatchRunner:
     """Runs a batch's items through the gateway (see the module docstring)."""
-
-    kind = KIND
-    resumable = False
 
     def __init__(self, guard: CallGuard, config: JobsConfig) -> None:
         self.guard = guard
@@ -100,9 +124,6 @@ class LocalBatchRunner:
                 group.create_task(worker())
         return jobs_pb2.BatchResult(results=results)
 
-    async def cancel(self, record: JobRecord) -> None:
-        """Nothing left to stop: cancelling ``run`` cancelled every item in flight."""
-
     async def _item(
         self, item: jobs_pb2.BatchItem, tenant: Tenant | None
     ) -> jobs_pb2.BatchItemResult:
@@ -116,8 +137,8 @@ class LocalBatchRunner:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, BUSY_MAX)
             except Exception as exc:
-                return _failed(self.guard.failure(method, exc))
-        return _failed(errors.Overloaded("ratd stayed at max_concurrent_requests"))
+                return failed_result(self.guard.failure(method, exc))
+        return failed_result(errors.Overloaded("ratd stayed at max_concurrent_requests"))
 
     async def _call(
         self, method: str, item: jobs_pb2.BatchItem, tenant: Tenant | None
@@ -133,24 +154,15 @@ class LocalBatchRunner:
         raise AssertionError("unreachable: the admission re-raises or the call answers")
 
 
-def _failed(found: errors.GatewayError | str) -> jobs_pb2.BatchItemResult:
-    """An item's error as a call's status would say it (a bug: INTERNAL with the id of
-    the logged traceback)."""
-    if isinstance(found, errors.GatewayError):
-        error = jobs_pb2.BatchItemError(
-            code=status_code(found).name, message=redact(public_message(found))
-        )
-    else:
-        error = jobs_pb2.BatchItemError(
-            code="INTERNAL", message=f"internal error in ratd (request {found})"
-        )
-    return jobs_pb2.BatchItemResult(error=error)
-
-
 async def submit_batch(
-    jobs: JobManager, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None
+    jobs: JobManager,
+    runner: BatchRunner,
+    request: jobs_pb2.SubmitBatchRequest,
+    tenant: Tenant | None,
 ) -> jobs_pb2.SubmitBatchResponse:
     """SubmitBatch: check the batch, start its job, answer with the job's name."""
     check_batch(request, jobs.config)
+    if request.provider:
+        runner.openai.check(request, tenant)
     record = await jobs.create(KIND, tenant, request, batch_metadata(request))
     return jobs_pb2.SubmitBatchResponse(name=record.name, metadata=metadata_of(record))

@@ -68,14 +68,15 @@ class RunningJob:
 
 class Runner(Protocol):
     """Runs the jobs of one kind. ``run`` returns the result message (packed into the
-    Operation's response) or raises a GatewayError (its error); ``resumable``: can
+    Operation's response) or raises a GatewayError (its error); ``can_resume``: can
     ``run`` go on with a job whose process died (it reads ``record.upstream``)? ``run``
     is cancelled both when ratd stops and when the caller cancels the job; only the
     latter is followed by ``cancel``, so a stopping ratd leaves provider work running
     for the next start to take up."""
 
     kind: str
-    resumable: bool
+
+    def can_resume(self, record: JobRecord) -> bool: ...
 
     async def run(self, job: RunningJob) -> message.Message: ...
 
@@ -145,7 +146,7 @@ class JobManager:
                 live.done.set()
                 continue
             runner = self.runners.get(record.kind)
-            if runner is not None and runner.resumable:
+            if runner is not None and runner.can_resume(record):
                 log.info("jobs: resuming %s", record.name)
                 self._spawn(live, self.tenant_named(record.tenant) if record.tenant else None)
             else:

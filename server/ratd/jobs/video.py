@@ -46,7 +46,9 @@ class VideoRunner:
     """Starts, polls, resumes and cancels video interactions (module docstring)."""
 
     kind = KIND
-    resumable = True
+
+    def can_resume(self, record: JobRecord) -> bool:
+        return True  # with the interaction's id polled again, else started anew
 
     def __init__(self, holder: GatewayHolder, config: JobsConfig) -> None:
         self.holder = holder

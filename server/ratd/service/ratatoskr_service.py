@@ -18,7 +18,7 @@ from ratatoskr.v1 import (
 )
 from ratd import __version__
 from ratd.core.access import CALLER
-from ratd.jobs.batch import submit_batch
+from ratd.jobs.batch import BatchRunner, submit_batch
 from ratd.jobs.manager import JobManager
 from ratd.jobs.video import VideoRunner, generate_video
 from ratd.service.guard import CallGuard
@@ -33,12 +33,14 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         git_sha: str | None = None,
         jobs: JobManager | None = None,
         video: VideoRunner | None = None,
+        batch: BatchRunner | None = None,
     ) -> None:
         self.guard = guard
         self.git_sha = git_sha
         # Long-running jobs (SubmitBatch); followed through google.longrunning.Operations.
         self.jobs = jobs
         self.video = video
+        self.batch = batch
         self.serving = False
 
     # -- chat and generation -----------------------------------------------------------------
@@ -189,12 +191,12 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
     async def SubmitBatch(
         self, request: jobs_pb2.SubmitBatchRequest, context: Context
     ) -> jobs_pb2.SubmitBatchResponse:
-        jobs = self.jobs
-        if jobs is None:
+        jobs, batch = self.jobs, self.batch
+        if jobs is None or batch is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this ratd runs no jobs")
             raise AssertionError("unreachable")
         return await self.guard.unary(
-            context, "SubmitBatch", lambda _: submit_batch(jobs, request, CALLER.get())
+            context, "SubmitBatch", lambda _: submit_batch(jobs, batch, request, CALLER.get())
         )
 
     async def GenerateVideo(
