@@ -141,3 +141,74 @@ async def test_cancel_and_a_restart_mid_batch(
             operation = await client.wait_operation(kept.name)
     assert batch_result(operation).results[0].chat.content == "batch answer to: kept"
     assert len(batches.batches) == 2  # resumed, not submitted again
+
+
+# -- Anthropic's Message Batches ------------------------------------------------------------
+
+
+ANTHROPIC_KEY = "sk-ant-test-batches-0123456789"
+
+
+async def test_a_batch_at_anthropic_with_cancel_and_a_restart(tmp_path: Path) -> None:
+    from tests.fakes.anthropic_batches import MISSING as CLAUDE_MISSING
+    from tests.fakes.anthropic_batches import FakeAnthropicBatches
+
+    async with FakeAnthropicBatches(api_key=ANTHROPIC_KEY) as fake:
+        text = f"""
+[providers.anthropic]
+base_url = "{fake.base_url}"
+[jobs]
+dir = "{tmp_path / "jobs"}"
+"""
+        env = {"ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+        async with running_daemon(make_config(text, env=env)) as first:
+            async with await connected(first.address) as client:
+                items = [
+                    chat("a", "one", "claude-sonnet-4-5"),
+                    chat("b", "two", "anthropic:claude-sonnet-4-5"),
+                    chat("c", "x", CLAUDE_MISSING),
+                ]
+                done = await client.submit_batch(items, provider="anthropic")
+                operation = await client.wait_operation(done.name)
+                embed = jobs_pb2.BatchItem(embed=inference_pb2.EmbedRequest(text="t", model="m"))
+                with pytest.raises(InvalidInput, match="chat items only"):
+                    await client.submit_batch([embed], provider="anthropic")
+                fake.hold = True
+                kept = await client.submit_batch(
+                    [chat("k", "kept", "claude-sonnet-4-5")], provider="anthropic"
+                )
+                dropped = await client.submit_batch(
+                    [chat("d", "gone", "claude-sonnet-4-5")], provider="anthropic"
+                )
+                polls = fake.poll_count
+                while fake.poll_count < polls + 2:  # noqa: ASYNC110 (the fake counts polls)
+                    await asyncio.sleep(0.01)
+                await client.cancel_operation(dropped.name)
+        results = batch_result(operation).results
+        assert [r.custom_id for r in results] == ["a", "b", "c"]
+        assert [r.chat.content for r in results[:2]] == [
+            "batch answer to: one",
+            "batch answer to: two",
+        ]
+        assert results[0].chat.usage.prompt_tokens == 11
+        assert results[2].error.code == "NOT_FOUND"
+        meta = job_metadata(operation)
+        assert (meta.provider, meta.upstream_status, meta.completed, meta.failed) == (
+            "anthropic",
+            "ended",
+            2,
+            1,
+        )
+        sent = fake.batches[next(iter(fake.batches))].requests
+        assert [r["custom_id"] for r in sent] == ["0", "1", "2"]
+        assert sent[1]["params"]["model"] == "claude-sonnet-4-5"
+        assert len(fake.cancelled) == 1
+        polls = fake.poll_count
+        async with running_daemon(make_config(text, env=env)) as second:
+            async with await connected(second.address) as client:
+                while fake.poll_count == polls:  # noqa: ASYNC110 (the fake counts polls)
+                    await asyncio.sleep(0.01)  # the new ratd polls the same batch
+                fake.hold = False
+                resumed = await client.wait_operation(kept.name)
+        assert batch_result(resumed).results[0].chat.content == "batch answer to: kept"
+        assert len(fake.batches) == 3  # resumed, not submitted again

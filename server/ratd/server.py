@@ -25,6 +25,7 @@ from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
 from ratd.core.access import Tenant
 from ratd.core.gateway import Gateway
+from ratd.jobs.anthropic_batch import AnthropicBatches
 from ratd.jobs.batch import BatchRunner, LocalBatchRunner
 from ratd.jobs.manager import JobManager
 from ratd.jobs.openai_batch import OpenAIBatches
@@ -126,7 +127,11 @@ class Daemon:
         )
         # Long-running jobs, kept in [jobs] dir and followed through Operations.
         video = VideoRunner(self.holder, config.jobs)
-        batch = BatchRunner(LocalBatchRunner(self.guard, config.jobs), OpenAIBatches(self.holder))
+        batch = BatchRunner(
+            LocalBatchRunner(self.guard, config.jobs),
+            OpenAIBatches(self.holder),
+            AnthropicBatches(self.holder),
+        )
         self.jobs = JobManager(
             config.jobs,
             open_store(config.jobs.dir),

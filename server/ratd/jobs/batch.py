@@ -23,6 +23,7 @@ from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.config import JobsConfig
 from ratd.core.access import Tenant
+from ratd.jobs.anthropic_batch import AnthropicBatches
 from ratd.jobs.manager import JobManager, RunningJob, metadata_of
 from ratd.jobs.openai_batch import OpenAIBatches
 from ratd.jobs.results import failed_result
@@ -77,9 +78,19 @@ class BatchRunner:
 
     kind = KIND
 
-    def __init__(self, local: LocalBatchRunner, openai: OpenAIBatches) -> None:
+    def __init__(
+        self, local: LocalBatchRunner, openai: OpenAIBatches, anthropic: AnthropicBatches
+    ) -> None:
         self.local = local
         self.openai = openai
+        self.anthropic = anthropic
+
+    def at(self, provider: str) -> OpenAIBatches | AnthropicBatches:
+        """The batch API of the provider of that name (by its kind)."""
+        found = self.openai.holder.current.providers.get(provider)
+        if found is not None and found.kind == "anthropic":
+            return self.anthropic
+        return self.openai  # which refuses every other kind, naming the field
 
     def can_resume(self, record: JobRecord) -> bool:
         """A provider's batch is polled again (or submitted, if it never was); the local
@@ -87,12 +98,16 @@ class BatchRunner:
         return bool(jobs_pb2.SubmitBatchRequest.FromString(record.request).provider)
 
     async def run(self, job: RunningJob) -> jobs_pb2.BatchResult:
-        if jobs_pb2.SubmitBatchRequest.FromString(job.record.request).provider:
-            return await self.openai.run(job)
+        request = jobs_pb2.SubmitBatchRequest.FromString(job.record.request)
+        if request.provider:
+            return await self.at(job.record.upstream.get("provider", request.provider)).run(job)
         return await self.local.run(job)
 
     async def cancel(self, record: JobRecord) -> None:
-        await self.openai.cancel(record)  # nothing for the local runner: its items stopped
+        """The provider's batch (nothing for the local runner: its items stopped)."""
+        provider = record.upstream.get("provider")
+        if provider:
+            await self.at(provider).cancel(record)
 
 
 class LocalBatchRunner:
@@ -163,6 +178,6 @@ async def submit_batch(
     """SubmitBatch: check the batch, start its job, answer with the job's name."""
     check_batch(request, jobs.config)
     if request.provider:
-        runner.openai.check(request, tenant)
+        runner.at(request.provider).check(request, tenant)
     record = await jobs.create(KIND, tenant, request, batch_metadata(request))
     return jobs_pb2.SubmitBatchResponse(name=record.name, metadata=metadata_of(record))

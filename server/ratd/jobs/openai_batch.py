@@ -28,7 +28,6 @@ is kept with the job before the first poll, so a restarted ratd polls the same b
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -38,6 +37,7 @@ from ratatoskr.v1 import inference_pb2, jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
+from ratd.jobs.polling import poll_until_done
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.http import parse_body
@@ -46,7 +46,7 @@ from ratd.service.holder import GatewayHolder
 
 CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
 DONE = frozenset({"completed", "failed", "expired", "cancelled"})
-POLL_FIRST, POLL_GROWTH, POLL_MAX, POLL_FAILURES = 1.0, 2.0, 60.0, 3
+POLL_FIRST, POLL_MAX = 1.0, 60.0
 
 
 class OpenAIBatches:
@@ -112,22 +112,17 @@ class OpenAIBatches:
     async def _until_done(
         self, provider: OpenAIProvider, batch_id: str, job: RunningJob
     ) -> dict[str, Any]:
-        wait, failures = POLL_FIRST, 0
-        while True:
-            try:
-                batch: dict[str, Any] = await provider.call_json("GET", f"/batches/{batch_id}")
-                failures = 0
-            except (errors.ProviderUnavailable, errors.RateLimited) as err:
-                failures += 1
-                if isinstance(err, errors.QuotaExceeded) or failures >= POLL_FAILURES:
-                    raise
-                batch = {}
-            if batch:
-                _report(batch, job)
-                if batch.get("status") in DONE:
-                    return batch
-            await asyncio.sleep(wait)
-            wait = min(wait * POLL_GROWTH, POLL_MAX)
+        async def fetch() -> dict[str, Any]:
+            batch: dict[str, Any] = await provider.call_json("GET", f"/batches/{batch_id}")
+            return batch
+
+        return await poll_until_done(
+            fetch,
+            lambda batch: batch.get("status") in DONE,
+            lambda batch: _report(batch, job),
+            first=POLL_FIRST,
+            cap=POLL_MAX,
+        )
 
     async def cancel(self, record: JobRecord) -> None:
         batch_id = record.upstream.get("batch_id")

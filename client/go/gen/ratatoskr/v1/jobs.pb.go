@@ -335,8 +335,9 @@ type SubmitBatchRequest struct {
 	// A label shown with the job.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// Run the batch at this provider's own batch API (a configured provider of kind
-	// "openai": OpenAI's Batch API, up to 24 hours, at its batch price); every item must
-	// then be of one kind (all chat or all embed) and name a model that provider serves.
+	// "openai": OpenAI's Batch API; "anthropic": Message Batches, chat only; up to 24
+	// hours, at the batch price); every item must then be of one kind (all chat or all
+	// embed) and name a model that provider serves.
 	// Empty: ratd runs the items itself, through its own pipeline.
 	Provider string `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
 }

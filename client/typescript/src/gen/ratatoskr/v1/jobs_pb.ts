@@ -176,8 +176,9 @@ export type SubmitBatchRequest = Message<"ratatoskr.v1.SubmitBatchRequest"> & {
 
   /**
    * Run the batch at this provider's own batch API (a configured provider of kind
-   * "openai": OpenAI's Batch API, up to 24 hours, at its batch price); every item must
-   * then be of one kind (all chat or all embed) and name a model that provider serves.
+   * "openai": OpenAI's Batch API; "anthropic": Message Batches, chat only; up to 24
+   * hours, at the batch price); every item must then be of one kind (all chat or all
+   * embed) and name a model that provider serves.
    * Empty: ratd runs the items itself, through its own pipeline.
    *
    * @generated from field: string provider = 4;
