@@ -129,6 +129,7 @@ def _all_classes() -> dict[str, type[Message]]:
     from ratatoskr.v1 import (
         chat_pb2,
         inference_pb2,
+        jobs_pb2,
         media_parts_pb2,
         media_pb2,
         models_pb2,
@@ -144,7 +145,15 @@ def _all_classes() -> dict[str, type[Message]]:
                 found[item.DESCRIPTOR.full_name] = item
                 walk(item)
 
-    modules = (chat_pb2, inference_pb2, media_pb2, media_parts_pb2, models_pb2, realtime_pb2)
+    modules = (
+        chat_pb2,
+        inference_pb2,
+        jobs_pb2,
+        media_pb2,
+        media_parts_pb2,
+        models_pb2,
+        realtime_pb2,
+    )
     for module in (*modules, ratatoskr_pb2, admin_pb2):
         walk(module)
     return found

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rat import jobs as jobs_cli
 from rat import media, output
 from rat.output import Dim, print_json, table, to_dict
 from ratatoskr import ChatOptions, GenerateOptions, Message, ServiceClient, errors
@@ -432,6 +433,11 @@ async def download(client: ServiceClient, args: argparse.Namespace) -> None:
         print(f"downloaded {args.model} to {last_path}")
 
 
+COMMANDS["jobs"] = jobs_cli.jobs
+COMMANDS["batch"] = jobs_cli.batch
+COMMANDS["video"] = jobs_cli.video
+
+
 # -- argument parsing ------------------------------------------------------------------------
 
 
@@ -555,6 +561,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("download", "download a local model into the cache")
     p.add_argument("model")
     p.add_argument("--revision")
+    jobs_cli.add_parsers(add)
     return parser
 
 
@@ -599,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     except media.MediaUsageError as err:
         print(f"rat: {err}", file=sys.stderr)
         return 2
-    except UsageError as err:
+    except (UsageError, jobs_cli.JobsUsageError) as err:
         print(f"rat: {err}", file=sys.stderr)
         return 2
     except CommandFailed as err:

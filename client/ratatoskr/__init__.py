@@ -11,7 +11,7 @@ The generated messages live in ``ratatoskr.v1`` (``chat_pb2``, ``inference_pb2``
 """
 
 from ratatoskr.address import DEFAULT_ADDRESS
-from ratatoskr.client import ServiceClient
+from ratatoskr.client import ServiceClient, batch_result, job_metadata, video_result
 from ratatoskr.errors import (
     AuthenticationFailed,
     BudgetExceeded,
@@ -23,6 +23,8 @@ from ratatoskr.errors import (
     DeadlineExceeded,
     InternalError,
     InvalidInput,
+    JobNotFinished,
+    JobNotFound,
     ModelNotAllowed,
     ModelNotAvailable,
     ModelNotFound,
@@ -54,6 +56,7 @@ from ratatoskr.v1 import (
     admin_pb2,
     chat_pb2,
     inference_pb2,
+    jobs_pb2,
     media_parts_pb2,
     media_pb2,
     models_pb2,
@@ -83,6 +86,8 @@ __all__ = [
     "GenerateOptions",
     "InternalError",
     "InvalidInput",
+    "JobNotFinished",
+    "JobNotFound",
     "Message",
     "ModelNotAllowed",
     "ModelNotAvailable",
@@ -106,10 +111,14 @@ __all__ = [
     "ToolDefinition",
     "UnsupportedParameter",
     "admin_pb2",
+    "batch_result",
     "chat_pb2",
     "inference_pb2",
+    "job_metadata",
+    "jobs_pb2",
     "media_parts_pb2",
     "media_pb2",
     "models_pb2",
     "ratatoskr_pb2",
+    "video_result",
 ]

@@ -11,9 +11,13 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+from google.longrunning import operations_pb2_grpc
+from google.longrunning import operations_proto_pb2 as operations_pb2
+from google.protobuf import duration_pb2
 
 from ratatoskr.address import DEFAULT_ADDRESS, parse_address
 from ratatoskr.embedded import DEFAULT_PROBE_SECS, ratd_answers, start_embedded
@@ -25,6 +29,7 @@ from ratatoskr.v1 import (
     admin_pb2_grpc,
     chat_pb2,
     inference_pb2,
+    jobs_pb2,
     media_pb2,
     models_pb2,
     ratatoskr_pb2,
@@ -121,6 +126,7 @@ class ServiceClient:
         self._stub = ratatoskr_pb2_grpc.RatatoskrStub(channel)
         self._admin = admin_pb2_grpc.AdminServiceStub(channel)
         self._usage = usage_pb2_grpc.UsageServiceStub(channel)
+        self._operations = operations_pb2_grpc.OperationsStub(channel)
         self.timeout = timeout
         # Sent with every call; never part of a repr or an error.
         metadata: list[tuple[str, str]] = []
@@ -640,3 +646,115 @@ class ServiceClient:
             group_by=f"USAGE_GROUP_BY_{(group_by or 'unspecified').upper()}",
         )
         return await self._call(self._usage.GetUsage, request, timeout)
+
+    # -- jobs (google.longrunning.Operations) ---------------------------------------------
+
+    async def submit_batch(
+        self,
+        items: Iterable[jobs_pb2.BatchItem],
+        *,
+        concurrency: int = 0,
+        display_name: str = "",
+        provider: str = "",
+        timeout: float | None = None,
+    ) -> jobs_pb2.SubmitBatchResponse:
+        """Start a batch job (``BatchItem(custom_id=..., chat=ChatRequest(...))`` or
+        ``embed=EmbedRequest(...)``); follow it by the answer's ``name``. ``provider``
+        (e.g. "openai") runs it at that provider's batch API."""
+        request = jobs_pb2.SubmitBatchRequest(
+            items=list(items),
+            concurrency=concurrency,
+            display_name=display_name,
+            provider=provider,
+        )
+        return await self._call(self._stub.SubmitBatch, request, timeout)
+
+    async def generate_video(
+        self,
+        prompt: str,
+        *,
+        model: str = "",
+        display_name: str = "",
+        timeout: float | None = None,
+    ) -> jobs_pb2.GenerateVideoResponse:
+        """Start a video job (default model: gemini-omni-flash-preview); follow it by the
+        answer's ``name``; ``video_result(operation)`` once done."""
+        request = jobs_pb2.GenerateVideoRequest(
+            prompt=prompt, model=model, display_name=display_name
+        )
+        return await self._call(self._stub.GenerateVideo, request, timeout)
+
+    async def get_operation(
+        self, name: str, *, timeout: float | None = None
+    ) -> operations_pb2.Operation:
+        request = operations_pb2.GetOperationRequest(name=name)
+        return await self._call(self._operations.GetOperation, request, timeout)
+
+    async def list_operations(
+        self,
+        *,
+        done: bool | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> operations_pb2.ListOperationsResponse:
+        """The caller's jobs, newest first (``done``: only finished or only running)."""
+        request = operations_pb2.ListOperationsRequest(
+            filter="" if done is None else f"done={str(done).lower()}",
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self._operations.ListOperations, request, timeout)
+
+    async def cancel_operation(self, name: str, *, timeout: float | None = None) -> None:
+        request = operations_pb2.CancelOperationRequest(name=name)
+        await self._call(self._operations.CancelOperation, request, timeout)
+
+    async def delete_operation(self, name: str, *, timeout: float | None = None) -> None:
+        request = operations_pb2.DeleteOperationRequest(name=name)
+        await self._call(self._operations.DeleteOperation, request, timeout)
+
+    async def wait_operation(
+        self, name: str, *, wait: float | None = None, timeout: float | None = None
+    ) -> operations_pb2.Operation:
+        """The job once done; WaitOperation asked again until it is, or until ``wait``
+        seconds have passed (None: no limit), when it is answered as it is then."""
+        loop = asyncio.get_running_loop()
+        end = None if wait is None else loop.time() + wait
+        while True:
+            request = operations_pb2.WaitOperationRequest(name=name)
+            if end is not None:
+                request.timeout.CopyFrom(_duration(max(0.0, end - loop.time())))
+            operation = await self._call(self._operations.WaitOperation, request, timeout)
+            if operation.done or (end is not None and loop.time() >= end):
+                return operation
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(timedelta(seconds=seconds))
+    return duration
+
+
+def job_metadata(operation: operations_pb2.Operation) -> jobs_pb2.JobMetadata:
+    """A ratd job's metadata (kind, state, progress) out of its Operation."""
+    meta = jobs_pb2.JobMetadata()
+    operation.metadata.Unpack(meta)
+    return meta
+
+
+def batch_result(operation: operations_pb2.Operation) -> jobs_pb2.BatchResult:
+    """A finished batch's results (in the order of its items). Raises ValueError when the
+    operation is not a finished batch."""
+    result = jobs_pb2.BatchResult()
+    if not operation.done or not operation.response.Unpack(result):
+        raise ValueError(f"{operation.name} holds no batch result")
+    return result
+
+
+def video_result(operation: operations_pb2.Operation) -> jobs_pb2.VideoResult:
+    """A finished video job's videos. Raises ValueError when the operation is not one."""
+    result = jobs_pb2.VideoResult()
+    if not operation.done or not operation.response.Unpack(result):
+        raise ValueError(f"{operation.name} holds no video result")
+    return result

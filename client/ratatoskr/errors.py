@@ -180,7 +180,17 @@ class InternalError(RatatoskrError):
     """INTERNAL or UNKNOWN: a bug in ratd; please report it."""
 
 
+class JobNotFound(RatatoskrError):
+    """NOT_FOUND: no job of that name that this caller may see."""
+
+
+class JobNotFinished(RatatoskrError):
+    """FAILED_PRECONDITION: the job still runs (a delete: cancel it first)."""
+
+
 _BY_REASON: dict[str, type[RatatoskrError]] = {
+    "JOB_NOT_FOUND": JobNotFound,
+    "JOB_NOT_FINISHED": JobNotFinished,
     "UNSUPPORTED_PARAMETER": UnsupportedParameter,
     "PRESET_NOT_FOUND": PresetNotFound,
     "MODEL_RETIRED": ModelRetired,

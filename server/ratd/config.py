@@ -443,6 +443,26 @@ class InterceptorsConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """``[jobs]``: long-running jobs (SubmitBatch), followed through the standard
+    google.longrunning.Operations service."""
+
+    # Where jobs are kept, one file each, so that a restart loses none ("": in memory
+    # only, lost at exit).
+    dir: str = "~/.cache/ratatoskr/jobs"
+    # Jobs kept at most (finished ones are dropped oldest first to make room; when all
+    # are running, a new one is refused with RESOURCE_EXHAUSTED).
+    max_jobs: int = 1000
+    # The largest result a job may keep (MB); a larger one fails the job.
+    max_result_mb: float = 32.0
+    # Finished jobs are deleted this long after they end.
+    keep_finished_secs: float = 7 * 86400.0
+    # Items of a batch at most, and how many run at once (the local batch runner).
+    max_batch_items: int = 10000
+    batch_concurrency: int = 4
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -461,6 +481,7 @@ class Config:
     interceptors: InterceptorsConfig = field(default_factory=InterceptorsConfig)
     state: StateConfig = field(default_factory=StateConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     keys: dict[str, Secret] = field(default_factory=dict)
     source: str = "<embedded default>"
 
@@ -780,6 +801,14 @@ def _check_llm_fallback(config: Config) -> None:
         )
 
 
+def _check_jobs(jobs: JobsConfig, source: str) -> None:
+    for key in ("max_jobs", "max_result_mb", "max_batch_items", "batch_concurrency"):
+        if getattr(jobs, key) <= 0:
+            raise ConfigError(f"{source}: jobs.{key} must be positive")
+    if jobs.keep_finished_secs < 0:
+        raise ConfigError(f"{source}: jobs.keep_finished_secs must not be negative")
+
+
 def parse_config(
     text: str,
     source: str,
@@ -817,6 +846,7 @@ def parse_config(
         raise ConfigError(
             f"{source}: audit.otlp_logs needs audit.path and [tracing] otlp_endpoint set"
         )
+    _check_jobs(config.jobs, source)
     from ratd.trust import check_trust  # [server] TLS/socket keys, [auth], [tenants]
 
     check_trust(config)

@@ -233,3 +233,18 @@ class StateUnavailable(GatewayError):
     ``state.on_unavailable`` is "deny"."""
 
     reason: str = "STATE_UNAVAILABLE"
+
+
+@dataclass(eq=False)
+class JobNotFound(GatewayError):
+    """No job of that name, or none the caller's tenant may see (the same answer, so
+    that other tenants' job names are not revealed)."""
+
+    reason: str = "JOB_NOT_FOUND"
+
+
+@dataclass(eq=False)
+class JobNotFinished(GatewayError):
+    """The job still runs: it cannot be deleted (cancel it first)."""
+
+    reason: str = "JOB_NOT_FINISHED"

@@ -30,8 +30,15 @@ from ratatoskr.v1 import (
 )
 from ratd import __version__, tracing
 from ratd.config import Config, ConfigError
+from ratd.core.access import Tenant
 from ratd.core.calls import current
 from ratd.core.gateway import Gateway
+from ratd.jobs.anthropic_batch import AnthropicBatches
+from ratd.jobs.batch import BatchRunner, LocalBatchRunner
+from ratd.jobs.manager import JobManager
+from ratd.jobs.openai_batch import OpenAIBatches
+from ratd.jobs.store import open_store
+from ratd.jobs.video import VideoRunner
 from ratd.logs import setup_logging
 from ratd.notify import Notifier
 from ratd.openai_http.door import OpenAIDoor
@@ -46,6 +53,9 @@ from ratd.service.decoding import DecodingServer
 from ratd.service.guard import CallGuard
 from ratd.service.holder import GatewayHolder
 from ratd.service.metrics_server import MetricsServer
+from ratd.service.operations_service import SERVICE_NAME as OPERATIONS_SERVICE
+from ratd.service.operations_service import OperationsService
+from ratd.service.operations_service import add_to_server as add_operations
 from ratd.service.ratatoskr_service import RatatoskrService
 from ratd.service.usage_service import UsageService
 from ratd.state import build_state
@@ -57,6 +67,7 @@ SERVICE_NAMES = (
     ratatoskr_pb2.DESCRIPTOR.services_by_name["Ratatoskr"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    OPERATIONS_SERVICE,
 )
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -137,7 +148,20 @@ class Daemon:
         # [audit] path: one JSON line per call and admin action (a ConfigError if unsafe).
         self.audit = AuditLog(config.audit, config.tracing) if config.audit.path else None
         self.guard.audit = self.audit
-        self.service = RatatoskrService(self.guard, git_sha())
+        # Long-running jobs, kept in [jobs] dir and followed through Operations.
+        video = VideoRunner(self.holder, config.jobs)
+        batch = BatchRunner(
+            LocalBatchRunner(self.guard, config.jobs),
+            OpenAIBatches(self.holder),
+            AnthropicBatches(self.holder),
+        )
+        self.jobs = JobManager(
+            config.jobs,
+            open_store(config.jobs.dir),
+            {"batch": batch, "video": video},
+            self._tenant_named,
+        )
+        self.service = RatatoskrService(self.guard, git_sha(), self.jobs, video, batch)
         self.health = health_aio.HealthServicer()
         self.metrics = MetricsServer(
             server.metrics_address, self.holder, lambda: self.service.serving
@@ -167,12 +191,19 @@ class Daemon:
         )
         usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(self.guard), decoding)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, decoding)
+        add_operations(OperationsService(self.guard, self.jobs), decoding)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server
         )
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def _tenant_named(self, name: str) -> Tenant | None:
+        """The tenant a kept job belongs to, as the running config describes it (None:
+        gone from the config; its job then runs as no tenant would, refused by auth)."""
+        conf = self.config.tenants.get(name)
+        return None if conf is None else Tenant.build(name, conf.roles, conf.models)
 
     @property
     def gateway(self) -> Gateway:
@@ -191,6 +222,7 @@ class Daemon:
         if self.config.server.metrics_address:
             await self.metrics.start()
         await self.gateway.start()
+        await self.jobs.start()
         if self.http is not None:
             await self.http.start()
             self.http_address = self.http.bound
@@ -241,6 +273,7 @@ class Daemon:
             await self.server.stop(grace)
         for task in list(self._retiring):
             await task
+        await self.jobs.stop()
         await self.gateway.close()
         await self.state.close()
         await self.metrics.stop()

@@ -29,6 +29,7 @@ The scenario is the model (or agent) name, as in the generateContent fake.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,17 @@ class FunctionCall:
     pieces: tuple[str, ...] | None = None
 
 
-Step = Output | Thought | FunctionCall
+@dataclass(frozen=True)
+class Video:
+    """A generated video in a ``model_output`` step: inline base64 ``data``, or a
+    ``uri`` (the reference's delivery for larger files)."""
+
+    data: bytes = b""
+    mime_type: str = "video/mp4"
+    uri: str = ""
+
+
+Step = Output | Thought | FunctionCall | Video
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,31 @@ _TIME = FunctionCall("fc_conf_time_02", "get_time", conf.TIME_ARGS)
 
 def _answer(pieces: Sequence[str] = ANSWER_PIECES) -> Output:
     return Output(tuple(pieces))
+
+
+# Gemini Omni Flash through the Interactions API (ai.google.dev video generation guide,
+# read 2026-12-04): background only, response_modalities ["video"], the video inline as
+# base64 in the model_output step, usage counting video tokens. The bytes are an ftyp
+# box's start and the project's own filler, not a real clip.
+VIDEO_MODEL = "gemini-omni-flash-preview"
+VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 16
+VIDEO_USAGE = Usage(14, 57920)
+
+
+def _video(body: Mapping[str, Any]) -> Reply | ErrorReply:
+    if body.get("response_modalities") != ["video"]:
+        return _invalid("response_modalities: this model answers only with video")
+    if not body.get("background"):
+        return _invalid("video generation runs only as a background interaction")
+    if not isinstance(body.get("input"), str) or not body["input"].strip():
+        return _invalid("input: required")
+    if str(body["input"]).startswith("blocked:"):
+        errors = ({"code": "INVALID_ARGUMENT", "message": "The prompt was blocked."},)
+        return Reply((), status="failed", polls=1, errors=errors, usage=VIDEO_USAGE)
+    video = Video(uri="https://generativelanguage.googleapis.com/v1beta/files/rtsk01:download")
+    if not str(body["input"]).startswith("uri:"):
+        video = Video(VIDEO_BYTES)
+    return Reply((Thought((), THOUGHT_SIGNATURE), video), polls=2, usage=VIDEO_USAGE)
 
 
 def _ferry_call(body: Mapping[str, Any]) -> Reply:
@@ -196,6 +232,7 @@ SCENARIOS: dict[str, _Scenario] = {
         usage=Usage(20, 300, thought=900),
         polls=1,
     ),
+    VIDEO_MODEL: _video,
     "background-flaky": lambda body: Reply((_answer((REPORT,)),), polls=1, poll_errors=2),
     "background-forever": lambda body: Reply((_answer((REPORT,)),), polls=None),
     "background-fails": lambda body: Reply(
@@ -382,6 +419,13 @@ def usage_wire(usage: Usage) -> dict[str, Any]:
 
 
 def _whole_step(step: Step, summaries: bool) -> dict[str, Any]:
+    if isinstance(step, Video):
+        item: dict[str, Any] = {"type": "video", "mime_type": step.mime_type}
+        if step.uri:
+            item["uri"] = step.uri
+        else:
+            item["data"] = base64.b64encode(step.data).decode()
+        return {"type": "model_output", "content": [item]}
     if isinstance(step, Output):
         return {"type": "model_output", "content": [{"type": "text", "text": "".join(step.pieces)}]}
     if isinstance(step, Thought):
@@ -400,6 +444,8 @@ def _whole_step(step: Step, summaries: bool) -> dict[str, Any]:
 
 
 def _deltas(step: Step, summaries: bool) -> list[dict[str, Any]]:
+    if isinstance(step, Video):
+        return []  # background only: never streamed
     if isinstance(step, Output):
         return [{"type": "text", "text": p} for p in step.pieces]
     if isinstance(step, Thought):
@@ -418,6 +464,8 @@ def _deltas(step: Step, summaries: bool) -> list[dict[str, Any]]:
 
 
 def _start_step(step: Step) -> dict[str, Any]:
+    if isinstance(step, Video):
+        return {"type": "model_output"}
     if isinstance(step, Output):
         return {"type": "model_output"}
     if isinstance(step, Thought):
@@ -495,6 +543,10 @@ class InteractionsState:
     signed: dict[str, str] = field(default_factory=dict)
     counter: int = 0
     rate_limited: bool = False
+    # While set, background interactions stay in_progress however often they are
+    # polled (a test restarts ratd in the middle of a job); polls are still counted.
+    hold: bool = False
+    polls: int = 0
 
 
 class FakeGeminiInteractionsUpstream(FakeGeminiUpstream):
@@ -563,6 +615,9 @@ class FakeGeminiInteractionsUpstream(FakeGeminiUpstream):
         if isinstance(found, ErrorReply):
             return _error_response(found)
         if found.status == "in_progress":
+            self.state.polls += 1
+            if self.state.hold:
+                return web.json_response(found.whole(finished=True))
             found.polls += 1
             if found.polls <= found.reply.poll_errors:
                 return _error_response(_OVERLOADED)

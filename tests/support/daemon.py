@@ -45,6 +45,8 @@ def make_config(text: str, env: dict[str, str] | None = None) -> Config:
         body += "\n[retry]\nmax_attempts = 1\n"
     if "[registry]" not in body:  # no background model-list fetches, no cache on disk
         body += '\n[registry]\nlive = false\ncache_path = ""\n'
+    if "[jobs]" not in body:  # jobs in memory: nothing written under the real home
+        body += '\n[jobs]\ndir = ""\n'
     return parse_config(with_today(body), "<test>", env=env or {})
 
 

@@ -1,6 +1,7 @@
 from ratatoskr.v1 import chat_pb2 as _chat_pb2
 from ratatoskr.v1 import inference_pb2 as _inference_pb2
 from ratatoskr.v1 import media_pb2 as _media_pb2
+from ratatoskr.v1 import jobs_pb2 as _jobs_pb2
 from ratatoskr.v1 import models_pb2 as _models_pb2
 from ratatoskr.v1 import realtime_pb2 as _realtime_pb2
 from google.protobuf import descriptor as _descriptor

@@ -5,6 +5,7 @@ import warnings
 
 from ratatoskr.v1 import chat_pb2 as ratatoskr_dot_v1_dot_chat__pb2
 from ratatoskr.v1 import inference_pb2 as ratatoskr_dot_v1_dot_inference__pb2
+from ratatoskr.v1 import jobs_pb2 as ratatoskr_dot_v1_dot_jobs__pb2
 from ratatoskr.v1 import media_pb2 as ratatoskr_dot_v1_dot_media__pb2
 from ratatoskr.v1 import models_pb2 as ratatoskr_dot_v1_dot_models__pb2
 from ratatoskr.v1 import ratatoskr_pb2 as ratatoskr_dot_v1_dot_ratatoskr__pb2
@@ -170,6 +171,16 @@ class RatatoskrStub:
                 '/ratatoskr.v1.Ratatoskr/Realtime',
                 request_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.SerializeToString,
                 response_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.FromString,
+                _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/ratatoskr.v1.Ratatoskr/SubmitBatch',
+                request_serializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
+        self.GenerateVideo = channel.unary_unary(
+                '/ratatoskr.v1.Ratatoskr/GenerateVideo',
+                request_serializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoRequest.SerializeToString,
+                response_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoResponse.FromString,
                 _registered_method=True)
 
 
@@ -339,6 +350,20 @@ class RatatoskrServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitBatch(self, request, context):
+        """Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateVideo(self, request, context):
+        """Starts a video generation job (see jobs.proto); follow it with Operations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatatoskrServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -466,6 +491,16 @@ def add_RatatoskrServicer_to_server(servicer, server):
                     servicer.Realtime,
                     request_deserializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.FromString,
                     response_serializer=ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.SerializeToString,
+            ),
+            'GenerateVideo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateVideo,
+                    request_deserializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoRequest.FromString,
+                    response_serializer=ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1150,6 +1185,60 @@ class Ratatoskr:
             '/ratatoskr.v1.Ratatoskr/Realtime',
             ratatoskr_dot_v1_dot_realtime__pb2.RealtimeRequest.SerializeToString,
             ratatoskr_dot_v1_dot_realtime__pb2.RealtimeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/SubmitBatch',
+            ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_jobs__pb2.SubmitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateVideo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratatoskr.v1.Ratatoskr/GenerateVideo',
+            ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoRequest.SerializeToString,
+            ratatoskr_dot_v1_dot_jobs__pb2.GenerateVideoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -718,10 +718,15 @@ class Interactions:
     async def start(self, request: ChatLike, model: str) -> tuple[dict[str, Any], Plan]:
         """Create a background interaction; returns at once with its id and status."""
         body, plan = build_request(request, model, stream=False, background=True)
+        return await self.create(body, model), plan
+
+    async def create(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """``POST /v1beta/interactions`` of a body built elsewhere (a chat's, or a video
+        job's with ``response_modalities``); a background one answers at once."""
         data = await self._call("POST", PATH, model, body)
         if not data.get("id"):
             raise self.provider.protocol_error("a background interaction without an id", model)
-        return data, plan
+        return data
 
     async def get(self, interaction_id: str, model: str = "") -> dict[str, Any]:
         """``GET /v1beta/interactions/{id}``: the interaction as it is now."""

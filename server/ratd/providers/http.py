@@ -170,6 +170,19 @@ class HttpClient:
         data = body if body is not None else orjson.dumps(payload) if payload is not None else None
         return _Exchange(self, method, self.url(path), data, headers=headers, model=model)
 
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        model: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> _Exchange:
+        """As ``request``, with a body already encoded (a multipart upload); ``headers``
+        name its Content-Type."""
+        return _Exchange(self, method, self.url(path), body, headers=headers, model=model)
+
     def failure(self, err: BaseException, model: str, *, begun: bool) -> errors.GatewayError | None:
         """The ratd error a transport failure means; None for anything else."""
         common: dict[str, Any] = {"provider": self.provider, "model": model}

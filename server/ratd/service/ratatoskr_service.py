@@ -11,6 +11,7 @@ import grpc
 from ratatoskr.v1 import (
     chat_pb2,
     inference_pb2,
+    jobs_pb2,
     media_pb2,
     models_pb2,
     ratatoskr_pb2,
@@ -18,16 +19,31 @@ from ratatoskr.v1 import (
     realtime_pb2,
 )
 from ratd import __version__, errors
+from ratd.core.access import CALLER
 from ratd.core.gateway import Gateway
+from ratd.jobs.batch import BatchRunner, submit_batch
+from ratd.jobs.manager import JobManager
+from ratd.jobs.video import VideoRunner, generate_video
 from ratd.service.guard import CallGuard
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
-    def __init__(self, guard: CallGuard, git_sha: str | None = None) -> None:
+    def __init__(
+        self,
+        guard: CallGuard,
+        git_sha: str | None = None,
+        jobs: JobManager | None = None,
+        video: VideoRunner | None = None,
+        batch: BatchRunner | None = None,
+    ) -> None:
         self.guard = guard
         self.git_sha = git_sha
+        # Long-running jobs (SubmitBatch); followed through google.longrunning.Operations.
+        self.jobs = jobs
+        self.video = video
+        self.batch = batch
         self.serving = False
 
     # -- chat and generation -----------------------------------------------------------------
@@ -215,6 +231,32 @@ class RatatoskrService(ratatoskr_pb2_grpc.RatatoskrServicer):
         if state.shared:
             reply.state_backend_up = state.up
         return reply
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def SubmitBatch(
+        self, request: jobs_pb2.SubmitBatchRequest, context: Context
+    ) -> jobs_pb2.SubmitBatchResponse:
+        jobs, batch = self.jobs, self.batch
+        if jobs is None or batch is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this ratd runs no jobs")
+            raise AssertionError("unreachable")
+        return await self.guard.unary(
+            context, "SubmitBatch", lambda _: submit_batch(jobs, batch, request, CALLER.get())
+        )
+
+    async def GenerateVideo(
+        self, request: jobs_pb2.GenerateVideoRequest, context: Context
+    ) -> jobs_pb2.GenerateVideoResponse:
+        jobs, video = self.jobs, self.video
+        if jobs is None or video is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this ratd runs no jobs")
+            raise AssertionError("unreachable")
+        return await self.guard.unary(
+            context,
+            "GenerateVideo",
+            lambda _: generate_video(jobs, video, request, CALLER.get()),
+        )
 
 
 async def _gathered(

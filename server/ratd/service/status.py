@@ -35,6 +35,8 @@ _CODES: tuple[tuple[type[errors.GatewayError], grpc.StatusCode], ...] = (
     (errors.BudgetExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ModelUnpriced, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StateUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.JobNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.JobNotFinished, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 

@@ -48,6 +48,10 @@ type RatatoskrClient interface {
 	Synthesize(ctx context.Context, in *SynthesizeRequest, opts ...grpc.CallOption) (Ratatoskr_SynthesizeClient, error)
 	// A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
 	Realtime(ctx context.Context, opts ...grpc.CallOption) (Ratatoskr_RealtimeClient, error)
+	// Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
+	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
+	// Starts a video generation job (see jobs.proto); follow it with Operations.
+	GenerateVideo(ctx context.Context, in *GenerateVideoRequest, opts ...grpc.CallOption) (*GenerateVideoResponse, error)
 }
 
 type ratatoskrClient struct {
@@ -399,6 +403,24 @@ func (x *ratatoskrRealtimeClient) Recv() (*RealtimeResponse, error) {
 	return m, nil
 }
 
+func (c *ratatoskrClient) SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error) {
+	out := new(SubmitBatchResponse)
+	err := c.cc.Invoke(ctx, "/ratatoskr.v1.Ratatoskr/SubmitBatch", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ratatoskrClient) GenerateVideo(ctx context.Context, in *GenerateVideoRequest, opts ...grpc.CallOption) (*GenerateVideoResponse, error) {
+	out := new(GenerateVideoResponse)
+	err := c.cc.Invoke(ctx, "/ratatoskr.v1.Ratatoskr/GenerateVideo", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RatatoskrServer is the server API for Ratatoskr service.
 // All implementations must embed UnimplementedRatatoskrServer
 // for forward compatibility
@@ -434,6 +456,10 @@ type RatatoskrServer interface {
 	Synthesize(*SynthesizeRequest, Ratatoskr_SynthesizeServer) error
 	// A realtime audio/text session bridged to a provider's realtime API (realtime.proto).
 	Realtime(Ratatoskr_RealtimeServer) error
+	// Starts a batch job (see jobs.proto); follow it with google.longrunning.Operations.
+	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
+	// Starts a video generation job (see jobs.proto); follow it with Operations.
+	GenerateVideo(context.Context, *GenerateVideoRequest) (*GenerateVideoResponse, error)
 	mustEmbedUnimplementedRatatoskrServer()
 }
 
@@ -515,6 +541,12 @@ func (UnimplementedRatatoskrServer) Synthesize(*SynthesizeRequest, Ratatoskr_Syn
 }
 func (UnimplementedRatatoskrServer) Realtime(Ratatoskr_RealtimeServer) error {
 	return status.Errorf(codes.Unimplemented, "method Realtime not implemented")
+}
+func (UnimplementedRatatoskrServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitBatch not implemented")
+}
+func (UnimplementedRatatoskrServer) GenerateVideo(context.Context, *GenerateVideoRequest) (*GenerateVideoResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GenerateVideo not implemented")
 }
 func (UnimplementedRatatoskrServer) mustEmbedUnimplementedRatatoskrServer() {}
 
@@ -1004,6 +1036,42 @@ func (x *ratatoskrRealtimeServer) Recv() (*RealtimeRequest, error) {
 	return m, nil
 }
 
+func _Ratatoskr_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RatatoskrServer).SubmitBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/ratatoskr.v1.Ratatoskr/SubmitBatch",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RatatoskrServer).SubmitBatch(ctx, req.(*SubmitBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ratatoskr_GenerateVideo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateVideoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RatatoskrServer).GenerateVideo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/ratatoskr.v1.Ratatoskr/GenerateVideo",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RatatoskrServer).GenerateVideo(ctx, req.(*GenerateVideoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "ratatoskr.v1.Ratatoskr",
 	HandlerType: (*RatatoskrServer)(nil),
@@ -1087,6 +1155,14 @@ var _Ratatoskr_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Transcribe",
 			Handler:    _Ratatoskr_Transcribe_Handler,
+		},
+		{
+			MethodName: "SubmitBatch",
+			Handler:    _Ratatoskr_SubmitBatch_Handler,
+		},
+		{
+			MethodName: "GenerateVideo",
+			Handler:    _Ratatoskr_GenerateVideo_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

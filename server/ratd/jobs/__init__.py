@@ -1,0 +1,1 @@
+"""Long-running jobs (SubmitBatch), their store, and the runners of each kind."""
