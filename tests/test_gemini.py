@@ -31,8 +31,7 @@ from ratatoskr import (
 )
 from ratd import errors
 from ratd.config import ProviderConfig
-from ratd.providers import gemini as gemini_provider
-from ratd.providers import gemini_models
+from ratd.providers import gemini_models, gemini_schemas
 from ratd.providers.gemini import GeminiProvider, ResponseAssembler
 from ratd.providers.streams import SseDecoder
 from ratd.secrets import Secret
@@ -410,7 +409,7 @@ def test_schema_translation() -> None:
             }
         },
     }
-    assert gemini_provider.gemini_schema(schema) == {
+    assert gemini_schemas.gemini_schema(schema) == {
         "type": "object",
         "properties": {
             "when": {"type": "string", "format": "date-time"},
@@ -427,19 +426,143 @@ def test_schema_translation() -> None:
             "choice": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]},
         },
     }
-    recursive = {
-        "type": "object",
-        "properties": {"child": {"$ref": "#/$defs/Node"}},
-        "$defs": {"Node": {"$ref": "#/$defs/Node"}},
+
+
+# A tree: a node whose children are nodes. Gemini's Schema object has no $ref, so no
+# finite inlining of it is exact (it used to be cut at 16 levels into {"type": "object"}).
+TREE = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string"},
+        "root": {"$ref": "#/$defs/Node"},
+    },
+    "required": ["label"],
+    "$defs": {
+        "Node": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+            },
+            "required": ["name"],
+        }
+    },
+}
+
+
+def test_recursive_schema_refused_by_the_translation() -> None:
+    """Gemini's Schema object cannot say a recursive $ref: the translation refuses it,
+    naming the field and the definition, rather than cutting it silently."""
+    with pytest.raises(gemini_schemas.RecursiveSchema) as caught:
+        gemini_schemas.gemini_schema(TREE, "tools[0].parameters_json")
+    assert isinstance(caught.value, errors.InvalidInput)
+    assert caught.value.field == "tools[0].parameters_json"
+    assert "#/$defs/Node" in str(caught.value)
+    # Through others (A -> B -> A) and to the root ("#") alike.
+    mutual = {
+        "$ref": "#/$defs/A",
+        "$defs": {
+            "A": {"type": "object", "properties": {"b": {"$ref": "#/$defs/B"}}},
+            "B": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}},
+        },
     }
-    assert gemini_provider.gemini_schema(recursive)["properties"]["child"] == {"type": "object"}
+    with pytest.raises(gemini_schemas.RecursiveSchema, match="#/\\$defs/A"):
+        gemini_schemas.gemini_schema(mutual)
+    itself = {"type": "object", "properties": {"again": {"$ref": "#"}}}
+    with pytest.raises(gemini_schemas.RecursiveSchema, match="'#'"):
+        gemini_schemas.gemini_schema(itself)
 
 
-# A recursive definition that refers to itself twice: once its $refs are inlined (Gemini
-# takes none), 2**16 copies of it (issue #13: 213 bytes became a 3.9 MB upstream body).
+def test_unresolvable_ref_refused() -> None:
+    """A $ref that names nothing in the schema is the caller's error, not {"type": "object"}."""
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/Missing"}}}
+    with pytest.raises(errors.InvalidInput, match="#/\\$defs/Missing") as caught:
+        gemini_schemas.gemini_schema(schema, "options.response_format.json_schema")
+    assert caught.value.field == "options.response_format.json_schema"
+    remote = {"type": "object", "properties": {"x": {"$ref": "https://example.com/s.json"}}}
+    with pytest.raises(errors.InvalidInput, match=r"example\.com"):
+        gemini_schemas.gemini_schema(remote)
+
+
+def test_deep_ref_chain_refused_not_internal() -> None:
+    """A long chain of distinct definitions (no cycle) is refused by its depth, before it
+    could exhaust the interpreter's stack (which would be INTERNAL)."""
+    defs = {
+        f"D{i}": {"type": "object", "properties": {"x": {"$ref": f"#/$defs/D{i + 1}"}}}
+        for i in range(2000)
+    }
+    defs["D2000"] = {"type": "string"}
+    with pytest.raises(errors.InvalidInput, match="levels"):
+        gemini_schemas.gemini_schema({"$ref": "#/$defs/D0", "$defs": defs})
+
+
+def test_schema_too_deep_for_the_body_refused() -> None:
+    """A value nested just within what ratd parses (255 levels) but not within what the
+    request body around it can encode is refused by name, not INTERNAL at encoding."""
+    deep: Any = "leaf"
+    for _ in range(245):
+        deep = [deep]
+    schema = {"type": "object", "properties": {"x": {"type": "string", "default": deep}}}
+    with pytest.raises(errors.InvalidInput, match="nests too deeply"):
+        gemini_schemas.gemini_schema(schema, "tools[0].parameters_json")
+
+
+async def test_recursive_tool_schema_sent_as_json_schema(
+    client: ServiceClient, fake: FakeGeminiUpstream
+) -> None:
+    """Gemini takes JSON Schema with $defs and $ref as is in ``parametersJsonSchema``
+    (it unrolls cycles itself): a recursive schema goes there verbatim."""
+    tree = ToolDefinition("plant", "Plant a tree", TREE)
+    await client.chat("hi", model="gemini-2.5-flash", tools=[WEATHER, tree])
+    (declarations,) = (t["functionDeclarations"] for t in sent(fake)["tools"])
+    weather, planted = declarations
+    assert "parameters" in weather and "parametersJsonSchema" not in weather
+    assert planted["parametersJsonSchema"] == TREE
+    assert "parameters" not in planted
+
+
+async def test_recursive_response_schema_sent_as_json_schema(
+    client: ServiceClient, fake: FakeGeminiUpstream
+) -> None:
+    await client.chat(
+        "describe", model="google:structured", response_format={"name": "t", "schema": TREE}
+    )
+    generation = sent(fake)["generationConfig"]
+    assert generation["responseJsonSchema"] == TREE
+    assert "responseSchema" not in generation
+    assert generation["responseMimeType"] == "application/json"
+
+
+async def test_recursive_schema_too_large_refused(
+    client: ServiceClient, fake: FakeGeminiUpstream
+) -> None:
+    """Sent as is, a recursive schema is still bounded by size."""
+    big = {**TREE, "description": "x" * (gemini_schemas.MAX_SCHEMA_GROWTH_BYTES + 1)}
+    with pytest.raises(InvalidInput) as caught:
+        await client.chat("hi", model="gemini-2.5-flash", tools=[ToolDefinition("t", "", big)])
+    assert caught.value.field == "tools[0].parameters_json"
+    assert "MiB" in str(caught.value)
+    assert fake.requests == []
+
+
+# Definitions that each refer twice to the next (no cycle): once inlined (Gemini's Schema
+# object takes no $ref), 2**20 copies of the last (issue #13: 213 bytes of $refs became a
+# 3.9 MB upstream body).
 REF_BOMB = {
-    "$ref": "#/$defs/N",
-    "$defs": {"N": {"properties": {"a": {"$ref": "#/$defs/N"}, "b": {"$ref": "#/$defs/N"}}}},
+    "$ref": "#/$defs/N0",
+    "$defs": {
+        **{
+            f"N{i}": {
+                "type": "object",
+                "properties": {
+                    "a": {"$ref": f"#/$defs/N{i + 1}"},
+                    "b": {"$ref": f"#/$defs/N{i + 1}"},
+                },
+            }
+            for i in range(20)
+        },
+        "N20": {"type": "string"},
+    },
 }
 
 
@@ -476,7 +599,7 @@ def test_schema_within_budget_still_inlined() -> None:
         "properties": {f"p{i}": {"$ref": "#/$defs/Leaf"} for i in range(200)},
         "$defs": {"Leaf": leaf},
     }
-    converted = gemini_provider.gemini_schema(schema)
+    converted = gemini_schemas.gemini_schema(schema)
     assert converted["properties"]["p199"] == leaf
 
 
@@ -488,7 +611,7 @@ def test_schema_text_copied_by_refs_counts_by_size() -> None:
         "$defs": {"Long": {"type": "string", "description": "x" * 200_000}},
     }
     with pytest.raises(errors.InvalidInput) as caught:
-        gemini_provider.gemini_schema(schema, "tools[0].parameters_json")
+        gemini_schemas.gemini_schema(schema, "tools[0].parameters_json")
     assert caught.value.field == "tools[0].parameters_json"
     assert "MiB" in str(caught.value)
 
@@ -501,7 +624,7 @@ def test_malformed_schema_keywords_ignored() -> None:
         "allOf": ["not a schema"],
         "properties": {"x": {"type": "string", "format": ["date-time"]}},
     }
-    assert gemini_provider.gemini_schema(schema) == {
+    assert gemini_schemas.gemini_schema(schema) == {
         "type": "object",
         "properties": {"x": {"type": "string"}},
     }

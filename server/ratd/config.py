@@ -166,6 +166,10 @@ class LocalConfig:
     # Extra model-name prefixes for token counting: prefix -> tokenizer name (a built-in
     # one such as "o200k_base", a file in tokenizers_dir, or a local model's name).
     tokenizer_aliases: dict[str, str] = field(default_factory=dict)
+    # Load, at start-up (before ratd serves), every tokenizer whose file is on this machine
+    # already (tokenizers_dir, the converted ones in MODELS_DIR/tokenizers): a load holds
+    # the GIL (~1 s for o200k_base) and would stall every call of the first caller's time.
+    preload_tokenizers: bool = True
     # ONNX Runtime threads per session (0: the number of physical cores).
     intra_op_threads: int = 0
     # Dynamic batching: padded tokens per batch, texts per batch, how long the first

@@ -626,6 +626,10 @@ def check_request(body: Mapping[str, Any]) -> ErrorReply | None:
     for key in generation:
         if key not in _GENERATION:
             return _unknown(key, "generation_config")
+    if "responseSchema" in generation and "responseJsonSchema" in generation:
+        return _invalid("response_schema and response_json_schema are mutually exclusive")
+    if "responseJsonSchema" in generation and "responseMimeType" not in generation:
+        return _invalid("response_json_schema requires response_mime_type")
     if "responseSchema" in generation:
         problem = _check_schema(
             generation["responseSchema"], "GenerateContentRequest.generation_config.response_schema"
@@ -634,6 +638,10 @@ def check_request(body: Mapping[str, Any]) -> ErrorReply | None:
             return problem
     for t, tool in enumerate(body.get("tools") or ()):
         for d, declaration in enumerate(tool.get("functionDeclarations") or ()):
+            if "parameters" in declaration and "parametersJsonSchema" in declaration:
+                return _invalid("parameters and parameters_json_schema are mutually exclusive")
+            if not isinstance(declaration.get("parametersJsonSchema", {}), dict):
+                return _invalid("parameters_json_schema must describe an object")
             if "parameters" in declaration:
                 where = f"GenerateContentRequest.tools[{t}].function_declarations[{d}].parameters"
                 problem = _check_schema(declaration["parameters"], where)

@@ -141,6 +141,8 @@ class LocalProvider(Provider):
 
     async def start(self) -> None:
         await self.manager.start()
+        if self.local.preload_tokenizers:
+            await self.tokenizers.preload()
 
     def reusable_for(self, config: Config) -> bool:
         return config.local == self.local and self.callers_are_admins == (

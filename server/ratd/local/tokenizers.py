@@ -13,6 +13,12 @@ then the Hub (cached; downloaded only when ``hub_downloads`` allows).
 
 Claude's tokenizer is not public: ``claude-*`` counts with Anthropic's published
 pre-Claude-3 tokenizer and every answer says ``approximate = true``.
+
+Loading a tokenizer.json holds the GIL for its whole parse (``Tokenizer.from_file``: about
+1 s for o200k_base, 0.5 s for cl100k_base), so whichever thread does it, the event loop
+and Health stop meanwhile. ``preload`` therefore loads every tokenizer whose file is on
+this machine already before ratd serves, and a loaded tokenizer is shared, by its file,
+with the registry of a reloaded config, which thus loads only what is new.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import asyncio
 import logging
 import os
 import tempfile
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +142,26 @@ def tokenize_response(
 def longest_prefix(name: str, prefixes: Mapping[str, str]) -> str | None:
     best = max((p for p in prefixes if name.startswith(p)), key=len, default=None)
     return prefixes[best] if best is not None else None
+
+
+# Loaded tokenizers by their file (resolved path, size, mtime), for as long as a registry
+# holds them: a reloaded config's registry takes them over instead of loading them again.
+_BY_FILE: weakref.WeakValueDictionary[tuple[str, int, int], Tokenizer] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _read(path: Path) -> Tokenizer:
+    """The tokenizer in ``path``, shared with any registry that loaded the same file."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    tokenizer = _BY_FILE.get(key)
+    if tokenizer is None:
+        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        _BY_FILE[key] = tokenizer
+    return tokenizer
 
 
 class TokenizerRegistry:
@@ -283,18 +311,19 @@ class TokenizerRegistry:
     def _load(self, name: str, spec: ModelSpec | None) -> LoadedTokenizer:
         path = self._file(name, spec)
         try:
-            tokenizer = Tokenizer.from_file(str(path))
+            tokenizer = _read(path)
         except Exception as err:
             raise errors.ModelNotAvailable(
                 f"{path}: not a tokenizer.json ({err})", provider="local"
             ) from None
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
         approximate = BUILTIN_TOKENIZERS[name].approximate if name in BUILTIN_TOKENIZERS else False
         return LoadedTokenizer(name, tokenizer, approximate, add_special_tokens=spec is not None)
 
     async def get(self, model: str) -> LoadedTokenizer:
         name, spec = self.tokenizer_for(model)
+        return await self._get(name, spec)
+
+    async def _get(self, name: str, spec: ModelSpec | None) -> LoadedTokenizer:
         if name in self._loaded:
             return self._loaded[name]
         lock = self._locks.setdefault(name, asyncio.Lock())
@@ -302,6 +331,41 @@ class TokenizerRegistry:
             if name not in self._loaded:
                 self._loaded[name] = await asyncio.to_thread(self._load, name, spec)
         return self._loaded[name]
+
+    def loaded(self) -> frozenset[str]:
+        """The names of the tokenizers loaded so far."""
+        return frozenset(self._loaded)
+
+    def on_disk(self) -> list[str]:
+        """The tokenizers whose file is here already, needing no conversion or download:
+        those in ``tokenizers_dir`` and the ones converted before (ratd's cache). A name a
+        local model answers to is left out (it counts with the model's own tokenizer)."""
+        names: set[str] = set()
+        if self.directory is not None and self.directory.is_dir():
+            names.update(
+                p.name.removesuffix(".tokenizer.json")
+                for p in self.directory.glob("*.tokenizer.json")
+            )
+            names.update(p.parent.name for p in self.directory.glob("*/tokenizer.json"))
+        if self.cache_dir.is_dir():
+            names.update(
+                p.name.removesuffix(".tokenizer.json")
+                for p in self.cache_dir.glob("*.tokenizer.json")
+            )
+        return sorted(n for n in names if n and self.catalog.get(n) is None)
+
+    async def preload(self) -> None:
+        """Load every tokenizer ``on_disk``, one after another (each load holds the GIL, so
+        loading them at once would gain nothing). One that fails is left for its first use,
+        which reports why."""
+        for name in self.on_disk():
+            started = time.perf_counter()
+            try:
+                await self._get(name, None)
+            except errors.GatewayError as err:
+                log.warning("tokenizer %s not preloaded: %s", name, err.message)
+                continue
+            log.info("tokenizer %s loaded in %.2f s", name, time.perf_counter() - started)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -25,6 +25,8 @@ What this adapter has to get right, beyond renaming fields:
 * ``responseSchema`` and ``parameters`` take an OpenAPI subset of JSON Schema: schemas
   are translated by ``gemini_schemas`` (``$ref`` inlined on a budget, ``["string",
   "null"]`` to ``nullable``, unknown keywords such as ``additionalProperties`` dropped).
+  A recursive schema, which no inlining says exactly, goes as is to
+  ``responseJsonSchema`` / ``parametersJsonSchema``, which take JSON Schema with ``$ref``.
 
 The dialect (``GeminiDialect``) is pure; ``GeminiProvider`` adds the endpoints beyond
 chat on ``HttpProvider``'s transport, and the model list is parsed in ``gemini_models``.
@@ -48,7 +50,7 @@ from ratd.providers import gemini_interactions as gi
 from ratd.providers import gemini_media
 from ratd.providers import gemini_models as gm
 from ratd.providers.base import ChatLike
-from ratd.providers.gemini_schemas import MAX_SCHEMA_GROWTH_BYTES, SchemaBudget, gemini_schema
+from ratd.providers.gemini_schemas import MAX_SCHEMA_GROWTH_BYTES, SchemaBudget, wire_schema
 from ratd.providers.http import error_for_status, loads_or_protocol_error, parse_body
 from ratd.providers.http_provider import HttpProvider, UpstreamCall
 from ratd.providers.messages import (
@@ -261,12 +263,14 @@ def _function_declaration(
     if tool.description:
         wire["description"] = tool.description
     if tool.parameters_json.strip():
-        schema = gemini_schema(
+        schema, as_is = wire_schema(
             orjson.loads(tool.parameters_json), f"{field}.parameters_json", budget
         )
+        if as_is:
+            wire["parametersJsonSchema"] = schema
         # Gemini refuses an OBJECT without properties: a function without parameters
         # simply has no ``parameters``.
-        if schema.get("properties") or schema.get("type") not in (None, "object"):
+        elif schema.get("properties") or schema.get("type") not in (None, "object"):
             wire["parameters"] = schema
     return wire
 
@@ -387,7 +391,8 @@ def _generation_config(options: chat_pb2.ChatOptions, budget: SchemaBudget) -> d
             _, schema = unwrap_json_schema(options.response_format.json_schema)
             generation["responseMimeType"] = "application/json"
             field = "options.response_format.json_schema"
-            generation["responseSchema"] = gemini_schema(schema, field, budget)
+            translated, as_is = wire_schema(schema, field, budget)
+            generation["responseJsonSchema" if as_is else "responseSchema"] = translated
     return generation
 
 
