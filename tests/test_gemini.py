@@ -513,7 +513,7 @@ async def test_recursive_tool_schema_sent_as_json_schema(
     """Gemini takes JSON Schema with $defs and $ref as is in ``parametersJsonSchema``
     (it unrolls cycles itself): a recursive schema goes there verbatim."""
     tree = ToolDefinition("plant", "Plant a tree", TREE)
-    await client.chat("hi", model="gemini-2.5-flash", tools=[WEATHER, tree])
+    await client.chat("hi", model="gemini-2.5-flash-lite", tools=[WEATHER, tree])
     (declarations,) = (t["functionDeclarations"] for t in sent(fake)["tools"])
     weather, planted = declarations
     assert "parameters" in weather and "parametersJsonSchema" not in weather
@@ -539,7 +539,7 @@ async def test_recursive_schema_too_large_refused(
     """Sent as is, a recursive schema is still bounded by size."""
     big = {**TREE, "description": "x" * (gemini_schemas.MAX_SCHEMA_GROWTH_BYTES + 1)}
     with pytest.raises(InvalidInput) as caught:
-        await client.chat("hi", model="gemini-2.5-flash", tools=[ToolDefinition("t", "", big)])
+        await client.chat("hi", model="gemini-2.5-flash-lite", tools=[ToolDefinition("t", "", big)])
     assert caught.value.field == "tools[0].parameters_json"
     assert "MiB" in str(caught.value)
     assert fake.requests == []
