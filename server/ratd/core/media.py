@@ -11,8 +11,9 @@ import re
 
 from ratatoskr.v1 import chat_pb2, media_parts_pb2, media_pb2
 from ratd.config import MediaConfig
-from ratd.core.validation import IMAGE_TYPES, sniff_image
+from ratd.core.validation import IMAGE_TYPES
 from ratd.errors import InvalidInput
+from ratd.mime import sniff_audio, sniff_image, sniff_video
 
 DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
 AUDIO_TYPES = frozenset(
@@ -37,46 +38,10 @@ _SIZE = re.compile(r"^(?:\d{2,5}x\d{2,5}|auto)$")
 _PAGE_MARKS = (b"/Type /Page", b"/Type/Page")
 # Most characters of a transcription prompt or a synthesis instruction.
 _MAX_HINT = 4096
-MIME_FOR_FORMAT = {
-    "mp3": "audio/mpeg",
-    "wav": "audio/wav",
-    "opus": "audio/ogg",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "pcm": "audio/pcm",
-}
 
 
 def _fail(field: str, problem: str) -> InvalidInput:
     return InvalidInput(f"{field}: {problem}", field=field)
-
-
-def sniff_audio(data: bytes) -> str | None:
-    """The audio container the bytes begin like, if any."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "audio/wav"
-    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
-        if len(data) > 1 and data[1] & 0xF6 == 0xF0:  # ADTS (AAC), not an MPEG frame
-            return "audio/aac"
-        return "audio/mpeg"
-    if data.startswith(b"OggS"):
-        return "audio/ogg"
-    if data.startswith(b"fLaC"):
-        return "audio/flac"
-    if data.startswith(b"\x1a\x45\xdf\xa3"):
-        return "audio/webm"
-    if data[4:8] == b"ftyp":
-        return "audio/mp4"
-    return None
-
-
-def sniff_video(data: bytes) -> str | None:
-    """The video container the bytes begin like, if any."""
-    if data[4:8] == b"ftyp":
-        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
-    if data.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm"
-    return None
 
 
 def sniff_document(data: bytes) -> str | None:

@@ -15,6 +15,7 @@ import orjson
 
 from ratatoskr.v1 import chat_pb2, inference_pb2
 from ratd.errors import InvalidInput
+from ratd.mime import sniff_image
 from ratd.providers.base import ChatLike, GenerateLike
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -141,19 +142,6 @@ def _stops(field: str, stops: Iterable[str], limits: Limits) -> None:
         if not stop:
             raise _fail(f"{field}[{i}]", "must not be empty")
         limits.text(f"{field}[{i}]", stop)
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image type the bytes begin like, if any of those providers take."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def _image_bytes(field: str, data: bytes, mime_type: str) -> None:

@@ -27,22 +27,13 @@ from typing import Any
 
 from ratatoskr.v1 import chat_pb2, media_pb2
 from ratd import errors
-from ratd.core.validation import sniff_image
+from ratd.mime import sniff_image
+from ratd.providers.messages import unsupported
 
 # The aspect ratios imageConfig takes.
 ASPECT_RATIOS = frozenset({"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"})
 DEFAULT_VOICE = "Kore"
 PCM_MIME = "audio/L16;codec=pcm;rate=24000"
-
-
-def _refused(provider: str, model: str, field: str, why: str) -> errors.UnsupportedParameter:
-    return errors.UnsupportedParameter(
-        f"{provider} cannot take {field} for {model}: {why}",
-        provider=provider,
-        model=model,
-        field=field,
-        parameter=field,
-    )
 
 
 def media_part(part: chat_pb2.ContentPart) -> dict[str, Any]:
@@ -62,7 +53,7 @@ def aspect_ratio(size: str, provider: str, model: str) -> str:
     divisor = math.gcd(int(width), int(height))
     ratio = f"{int(width) // divisor}:{int(height) // divisor}"
     if ratio not in ASPECT_RATIOS:
-        raise _refused(provider, model, "size", f"aspect ratio {ratio} is none of Gemini's")
+        raise unsupported(provider, model, "size", f"aspect ratio {ratio} is none of Gemini's")
     return ratio
 
 
@@ -70,9 +61,9 @@ def image_body(
     request: media_pb2.GenerateImageRequest, provider: str, model: str
 ) -> dict[str, Any]:
     if request.count > 1:
-        raise _refused(provider, model, "count", "Gemini makes one image per request")
+        raise unsupported(provider, model, "count", "Gemini makes one image per request")
     if request.HasField("mask"):
-        raise _refused(provider, model, "mask", "Gemini edits by prompt, without masks")
+        raise unsupported(provider, model, "mask", "Gemini edits by prompt, without masks")
     parts: list[dict[str, Any]] = [{"text": request.prompt}]
     for image in request.input_images:
         data = base64.b64encode(image.data).decode()
@@ -143,11 +134,11 @@ def wav_header(rate: int = 24000) -> bytes:
 
 def speech_body(request: media_pb2.SynthesizeRequest, provider: str, model: str) -> dict[str, Any]:
     if request.format not in ("", "pcm", "wav"):
-        raise _refused(
+        raise unsupported(
             provider, model, "format", "Gemini speaks 24 kHz 16-bit PCM (pcm, or wav around it)"
         )
     if request.HasField("speed"):
-        raise _refused(provider, model, "speed", "say the pace in instructions instead")
+        raise unsupported(provider, model, "speed", "say the pace in instructions instead")
     text = f"{request.instructions}: {request.text}" if request.instructions else request.text
     voice = {"prebuiltVoiceConfig": {"voiceName": request.voice or DEFAULT_VOICE}}
     return {

@@ -19,18 +19,8 @@ from typing import Any
 
 from ratatoskr.v1 import media_pb2
 from ratd import errors
-from ratd.core.media import sniff_audio
-from ratd.core.validation import sniff_image
-
-
-def _refused(provider: str, model: str, field: str, why: str) -> errors.UnsupportedParameter:
-    return errors.UnsupportedParameter(
-        f"{provider} cannot take {field} for {model}: {why}",
-        provider=provider,
-        model=model,
-        field=field,
-        parameter=field,
-    )
+from ratd.mime import sniff_audio, sniff_image
+from ratd.providers.messages import unsupported
 
 
 def asr_body(request: media_pb2.TranscribeRequest) -> dict[str, Any]:
@@ -62,9 +52,9 @@ def image_body(
     request: media_pb2.GenerateImageRequest, provider: str, model: str
 ) -> dict[str, Any]:
     if request.input_images:
-        raise _refused(provider, model, "input_images", "text-to-image takes no input image")
+        raise unsupported(provider, model, "input_images", "text-to-image takes no input image")
     if request.count > 1:
-        raise _refused(provider, model, "count", "text-to-image makes one image per request")
+        raise unsupported(provider, model, "count", "text-to-image makes one image per request")
     body: dict[str, Any] = {"inputs": request.prompt}
     if request.size and request.size != "auto":
         width, _, height = request.size.partition("x")
@@ -88,9 +78,9 @@ def image(raw: bytes, provider: str, model: str) -> media_pb2.GenerateImageRespo
 def speech_body(request: media_pb2.SynthesizeRequest, provider: str, model: str) -> dict[str, Any]:
     for field in ("voice", "instructions"):
         if getattr(request, field):
-            raise _refused(provider, model, field, "text-to-speech takes the text alone")
+            raise unsupported(provider, model, field, "text-to-speech takes the text alone")
     if request.HasField("speed"):
-        raise _refused(provider, model, "speed", "text-to-speech takes the text alone")
+        raise unsupported(provider, model, "speed", "text-to-speech takes the text alone")
     return {"inputs": request.text}
 
 

@@ -220,3 +220,14 @@ def counted_usage(usage: Mapping[str, Any], names: UsageNames) -> chat_pb2.Usage
     if usage.get(names.cached) is not None:
         result.cached_prompt_tokens = int(usage[names.cached])
     return result
+
+
+def unsupported(provider: str, model: str, field: str, why: str) -> errors.UnsupportedParameter:
+    """A part or option this API cannot take (the fallback chain may find one that can)."""
+    return errors.UnsupportedParameter(
+        f"{provider} cannot take {field} for {model}: {why}",
+        provider=provider,
+        model=model,
+        field=field,
+        parameter=field,
+    )

@@ -23,6 +23,7 @@ import orjson
 from ratatoskr.v1 import chat_pb2, inference_pb2, media_pb2, models_pb2, realtime_pb2
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.mime import MIME_FOR_FORMAT
 from ratd.providers import openai_media as media
 from ratd.providers.base import ChatLike
 from ratd.providers.http import error_for_status, loads_or_protocol_error, parse_body
@@ -677,7 +678,7 @@ class OpenAIProvider(HttpProvider):
     async def synthesize(
         self, request: media_pb2.SynthesizeRequest, model: str
     ) -> AsyncIterator[media_pb2.SynthesizeResponse]:
-        mime = media.SPEECH_MIME[request.format or "mp3"]
+        mime = MIME_FOR_FORMAT[request.format or "mp3"]
         chunks = self.stream_bytes("/audio/speech", media.speech_body(request, model), model=model)
         async for chunk, _ in chunks:
             if chunk:

@@ -28,7 +28,8 @@ from typing import Any
 
 from ratatoskr.v1 import chat_pb2, media_parts_pb2, media_pb2
 from ratd import errors
-from ratd.core.validation import sniff_image
+from ratd.mime import sniff_image
+from ratd.providers.messages import unsupported
 from ratd.providers.multipart import Form
 
 # Image MIME types by the output_format OpenAI names.
@@ -44,25 +45,6 @@ _AUDIO_EXTENSIONS = {
 }
 # input_audio takes these two formats only.
 _INPUT_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
-SPEECH_MIME = {
-    "mp3": "audio/mpeg",
-    "wav": "audio/wav",
-    "opus": "audio/ogg",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "pcm": "audio/pcm",
-}
-
-
-def unsupported(provider: str, model: str, field: str, why: str) -> errors.UnsupportedParameter:
-    """A part or option this API cannot take (the fallback chain may find one that can)."""
-    return errors.UnsupportedParameter(
-        f"{provider} cannot take {field} for {model}: {why}",
-        provider=provider,
-        model=model,
-        field=field,
-        parameter=field,
-    )
 
 
 def streams_transcription(model: str) -> bool:
