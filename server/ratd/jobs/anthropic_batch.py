@@ -26,17 +26,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import poll_until_done
+from ratd.jobs.polling import json_lines, poll_until_done
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.anthropic import AnthropicProvider
-from ratd.providers.http import parse_body
 from ratd.service.holder import GatewayHolder
 
 PATH = "/v1/messages/batches"
@@ -142,22 +139,7 @@ class AnthropicBatches:
 
 
 async def _results(provider: AnthropicProvider, batch_id: str) -> list[dict[str, Any]]:
-    async with provider.http.request("GET", f"{PATH}/{batch_id}/results") as response:
-        raw = await provider.http.read(response)
-        if response.status != 200:
-            raise provider.dialect.error_from_body(
-                response.status, parse_body(raw), "", response.headers
-            )
-    lines = []
-    for text in raw.splitlines():
-        if text.strip():
-            try:
-                line = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                raise provider.protocol_error("a result line that is not JSON") from None
-            if isinstance(line, dict):
-                lines.append(line)
-    return lines
+    return await json_lines(provider, f"{PATH}/{batch_id}/results")
 
 
 def _report(batch: dict[str, Any], job: RunningJob) -> None:

@@ -37,7 +37,7 @@ from ratatoskr.v1 import inference_pb2, jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import poll_until_done
+from ratd.jobs.polling import json_lines, poll_until_done
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.http import parse_body
@@ -177,22 +177,7 @@ async def _upload(provider: OpenAIProvider, lines: bytes) -> str:
 
 async def _download(provider: OpenAIProvider, file_id: str) -> list[dict[str, Any]]:
     """A result file's JSON lines (``GET /v1/files/{id}/content``)."""
-    async with provider.http.request("GET", f"/files/{file_id}/content") as response:
-        raw = await provider.http.read(response)
-        if response.status != 200:
-            raise provider.dialect.error_from_body(
-                response.status, parse_body(raw), "", response.headers
-            )
-    lines = []
-    for text in raw.splitlines():
-        if text.strip():
-            try:
-                line = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                raise provider.protocol_error("a result line that is not JSON") from None
-            if isinstance(line, dict):
-                lines.append(line)
-    return lines
+    return await json_lines(provider, f"/files/{file_id}/content")
 
 
 def _report(batch: dict[str, Any], job: RunningJob) -> None:

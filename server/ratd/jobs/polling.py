@@ -6,7 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from ratd import errors
+from ratd.providers.http import parse_body
+from ratd.providers.http_provider import HttpProvider
 
 # Polls in a row that may fail for a passing reason before the job is given up.
 POLL_FAILURES = 3
@@ -38,3 +42,24 @@ async def poll_until_done(
                 raise
         await asyncio.sleep(wait)
         wait = min(wait * 2, cap)
+
+
+async def json_lines(provider: HttpProvider, path: str) -> list[dict[str, Any]]:
+    """A provider's JSON-lines result (``GET path``): its objects, in order; an error
+    status as the provider's error, a line that is not JSON as a protocol error."""
+    async with provider.http.request("GET", path) as response:
+        raw = await provider.http.read(response)
+        if response.status != 200:
+            raise provider.dialect.error_from_body(
+                response.status, parse_body(raw), "", response.headers
+            )
+    lines = []
+    for text in raw.splitlines():
+        if text.strip():
+            try:
+                line = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                raise provider.protocol_error("a result line that is not JSON") from None
+            if isinstance(line, dict):
+                lines.append(line)
+    return lines
