@@ -30,7 +30,7 @@ from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import json_lines, poll_until_done
+from ratd.jobs.polling import check_models, json_lines, poll_until_done, upstream_model
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.anthropic import AnthropicProvider
@@ -51,11 +51,6 @@ _STATUS = {
     "overloaded_error": 529,
 }
 POLL_FIRST, POLL_MAX = 1.0, 60.0
-
-
-def item_model(item: jobs_pb2.BatchItem) -> str:
-    name = item.chat.options.model
-    return name.partition(":")[2] if ":" in name else name
 
 
 class AnthropicBatches:
@@ -80,13 +75,7 @@ class AnthropicBatches:
                 raise errors.InvalidInput(
                     "Anthropic's Message Batches take chat items only", field=f"items[{i}]"
                 )
-            model = item_model(item)
-            if not model:
-                raise errors.InvalidInput("an item needs a model", field=f"items[{i}].model")
-            if tenant is not None and not tenant.may_use(f"{provider.name}:{model}"):
-                raise errors.ModelNotAllowed(
-                    f"tenant {tenant.name} may not use {provider.name}:{model}", model=model
-                )
+        check_models(request.items, provider.name, tenant)
 
     async def run(self, job: RunningJob) -> jobs_pb2.BatchResult:
         record = job.record
@@ -98,7 +87,7 @@ class AnthropicBatches:
                 {
                     "custom_id": str(i),
                     "params": provider.dialect.chat_call(
-                        item.chat, item_model(item), stream=False
+                        item.chat, upstream_model(item), stream=False
                     ).body,
                 }
                 for i, item in enumerate(request.items)
@@ -159,7 +148,7 @@ def _report(batch: dict[str, Any], job: RunningJob) -> None:
 def _result(
     item: jobs_pb2.BatchItem, index: int, line: dict[str, Any] | None, provider: AnthropicProvider
 ) -> jobs_pb2.BatchItemResult:
-    model = item_model(item)
+    model = upstream_model(item)
     outcome = (line or {}).get("result") or {}
     kind = outcome.get("type")
     try:

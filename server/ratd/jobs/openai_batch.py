@@ -37,7 +37,7 @@ from ratatoskr.v1 import inference_pb2, jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import json_lines, poll_until_done
+from ratd.jobs.polling import check_models, json_lines, poll_until_done, upstream_model
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.http import parse_body
@@ -74,14 +74,7 @@ class OpenAIBatches:
                 "a provider batch goes to one endpoint: all items chat, or all embed",
                 field="items",
             )
-        for i, item in enumerate(request.items):
-            model = _model(item)
-            if not model:
-                raise errors.InvalidInput("an item needs a model", field=f"items[{i}].model")
-            if tenant is not None and not tenant.may_use(f"{provider.name}:{model}"):
-                raise errors.ModelNotAllowed(
-                    f"tenant {tenant.name} may not use {provider.name}:{model}", model=model
-                )
+        check_models(request.items, provider.name, tenant)
 
     async def run(self, job: RunningJob) -> jobs_pb2.BatchResult:
         record = job.record
@@ -131,17 +124,12 @@ class OpenAIBatches:
             await provider.call_json("POST", f"/batches/{batch_id}/cancel", {})
 
 
-def _model(item: jobs_pb2.BatchItem) -> str:
-    name = item.chat.options.model if item.HasField("chat") else item.embed.model
-    return name.partition(":")[2] if ":" in name else name
-
-
 def _lines(request: jobs_pb2.SubmitBatchRequest, provider: OpenAIProvider) -> tuple[str, bytes]:
     """(endpoint, the JSON lines file): one request per item, its index as custom id."""
     endpoint = CHAT if request.items[0].HasField("chat") else EMBED
     out = []
     for i, item in enumerate(request.items):
-        model = _model(item)
+        model = upstream_model(item)
         if item.HasField("chat"):
             body = provider.dialect.chat_call(item.chat, model, stream=False).body
         else:
@@ -208,7 +196,7 @@ def _results(
 ) -> jobs_pb2.BatchResult:
     results = []
     for i, item in enumerate(request.items):
-        model, line = _model(item), found.get(i)
+        model, line = upstream_model(item), found.get(i)
         response = (line or {}).get("response") or {}
         status, body = int(response.get("status_code") or 0), response.get("body")
         if line is None:

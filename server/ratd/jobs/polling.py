@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 
+from ratatoskr.v1 import jobs_pb2
 from ratd import errors
+from ratd.core.access import Tenant
 from ratd.providers.http import parse_body
 from ratd.providers.http_provider import HttpProvider
 
@@ -63,3 +65,21 @@ async def json_lines(provider: HttpProvider, path: str) -> list[dict[str, Any]]:
             if isinstance(line, dict):
                 lines.append(line)
     return lines
+
+
+def upstream_model(item: jobs_pb2.BatchItem) -> str:
+    """The model an item names, without a ``provider:`` prefix (the batch goes to one)."""
+    name = item.chat.options.model if item.HasField("chat") else item.embed.model
+    return name.partition(":")[2] if ":" in name else name
+
+
+def check_models(items: Sequence[jobs_pb2.BatchItem], provider: str, tenant: Tenant | None) -> None:
+    """Every item names a model the caller's tenant may use at ``provider``."""
+    for i, item in enumerate(items):
+        model = upstream_model(item)
+        if not model:
+            raise errors.InvalidInput("an item needs a model", field=f"items[{i}].model")
+        if tenant is not None and not tenant.may_use(f"{provider}:{model}"):
+            raise errors.ModelNotAllowed(
+                f"tenant {tenant.name} may not use {provider}:{model}", model=model
+            )
