@@ -87,22 +87,24 @@ def wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
 
 class DecodingServer:
     """Stands in for the server while a generated ``add_*Servicer_to_server`` registers a
-    service: its method handlers are registered wrapped (``wrap``).
+    service: its method handlers are registered wrapped (``wrap``), as generic handlers only.
 
-    The generated code (grpcio-tools >= 1.62) registers the same handlers twice, as a
-    generic handler and by method; both registrations here are of the wrapped ones."""
+    The generated code (grpcio-tools >= 1.62) also registers every method by name. grpc.aio
+    then keeps one pending "request call" per registered method and waits on all of them
+    (``asyncio.wait``) for every call it accepts: with ratd's ~40 methods that cost ~30 us
+    of CPU per call (benchmarks/overhead.py), more than the generic lookup it saves."""
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         """Ignored: ``add_registered_method_handlers`` registers the wrapped handlers
-        both ways (the generated code calls it right after this)."""
+        (the generated code calls it right after this)."""
 
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
         wrapped = {name: wrap(handler, name) for name, handler in handlers.items()}
-        generic = grpc.method_handlers_generic_handler(service, wrapped)
-        self._server.add_generic_rpc_handlers((generic,))
-        self._server.add_registered_method_handlers(service, wrapped)
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, wrapped),)
+        )
