@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from types import TracebackType
@@ -27,6 +28,7 @@ from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
 from ratd.secrets import redact
 from ratd.service.audit import AuditLog
+from ratd.service.deadline import Deadline
 from ratd.service.holder import GatewayHolder
 from ratd.service.report import new_request_id, report
 from ratd.service.status import internal_status, status_code, to_grpc_status
@@ -56,6 +58,12 @@ def status_name(exc: BaseException) -> str:
     return "INTERNAL"
 
 
+# The live guards (one per daemon; tests run several), whose admitted calls the in-flight
+# gauge counts when it is scraped rather than at every call.
+_GUARDS: weakref.WeakSet[CallGuard] = weakref.WeakSet()
+IN_FLIGHT.set_function(lambda: sum(guard.active for guard in list(_GUARDS)))
+
+
 class CallGuard:
     """Admission, time limits, error statuses and reporting, shared by all handlers."""
 
@@ -68,7 +76,9 @@ class CallGuard:
         log_requests: bool = True,
     ) -> None:
         self.holder = holder
-        self.active = 0
+        # Calls admitted and not yet ended (ratatoskr_in_flight_requests reads it).
+        self.active: int = 0
+        _GUARDS.add(self)
         # The audit log ([audit] path), set by the daemon; None: no audit.
         self.audit: AuditLog | None = None
         self.configure(max_concurrent, request_timeout, log_requests=log_requests)
@@ -219,11 +229,10 @@ class Admission:
         self.tenant, self.metadata, self.system = tenant, metadata, system
         self.action: dict[str, object] | None = None
 
-    async def __aenter__(self) -> tuple[asyncio.Timeout, CallInfo]:
+    async def __aenter__(self) -> tuple[Deadline, CallInfo]:
         guard = self.guard
-        budget = self.budget
-        loop = asyncio.get_running_loop()
-        self.info = info = CallInfo(self.method, new_request_id(), deadline=loop.time() + budget)
+        deadline = asyncio.get_running_loop().time() + self.budget
+        self.info = info = CallInfo(self.method, new_request_id(), deadline=deadline)
         info.tenant = self.tenant
         info.action = self.action
         info.user = caller_user(self.metadata())
@@ -235,11 +244,10 @@ class Admission:
                 "(server.max_concurrent_requests); retry shortly"
             )
         guard.active += 1
-        IN_FLIGHT.inc()
         self.status = "OK"
         self.span = tracing.rpc_span(self.method, self.metadata, info, self.system)
         self.span.__enter__()
-        self.timeout = asyncio.timeout(budget)
+        self.timeout = Deadline(deadline)
         return await self.timeout.__aenter__(), info
 
     async def __aexit__(
@@ -268,5 +276,4 @@ class Admission:
             return False
         finally:
             guard.active -= 1
-            IN_FLIGHT.dec()
             report(self.info, self.status, log_requests=guard.log_requests, audit=guard.audit)
