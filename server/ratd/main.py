@@ -106,7 +106,7 @@ async def _serve(config: Config, ready_file: Path | None, reread: Callable[[], C
     from ratd.server import Daemon  # the server stack loads only when serving
 
     try:  # what only the daemon opens (the audit file, interceptors) may still be refused
-        daemon = Daemon(config, ready_file=ready_file, reread=reread)
+        daemon = Daemon(config, ready_file=ready_file, reread=reread, own_process=True)
     except ConfigError as err:
         print(f"ratd: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -117,6 +118,7 @@ class Daemon:
         ready_file: Path | None = None,
         reread: Callable[[], Config] | None = None,
         providers: Mapping[str, Provider] | None = None,
+        own_process: bool = False,
     ) -> None:
         """``providers``: ones the caller built, used where they serve ``config`` as they are
         (as a reload keeps the running ones); the rest are built from ``config``."""
@@ -128,6 +130,9 @@ class Daemon:
         self.ready_file = ready_file
         # Reads the config and secrets again for a reload (raises ConfigError/SecretsError).
         self.reread = reread
+        # ratd's own process (its main), not a test or an embedding program: the heap
+        # start-up built may be frozen (see start()).
+        self.own_process = own_process
         self.stopping = asyncio.Event()
         self.address = ""
         # Limits, budgets and usage outlive reloads: one backend for the daemon's life.
@@ -236,6 +241,11 @@ class Daemon:
             ", ".join(sorted(self.gateway.providers)) or "none",
             self.config.source,
         )
+        if self.own_process:
+            # What start-up built (modules, the registry, config) lives as long as the
+            # process: out of the collector's sight, each collection scans only what
+            # calls allocate (~1 us of CPU per call less, benchmarks/overhead.py).
+            gc.freeze()
         if self.ready_file is not None:
             self.ready_file.write_text(self.address + "\n")
         self.notifier.ready(f"serving on {self.address}")
