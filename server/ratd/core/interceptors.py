@@ -248,11 +248,12 @@ def unary(rpc: str) -> Callable[[Callable[[G, R], Awaitable[A]]], Callable[[G, R
 
     def wrap(method: Callable[[G, R], Awaitable[A]]) -> Callable[[G, R], Awaitable[A]]:
         @functools.wraps(method)
-        async def run(gateway: G, request: R) -> A:
+        def run(gateway: G, request: R) -> Awaitable[A]:
+            # Not a coroutine itself: the method's own is awaited, one frame less per call.
             chain = gateway.interceptors
             if chain.empty:
-                return await method(gateway, request)
-            return await chain.unary(rpc, request, lambda r: method(gateway, r))  # type: ignore[arg-type, return-value]
+                return method(gateway, request)
+            return chain.unary(rpc, request, lambda r: method(gateway, r))  # type: ignore[arg-type, return-value]
 
         return run
 

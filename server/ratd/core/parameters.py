@@ -62,6 +62,9 @@ class ParameterPolicy:
         """The options set on ``options`` that ``model`` at ``provider`` does not take;
         raises InvalidInput for a value outside the model's range."""
         present = {field.name for field, _ in options.ListFields()}
+        present.discard("model")  # what every request sets, and no parameter
+        if not present:
+            return []
         found = present & provider.unsupported_parameters(model)
         surface = self.registry.parameters(provider.name, model)
         for name in present:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 # A dated snapshot of a model ("gpt-5-2025-08-07") is served as the model is.
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_MAX_KNOWN = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class ModelApis:
     overrides: tuple[tuple[str, str], ...] = ()
     # model id -> api, from the registry's seed for the provider's kind.
     marked: Mapping[str, str] = field(default_factory=dict)
+    # Answers given, by model name: every call asks, for one of a few models (bounded).
+    _known: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -39,6 +42,15 @@ class ModelApis:
     def api_for(self, model: str) -> str | None:
         """The configured API for ``model`` if a pattern matches, else the seed's mark
         (for the model or the model its dated snapshot name belongs to), else None."""
+        known = self._known
+        if model in known:
+            return known[model]
+        if len(known) >= _MAX_KNOWN:
+            known.clear()
+        api = known[model] = self._lookup(model)
+        return api
+
+    def _lookup(self, model: str) -> str | None:
         for pattern, api in self.overrides:
             if fnmatch.fnmatchcase(model, pattern):
                 return api

@@ -358,12 +358,10 @@ class ChatCompletions:
 
     def build_body(self, request: ChatLike, model: str, stream: bool) -> dict[str, Any]:
         options = request.options
+        context = PartContext(self.provider, model, self.file_urls)
         body: dict[str, Any] = {
             "model": model,
-            "messages": [
-                message_to_wire(m, PartContext(self.provider, model, self.file_urls))
-                for m in request.messages
-            ],
+            "messages": [message_to_wire(m, context) for m in request.messages],
         }
         if request.tools:
             _add_tools(request, body)
