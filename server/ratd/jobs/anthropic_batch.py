@@ -30,7 +30,13 @@ from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import check_models, json_lines, poll_until_done, upstream_model
+from ratd.jobs.polling import (
+    check_models,
+    json_lines,
+    poll_until_done,
+    report_counts,
+    upstream_model,
+)
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.anthropic import AnthropicProvider
@@ -133,16 +139,12 @@ async def _results(provider: AnthropicProvider, batch_id: str) -> list[dict[str,
 
 def _report(batch: dict[str, Any], job: RunningJob) -> None:
     counts = batch.get("request_counts") or {}
-    status = str(batch.get("processing_status") or "")
-
-    def change(meta: jobs_pb2.JobMetadata) -> None:
-        meta.upstream_status = status
-        meta.completed = int(counts.get("succeeded") or 0)
-        meta.failed = sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired"))
-        if meta.total:
-            meta.progress = min(1.0, (meta.completed + meta.failed) / meta.total)
-
-    job.update(change)
+    report_counts(
+        job,
+        str(batch.get("processing_status") or ""),
+        completed=int(counts.get("succeeded") or 0),
+        failed=sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired")),
+    )
 
 
 def _result(

@@ -11,6 +11,7 @@ import orjson
 from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
+from ratd.jobs.manager import RunningJob
 from ratd.providers.http import parse_body
 from ratd.providers.http_provider import HttpProvider
 
@@ -65,6 +66,19 @@ async def json_lines(provider: HttpProvider, path: str) -> list[dict[str, Any]]:
             if isinstance(line, dict):
                 lines.append(line)
     return lines
+
+
+def report_counts(job: RunningJob, status: str, *, completed: int, failed: int) -> None:
+    """A provider batch's status and counts as the job's metadata (``upstream_status``,
+    completed, failed, progress), as each poll reads them."""
+
+    def change(meta: jobs_pb2.JobMetadata) -> None:
+        meta.upstream_status = status
+        meta.completed, meta.failed = completed, failed
+        if meta.total:
+            meta.progress = min(1.0, (completed + failed) / meta.total)
+
+    job.update(change)
 
 
 def upstream_model(item: jobs_pb2.BatchItem) -> str:
