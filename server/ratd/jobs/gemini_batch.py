@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -135,8 +136,11 @@ class GeminiBatches:
             name = _checked(str(created.get("name") or ""), _BATCH, provider, "batch")
             await job.remember({"provider": provider.name, "batch_id": name})
 
+        operations = _OperationErrors(provider.dialect)
+
         async def fetch() -> dict[str, Any]:
-            found: dict[str, Any] = await provider.call_json("GET", f"{API_PREFIX}/{name}")
+            path = f"{API_PREFIX}/{name}"
+            found: dict[str, Any] = await provider.call_json("GET", path, errors_from=operations)
             return found
 
         operation = await poll_until_done(
@@ -161,6 +165,22 @@ class GeminiBatches:
         if name and _BATCH.match(name):
             provider = self.provider(record.upstream.get("provider", ""))
             await provider.call_json("POST", f"{API_PREFIX}/{name}:cancel", {})
+
+
+class _OperationErrors:
+    """Errors as the Gemini dialect reads them, except that an Operation's ``error`` in a
+    200 is the batch's outcome (read once it is done), not a failed poll."""
+
+    def __init__(self, dialect: GeminiDialect) -> None:
+        self.dialect = dialect
+
+    def error_from_body(
+        self, status: int, body: Any, model: str, headers: Mapping[str, str] | None = None
+    ) -> errors.GatewayError:
+        return self.dialect.error_from_body(status, body, model, headers)
+
+    def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
+        return None
 
 
 def _too_large() -> errors.InvalidInput:
