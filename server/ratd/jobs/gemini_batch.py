@@ -62,6 +62,7 @@ from ratd.providers.gemini import (
     method_path,
 )
 from ratd.providers.gemini_interactions import rpc_status_error
+from ratd.providers.http_provider import ErrorDialect
 from ratd.service.holder import GatewayHolder
 
 GENERATE, EMBED = "batchGenerateContent", "asyncBatchEmbedContent"
@@ -171,7 +172,7 @@ class _OperationErrors:
     """Errors as the Gemini dialect reads them, except that an Operation's ``error`` in a
     200 is the batch's outcome (read once it is done), not a failed poll."""
 
-    def __init__(self, dialect: GeminiDialect) -> None:
+    def __init__(self, dialect: ErrorDialect) -> None:
         self.dialect = dialect
 
     def error_from_body(
