@@ -140,7 +140,6 @@ async def test_what_a_gemini_batch_refuses_before_sending_anything(
 ) -> None:
     text = config(fake, extra="max_batch_items = 3")
     env = {**ENV, "OPENAI_API_KEY": "sk-test-not-used"}
-    big = "x" * (7 * 2**20)
     async with running_daemon(make_config(text, env=env)) as daemon:
         async with await connected(daemon.address) as client:
             with pytest.raises(InvalidInput, match="one method"):
@@ -156,10 +155,29 @@ async def test_what_a_gemini_batch_refuses_before_sending_anything(
                 await client.submit_batch([chat("a", "x")], provider="nope")
             with pytest.raises(InvalidInput, match="max_batch_items"):
                 await client.submit_batch([chat(str(i), "x") for i in range(4)], provider="google")
-            with pytest.raises(InvalidInput, match="larger than a Gemini inline batch"):
-                await client.submit_batch([chat(str(i), big) for i in range(3)], provider="google")
     assert not fake.batches
     assert not fake.requests
+
+
+async def test_a_batch_over_20_mb_goes_as_an_uploaded_file(fake: FakeGeminiBatches) -> None:
+    big = "x" * (7 * 2**20)  # three of them: over the 20 MB an inline batch takes
+    async with running_daemon(make_config(config(fake), env=ENV)) as daemon:
+        async with await connected(daemon.address) as client:
+            items = [chat(str(i), f"{i}{big}") for i in range(3)]
+            started = await client.submit_batch(items, provider="google")
+            operation = await client.wait_operation(started.name)
+    assert operation.done and not operation.HasField("error"), operation.error
+    answers = [r.chat.content for r in batch_result(operation).results]
+    assert answers == [f"batch answer to: {i}{big[:39]}" for i in range(3)]
+    start, finish = fake.requests_to("/upload/v1beta/files")
+    assert start.headers["X-Goog-Upload-Command"] == "start"
+    assert int(start.headers["X-Goog-Upload-Header-Content-Length"]) == len(finish.raw)
+    assert finish.headers["X-Goog-Upload-Command"] == "upload, finalize"
+    assert finish.headers.get("x-goog-api-key") == KEY
+    [created] = fake.requests_to(f"/v1beta/models/{MODEL}:batchGenerateContent")
+    [file_name] = fake.files.keys() & {created.json["batch"]["inputConfig"]["fileName"]}
+    assert [line["key"] for line in fake.files[file_name]] == ["0", "1", "2"]
+    assert fake.requests_to(":download")  # the answers came as a responses file
 
 
 async def test_cancel_and_a_restart_mid_batch(fake: FakeGeminiBatches, tmp_path: Path) -> None:

@@ -16,7 +16,13 @@ SDK's ``google/genai/batches.py`` converters read and write:
   (embeddings too: the SDK's ``t_recv_batch_job_destination`` renames them, the wire
   does not), or ``{"responsesFile": "files/..."}`` when ``responses_file`` is set,
   served as JSON lines at ``GET /download/v1beta/files/{id}:download?alt=media``;
-* ``POST /v1beta/batches/{id}:cancel`` (the batch ends ``BATCH_STATE_CANCELLED``).
+* ``POST /v1beta/batches/{id}:cancel`` (the batch ends ``BATCH_STATE_CANCELLED``);
+* the File API's resumable upload (``POST /upload/v1beta/files`` with
+  ``X-Goog-Upload-Protocol: resumable`` and ``-Command: start`` answers with an
+  ``X-Goog-Upload-URL``; ``upload, finalize`` at offset 0 there answers ``{"file"}``):
+  an uploaded JSON-lines file (``{"key", "request"}`` a line) named by
+  ``inputConfig.fileName`` is a batch's input, and such a batch answers with a
+  ``responsesFile``.
 
 The project's own choices: a prompt containing ``refuse`` gets a per-item error (a
 ``google.rpc.Status`` with code 3, INVALID_ARGUMENT), ``missing`` one with code 5
@@ -49,7 +55,7 @@ PROMPT_TOKENS, ANSWER_TOKENS = 9, 5
 
 
 def answer_to(request: dict[str, Any]) -> str:
-    return f"batch answer to: {_text(request)}"
+    return f"batch answer to: {_text(request)[:40]}"
 
 
 def _text(request: dict[str, Any]) -> str:
@@ -74,6 +80,7 @@ class Batch:
     error: dict[str, Any] | None = None
     output: dict[str, Any] = field(default_factory=dict)
     lines: list[dict[str, Any]] = field(default_factory=list)
+    from_file: bool = False
 
     def counts(self) -> tuple[int, int]:
         entries = self.lines or (self.output.get("inlinedResponses") or {}).get(
@@ -122,6 +129,7 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         self.fail_with: dict[str, Any] | None = None
         self.batches: dict[str, Batch] = {}
         self.files: dict[str, list[dict[str, Any]]] = {}
+        self.uploads: dict[str, int] = {}  # upload id -> the size announced
         self.cancelled: list[str] = []
         self.poll_count = 0
 
@@ -129,6 +137,7 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         app.router.add_get("/v1beta/batches/{id}", self.retrieve)
         app.router.add_post("/v1beta/batches/{target}", self.cancel)
         app.router.add_get("/download/v1beta/files/{target}", self.download)
+        app.router.add_post("/upload/v1beta/files", self.upload)
         super().routes(app)
 
     async def model_method(self, request: web.Request) -> web.StreamResponse:
@@ -147,6 +156,15 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         display = _either(batch, "displayName", "display_name")
         config = _either(batch, "inputConfig", "input_config") or {}
         requests = (config.get("requests") or {}).get("requests")
+        file_name = _either(config, "fileName", "file_name")
+        if file_name:
+            lines = self.files.get(str(file_name))
+            if lines is None:
+                return _error_response(_not_found())
+            requests = [
+                {"request": line.get("request"), "metadata": {"key": line.get("key")}}
+                for line in lines
+            ]
         if not display:
             return _error_response(_invalid("* batch.display_name: a display name is required"))
         if not isinstance(requests, list) or not requests:
@@ -164,6 +182,7 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         self.counter += 1
         model = request.match_info["target"].partition(":")[0]
         found = Batch(f"batches/rtsk{self.counter:06d}", model, method, display, requests)
+        found.from_file = bool(file_name)
         found.error, self.fail_with = self.fail_with, None
         self.batches[found.name] = found
         return web.json_response(found.operation())
@@ -209,13 +228,50 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         text = b"".join(orjson.dumps(line) + b"\n" for line in reversed(lines))
         return web.Response(body=text, content_type="application/octet-stream")
 
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        """The resumable upload: ``start`` (metadata) then ``upload, finalize`` (bytes)."""
+        record = await self.record(request)
+        problem = self._auth(request)
+        if problem is not None:
+            return _error_response(problem)
+        command = request.headers.get("X-Goog-Upload-Command", "")
+        if command == "start" and request.headers.get("X-Goog-Upload-Protocol") == "resumable":
+            size = request.headers.get("X-Goog-Upload-Header-Content-Length", "")
+            if not size.isdigit():
+                return _error_response(_invalid("X-Goog-Upload-Header-Content-Length"))
+            self.counter += 1
+            upload_id = f"rtskup{self.counter:06d}"
+            self.uploads[upload_id] = int(size)
+            url = f"{self.base_url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+            return web.json_response(
+                {}, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}
+            )
+        size = self.uploads.pop(request.query.get("upload_id", ""), None)
+        if (
+            command != "upload, finalize"
+            or request.headers.get("X-Goog-Upload-Offset") != "0"
+            or size != len(record.raw)
+        ):
+            return _error_response(_invalid("not an upload this fake started, whole, at offset 0"))
+        self.counter += 1
+        name = f"files/rtskin{self.counter:06d}"
+        self.files[name] = [orjson.loads(line) for line in record.raw.splitlines() if line]
+        file = {
+            "name": name,
+            "mimeType": request.headers.get("Content-Type", ""),
+            "sizeBytes": str(size),
+            "state": "ACTIVE",
+            "uri": f"{self.base_url}/v1beta/{name}",
+        }
+        return web.json_response({"file": file})
+
     def _finish(self, found: Batch) -> None:
         if found.error is not None:
             found.state = "BATCH_STATE_FAILED"
             return
         found.state = "BATCH_STATE_SUCCEEDED"
         entries = [self._entry(found, item) for item in found.requests]
-        if self.responses_file:
+        if self.responses_file or found.from_file:
             self.counter += 1
             name = f"files/rtskout{self.counter:06d}"
             found.lines = [

@@ -24,11 +24,18 @@ Python SDK's ``google/genai/batches.py`` converters and ``_transformers.t_job_st
    provider's own ``base_url``; a failed batch carries the Operation's ``error``;
 4. ``POST /v1beta/batches/{id}:cancel`` stops it.
 
-Requests are written inline, up to ``INLINE_LIMIT`` bytes (the guide's 20 MB bound on
-an inline batch); a larger batch is refused, as uploading a JSON-lines input file
-through the File API is not written yet. Chat items are the Gemini dialect's
-``generateContent`` bodies (``GeminiDialect.chat_call``), embeddings those of
-``embed_calls``; answers are read as an unbatched call's. Keys are the items' indexes.
+Requests are written inline up to ``INLINE_LIMIT`` bytes (the guide's 20 MB bound on
+an inline batch). A larger batch goes as a JSON-lines input file (``{"key",
+"request"}`` a line) uploaded through the File API's resumable protocol (``POST
+/upload/v1beta/files`` with ``X-Goog-Upload-Protocol: resumable``, ``-Command: start``
+and the size and type in ``X-Goog-Upload-Header-*``, answered with an
+``X-Goog-Upload-URL``, which must lie under the provider's ``base_url`` before the key
+goes there; then ``upload, finalize`` at offset 0, answered with ``{"file": {"name"}}``)
+and named by ``inputConfig.fileName``; such a batch answers with a ``responsesFile``.
+A file larger than ``FILE_LIMIT`` (the File API's 2 GB) is refused. Chat items are the
+Gemini dialect's ``generateContent`` bodies (``GeminiDialect.chat_call``), embeddings
+those of ``embed_calls``; answers are read as an unbatched call's. Keys are the items'
+indexes.
 """
 
 from __future__ import annotations
@@ -62,15 +69,19 @@ from ratd.providers.gemini import (
     method_path,
 )
 from ratd.providers.gemini_interactions import rpc_status_error
+from ratd.providers.http import parse_body
 from ratd.providers.http_provider import ErrorDialect
 from ratd.service.holder import GatewayHolder
 
 GENERATE, EMBED = "batchGenerateContent", "asyncBatchEmbedContent"
 SUCCEEDED = "BATCH_STATE_SUCCEEDED"
 DONE = frozenset({SUCCEEDED, "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"})
-# The largest inline batch request (bytes of JSON): the guide's 20 MB.
+# The largest inline batch request (bytes of JSON): the guide's 20 MB; above it the
+# requests go as an uploaded file, at most the File API's 2 GB.
 INLINE_LIMIT = 20 * 1024 * 1024
+FILE_LIMIT = 2 * 1024 * 1024 * 1024
 POLL_FIRST, POLL_MAX = 1.0, 60.0
+JSONL = "application/jsonl"
 # Names the API hands back, checked before they become a path (the key goes with it).
 _BATCH = re.compile(r"^batches/[A-Za-z0-9_-]+$")
 _FILE = re.compile(r"^files/[A-Za-z0-9_-]+$")
@@ -116,7 +127,7 @@ class GeminiBatches:
                 field="items[0].model",
             )
         # The protobuf is smaller than its JSON: a cheap bound before the exact one.
-        if sum(item.ByteSize() for item in request.items) > INLINE_LIMIT:
+        if sum(item.ByteSize() for item in request.items) > FILE_LIMIT:
             raise _too_large()
 
     async def run(self, job: RunningJob) -> jobs_pb2.BatchResult:
@@ -127,9 +138,11 @@ class GeminiBatches:
         name = record.upstream.get("batch_id", "")
         if not name:
             display = request.display_name or record.name.rpartition("/")[2]
-            body = await asyncio.to_thread(_body, request, provider, model, display)
-            if len(body) > INLINE_LIMIT:
-                raise _too_large()
+            body, lines = await asyncio.to_thread(_encoded, request, provider, model, display)
+            if lines:
+                file = await _upload(provider, lines, display)
+                config = {"fileName": file}
+                body = orjson.dumps({"batch": {"displayName": display, "inputConfig": config}})
             method = GENERATE if request.items[0].HasField("chat") else EMBED
             created = await provider.call_json(
                 "POST", method_path(model, method), body=body, model=model
@@ -186,16 +199,16 @@ class _OperationErrors:
 
 def _too_large() -> errors.InvalidInput:
     return errors.InvalidInput(
-        f"the batch is larger than a Gemini inline batch takes ({INLINE_LIMIT // 2**20} MB); "
-        "split it (input files through the File API are not supported yet)",
+        f"the batch is larger than a Gemini batch input file takes ({FILE_LIMIT // 2**30} GB)",
         field="items",
     )
 
 
-def _body(
+def _encoded(
     request: jobs_pb2.SubmitBatchRequest, provider: GeminiProvider, model: str, display: str
-) -> bytes:
-    """The batch create request's JSON (run off the event loop: it may be large)."""
+) -> tuple[bytes, bytes]:
+    """(the inline create request's JSON, b"") or, above ``INLINE_LIMIT``, (b"", the
+    input file's JSON lines). Run off the event loop: it may be large."""
     requests = []
     for i, item in enumerate(request.items):
         if item.HasField("chat"):
@@ -205,7 +218,44 @@ def _body(
             [(_, wire)] = embed_calls([item.embed.text], model, dimensions)
         requests.append({"request": wire, "metadata": {"key": str(i)}})
     batch = {"displayName": display, "inputConfig": {"requests": {"requests": requests}}}
-    return orjson.dumps({"batch": batch})
+    body = orjson.dumps({"batch": batch})
+    if len(body) <= INLINE_LIMIT:
+        return body, b""
+    lines = b"".join(
+        orjson.dumps({"key": r["metadata"]["key"], "request": r["request"]}) + b"\n"
+        for r in requests
+    )
+    if len(lines) > FILE_LIMIT:
+        raise _too_large()
+    return b"", lines
+
+
+async def _upload(provider: GeminiProvider, lines: bytes, display: str) -> str:
+    """The File API's resumable upload of the input file; the file's name."""
+    start = {
+        "X-Goog-Upload-Protocol": "resumable",
+        "X-Goog-Upload-Command": "start",
+        "X-Goog-Upload-Header-Content-Length": str(len(lines)),
+        "X-Goog-Upload-Header-Content-Type": JSONL,
+    }
+    body = orjson.dumps({"file": {"displayName": display}})
+    async with provider.http.request(
+        "POST", f"/upload{API_PREFIX}/files", body=body, headers=start
+    ) as response:
+        raw = await provider.http.read(response)
+        if response.status != 200:
+            raise provider.dialect.error_from_body(response.status, parse_body(raw), "")
+        url = response.headers.get("X-Goog-Upload-URL", "")
+    base = provider.http.base_url.rstrip("/")
+    if not url.startswith(f"{base}/"):  # the key goes nowhere but the configured origin
+        raise provider.protocol_error("an upload URL outside the provider's base_url")
+    finish = {
+        "X-Goog-Upload-Command": "upload, finalize",
+        "X-Goog-Upload-Offset": "0",
+        "Content-Type": JSONL,
+    }
+    data = await provider.call_json("POST", url[len(base) :], body=lines, headers=finish)
+    return _checked(str((data.get("file") or {}).get("name") or ""), _FILE, provider, "file")
 
 
 def _checked(name: str, pattern: re.Pattern[str], provider: GeminiProvider, what: str) -> str:
