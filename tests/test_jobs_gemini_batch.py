@@ -151,6 +151,10 @@ async def test_what_a_gemini_batch_refuses_before_sending_anything(
                 )
             with pytest.raises(InvalidInput, match="needs a model"):
                 await client.submit_batch([chat("a", "x", "")], provider="google")
+            with pytest.raises(InvalidInput, match="Interactions API, which has no batch"):
+                await client.submit_batch(
+                    [chat("a", "x", "deep-research-preview-04-2026")], provider="google"
+                )
             with pytest.raises(InvalidInput, match="kind openai"):
                 await client.submit_batch([chat("a", "x")], provider="nope")
             with pytest.raises(InvalidInput, match="max_batch_items"):
