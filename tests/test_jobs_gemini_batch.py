@@ -8,13 +8,21 @@ batch."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from google.rpc import code_pb2
 
-from ratatoskr import InvalidInput, Message, ServiceClient, batch_result, job_metadata
+from ratatoskr import (
+    InvalidInput,
+    Message,
+    ModelNotAllowed,
+    ServiceClient,
+    batch_result,
+    job_metadata,
+)
 from ratatoskr.v1 import inference_pb2, jobs_pb2
 from tests.fakes.gemini_batches import ANSWER_TOKENS, PROMPT_TOKENS, FakeGeminiBatches
 from tests.fakes.gemini_upstream import EMBED_DIMENSIONS
@@ -44,6 +52,15 @@ dir = "{jobs_dir}"
 
 
 ENV = {"GOOGLE_API_KEY": KEY}
+TENANT_KEY = "rat_test-gemini-batch-tenant-0123"
+TENANTS = f"""max_batch_items = 3
+[auth]
+mode = "api_key"
+[tenants.acme]
+api_key_sha256 = ["{hashlib.sha256(TENANT_KEY.encode()).hexdigest()}"]
+roles = ["inference"]
+models = ["google:gemini-3.1-*", "google:deep-research-*", "google:gemini-embedding-001"]
+"""
 
 
 def chat(custom_id: str, text: str, model: str = MODEL) -> jobs_pb2.BatchItem:
@@ -138,16 +155,19 @@ async def test_a_failed_batch_fails_the_job_with_its_status(fake: FakeGeminiBatc
 async def test_what_a_gemini_batch_refuses_before_sending_anything(
     fake: FakeGeminiBatches,
 ) -> None:
-    text = config(fake, extra="max_batch_items = 3")
     env = {**ENV, "OPENAI_API_KEY": "sk-test-not-used"}
-    async with running_daemon(make_config(text, env=env)) as daemon:
-        async with await connected(daemon.address) as client:
+    lite, pro = "gemini-3.1-flash-lite", "gemini-3.1-pro-preview"
+    async with running_daemon(make_config(config(fake, extra=TENANTS), env=env)) as daemon:
+        async with await ServiceClient.connect(
+            daemon.address, timeout=20, api_key=TENANT_KEY
+        ) as client:
             with pytest.raises(InvalidInput, match="one method"):
-                await client.submit_batch([chat("a", "x"), embed("b", "y")], provider="google")
+                await client.submit_batch(
+                    [chat("a", "x", lite), embed("b", "y")], provider="google"
+                )
             with pytest.raises(InvalidInput, match="one model"):
                 await client.submit_batch(
-                    [chat("a", "x"), chat("b", "y", "gemini-3.1-pro-preview")],
-                    provider="google",
+                    [chat("a", "x", lite), chat("b", "y", pro)], provider="google"
                 )
             with pytest.raises(InvalidInput, match="needs a model"):
                 await client.submit_batch([chat("a", "x", "")], provider="google")
@@ -156,11 +176,16 @@ async def test_what_a_gemini_batch_refuses_before_sending_anything(
                     [chat("a", "x", "deep-research-preview-04-2026")], provider="google"
                 )
             with pytest.raises(InvalidInput, match="kind openai"):
-                await client.submit_batch([chat("a", "x")], provider="nope")
+                await client.submit_batch([chat("a", "x", lite)], provider="nope")
             with pytest.raises(InvalidInput, match="max_batch_items"):
-                await client.submit_batch([chat(str(i), "x") for i in range(4)], provider="google")
-    assert not fake.batches
-    assert not fake.requests
+                await client.submit_batch(
+                    [chat(str(i), "x", lite) for i in range(4)], provider="google"
+                )
+            with pytest.raises(ModelNotAllowed, match=f"may not use google:{MODEL}"):
+                await client.submit_batch([chat("a", "x", lite), chat("b", "y")], provider="google")
+            await client.submit_batch([chat("a", "x", lite)], provider="google")  # allowed
+    assert [b.model for b in fake.batches.values()] == [lite]
+    assert len(fake.requests_to(":batchGenerateContent")) == 1  # the allowed one only
 
 
 async def test_a_batch_over_20_mb_goes_as_an_uploaded_file(fake: FakeGeminiBatches) -> None:
