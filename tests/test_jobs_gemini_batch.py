@@ -99,6 +99,8 @@ async def test_a_chat_batch_at_gemini(fake: FakeGeminiBatches) -> None:
     ]
     usage = results[0].chat.usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (PROMPT_TOKENS, ANSWER_TOKENS)
+    # At the batch price: half of the seed's $1.50 / $9 per million tokens.
+    assert usage.cost_usd == pytest.approx((9 * 1.5 + 5 * 9) / 1e6 / 2)
     assert results[2].error.code == "INVALID_ARGUMENT" and "refused" in results[2].error.message
     assert results[3].error.code == "NOT_FOUND"
     meta = job_metadata(operation)

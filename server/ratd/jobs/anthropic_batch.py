@@ -34,6 +34,7 @@ from ratd.jobs.polling import (
     check_models,
     json_lines,
     poll_until_done,
+    priced,
     report_counts,
     upstream_model,
 )
@@ -120,11 +121,9 @@ class AnthropicBatches:
             for line in await _results(provider, batch_id)
             if str(line.get("custom_id", "")).isdigit()
         }
-        return jobs_pb2.BatchResult(
-            results=[
-                _result(item, i, found.get(i), provider) for i, item in enumerate(request.items)
-            ]
-        )
+        results = [_result(item, i, found.get(i), provider) for i, item in enumerate(request.items)]
+        priced(results, request.items, provider.name, self.holder.current.registry)
+        return jobs_pb2.BatchResult(results=results)
 
     async def cancel(self, record: JobRecord) -> None:
         batch_id = record.upstream.get("batch_id")

@@ -55,6 +55,7 @@ from ratd.jobs.polling import (
     check_models,
     json_lines,
     poll_until_done,
+    priced,
     report_counts,
     upstream_model,
 )
@@ -167,12 +168,11 @@ class GeminiBatches:
         if _state(operation) != SUCCEEDED:
             raise _batch_error(operation, provider.name, model)
         found = await _responses(operation, provider)
-        return jobs_pb2.BatchResult(
-            results=[
-                _result(item, i, found.get(i), provider, model)
-                for i, item in enumerate(request.items)
-            ]
-        )
+        results = [
+            _result(item, i, found.get(i), provider, model) for i, item in enumerate(request.items)
+        ]
+        priced(results, request.items, provider.name, self.holder.current.registry)
+        return jobs_pb2.BatchResult(results=results)
 
     async def cancel(self, record: JobRecord) -> None:
         name = record.upstream.get("batch_id")

@@ -41,6 +41,7 @@ from ratd.jobs.polling import (
     check_models,
     json_lines,
     poll_until_done,
+    priced,
     report_counts,
     upstream_model,
 )
@@ -106,7 +107,9 @@ class OpenAIBatches:
                 for line in await _download(provider, str(batch[key])):
                     if str(line.get("custom_id", "")).isdigit():
                         found[int(line["custom_id"])] = line
-        return _results(request, found, provider)
+        result = _results(request, found, provider)
+        priced(result.results, request.items, provider.name, self.holder.current.registry)
+        return result
 
     async def _until_done(
         self, provider: OpenAIProvider, batch_id: str, job: RunningJob
