@@ -136,21 +136,7 @@ class GeminiBatches:
         request = jobs_pb2.SubmitBatchRequest.FromString(record.request)
         provider = self.provider(record.upstream.get("provider", request.provider))
         model = upstream_model(request.items[0])
-        name = record.upstream.get("batch_id", "")
-        if not name:
-            display = request.display_name or record.name.rpartition("/")[2]
-            body, lines = await asyncio.to_thread(_encoded, request, provider, model, display)
-            if lines:
-                file = await _upload(provider, lines, display)
-                config = {"fileName": file}
-                body = orjson.dumps({"batch": {"displayName": display, "inputConfig": config}})
-            method = GENERATE if request.items[0].HasField("chat") else EMBED
-            created = await provider.call_json(
-                "POST", method_path(model, method), body=body, model=model
-            )
-            name = _checked(str(created.get("name") or ""), _BATCH, provider, "batch")
-            await job.remember({"provider": provider.name, "batch_id": name})
-
+        name = record.upstream.get("batch_id", "") or await _submit(job, request, provider, model)
         operations = _OperationErrors(provider.dialect)
 
         async def fetch() -> dict[str, Any]:
@@ -195,6 +181,23 @@ class _OperationErrors:
 
     def error_in_body(self, data: Any, model: str) -> errors.GatewayError | None:
         return None
+
+
+async def _submit(
+    job: RunningJob, request: jobs_pb2.SubmitBatchRequest, provider: GeminiProvider, model: str
+) -> str:
+    """Create the batch (inline, or from an uploaded file) and keep its name with the job
+    before the first poll, so that a restarted ratd polls it instead of paying twice."""
+    display = request.display_name or job.record.name.rpartition("/")[2]
+    body, lines = await asyncio.to_thread(_encoded, request, provider, model, display)
+    if lines:
+        config = {"fileName": await _upload(provider, lines, display)}
+        body = orjson.dumps({"batch": {"displayName": display, "inputConfig": config}})
+    method = GENERATE if request.items[0].HasField("chat") else EMBED
+    created = await provider.call_json("POST", method_path(model, method), body=body, model=model)
+    name = _checked(str(created.get("name") or ""), _BATCH, provider, "batch")
+    await job.remember({"provider": provider.name, "batch_id": name})
+    return name
 
 
 def _too_large() -> errors.InvalidInput:
