@@ -211,6 +211,23 @@ async def test_a_batch_over_20_mb_goes_as_an_uploaded_file(fake: FakeGeminiBatch
     assert fake.requests_to(":download")  # the answers came as a responses file
 
 
+async def test_an_upload_url_elsewhere_gets_neither_the_key_nor_the_file(
+    fake: FakeGeminiBatches,
+) -> None:
+    fake.upload_origin = "http://127.0.0.2:9"  # not the configured base_url
+    big = "y" * (11 * 2**20)
+    async with running_daemon(make_config(config(fake), env=ENV)) as daemon:
+        async with await connected(daemon.address) as client:
+            items = [chat(str(i), big) for i in range(2)]
+            started = await client.submit_batch(items, provider="google")
+            operation = await client.wait_operation(started.name)
+    assert operation.error.code == code_pb2.UNAVAILABLE
+    assert "upload URL outside the provider's base_url" in operation.error.message
+    [start] = fake.requests_to("/upload/v1beta/files")  # the start only
+    assert start.headers["X-Goog-Upload-Command"] == "start"
+    assert not fake.batches
+
+
 async def test_cancel_and_a_restart_mid_batch(fake: FakeGeminiBatches, tmp_path: Path) -> None:
     fake.hold = True
     text = config(fake, str(tmp_path / "jobs"))

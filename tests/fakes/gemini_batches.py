@@ -28,7 +28,7 @@ The project's own choices: a prompt containing ``refuse`` gets a per-item error 
 ``google.rpc.Status`` with code 3, INVALID_ARGUMENT), ``missing`` one with code 5
 (NOT_FOUND); ``fail_with`` (a google.rpc.Status) makes the next batch end
 ``BATCH_STATE_FAILED`` with that ``error``; ``hold`` keeps batches running however
-often they are polled. Ids, texts and numbers are the project's own.
+often they are polled; ``upload_origin`` makes the upload URL name another origin. Ids, texts and numbers are the project's own.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         self.batches: dict[str, Batch] = {}
         self.files: dict[str, list[dict[str, Any]]] = {}
         self.uploads: dict[str, int] = {}  # upload id -> the size announced
+        self.upload_origin = ""  # when set, the upload URL names this origin instead
         self.cancelled: list[str] = []
         self.poll_count = 0
 
@@ -242,7 +243,8 @@ class FakeGeminiBatches(FakeGeminiUpstream):
             self.counter += 1
             upload_id = f"rtskup{self.counter:06d}"
             self.uploads[upload_id] = int(size)
-            url = f"{self.base_url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+            origin = self.upload_origin or self.base_url
+            url = f"{origin}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
             return web.json_response(
                 {}, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}
             )
