@@ -28,7 +28,8 @@ The project's own choices: a prompt containing ``refuse`` gets a per-item error 
 ``google.rpc.Status`` with code 3, INVALID_ARGUMENT), ``missing`` one with code 5
 (NOT_FOUND); ``fail_with`` (a google.rpc.Status) makes the next batch end
 ``BATCH_STATE_FAILED`` with that ``error``; ``hold`` keeps batches running however
-often they are polled; ``upload_origin`` makes the upload URL name another origin. Ids, texts and numbers are the project's own.
+often they are polled; ``upload_origin`` makes the upload URL name another origin.
+Ids, texts and numbers are the project's own.
 """
 
 from __future__ import annotations
