@@ -143,15 +143,20 @@ async def test_an_embedding_batch_with_a_responses_file(fake: FakeGeminiBatches)
     assert downloaded.query == "alt=media"
 
 
-async def test_a_failed_batch_fails_the_job_with_its_status(fake: FakeGeminiBatches) -> None:
+async def test_a_failed_or_expired_batch_fails_the_job(fake: FakeGeminiBatches) -> None:
     fake.fail_with = {"code": 3, "message": "the batch input is invalid", "details": []}
     async with running_daemon(make_config(config(fake), env=ENV)) as daemon:
         async with await connected(daemon.address) as client:
             started = await client.submit_batch([chat("a", "one")], provider="google")
             operation = await client.wait_operation(started.name)
+            fake.expire = True
+            started = await client.submit_batch([chat("b", "two")], provider="google")
+            expired = await client.wait_operation(started.name)
     assert operation.error.code == code_pb2.INVALID_ARGUMENT
     assert "the batch input is invalid" in operation.error.message
     assert job_metadata(operation).upstream_status == "BATCH_STATE_FAILED"
+    assert expired.error.code == code_pb2.UNAVAILABLE
+    assert "ended BATCH_STATE_EXPIRED" in expired.error.message
 
 
 async def test_what_a_gemini_batch_refuses_before_sending_anything(

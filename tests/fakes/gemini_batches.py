@@ -27,7 +27,8 @@ SDK's ``google/genai/batches.py`` converters read and write:
 The project's own choices: a prompt containing ``refuse`` gets a per-item error (a
 ``google.rpc.Status`` with code 3, INVALID_ARGUMENT), ``missing`` one with code 5
 (NOT_FOUND); ``fail_with`` (a google.rpc.Status) makes the next batch end
-``BATCH_STATE_FAILED`` with that ``error``; ``hold`` keeps batches running however
+``BATCH_STATE_FAILED`` with that ``error``, ``expire`` end batches
+``BATCH_STATE_EXPIRED``; ``hold`` keeps batches running however
 often they are polled; ``upload_origin`` makes the upload URL name another origin.
 Ids, texts and numbers are the project's own.
 """
@@ -128,6 +129,7 @@ class FakeGeminiBatches(FakeGeminiUpstream):
         self.hold = False
         self.responses_file = False
         self.fail_with: dict[str, Any] | None = None
+        self.expire = False  # batches end BATCH_STATE_EXPIRED (without output)
         self.batches: dict[str, Batch] = {}
         self.files: dict[str, list[dict[str, Any]]] = {}
         self.uploads: dict[str, int] = {}  # upload id -> the size announced
@@ -271,6 +273,9 @@ class FakeGeminiBatches(FakeGeminiUpstream):
     def _finish(self, found: Batch) -> None:
         if found.error is not None:
             found.state = "BATCH_STATE_FAILED"
+            return
+        if self.expire:
+            found.state = "BATCH_STATE_EXPIRED"
             return
         found.state = "BATCH_STATE_SUCCEEDED"
         entries = [self._entry(found, item) for item in found.requests]
