@@ -68,7 +68,11 @@ async def test_a_chat_batch_at_openai(fake: tuple[FakeOpenAIUpstream, FakeOpenAI
     assert [r.custom_id for r in results] == ["a", "b", "c"]
     assert results[0].chat.content == "batch answer to: one"
     assert results[1].chat.content == "batch answer to: two"
-    assert results[1].chat.usage.prompt_tokens == 9
+    usage = results[1].chat.usage
+    assert usage.prompt_tokens == 9
+    # At the batch price: half of the seed's $0.15 / $0.60 per million tokens.
+    expected = (usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.6) / 1e6 / 2
+    assert usage.cost_usd == pytest.approx(expected)
     assert results[2].error.code == "NOT_FOUND" and MISSING in results[2].error.message
     meta = job_metadata(operation)
     assert (meta.upstream_status, meta.completed, meta.failed) == ("completed", 2, 1)
@@ -191,6 +195,7 @@ dir = "{tmp_path / "jobs"}"
             "batch answer to: two",
         ]
         assert results[0].chat.usage.prompt_tokens == 11
+        assert results[0].chat.usage.cost_usd == pytest.approx((11 * 3 + 7 * 15) / 1e6 / 2)
         assert results[2].error.code == "NOT_FOUND"
         meta = job_metadata(operation)
         assert (meta.provider, meta.upstream_status, meta.completed, meta.failed) == (

@@ -203,7 +203,8 @@ def add_parsers(add: Any) -> None:
     p.add_argument("--concurrency", type=int, help="items at once (capped by the server)")
     p.add_argument("--name", help="a label for the job")
     p.add_argument(
-        "--provider", help="run at this provider's batch API (kind openai or anthropic; up to 24 h)"
+        "--provider",
+        help="run at this provider's batch API (kind openai, anthropic or google; up to 24 h)",
     )
     p.add_argument("--wait", action="store_true", help="wait and print the results")
     p = add("video", "generate a video (a job): waits and writes it with -o")

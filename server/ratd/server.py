@@ -36,6 +36,7 @@ from ratd.core.calls import current
 from ratd.core.gateway import Gateway
 from ratd.jobs.anthropic_batch import AnthropicBatches
 from ratd.jobs.batch import BatchRunner, LocalBatchRunner
+from ratd.jobs.gemini_batch import GeminiBatches
 from ratd.jobs.manager import JobManager
 from ratd.jobs.openai_batch import OpenAIBatches
 from ratd.jobs.store import open_store
@@ -159,6 +160,7 @@ class Daemon:
             LocalBatchRunner(self.guard, config.jobs),
             OpenAIBatches(self.holder),
             AnthropicBatches(self.holder),
+            GeminiBatches(self.holder),
         )
         self.jobs = JobManager(
             config.jobs,

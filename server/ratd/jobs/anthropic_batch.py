@@ -30,7 +30,14 @@ from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import check_models, json_lines, poll_until_done, upstream_model
+from ratd.jobs.polling import (
+    check_models,
+    json_lines,
+    poll_until_done,
+    priced,
+    report_counts,
+    upstream_model,
+)
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.anthropic import AnthropicProvider
@@ -114,11 +121,9 @@ class AnthropicBatches:
             for line in await _results(provider, batch_id)
             if str(line.get("custom_id", "")).isdigit()
         }
-        return jobs_pb2.BatchResult(
-            results=[
-                _result(item, i, found.get(i), provider) for i, item in enumerate(request.items)
-            ]
-        )
+        results = [_result(item, i, found.get(i), provider) for i, item in enumerate(request.items)]
+        priced(results, request.items, provider.name, self.holder.current.registry)
+        return jobs_pb2.BatchResult(results=results)
 
     async def cancel(self, record: JobRecord) -> None:
         batch_id = record.upstream.get("batch_id")
@@ -133,16 +138,12 @@ async def _results(provider: AnthropicProvider, batch_id: str) -> list[dict[str,
 
 def _report(batch: dict[str, Any], job: RunningJob) -> None:
     counts = batch.get("request_counts") or {}
-    status = str(batch.get("processing_status") or "")
-
-    def change(meta: jobs_pb2.JobMetadata) -> None:
-        meta.upstream_status = status
-        meta.completed = int(counts.get("succeeded") or 0)
-        meta.failed = sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired"))
-        if meta.total:
-            meta.progress = min(1.0, (meta.completed + meta.failed) / meta.total)
-
-    job.update(change)
+    report_counts(
+        job,
+        str(batch.get("processing_status") or ""),
+        completed=int(counts.get("succeeded") or 0),
+        failed=sum(int(counts.get(k) or 0) for k in ("errored", "canceled", "expired")),
+    )
 
 
 def _result(

@@ -6,11 +6,11 @@ the tenant's allow-list, since the item runs as the job's tenant), routed, retri
 fallen back by the gateway. At most ``concurrency`` items run at once. An item that
 fails keeps its status in its result; the batch goes on.
 
-A batch that names a provider runs at that provider's batch API instead
-(``openai_batch.py``: OpenAI's Batch API; Anthropic Message Batches and Gemini batch
-mode are not written yet). The local runner cannot resume after a restart (its items
-ran in the process that died): such a job ends ABORTED; a provider's batch is polled
-again.
+A batch that names a provider runs at that provider's batch API instead, by its kind:
+``openai_batch.py`` OpenAI's Batch API, ``anthropic_batch.py`` Anthropic's Message
+Batches, ``gemini_batch.py`` the Gemini API's batch mode. The local runner cannot resume
+after a restart (its items ran in the process that died): such a job ends ABORTED; a
+provider's batch is polled again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ratd import errors
 from ratd.config import JobsConfig
 from ratd.core.access import Tenant
 from ratd.jobs.anthropic_batch import AnthropicBatches
+from ratd.jobs.gemini_batch import GeminiBatches
 from ratd.jobs.manager import JobManager, RunningJob, metadata_of
 from ratd.jobs.openai_batch import OpenAIBatches
 from ratd.jobs.results import failed_result
@@ -79,17 +80,25 @@ class BatchRunner:
     kind = KIND
 
     def __init__(
-        self, local: LocalBatchRunner, openai: OpenAIBatches, anthropic: AnthropicBatches
+        self,
+        local: LocalBatchRunner,
+        openai: OpenAIBatches,
+        anthropic: AnthropicBatches,
+        gemini: GeminiBatches,
     ) -> None:
         self.local = local
         self.openai = openai
         self.anthropic = anthropic
+        self.gemini = gemini
 
-    def at(self, provider: str) -> OpenAIBatches | AnthropicBatches:
+    def at(self, provider: str) -> OpenAIBatches | AnthropicBatches | GeminiBatches:
         """The batch API of the provider of that name (by its kind)."""
         found = self.openai.holder.current.providers.get(provider)
-        if found is not None and found.kind == "anthropic":
+        kind = found.kind if found is not None else ""
+        if kind == "anthropic":
             return self.anthropic
+        if kind == "google":
+            return self.gemini
         return self.openai  # which refuses every other kind, naming the field
 
     def can_resume(self, record: JobRecord) -> bool:

@@ -37,7 +37,14 @@ from ratatoskr.v1 import inference_pb2, jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
-from ratd.jobs.polling import check_models, json_lines, poll_until_done, upstream_model
+from ratd.jobs.polling import (
+    check_models,
+    json_lines,
+    poll_until_done,
+    priced,
+    report_counts,
+    upstream_model,
+)
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.http import parse_body
@@ -60,7 +67,7 @@ class OpenAIBatches:
         if not isinstance(found, OpenAIProvider) or found.kind != "openai":
             raise errors.InvalidInput(
                 f"provider {name!r} is not a configured provider of kind openai "
-                "(the only batch API ratd speaks)",
+                "(batch APIs: kinds openai, anthropic and google)",
                 field="provider",
             )
         return found
@@ -100,7 +107,9 @@ class OpenAIBatches:
                 for line in await _download(provider, str(batch[key])):
                     if str(line.get("custom_id", "")).isdigit():
                         found[int(line["custom_id"])] = line
-        return _results(request, found, provider)
+        result = _results(request, found, provider)
+        priced(result.results, request.items, provider.name, self.holder.current.registry)
+        return result
 
     async def _until_done(
         self, provider: OpenAIProvider, batch_id: str, job: RunningJob
@@ -170,16 +179,12 @@ async def _download(provider: OpenAIProvider, file_id: str) -> list[dict[str, An
 
 def _report(batch: dict[str, Any], job: RunningJob) -> None:
     counts = batch.get("request_counts") or {}
-    status = str(batch.get("status") or "")
-
-    def change(meta: jobs_pb2.JobMetadata) -> None:
-        meta.upstream_status = status
-        meta.completed = int(counts.get("completed") or 0)
-        meta.failed = int(counts.get("failed") or 0)
-        if meta.total:
-            meta.progress = min(1.0, (meta.completed + meta.failed) / meta.total)
-
-    job.update(change)
+    report_counts(
+        job,
+        str(batch.get("status") or ""),
+        completed=int(counts.get("completed") or 0),
+        failed=int(counts.get("failed") or 0),
+    )
 
 
 def _batch_error(batch: dict[str, Any], provider: str) -> errors.GatewayError:

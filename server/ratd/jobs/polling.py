@@ -11,11 +11,17 @@ import orjson
 from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.core.access import Tenant
+from ratd.jobs.manager import RunningJob
 from ratd.providers.http import parse_body
 from ratd.providers.http_provider import HttpProvider
+from ratd.registry import Registry
 
 # Polls in a row that may fail for a passing reason before the job is given up.
 POLL_FAILURES = 3
+# What a provider's batch API bills of the model's price: half, for OpenAI's Batch API,
+# Anthropic's Message Batches and the Gemini API's batch mode alike (their pricing
+# pages and the Gemini Batch API guide, read 2026-12-04).
+BATCH_PRICE = 0.5
 
 
 async def poll_until_done(
@@ -65,6 +71,35 @@ async def json_lines(provider: HttpProvider, path: str) -> list[dict[str, Any]]:
             if isinstance(line, dict):
                 lines.append(line)
     return lines
+
+
+def report_counts(job: RunningJob, status: str, *, completed: int, failed: int) -> None:
+    """A provider batch's status and counts as the job's metadata (``upstream_status``,
+    completed, failed, progress), as each poll reads them."""
+
+    def change(meta: jobs_pb2.JobMetadata) -> None:
+        meta.upstream_status = status
+        meta.completed, meta.failed = completed, failed
+        if meta.total:
+            meta.progress = min(1.0, (completed + failed) / meta.total)
+
+    job.update(change)
+
+
+def priced(
+    results: Sequence[jobs_pb2.BatchItemResult],
+    items: Sequence[jobs_pb2.BatchItem],
+    provider: str,
+    registry: Registry,
+) -> None:
+    """Each chat answer's ``cost_usd`` at the batch price, as a call's is filled in
+    (unless the provider reported it; nothing when the model's prices are unknown)."""
+    for item, result in zip(items, results, strict=True):
+        usage = result.chat.usage
+        if result.HasField("chat") and not usage.HasField("cost_usd"):
+            cost = registry.cost(provider, upstream_model(item), usage)
+            if cost is not None:
+                usage.cost_usd = cost * BATCH_PRICE
 
 
 def upstream_model(item: jobs_pb2.BatchItem) -> str:

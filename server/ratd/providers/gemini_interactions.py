@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
+from google.rpc import code_pb2
 
 from ratatoskr.v1 import chat_pb2
 from ratd import errors
@@ -692,6 +693,20 @@ def interaction_error(error: Any, provider: str, model: str) -> errors.GatewayEr
         model=model,
         upstream_code=code,
     )
+
+
+def rpc_status_error(status: Any, provider: str, model: str) -> errors.GatewayError:
+    """The ratd error of a ``google.rpc.Status`` (a numeric gRPC ``code`` and a
+    ``message``: a long-running operation's error, a batch item's), read as a status
+    name would be; an unknown code is the upstream failing (502)."""
+    status = status if isinstance(status, dict) else {}
+    code = status.get("code")
+    try:
+        name = code_pb2.Code.Name(code) if isinstance(code, int) else str(code or "")
+    except ValueError:
+        name = ""
+    message = status.get("message") or "the upstream reported a failure"
+    return interaction_error({"code": name, "message": message}, provider, model)
 
 
 # -- background ---------------------------------------------------------------------------------
