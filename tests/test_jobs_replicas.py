@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -119,10 +119,10 @@ async def client(replica: SpawnedRatd, tenant: str) -> ServiceClient:
     return await ServiceClient.connect(replica.address, timeout=20, api_key=KEYS[tenant])
 
 
-async def until(condition: object, what: str) -> None:
+async def until(condition: Callable[[], bool], what: str) -> None:
     """Wait (bounded) until ``condition()`` holds: the fake counts what it was sent."""
     for _ in range(1000):
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"never: {what}")
@@ -156,6 +156,9 @@ async def test_any_replica_reads_cancels_and_takes_over(
         assert cancelled.done and cancelled.error.code == code_pb2.CANCELLED
         assert len(batches.cancelled) == 1
         assert (await on_b.list_operations(done=True)).operations[0].name == dropped.name
+        await on_b.delete_operation(dropped.name)
+        with pytest.raises(JobNotFound):
+            await on_a.get_operation(dropped.name)
 
         first.process.kill()  # SIGKILL mid-batch: no goodbye, its lease just expires
         first.process.wait()

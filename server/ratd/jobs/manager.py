@@ -24,9 +24,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.longrunning import operations_proto_pb2 as operations_pb2
 from google.protobuf import any_pb2, message, timestamp_pb2
@@ -150,7 +150,7 @@ class JobManager:
         # The jobs this replica follows: running ones (and, with a shared store, ended
         # ones whose last write waits for Redis). Every other job is read from the store.
         self._jobs: dict[str, _Live] = {}
-        # Progress writes under way (referenced until done).
+        # Progress writes and cancels under way (referenced until done).
         self._writes: set[asyncio.Task[None]] = set()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -223,8 +223,8 @@ class JobManager:
                 continue
             if renewal is Renewal.LOST:
                 self._let_go(live)
-            elif renewal is Renewal.CANCEL:
-                await self._cancel_followed(live)
+            elif renewal is Renewal.CANCEL:  # not awaited: renewals must not wait on it
+                self._background(self._cancel_followed(live))
         await self._take_orphans(leases)
 
     async def _take_orphans(self, leases: JobLeases) -> None:
@@ -234,8 +234,10 @@ class JobManager:
                 await self._adopt(record)
 
     def _let_go(self, live: _Live) -> None:
-        """Another replica follows the job now: stop following it, without ending it."""
-        log.warning("jobs: %s is followed by another replica now; letting it go", live.record.name)
+        """Another replica follows the job now (or it ended): stop following it, without
+        ending it."""
+        if not live.done.is_set():
+            log.warning("jobs: %s is followed by another replica now", live.record.name)
         if self._jobs.get(live.record.name) is live:
             del self._jobs[live.record.name]
         if live.task is not None:
@@ -315,7 +317,11 @@ class JobManager:
         await self._finish(live, result=result)
 
     def _persist_soon(self, live: _Live) -> None:
-        task = asyncio.get_running_loop().create_task(self._put(live))
+        self._background(self._put(live))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, referenced until done (``stop`` waits)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 

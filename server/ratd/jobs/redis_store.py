@@ -183,6 +183,9 @@ class RedisJobStore:
         self._claim = self.redis.register_script(CLAIM)
         self._orphans = self.redis.register_script(CLAIM_ORPHANS)
         self._renew = self.redis.register_script(RENEW)
+        # One write at a time, each encoded when its turn comes: writes of one job sent on
+        # two connections could land out of order (progress over the provider's batch id).
+        self._writing = asyncio.Lock()
         self.up = True
 
     async def _bounded(self, work: Awaitable[Any]) -> Any:
@@ -240,13 +243,14 @@ class RedisJobStore:
     async def put(self, record: JobRecord) -> None:
         """Written only while this replica holds the job's lease (or takes a free one);
         raises LeaseLost otherwise."""
-        if record.operation.ByteSize() > OFF_LOOP:
-            data = await asyncio.to_thread(record.to_bytes)
-        else:
-            data = record.to_bytes()
-        args: list[Any] = [PREFIX, self.me, self.lease_ms, record.name, record.tenant, data]
-        args += [int(record.operation.done), repr(record.created), repr(record.updated)]
-        written = await self._bounded(self._put(keys=[f"{PREFIX}running"], args=args))
+        async with self._writing:  # in order: a later state never lands before an earlier
+            if record.operation.ByteSize() > OFF_LOOP:
+                data = await asyncio.to_thread(record.to_bytes)
+            else:
+                data = record.to_bytes()
+            args: list[Any] = [PREFIX, self.me, self.lease_ms, record.name, record.tenant, data]
+            args += [int(record.operation.done), repr(record.created), repr(record.updated)]
+            written = await self._bounded(self._put(keys=[f"{PREFIX}running"], args=args))
         if not written:
             raise LeaseLost(f"{record.name} is followed by another replica, or has ended")
 
