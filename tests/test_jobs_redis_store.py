@@ -126,6 +126,14 @@ async def test_one_follower_takeover_and_a_stale_writer_refused(
     taken.upstream["batch_id"] = "b1"
     await two.put(taken)
 
+    await two.release([job.name])  # two stops cleanly: the job is free at once
+    [again] = await one.claim_orphans(8)
+    assert again.name == job.name
+    await one.release([job.name])
+    assert await two.claim(job.name)
+    await one.release([job.name])  # not one's lease: left alone
+    assert not await one.claim(job.name)
+
     await one.request_cancel(job.name)
     assert await two.renew([job.name]) == {job.name: Renewal.CANCEL}
     taken.operation.done = True

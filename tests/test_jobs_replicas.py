@@ -6,12 +6,14 @@ A batch submitted on one replica is read, listed and cancelled through the other
 by its own tenant; killing the replica that follows a batch (SIGKILL) hands it to the
 other once its lease expires, which polls the same batch to its results (nothing
 submitted twice); with Redis stopped, Operations answer UNAVAILABLE, and once Redis is
-back the job ends with its results."""
+back the job ends with its results; a replica stopped cleanly lets go of its jobs, which
+the other takes up (and cancels when asked)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -203,6 +205,35 @@ async def test_redis_down_answers_unavailable_and_the_job_goes_on(
         assert operation.done and not operation.HasField("error"), operation.error
         assert batch_result(operation).results[0].chat.content == "batch answer to: through"
         assert len(batches.batches) == 1
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_a_replica_stopped_cleanly_hands_its_jobs_over(
+    pair: list[SpawnedRatd], fake: tuple[FakeOpenAIUpstream, FakeOpenAIBatches]
+) -> None:
+    first, second = pair
+    _, batches = fake
+    batches.hold = True
+    on_a, on_b = await client(first, "alpha"), await client(second, "alpha")
+    try:
+        kept = await on_a.submit_batch([chat("k", "handed over")], provider="openai")
+        dropped = await on_a.submit_batch([chat("d", "dropped")], provider="openai")
+        await until(lambda: len(batches.batches) == 2 and batches.poll_count >= 2, "polled")
+        first.process.send_signal(signal.SIGTERM)  # lets go of its leases as it stops
+        assert await asyncio.to_thread(first.process.wait, 30) == 0
+        # No replica follows it until the second takes it up: cancelling it there takes
+        # it and cancels it (or, taken up already, cancels it as its follower).
+        await on_b.cancel_operation(dropped.name)
+        cancelled = await on_b.get_operation(dropped.name)
+        assert cancelled.done and cancelled.error.code == code_pb2.CANCELLED
+        assert len(batches.cancelled) == 1
+        batches.hold = False
+        operation = await on_b.wait_operation(kept.name, wait=60)
+        assert batch_result(operation).results[0].chat.content == "batch answer to: handed over"
+        assert len(batches.batches) == 2
+        assert f"taking over {kept.name}" in second.log()
     finally:
         await on_a.close()
         await on_b.close()

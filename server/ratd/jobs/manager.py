@@ -196,6 +196,10 @@ class JobManager:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        if self.leases is not None:  # another replica takes the running jobs up at once
+            running = [name for name, live in self._jobs.items() if not live.done.is_set()]
+            with contextlib.suppress(errors.StateUnavailable):
+                await self.leases.release(running)
         await self.store.close()
 
     # -- leases (a shared store) -------------------------------------------------------

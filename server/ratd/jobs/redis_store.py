@@ -150,6 +150,17 @@ end
 return out
 """
 
+# ARGV: prefix, me, name... This replica's leases of ``names`` let go (a clean stop: the
+# jobs are taken over at once, not when the leases would have expired).
+RELEASE = """
+local p, me = ARGV[1], ARGV[2]
+for i = 3, #ARGV do
+  local lease = p .. 'lease:' .. ARGV[i]
+  if redis.call('GET', lease) == me then redis.call('DEL', lease) end
+end
+return 1
+"""
+
 _RENEWALS = {0: Renewal.LOST, 1: Renewal.KEPT, 2: Renewal.CANCEL}
 
 
@@ -183,6 +194,7 @@ class RedisJobStore:
         self._claim = self.redis.register_script(CLAIM)
         self._orphans = self.redis.register_script(CLAIM_ORPHANS)
         self._renew = self.redis.register_script(RENEW)
+        self._release = self.redis.register_script(RELEASE)
         # One write at a time, each encoded when its turn comes: writes of one job sent on
         # two connections could land out of order (progress over the provider's batch id).
         self._writing = asyncio.Lock()
@@ -283,6 +295,11 @@ class RedisJobStore:
         args: list[Any] = [PREFIX, self.me, self.lease_ms, *names]
         found = await self._bounded(self._renew(keys=[f"{PREFIX}running"], args=args))
         return {name: _RENEWALS[int(state)] for name, state in zip(names, found, strict=True)}
+
+    async def release(self, names: Sequence[str]) -> None:
+        if names:
+            args: list[Any] = [PREFIX, self.me, *names]
+            await self._bounded(self._release(keys=[f"{PREFIX}running"], args=args))
 
     async def request_cancel(self, name: str) -> None:
         key = self._key("cancel", name)

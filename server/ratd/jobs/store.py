@@ -160,6 +160,9 @@ class JobLeases(Protocol):
     async def renew(self, names: Sequence[str]) -> dict[str, Renewal]:
         """Extend this replica's leases of ``names``."""
 
+    async def release(self, names: Sequence[str]) -> None:
+        """Let go of this replica's leases of ``names`` (it stops): others take them up."""
+
     async def request_cancel(self, name: str) -> None:
         """Ask the job's follower to cancel it (it sees the request when it renews)."""
 
