@@ -14,8 +14,17 @@ import pytest
 from google.longrunning import operations_proto_pb2 as operations_pb2
 
 from ratd import errors
+from ratd.config import parse_config
 from ratd.jobs.redis_store import RedisJobStore
-from ratd.jobs.store import JobLeases, JobRecord, LeaseLost, Renewal
+from ratd.jobs.store import (
+    FileJobStore,
+    JobLeases,
+    JobRecord,
+    LeaseLost,
+    MemoryJobStore,
+    Renewal,
+)
+from ratd.jobs.store import open_store as store_for
 from tests.support.redis_server import PASSWORD, REDIS_SERVER, SKIP_REASON, RedisServer, started
 
 pytestmark = pytest.mark.timeout(60)
@@ -166,3 +175,22 @@ async def test_redis_stopped_and_started_again(
     # The lease may have lapsed while Redis was down: its follower takes it again.
     assert await one.renew([job.name]) == {job.name: Renewal.KEPT}
     await one.put(job)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ('[state]\nbackend = "redis"\n', RedisJobStore),
+        ('[state]\nbackend = "redis"\n[jobs]\nstore = "local"\n', FileJobStore),
+        ('[jobs]\nstore = "redis"\n', RedisJobStore),
+        ('[jobs]\ndir = ""\n', MemoryJobStore),
+        ("", FileJobStore),
+    ],
+)
+async def test_which_store_the_config_picks(text: str, kind: type) -> None:
+    store = store_for(parse_config(text, "<test>", env={}))
+    try:
+        assert isinstance(store, kind)
+        assert store.shared == (kind is RedisJobStore)
+    finally:
+        await store.close()
