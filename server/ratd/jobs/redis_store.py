@@ -238,8 +238,11 @@ class RedisJobStore:
         if not names:
             return Page([], more)
         keys = [self._key("rec", name.decode()) for name in names]
-        found = await self._bounded(self.redis.mget(keys))
-        records = [await _decode(data) for data in found if data is not None]
+        found = [data for data in await self._bounded(self.redis.mget(keys)) if data is not None]
+        if sum(len(data) for data in found) > OFF_LOOP:  # a page of results: not on the loop
+            records = await asyncio.to_thread(lambda: [JobRecord.from_bytes(d) for d in found])
+        else:
+            records = [JobRecord.from_bytes(data) for data in found]
         return Page(records, more)
 
     async def count(self) -> int:
