@@ -15,7 +15,7 @@ from google.longrunning import operations_proto_pb2 as operations_pb2
 
 from ratd import errors
 from ratd.config import parse_config
-from ratd.jobs.redis_store import RedisJobStore
+from ratd.jobs.redis_store import PREFIX, RedisJobStore
 from ratd.jobs.store import (
     FileJobStore,
     JobLeases,
@@ -99,6 +99,10 @@ async def test_records_pages_per_tenant_and_expiry(
     assert (await two.page("alpha", True, 0, 10)).records == []
     await two.delete(mine[2].name)  # running: not deleted
     assert await two.get(mine[2].name) is not None
+    # A record ratd did not write is no job (skipped, not an error).
+    await one.redis.set(f"{PREFIX}rec:{mine[3].name}", b"{not a record")
+    assert await two.get(mine[3].name) is None
+    assert mine[3].name not in [r.name for r in (await two.page("alpha", None, 0, 10)).records]
 
 
 async def wait_for_orphans(store: RedisJobStore) -> list[JobRecord]:

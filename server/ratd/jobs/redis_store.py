@@ -227,7 +227,11 @@ class RedisJobStore:
 
     async def get(self, name: str) -> JobRecord | None:
         data = await self._bounded(self.redis.get(self._key("rec", name)))
-        return None if data is None else await _decode(data)
+        try:
+            return None if data is None else await _decode(data)
+        except ValueError as err:  # not one ratd wrote: no job of that name
+            log.warning("jobs: skipping %s in Redis: %s", name, err)
+            return None
 
     async def page(self, tenant: str | None, done: bool | None, offset: int, size: int) -> Page:
         mode = "a" if done is None else str(int(done))
@@ -240,9 +244,9 @@ class RedisJobStore:
         keys = [self._key("rec", name.decode()) for name in names]
         found = [data for data in await self._bounded(self.redis.mget(keys)) if data is not None]
         if sum(len(data) for data in found) > OFF_LOOP:  # a page of results: not on the loop
-            records = await asyncio.to_thread(lambda: [JobRecord.from_bytes(d) for d in found])
+            records = await asyncio.to_thread(_decode_page, found)
         else:
-            records = [JobRecord.from_bytes(data) for data in found]
+            records = _decode_page(found)
         return Page(records, more)
 
     async def count(self) -> int:
@@ -280,13 +284,9 @@ class RedisJobStore:
     async def claim_orphans(self, limit: int) -> list[JobRecord]:
         args: list[Any] = [PREFIX, self.me, self.lease_ms, limit]
         found = await self._bounded(self._orphans(keys=[f"{PREFIX}running"], args=args))
-        records = []
-        for data in found:
-            try:
-                records.append(await _decode(data))
-            except ValueError as err:
-                log.warning("jobs: skipping a record in Redis: %s", err)
-        return records
+        if sum(len(data) for data in found) > OFF_LOOP:
+            return await asyncio.to_thread(_decode_page, found)
+        return _decode_page(found)
 
     async def claim(self, name: str) -> bool:
         args: list[Any] = [PREFIX, self.me, self.lease_ms, name]
@@ -313,3 +313,14 @@ async def _decode(data: bytes) -> JobRecord:
     if len(data) > OFF_LOOP:
         return await asyncio.to_thread(JobRecord.from_bytes, data)
     return JobRecord.from_bytes(data)
+
+
+def _decode_page(found: Sequence[bytes]) -> list[JobRecord]:
+    """The records among ``found`` (one that is not a record ratd wrote is skipped)."""
+    records = []
+    for data in found:
+        try:
+            records.append(JobRecord.from_bytes(data))
+        except ValueError as err:
+            log.warning("jobs: skipping a record in Redis: %s", err)
+    return records
