@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import grpc
@@ -88,28 +88,28 @@ lease_secs = {LEASE_SECS}
 {tenants}"""
 
 
+@contextmanager
+def replica(
+    fake: tuple[FakeOpenAIUpstream, FakeOpenAIBatches], redis: RedisServer, home: Path
+) -> Iterator[SpawnedRatd]:
+    """One ratd process on ``redis``, its files under ``home``."""
+    home.mkdir()
+    secrets = home / "secrets.toml"
+    secrets.write_text(f'[redis]\npassword = "{PASSWORD}"\n[openai]\napi_key = "{OPENAI_KEY}"\n')
+    secrets.chmod(0o600)
+    text = config_text(fake[0], redis)
+    with spawn_ratd(text, home, extra_args=("--secrets", str(secrets))) as spawned:
+        yield spawned
+    assert PASSWORD not in spawned.log(), "the Redis password reached the ratd log"
+
+
 @pytest.fixture
 def pair(
     fake: tuple[FakeOpenAIUpstream, FakeOpenAIBatches], redis: RedisServer, tmp_path: Path
 ) -> Iterator[list[SpawnedRatd]]:
     """Two ratd processes sharing ``redis``."""
-    text = config_text(fake[0], redis)
     with ExitStack() as stack:
-        replicas = []
-        for index in range(2):
-            home = tmp_path / f"ratd{index}"
-            home.mkdir()
-            secrets = home / "secrets.toml"
-            secrets.write_text(
-                f'[redis]\npassword = "{PASSWORD}"\n[openai]\napi_key = "{OPENAI_KEY}"\n'
-            )
-            secrets.chmod(0o600)
-            replicas.append(
-                stack.enter_context(spawn_ratd(text, home, extra_args=("--secrets", str(secrets))))
-            )
-        yield replicas
-        for replica in replicas:
-            assert PASSWORD not in replica.log(), "the Redis password reached the ratd log"
+        yield [stack.enter_context(replica(fake, redis, tmp_path / f"ratd{i}")) for i in range(2)]
 
 
 def chat(custom_id: str, text: str) -> jobs_pb2.BatchItem:
@@ -182,6 +182,7 @@ async def test_redis_down_answers_unavailable_and_the_job_goes_on(
     pair: list[SpawnedRatd],
     fake: tuple[FakeOpenAIUpstream, FakeOpenAIBatches],
     redis: RedisServer,
+    tmp_path: Path,
 ) -> None:
     first, second = pair
     _, batches = fake
@@ -200,9 +201,18 @@ async def test_redis_down_answers_unavailable_and_the_job_goes_on(
         polls = batches.poll_count
         batches.hold = False  # the batch ends while Redis is down
         await until(lambda: batches.poll_count > polls, "the batch is polled to its end")
-        redis.start()
-        operation = await on_b.wait_operation(started_job.name, wait=60)
-        assert operation.done and not operation.HasField("error"), operation.error
+        # A replica started while Redis is down serves, and recovers by itself.
+        with replica(fake, redis, tmp_path / "late") as late:
+            on_late = await client(late, "alpha")
+            try:
+                with pytest.raises(StateUnavailable):
+                    await on_late.get_operation(started_job.name)
+                redis.start()
+                operation = await on_b.wait_operation(started_job.name, wait=60)
+                assert operation.done and not operation.HasField("error"), operation.error
+                assert (await on_late.get_operation(started_job.name)).done
+            finally:
+                await on_late.close()
         assert batch_result(operation).results[0].chat.content == "batch answer to: through"
         assert len(batches.batches) == 1
     finally:
