@@ -332,7 +332,7 @@ class JobManager:
     async def _put(self, live: _Live) -> None:
         """Keep the job's record. A shared store that refuses it (another replica took
         the job) ends this replica's following; one that cannot be reached is written
-        again by the keeper."""
+        again by the keeper. (A local store holds the record in memory either way.)"""
         record = live.record
         try:
             await self.store.put(record)
@@ -341,9 +341,11 @@ class JobManager:
             return
         except (OSError, ValueError, errors.StateUnavailable) as err:
             log.error("jobs: cannot keep %s: %s", record.name, err)
-            live.unsaved = self.leases is not None
-            return
-        live.unsaved = False
+            if self.leases is not None:
+                live.unsaved = True
+                return
+        else:
+            live.unsaved = False
         if live.done.is_set() and self._jobs.get(record.name) is live:
             del self._jobs[record.name]  # ended and kept: read from the store from now on
 
