@@ -505,11 +505,13 @@ class JobManager:
         while True:
             live = self._jobs.get(name)
             left = deadline - loop.time()
-            if live is not None:
+            if live is not None:  # woken at least once a lease, in case it is let go
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, left)):
+                    async with asyncio.timeout(max(0.0, min(left, self.config.lease_secs))):
                         await live.done.wait()
-                return live.record.operation
+                if live.done.is_set() or loop.time() >= deadline:
+                    return live.record.operation
+                continue
             record = await self.store.get(name)
             if record is None:
                 raise errors.JobNotFound(f"no job named {name!r}")
