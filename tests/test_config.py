@@ -87,6 +87,8 @@ def test_no_provider_tables_enables_providers_from_the_environment() -> None:
         ("[providers.openai]\napis = { '' = 'responses' }", "a pattern may not be empty"),
         ("[providers.openai]\napis = { 'o3' = 1 }", "providers.openai.apis"),
         ("[server\n", "not valid TOML"),
+        ("[jobs]\nstore = 'etcd'", 'jobs.store must be "auto", "local" or "redis"'),
+        ("[jobs]\nlease_secs = 0.1", "jobs.lease_secs must be at least 0.3"),
     ],
 )
 def test_errors_name_the_file_the_key_and_the_expectation(text: str, expected: str) -> None:

@@ -12,13 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -33,18 +29,19 @@ from ratd.state.redis_state import RedisState
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.support.compat import OPENAI_KEY
 from tests.support.daemon import SpawnedRatd, running_daemon, spawn_ratd
+from tests.support.redis_server import (
+    PASSWORD,
+    REDIS_SERVER,
+    SKIP_REASON,
+    RedisServer,
+    started,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
-REDIS_SERVER = shutil.which("redis-server")
 if REDIS_SERVER is None:
-    pytest.skip(
-        "redis-server is not installed (Debian package redis-server; `make test` installs it "
-        "as root)",
-        allow_module_level=True,
-    )
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
-PASSWORD = "redis-test-password-7c1e"
 TENANTS = ("fleet", "rl", "free", "after", "boss")
 KEYS = {name: f"rat_test-{name}-9f8e7d6c5b" for name in TENANTS}
 PROMPT = "Tell me about the weather in a few short words, please, and nothing more. " * 2
@@ -52,62 +49,12 @@ MAX_TOKENS = 24
 COST = (23 * 0.15 + 19 * 0.6) / 1e6  # the fake's usage at gpt-4o-mini's seed prices
 BUDGET = COST * 12
 RPM = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Redis:
-    """One redis-server with an append-only file: a restart keeps its data."""
-
-    port: int
-    home: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert REDIS_SERVER is not None
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.home), "--save", "", "--appendonly", "yes"]
-        args += ["--appendfsync", "always", "--requirepass", PASSWORD, "--protected-mode", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(f"AUTH {PASSWORD}\r\nPING\r\n".encode())
-                    answer = b""
-                    while b"PONG" not in answer and b"ERR" not in answer:
-                        answer += sock.recv(64)
-                    if b"PONG" in answer:
-                        return
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+Redis = RedisServer
 
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[Redis]:
-    home = tmp_path / "redis"
-    home.mkdir()
-    server = Redis(free_port(), home)
-    server.start()
+    server = started(tmp_path)
     try:
         yield server
     finally:

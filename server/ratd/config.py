@@ -464,6 +464,13 @@ class JobsConfig:
     # Items of a batch at most, and how many run at once (the local batch runner).
     max_batch_items: int = 10000
     batch_concurrency: int = 4
+    # Where jobs are kept: "auto" (Redis when [state] backend = "redis", else ``dir``),
+    # "local" (``dir``, this replica's own), "redis" (shared by every replica on
+    # [state] redis_url: any replica answers for any job).
+    store: str = "auto"
+    # With a shared store: how long a replica's hold on a running job lasts unrenewed
+    # (seconds); a replica that dies has its jobs taken over this long after.
+    lease_secs: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -811,6 +818,10 @@ def _check_jobs(jobs: JobsConfig, source: str) -> None:
             raise ConfigError(f"{source}: jobs.{key} must be positive")
     if jobs.keep_finished_secs < 0:
         raise ConfigError(f"{source}: jobs.keep_finished_secs must not be negative")
+    if jobs.store not in ("auto", "local", "redis"):
+        raise ConfigError(f'{source}: jobs.store must be "auto", "local" or "redis"')
+    if jobs.lease_secs < 0.3:
+        raise ConfigError(f"{source}: jobs.lease_secs must be at least 0.3")
 
 
 def parse_config(

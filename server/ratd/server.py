@@ -164,7 +164,7 @@ class Daemon:
         )
         self.jobs = JobManager(
             config.jobs,
-            open_store(config.jobs.dir),
+            open_store(config),
             {"batch": batch, "video": video},
             self._tenant_named,
         )

@@ -10,17 +10,23 @@ as one that does not exist.
 At start it loads the store: a job still running is resumed when its runner can go on
 from what was kept (a provider's job, polled again by its id); otherwise it is marked
 failed (ABORTED), since its work was lost with the process that ran it.
+
+With a store shared by several replicas (Redis), each running job is followed by the
+one replica holding its lease; the others read it from the store (get, list, wait by
+polling), ask its follower to cancel it, and take it over (through the same resume)
+once its follower stops renewing the lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.longrunning import operations_proto_pb2 as operations_pb2
 from google.protobuf import any_pb2, message, timestamp_pb2
@@ -30,7 +36,7 @@ from ratatoskr.v1 import jobs_pb2
 from ratd import errors
 from ratd.config import JobsConfig
 from ratd.core.access import Tenant
-from ratd.jobs.store import NAME, JobRecord, JobStore
+from ratd.jobs.store import NAME, JobLeases, JobRecord, JobStore, LeaseLost, Renewal
 from ratd.secrets import redact
 from ratd.service.status import public_message, status_code
 
@@ -42,8 +48,14 @@ PERSIST_EVERY = 1.0
 # The longest a WaitOperation waits when the caller sets no timeout (seconds); the
 # call's own deadline bounds it too.
 WAIT_DEFAULT = 60.0
-# How long cancelling a job's provider work may take (seconds).
+# How long cancelling a job's provider work may take (seconds); also how long a cancel
+# of another replica's job waits for that replica to end it.
 CANCEL_TIMEOUT = 10.0
+# Reading another replica's job until it is done: the first pause and its cap (seconds).
+POLL_FIRST, POLL_MAX = 0.05, 1.0
+# Jobs whose follower died taken up per keeper round, and expired jobs deleted per call.
+ORPHANS_PER_ROUND = 8
+EXPIRE_PER_ROUND = 1000
 
 
 class Progress(Protocol):
@@ -91,6 +103,8 @@ class _Live:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     last_persist: float = 0.0
+    # A shared store could not be reached for its last write: the keeper writes it.
+    unsaved: bool = False
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -128,37 +142,53 @@ class JobManager:
     ) -> None:
         self.config = config
         self.store = store
+        # A shared store: who follows which running job (None: this replica follows all).
+        self.leases: JobLeases | None = store if isinstance(store, JobLeases) else None
         self.runners = runners
         # Resolves a stored owner's name to its tenant (roles, allow-list) on resume.
         self.tenant_named = tenant_named
+        # The jobs this replica follows: running ones (and, with a shared store, ended
+        # ones whose last write waits for Redis). Every other job is read from the store.
         self._jobs: dict[str, _Live] = {}
-        # Progress writes under way (referenced until done).
+        # Progress writes and cancels under way (referenced until done).
         self._writes: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     # -- life --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the kept jobs; resume or abandon those that were running."""
+        """Load the kept jobs; resume or abandon those that were running. With a shared
+        store, take up the running jobs no replica follows, and keep doing so."""
         for record in await self.store.load():
-            live = _Live(record)
-            self._jobs[record.name] = live
-            if record.operation.done:
-                live.done.set()
-                continue
-            runner = self.runners.get(record.kind)
-            if runner is not None and runner.can_resume(record):
-                log.info("jobs: resuming %s", record.name)
-                self._spawn(live, self.tenant_named(record.tenant) if record.tenant else None)
-            else:
-                await self._finish(
-                    live,
-                    error=(code_pb2.ABORTED, "ratd restarted while the job ran; run it again"),
-                )
-        await self._expire()
+            if not record.operation.done:
+                await self._adopt(record)
+        if self.leases is not None:
+            with contextlib.suppress(errors.StateUnavailable):  # the keeper tries again
+                await self._take_orphans(self.leases)
+            self._keeper = asyncio.get_running_loop().create_task(self._keep(self.leases))
+        with contextlib.suppress(errors.StateUnavailable):
+            await self._expire()
+
+    async def _adopt(self, record: JobRecord) -> None:
+        """Follow a running job whose process died: resume it, or end it ABORTED."""
+        live = _Live(record)
+        self._jobs[record.name] = live
+        runner = self.runners.get(record.kind)
+        if runner is not None and runner.can_resume(record):
+            log.info("jobs: resuming %s", record.name)
+            self._spawn(live, self.tenant_named(record.tenant) if record.tenant else None)
+        else:
+            await self._finish(
+                live,
+                error=(code_pb2.ABORTED, "the ratd running the job stopped; run it again"),
+            )
 
     async def stop(self) -> None:
         """Stop the running tasks without finishing their jobs: a resumable job stays
-        running in the store, for the next start to take up."""
+        running in the store, for the next start (or another replica) to take up."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
         tasks = [live.task for live in self._jobs.values() if live.task is not None]
         for task in tasks:
             task.cancel()
@@ -166,7 +196,56 @@ class JobManager:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        if self.leases is not None:  # another replica takes the running jobs up at once
+            running = [name for name, live in self._jobs.items() if not live.done.is_set()]
+            with contextlib.suppress(errors.StateUnavailable):
+                await self.leases.release(running)
         await self.store.close()
+
+    # -- leases (a shared store) -------------------------------------------------------
+
+    async def _keep(self, leases: JobLeases) -> None:
+        """Every third of a lease: write what Redis missed, renew this replica's leases
+        (acting on cancel requests, letting go of jobs another replica took), and take
+        up jobs whose follower died."""
+        while True:
+            await asyncio.sleep(self.config.lease_secs / 3)
+            try:
+                await self._keep_once(leases)
+            except errors.StateUnavailable:
+                continue  # logged by the store; the leases are renewed when it is back
+            except Exception:
+                log.exception("jobs: keeping the leases failed")
+
+    async def _keep_once(self, leases: JobLeases) -> None:
+        for unsaved in [live for live in self._jobs.values() if live.unsaved]:
+            await self._put(unsaved)
+        running = [name for name, live in self._jobs.items() if not live.done.is_set()]
+        for name, renewal in (await leases.renew(running)).items():
+            live = self._jobs.get(name)
+            if live is None or live.done.is_set():
+                continue
+            if renewal is Renewal.LOST:
+                self._let_go(live)
+            elif renewal is Renewal.CANCEL:  # not awaited: renewals must not wait on it
+                self._background(self._cancel_followed(live))
+        await self._take_orphans(leases)
+
+    async def _take_orphans(self, leases: JobLeases) -> None:
+        for record in await leases.claim_orphans(ORPHANS_PER_ROUND):
+            if record.name not in self._jobs:
+                log.info("jobs: taking over %s", record.name)
+                await self._adopt(record)
+
+    def _let_go(self, live: _Live) -> None:
+        """Another replica follows the job now (or it ended): stop following it, without
+        ending it."""
+        if not live.done.is_set():
+            log.warning("jobs: %s is followed by another replica now", live.record.name)
+        if self._jobs.get(live.record.name) is live:
+            del self._jobs[live.record.name]
+        if live.task is not None:
+            live.task.cancel()
 
     # -- creating and running ----------------------------------------------------------
 
@@ -192,7 +271,7 @@ class JobManager:
             created=time.time(),
         )
         _set_metadata(record, meta)
-        await self.store.put(record)
+        await self.store.put(record)  # a shared store: this replica's lease taken with it
         live = _Live(record)
         self._jobs[name] = live
         self._spawn(live, tenant)
@@ -209,17 +288,17 @@ class JobManager:
             _set_metadata(live.record, meta)
             if time.monotonic() - live.last_persist >= PERSIST_EVERY:
                 live.last_persist = time.monotonic()
-                self._persist_soon(live.record)
+                self._persist_soon(live)
 
         async def remember(handles: dict[str, str]) -> None:
             live.record.upstream.update(handles)
-            await self._put(live.record)
+            await self._put(live)
 
         def update(change: Callable[[jobs_pb2.JobMetadata], None]) -> None:
             meta = metadata_of(live.record)
             change(meta)
             _set_metadata(live.record, meta)
-            self._persist_soon(live.record)
+            self._persist_soon(live)
 
         job = RunningJob(live.record, tenant, progress, remember, update)
         live.task = asyncio.get_running_loop().create_task(self._run(live, runner, job))
@@ -241,16 +320,34 @@ class JobManager:
             return
         await self._finish(live, result=result)
 
-    def _persist_soon(self, record: JobRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._put(record))
+    def _persist_soon(self, live: _Live) -> None:
+        self._background(self._put(live))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, referenced until done (``stop`` waits)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _put(self, record: JobRecord) -> None:
+    async def _put(self, live: _Live) -> None:
+        """Keep the job's record. A shared store that refuses it (another replica took
+        the job) ends this replica's following; one that cannot be reached is written
+        again by the keeper. (A local store holds the record in memory either way.)"""
+        record = live.record
         try:
             await self.store.put(record)
-        except (OSError, ValueError) as err:
+        except LeaseLost:
+            self._let_go(live)
+            return
+        except (OSError, ValueError, errors.StateUnavailable) as err:
             log.error("jobs: cannot keep %s: %s", record.name, err)
+            if self.leases is not None:
+                live.unsaved = True
+                return
+        else:
+            live.unsaved = False
+        if live.done.is_set() and self._jobs.get(record.name) is live:
+            del self._jobs[record.name]  # ended and kept: read from the store from now on
 
     async def _finish(
         self,
@@ -286,47 +383,45 @@ class JobManager:
         record.operation.done = True
         _set_metadata(record, meta)
         live.done.set()
-        await self._put(record)
+        await self._put(live)
 
     async def _make_room(self) -> None:
-        """Below ``max_jobs``: drop expired and then the oldest finished jobs."""
+        """Below ``max_jobs`` (all replicas' jobs, with a shared store): drop expired and
+        then the least recently finished jobs."""
         await self._expire()
-        if len(self._jobs) < self.config.max_jobs:
+        count = await self.store.count()
+        if count < self.config.max_jobs:
             return
-        finished = sorted(
-            (live.record for live in self._jobs.values() if live.done.is_set()),
-            key=lambda record: record.updated,
-        )
+        finished = await self.store.finished(None, count - self.config.max_jobs + 1)
         if not finished:
             raise errors.Overloaded(
                 f"ratd runs its limit of {self.config.max_jobs} jobs (jobs.max_jobs); "
                 "retry when one has finished"
             )
-        for record in finished[: len(self._jobs) - self.config.max_jobs + 1]:
-            await self._forget(record.name)
+        for name in finished:
+            await self.store.delete(name)
 
     async def _expire(self) -> None:
         cutoff = time.time() - self.config.keep_finished_secs
-        for name, live in list(self._jobs.items()):
-            if live.done.is_set() and live.record.updated < cutoff:
-                await self._forget(name)
-
-    async def _forget(self, name: str) -> None:
-        self._jobs.pop(name, None)
-        await self.store.delete(name)
+        for name in await self.store.finished(cutoff, EXPIRE_PER_ROUND):
+            await self.store.delete(name)
 
     # -- the Operations service --------------------------------------------------------
 
-    def _find(self, name: str, tenant: Tenant | None) -> _Live:
+    async def _find(self, name: str, tenant: Tenant | None) -> JobRecord:
+        """The job as this replica follows it, else as the store keeps it."""
         live = self._jobs.get(name) if NAME.match(name) else None
-        if live is None or not visible(live.record, tenant):
+        record = live.record if live is not None else None
+        if record is None and NAME.match(name):
+            record = await self.store.get(name)
+        if record is None or not visible(record, tenant):
             raise errors.JobNotFound(f"no job named {name!r}")
-        return live
+        return record
 
-    def get(self, name: str, tenant: Tenant | None) -> operations_pb2.Operation:
-        return self._find(name, tenant).record.operation
+    async def get(self, name: str, tenant: Tenant | None) -> operations_pb2.Operation:
+        return (await self._find(name, tenant)).operation
 
-    def list(
+    async def list(
         self, tenant: Tenant | None, filter_text: str, page_size: int, page_token: str
     ) -> operations_pb2.ListOperationsResponse:
         """Newest first. ``filter``: "", "done=true" or "done=false" (spaces allowed);
@@ -341,58 +436,95 @@ class JobManager:
         if page_size < 0 or start < 0:
             raise errors.InvalidInput("page_size and page_token must not be negative")
         size = min(page_size or 100, 1000)
-        records = sorted(
-            (
-                live.record
-                for live in self._jobs.values()
-                if visible(live.record, tenant)
-                and (wanted is None or live.record.operation.done == wanted)
-            ),
-            key=lambda record: (record.created, record.name),
-            reverse=True,
+        everyone = tenant is None or "admin" in tenant.roles
+        page = await self.store.page(
+            None if everyone or tenant is None else tenant.name, wanted, start, size
         )
-        page = records[start : start + size]
-        answer = operations_pb2.ListOperationsResponse(
-            operations=[record.operation for record in page]
-        )
-        if start + size < len(records):
+        operations = []
+        for record in page.records:
+            live = self._jobs.get(record.name)  # fresher than the store's copy
+            operations.append((live.record if live is not None else record).operation)
+        answer = operations_pb2.ListOperationsResponse(operations=operations)
+        if page.more:
             answer.next_page_token = str(start + size)
         return answer
 
     async def cancel(self, name: str, tenant: Tenant | None) -> None:
         """Stop a running job (its runner cancels upstream work); a finished job is
-        left as it is."""
-        live = self._find(name, tenant)
-        if live.done.is_set():
+        left as it is. Another replica's job: taken over and cancelled here when its
+        follower is gone, else its follower is asked to (and waited for, briefly)."""
+        record = await self._find(name, tenant)
+        live = self._jobs.get(name)
+        if live is not None:
+            await self._cancel_followed(live)
             return
-        if live.task is not None:
-            task = live.task
+        if record.operation.done or self.leases is None:
+            return
+        if await self.leases.claim(name):
+            kept = await self.store.get(name)  # as its last follower left it
+            if kept is None or kept.operation.done:
+                return
+            live = _Live(kept)
+            self._jobs[name] = live
             await self._finish(live, error=(code_pb2.CANCELLED, "cancelled by the caller"))
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            try:
-                async with asyncio.timeout(CANCEL_TIMEOUT):
-                    await self.runners[live.record.kind].cancel(live.record)
-            except (errors.GatewayError, TimeoutError) as err:
-                log.warning("jobs: could not cancel %s upstream: %s", name, err)
+            await self._cancel_upstream(kept)
+            return
+        await self.leases.request_cancel(name)
+        await self._poll_done(name, CANCEL_TIMEOUT)
+
+    async def _cancel_followed(self, live: _Live) -> None:
+        if live.done.is_set() or live.task is None:
+            return
+        task = live.task
+        await self._finish(live, error=(code_pb2.CANCELLED, "cancelled by the caller"))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self._cancel_upstream(live.record)
+
+    async def _cancel_upstream(self, record: JobRecord) -> None:
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                await self.runners[record.kind].cancel(record)
+        except (errors.GatewayError, TimeoutError) as err:
+            log.warning("jobs: could not cancel %s upstream: %s", record.name, err)
 
     async def wait(
         self, name: str, tenant: Tenant | None, timeout: float | None
     ) -> operations_pb2.Operation:
-        """The operation once done, or as it is when ``timeout`` passes."""
-        live = self._find(name, tenant)
-        try:
-            async with asyncio.timeout(timeout if timeout is not None else WAIT_DEFAULT):
-                await live.done.wait()
-        except TimeoutError:
-            pass
-        return live.record.operation
+        """The operation once done, or as it is when ``timeout`` passes. A job another
+        replica follows is read from the store again and again (backing off)."""
+        record = await self._find(name, tenant)
+        if record.operation.done:
+            return record.operation
+        return await self._poll_done(name, timeout if timeout is not None else WAIT_DEFAULT)
+
+    async def _poll_done(self, name: str, timeout: float) -> operations_pb2.Operation:
+        """The job's operation once done, or as it is after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + timeout, POLL_FIRST
+        while True:
+            live = self._jobs.get(name)
+            left = deadline - loop.time()
+            if live is not None:  # woken at least once a lease, in case it is let go
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, min(left, self.config.lease_secs))):
+                        await live.done.wait()
+                if live.done.is_set() or loop.time() >= deadline:
+                    return live.record.operation
+                continue
+            record = await self.store.get(name)
+            if record is None:
+                raise errors.JobNotFound(f"no job named {name!r}")
+            if record.operation.done or left <= 0:
+                return record.operation
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, POLL_MAX)
 
     async def delete(self, name: str, tenant: Tenant | None) -> None:
-        live = self._find(name, tenant)
-        if not live.done.is_set():
+        record = await self._find(name, tenant)
+        if not record.operation.done or name in self._jobs:
             raise errors.JobNotFinished(f"job {name} is still running: cancel it first")
-        await self._forget(name)
+        await self.store.delete(name)
 
 
 def _parse_filter(text: str) -> bool | None:

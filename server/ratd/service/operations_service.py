@@ -35,7 +35,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         self, request: operations_pb2.GetOperationRequest, context: Context
     ) -> operations_pb2.Operation:
         async def get() -> operations_pb2.Operation:
-            return self.jobs.get(request.name, CALLER.get())
+            return await self.jobs.get(request.name, CALLER.get())
 
         return await self.guard.unary(context, "GetOperation", lambda _: get())
 
@@ -43,7 +43,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         self, request: operations_pb2.ListOperationsRequest, context: Context
     ) -> operations_pb2.ListOperationsResponse:
         async def listed() -> operations_pb2.ListOperationsResponse:
-            return self.jobs.list(
+            return await self.jobs.list(
                 CALLER.get(), request.filter, request.page_size, request.page_token
             )
 
