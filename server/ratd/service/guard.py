@@ -105,10 +105,11 @@ class CallGuard:
         system: str = "grpc",
         action: dict[str, object] | None = None,
     ) -> Admission:
-        """``async with guard.admission(...) as (timeout, info)``: one call admitted (or
-        errors.Overloaded raised), bounded by ``budget`` seconds (``timeout.reschedule``
-        moves the bound), reported when it ends. A timeout leaves as errors.Timeout; other
-        errors leave as they are, for the transport to turn into its own answer.
+        """``with guard.admission(...) as (timeout, info)`` (``async with`` too): one call
+        admitted (or errors.Overloaded raised), bounded by ``budget`` seconds
+        (``timeout.reschedule`` moves the bound), reported when it ends. A timeout leaves
+        as errors.Timeout; other errors leave as they are, for the transport to turn into
+        its own answer.
         ``action``: an admin action's arguments, for the audit log."""
         admission = Admission(self, method, budget, tenant, metadata, system)
         admission.action = action
@@ -162,7 +163,7 @@ class CallGuard:
         errors as statuses. ``action``: an admin action's arguments (audit log)."""
         with self.holder.use() as gateway:
             try:
-                async with self._admitted(context, method, action) as (_, info):
+                with self._admitted(context, method, action) as (_, info):
                     answer = await call(gateway)
                     if info.served_by:
                         context.set_trailing_metadata(((SERVED_BY, info.served_by),))
@@ -229,7 +230,7 @@ class Admission:
         self.tenant, self.metadata, self.system = tenant, metadata, system
         self.action: dict[str, object] | None = None
 
-    async def __aenter__(self) -> tuple[Deadline, CallInfo]:
+    def __enter__(self) -> tuple[Deadline, CallInfo]:
         guard = self.guard
         deadline = asyncio.get_running_loop().time() + self.budget
         self.info = info = CallInfo(self.method, new_request_id(), deadline=deadline)
@@ -248,32 +249,42 @@ class Admission:
         self.span = tracing.rpc_span(self.method, self.metadata, info, self.system)
         self.span.__enter__()
         self.timeout = Deadline(deadline)
-        return await self.timeout.__aenter__(), info
+        return self.timeout.__enter__(), info
 
-    async def __aexit__(
+    def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> None:
         guard = self.guard
         try:
             try:
-                await self.timeout.__aexit__(kind, exc, tb)
+                self.timeout.__exit__(kind, exc, tb)
             finally:
                 self.span.__exit__(kind, exc, tb)
         except TimeoutError as timeout:
             exc = timeout
         try:
             if exc is None or isinstance(exc, grpc.aio.AbortError):
-                return False
+                return
             if isinstance(exc, asyncio.CancelledError | GeneratorExit | ClientGone):
                 self.status = "CANCELLED"
-                return False
+                return
             if isinstance(exc, TimeoutError):
                 self.status = "DEADLINE_EXCEEDED"
                 raise errors.Timeout(
                     f"{self.method} did not finish within {self.budget:.3g}s"
                 ) from None
             self.status = status_name(exc)
-            return False
+            return
         finally:
             guard.active -= 1
             report(self.info, self.status, log_requests=guard.log_requests, audit=guard.audit)
+
+    # Entering and leaving never wait: ``with`` on the unary path (no coroutine objects),
+    # ``async with`` where it sits beside an asynchronous context manager.
+    async def __aenter__(self) -> tuple[Deadline, CallInfo]:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)
