@@ -551,13 +551,14 @@ class Gateway:
 
     @unary("Chat")
     async def chat(self, request: ChatLike) -> chat_pb2.ChatResponse:
-        validate_chat(request, self.max_bytes)
-        media.check_parts(request, self.config.media)
+        kinds = self._checked_chat(request)
         request = self._with_preset(request)
         model = request.options.model
         info = current()
 
         def call(provider: Provider, model: str) -> Awaitable[chat_pb2.ChatResponse]:
+            if kinds:
+                media.check_readable(request, kinds, provider, model)
             return self._send(provider, model, request, lambda r: provider.chat(r, model), info)
 
         options = request.options
@@ -584,14 +585,24 @@ class Gateway:
 
     @streaming("ChatStream")
     def chat_stream(self, request: ChatLike) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        validate_chat(request, self.max_bytes)
-        media.check_parts(request, self.config.media)
-        return self._first_stream(
-            "chat",
-            self._with_preset(request),
-            lambda provider, model, r: provider.chat_stream(r, model),
-            current(),
-        )
+        kinds = self._checked_chat(request)
+
+        def open_stream(
+            provider: Provider, model: str, r: ChatLike
+        ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
+            if kinds:
+                media.check_readable(r, kinds, provider, model)
+            return provider.chat_stream(r, model)
+
+        return self._first_stream("chat", self._with_preset(request), open_stream, current())
+
+    def _checked_chat(self, request: ChatLike) -> frozenset[str]:
+        """Validate a chat request and its media parts; the kinds of those it has (most
+        have none: then no provider need look for them)."""
+        kinds = validate_chat(request, self.max_bytes)
+        if kinds:
+            media.check_parts(request, self.config.media)
+        return kinds
 
     @unary("Generate")
     async def generate(self, request: GenerateLike) -> chat_pb2.GenerateResponse:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 
 from ratatoskr.v1 import chat_pb2, media_parts_pb2, media_pb2
+from ratd import errors
 from ratd.config import MediaConfig
 from ratd.core.validation import IMAGE_TYPES
 from ratd.errors import InvalidInput
 from ratd.mime import sniff_audio, sniff_image, sniff_video
+from ratd.providers.base import ChatLike, Provider
 
 DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
 AUDIO_TYPES = frozenset(
@@ -134,6 +136,28 @@ def check_parts(
                 check_audio(field, part.audio, media)
             elif kind == "video":
                 check_video(field, part.video, media)
+
+
+def check_readable(
+    request: ChatLike, kinds: frozenset[str], provider: Provider, model: str
+) -> None:
+    """Refuse a request with parts of ``kinds`` that ``provider`` cannot read for
+    ``model`` (UnsupportedParameter: the fallback chain moves on), naming the first."""
+    unread = kinds - provider.media_parts(model)
+    if not unread:
+        return
+    for i, message in enumerate(request.messages):
+        for j, part in enumerate(message.parts):
+            kind = part.WhichOneof("part")
+            if kind in unread:
+                where = f"messages[{i}].parts[{j}].{kind}"
+                raise errors.UnsupportedParameter(
+                    f"{where}: {provider.name} cannot read {kind} parts for {model}",
+                    provider=provider.name,
+                    model=model,
+                    field=where,
+                    parameter=kind or "",
+                )
 
 
 def _image_input(field: str, image: chat_pb2.ImagePart, media: MediaConfig) -> None:

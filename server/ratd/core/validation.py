@@ -120,19 +120,25 @@ def _number(field: str, value: float, low: float, high: float) -> None:
         raise _fail(field, f"must be between {low:g} and {high:g}, got {value:g}")
 
 
-def _sampling(prefix: str, options: Any, limits: Limits) -> None:
-    for name, (low, high) in RANGES.items():
-        if options.HasField(name):
-            _number(f"{prefix}.{name}", getattr(options, name), low, high)
-    if options.HasField("max_tokens") and options.max_tokens < 1:
+def _set_fields(options: Any) -> set[str]:
+    """The names of the fields ``options`` sets (one call, where a HasField per option
+    would be one each)."""
+    return {field.name for field, _ in options.ListFields()}
+
+
+def _sampling(prefix: str, options: Any, limits: Limits, present: set[str]) -> None:
+    for name in present.intersection(RANGES):
+        low, high = RANGES[name]
+        _number(f"{prefix}.{name}", getattr(options, name), low, high)
+    if "max_tokens" in present and options.max_tokens < 1:
         raise _fail(f"{prefix}.max_tokens", "must be at least 1")
-    if options.HasField("top_k") and options.top_k < 1:
+    if "top_k" in present and options.top_k < 1:
         raise _fail(f"{prefix}.top_k", "must be at least 1")
-    if options.HasField("reasoning"):
+    if "reasoning" in present:
         reasoning = options.reasoning
         if reasoning.HasField("effort") and reasoning.effort not in _EFFORTS:
             raise _fail(f"{prefix}.reasoning.effort", f"unknown effort {reasoning.effort}")
-    if options.HasField("raw_provider_options"):
+    if "raw_provider_options" in present:
         limits.text(f"{prefix}.raw_provider_options", options.raw_provider_options)
         json_object(f"{prefix}.raw_provider_options", options.raw_provider_options)
 
@@ -193,7 +199,9 @@ def _image(field: str, image: chat_pb2.ImagePart, limits: Limits) -> None:
         raise _fail(f"{field}.mime_type", f"unsupported image type {image.mime_type!r}")
 
 
-def _parts(field: str, parts: Sequence[chat_pb2.ContentPart], limits: Limits) -> None:
+def _parts(
+    field: str, parts: Sequence[chat_pb2.ContentPart], limits: Limits, media: set[str]
+) -> None:
     for j, part in enumerate(parts):
         kind = part.WhichOneof("part")
         if kind is None:
@@ -202,19 +210,47 @@ def _parts(field: str, parts: Sequence[chat_pb2.ContentPart], limits: Limits) ->
             limits.text(f"{field}.parts[{j}].text", part.text)
         elif kind == "image":
             _image(f"{field}.parts[{j}].image", part.image, limits)
-        # Documents, audio and video: ratd.core.media, against the [media] limits.
+        else:  # documents, audio and video: ratd.core.media, against the [media] limits
+            media.add(kind)
 
 
-def _message(i: int, message: chat_pb2.Message, limits: Limits, call_ids: set[str]) -> None:
-    field = f"messages[{i}]"
-    if message.role not in _ROLES:
-        problem = "must be set" if message.role == 0 else f"unknown role {message.role}"
-        raise _fail(f"{field}.role", problem)
-    limits.text(f"{field}.content", message.content)
-    _parts(field, message.parts, limits)
-    if message.tool_calls and message.role != chat_pb2.ROLE_ASSISTANT:
+def _message(
+    i: int, message: chat_pb2.Message, limits: Limits, call_ids: set[str], media: set[str]
+) -> None:
+    role = message.role
+    if role not in _ROLES:
+        problem = "must be set" if role == 0 else f"unknown role {role}"
+        raise _fail(f"messages[{i}].role", problem)
+    content = message.content
+    if content:
+        limits.text(f"messages[{i}].content", content)
+    parts = message.parts
+    if parts:
+        _parts(f"messages[{i}]", parts, limits, media)
+    tool_calls = message.tool_calls
+    if tool_calls:
+        _tool_calls(f"messages[{i}]", role, tool_calls, limits, call_ids)
+    if role == chat_pb2.ROLE_TOOL:
+        field = f"messages[{i}].tool_call_id"
+        if not message.tool_call_id:
+            raise _fail(field, "a tool message must name the call it answers")
+        if message.tool_call_id not in call_ids:
+            raise _fail(
+                field,
+                f"{message.tool_call_id!r} matches no tool call of an earlier assistant message",
+            )
+
+
+def _tool_calls(
+    field: str,
+    role: int,
+    calls: Sequence[chat_pb2.ToolCall],
+    limits: Limits,
+    call_ids: set[str],
+) -> None:
+    if role != chat_pb2.ROLE_ASSISTANT:
         raise _fail(f"{field}.tool_calls", "only assistant messages carry tool calls")
-    for j, call in enumerate(message.tool_calls):
+    for j, call in enumerate(calls):
         if not call.id:
             raise _fail(f"{field}.tool_calls[{j}].id", "must not be empty")
         if not call.name:
@@ -222,14 +258,6 @@ def _message(i: int, message: chat_pb2.Message, limits: Limits, call_ids: set[st
         limits.text(f"{field}.tool_calls[{j}].arguments", call.arguments)
         json_object(f"{field}.tool_calls[{j}].arguments", call.arguments, allow_empty=True)
         call_ids.add(call.id)
-    if message.role == chat_pb2.ROLE_TOOL:
-        if not message.tool_call_id:
-            raise _fail(f"{field}.tool_call_id", "a tool message must name the call it answers")
-        if message.tool_call_id not in call_ids:
-            raise _fail(
-                f"{field}.tool_call_id",
-                f"{message.tool_call_id!r} matches no tool call of an earlier assistant message",
-            )
 
 
 def _tools(tools: Sequence[chat_pb2.ToolDefinition], limits: Limits) -> set[str]:
@@ -250,31 +278,42 @@ def _tools(tools: Sequence[chat_pb2.ToolDefinition], limits: Limits) -> set[str]
 
 def _chat_options(options: chat_pb2.ChatOptions, tool_names: set[str], limits: Limits) -> None:
     _model("options.model", options.model)
-    _sampling("options", options, limits)
-    _stops("options.stop", options.stop, limits)
-    if options.HasField("tool_choice"):
+    present = _set_fields(options)
+    if len(present) == 1:  # the model alone, as most requests
+        return
+    _sampling("options", options, limits, present)
+    if "stop" in present:
+        _stops("options.stop", options.stop, limits)
+    if "tool_choice" in present:
         choice = options.tool_choice
         which = choice.WhichOneof("choice")
         if which in ("required", "function") and not tool_names:
             raise _fail("options.tool_choice", f"{which} needs at least one tool in tools")
         if which == "function" and choice.function not in tool_names:
             raise _fail("options.tool_choice.function", f"no tool named {choice.function!r}")
-    if options.HasField("response_format"):
+    if "response_format" in present:
         fmt = options.response_format
         if fmt.WhichOneof("format") == "json_schema":
             limits.text("options.response_format.json_schema", fmt.json_schema)
             json_object("options.response_format.json_schema", fmt.json_schema)
 
 
-def validate_chat(request: ChatLike, max_bytes: int) -> None:
-    limits = Limits(max_bytes)
-    if not request.messages:
+def validate_chat(request: ChatLike, max_bytes: int) -> frozenset[str]:
+    """Refuse a malformed request; return the kinds of its parts beyond text and images
+    ("document", "audio", "video": most requests have none, and then nothing more needs
+    to look at the parts)."""
+    messages = request.messages
+    if not messages:
         raise _fail("messages", "must contain at least one message")
-    tool_names = _tools(request.tools, limits)
+    limits = Limits(max_bytes)
+    tools = request.tools
+    tool_names = _tools(tools, limits) if tools else set()
     _chat_options(request.options, tool_names, limits)
     call_ids: set[str] = set()
-    for i, message in enumerate(request.messages):
-        _message(i, message, limits, call_ids)
+    media: set[str] = set()
+    for i, message in enumerate(messages):
+        _message(i, message, limits, call_ids, media)
+    return frozenset(media)
 
 
 def validate_generate(request: GenerateLike, max_bytes: int) -> None:
@@ -282,9 +321,10 @@ def validate_generate(request: GenerateLike, max_bytes: int) -> None:
     if not request.prompt:
         raise _fail("prompt", "must not be empty")
     limits.text("prompt", request.prompt)
-    _model("options.model", request.options.model)
-    _sampling("options", request.options, limits)
-    _stops("options.stop_sequences", request.options.stop_sequences, limits)
+    options = request.options
+    _model("options.model", options.model)
+    _sampling("options", options, limits, _set_fields(options))
+    _stops("options.stop_sequences", options.stop_sequences, limits)
 
 
 def validate_texts(field: str, texts: Sequence[str], max_bytes: int, max_items: int) -> None:

@@ -73,6 +73,11 @@ class Provider:
         """ChatOptions fields this API cannot take for ``model`` (validated by the core)."""
         return frozenset()
 
+    def media_parts(self, model: str) -> frozenset[str]:
+        """The content parts beyond text and images ("document", "audio", "video") the
+        API that serves ``model`` reads; the core refuses others before calling it."""
+        return frozenset()
+
     # -- realtime ---------------------------------------------------------------------
 
     async def realtime(self, config: realtime_pb2.RealtimeSessionConfig, model: str) -> Any:

@@ -795,7 +795,6 @@ class GeminiProvider(HttpProvider):
         yield media_pb2.SynthesizeResponse(done=True, model=model, provider=self.name, usage=total)
 
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        self._check_parts(request, model)
         if self._in_background(model):
             return (await self.interactions.run(request, model)).response()
         return await super().chat(request, model)
@@ -803,7 +802,6 @@ class GeminiProvider(HttpProvider):
     def chat_stream(
         self, request: ChatLike, model: str
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
-        self._check_parts(request, model)
         if self._in_background(model):
             return self._background_stream(request, model)
         return super().chat_stream(request, model)

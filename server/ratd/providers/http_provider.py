@@ -259,32 +259,7 @@ class HttpProvider(Provider):
 
     # -- chat ----------------------------------------------------------------------------------
 
-    def media_parts(self, model: str) -> frozenset[str]:
-        """The content parts beyond text and images ("document", "audio", "video") the
-        API that serves ``model`` reads; others are refused before anything is sent."""
-        return frozenset()
-
-    def _check_parts(self, request: ChatLike, model: str) -> None:
-        accepted = None
-        for i, message in enumerate(request.messages):
-            for j, part in enumerate(message.parts):
-                kind = part.WhichOneof("part")
-                if kind in ("text", "image"):
-                    continue
-                if accepted is None:
-                    accepted = self.media_parts(model)
-                if kind not in accepted:
-                    where = f"messages[{i}].parts[{j}].{kind}"
-                    raise errors.UnsupportedParameter(
-                        f"{where}: {self.name} cannot read {kind} parts for {model}",
-                        provider=self.name,
-                        model=model,
-                        field=where,
-                        parameter=kind,
-                    )
-
     async def chat(self, request: ChatLike, model: str) -> chat_pb2.ChatResponse:
-        self._check_parts(request, model)
         dialect = self.chat_dialect(model)
         call = dialect.chat_call(request, model, stream=False)
         data = await self.call_json(
@@ -296,7 +271,6 @@ class HttpProvider(Provider):
         self, request: ChatLike, model: str
     ) -> AsyncIterator[chat_pb2.ChatStreamResponse]:
         # The base's stream itself, not a generator around it: one layer less per event.
-        self._check_parts(request, model)
         dialect = self.chat_dialect(model)
         call = dialect.chat_call(request, model, stream=True)
         return self.stream(call, dialect.chat_assembler(call), dialect)
