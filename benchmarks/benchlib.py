@@ -556,6 +556,9 @@ WAITING = frozenset(
         "sem_timedwait",
     }
 )
+# A thread blocked on a Python lock (an idle executor worker waiting for work): its leaf
+# is an unnamed libc address, so the lock call below it says it waits.
+LOCK_WAITS = frozenset({"PyThread_acquire_lock_timed", "PyThread_acquire_lock"})
 SYSTEM = "libc / kernel calls"
 LOW_LEVEL = (INTERPRETER, SYSTEM, "sockets")
 
@@ -606,7 +609,10 @@ def summarise_profile(folded: Path, title: str, top: int = 25) -> str:
     waiting = {"thread": 0}
     busy: list[tuple[str, list[str], int]] = []
     for thread, frames, count in stacks:
-        if frames and _frame_parts(frames[-1])[0] in WAITING:
+        if frames and (
+            _frame_parts(frames[-1])[0] in WAITING
+            or any(_frame_parts(f)[0] in LOCK_WAITS for f in frames[-4:])
+        ):
             waiting["thread"] += count
         else:
             busy.append((thread, frames, count))
