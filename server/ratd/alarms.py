@@ -4,8 +4,9 @@ Each call has a deadline that almost never fires. A loop timer per call (``call_
 allocates a libuv timer and moves it through the loop's timer heap twice; with dozens of
 calls in flight that showed as ~10 us of CPU per call (py-spy, benchmarks/overhead.py).
 Here an alarm is an entry in a set keyed by its time slot (``RESOLUTION`` seconds), and
-one loop timer, armed while any alarm is pending, looks at the slots that came due. An
-alarm fires up to ``RESOLUTION`` late, never early: fine for limits counted in seconds.
+one loop timer, armed for the earliest slot that holds an alarm, looks at the slots that
+came due. An alarm fires up to ``RESOLUTION`` late, never early: fine for limits counted
+in seconds.
 
 Moving an alarm later (a stream's limit, after each event) only records the new time;
 the alarm finds its new slot when its old one comes due.
