@@ -18,7 +18,8 @@ from ratatoskr import InvalidInput, ServiceClient, models_pb2
 from ratd.local import audio
 from tests.fakes.hub_models import write_model
 from tests.fakes.whisper_models import TinyWhisper, tone, vocabulary, wav, write_whisper
-from tests.support.daemon import daemon_client, make_config
+from tests.support.daemon import daemon_client, make_config, spawn_ratd
+from tests.test_e2e import rat
 from tests.test_local_lifecycle import (
     KnownCosts,
     daemon_and_client,
@@ -233,3 +234,29 @@ async def test_evicted_under_the_budget(model_root: Path, tmp_path: Path) -> Non
         await client.transcribe(SPEECH, "tiny-whisper", language="en")  # now tiny-embed goes
         assert await loaded_names(client) == {"tiny-whisper-bare", "tiny-whisper"}
         assert manager_of(daemon).used_bytes() == 200 * mb
+
+
+async def test_rat_transcribe_with_a_local_model(model_root: Path, tmp_path: Path) -> None:
+    """The real CLI against a spawned ratd: a small file (unary), a large one (a client
+    stream of chunks), segments with --timestamps, and the provider-prefixed name."""
+    with spawn_ratd(config_text(model_root, tmp_path), tmp_path) as ratd:
+        small = tmp_path / "small.wav"
+        small.write_bytes(SPEECH)
+        code, stdout, err = await rat(
+            ratd, "transcribe", str(small), "--model", "tiny-whisper", "--language", "en"
+        )
+        assert (code, stdout.strip()) == (0, "hello world"), err
+        large = tmp_path / "large.wav"
+        large.write_bytes(wav(tone(440, 40.0)))  # 1.3 MB: sent as a stream
+        code, stdout, err = await rat(
+            ratd, "transcribe", str(large), "-m", "local:tiny-whisper", "--timestamps"
+        )
+        assert code == 0, err
+        assert stdout.splitlines() == [
+            "[   0.00 -    1.00] quick brown",
+            "[  30.00 -   31.00] quick brown",
+        ]
+        notes = tmp_path / "notes.wav"
+        notes.write_bytes(b"ID3" + bytes(200))
+        code, _, err = await rat(ratd, "transcribe", str(notes), "-m", "tiny-whisper")
+        assert code != 0 and "WAV" in err

@@ -122,6 +122,9 @@ class LocalProvider(Provider):
         self.models_dir = Path(self.local.models_dir).expanduser()
         self.hub = hub_settings(self.local, self.models_dir)
         self.catalog = Catalog(self.local)
+        if not any(spec.kind == SPEECH_TO_TEXT for spec in self.catalog):
+            # No built-in model transcribes: offered only when one is configured.
+            self.capabilities = self.capabilities - {"transcribe"}
         # With auth on, AdminService callers are admins (the interceptor requires it).
         self.callers_are_admins = config.auth.mode != "none"
         # Inference: one batch in flight per model; a few models may compute at once.
