@@ -126,3 +126,12 @@ def test_refusals_name_what_is_accepted(data: bytes, words: str) -> None:
     assert words in caught.value.message
     assert "local models take WAV" in caught.value.message
     assert caught.value.field == "audio"
+
+
+def test_long_audio_is_resampled_window_by_window() -> None:
+    """65 s at 44.1 kHz: exactly 16 kHz x 65 s out, the pitch kept in every window."""
+    out = audio.to_model_rate(tone(440.0, 65.0, 44100).astype(np.float32), 44100)
+    assert out.size == 65 * 16000
+    for start, _, window in audio.windows(out):
+        length = min(audio.WINDOW_SAMPLES, out.size - int(start * 16000))
+        assert dominant_frequency(window[:length], 16000) == pytest.approx(440.0, abs=2)

@@ -260,3 +260,44 @@ async def test_rat_transcribe_with_a_local_model(model_root: Path, tmp_path: Pat
         notes.write_bytes(b"ID3" + bytes(200))
         code, _, err = await rat(ratd, "transcribe", str(notes), "-m", "tiny-whisper")
         assert code != 0 and "WAV" in err
+
+
+async def test_from_the_hub_then_the_cache(tmp_path: Path) -> None:
+    """An onnx-community-style repository on the fake Hub: the encoder, its decoder and
+    the JSON configs are downloaded on first use; the cache alone serves afterwards."""
+    from tests.fakes.hub import FakeHub
+
+    write_whisper(tmp_path / "repo")
+    hub = await FakeHub().start()
+    try:
+        hub.add("acme/whisper-tiny", tmp_path / "repo")
+
+        def text(endpoint: str, downloads: str) -> str:
+            return f"""
+[providers.local]
+models_dir = "{tmp_path / "models"}"
+hub_cache_dir = "{tmp_path / "hub-cache"}"
+hub_endpoint = "{endpoint}"
+hub_downloads = {downloads}
+[providers.local.models.hub-whisper]
+kind = "speech_to_text"
+hub_repo = "acme/whisper-tiny"
+"""
+
+        async with daemon_client(make_config(text(hub.endpoint, "true"))) as client:
+            answer = await client.transcribe(SPEECH, "hub-whisper", language="en")
+            assert answer.text == "hello world"  # generation_config.json came too (um suppressed)
+        fetched = {path.rsplit("/main/", 1)[1] for path in hub.downloads()}
+        assert {
+            "onnx/encoder_model.onnx",
+            "onnx/decoder_model.onnx",
+            "tokenizer.json",
+            "config.json",
+            "generation_config.json",
+            "preprocessor_config.json",
+        } <= fetched
+        async with daemon_client(make_config(text("http://127.0.0.1:9", "false"))) as client:
+            answer = await client.transcribe(SPEECH, "acme/whisper-tiny", timestamps=True)
+            assert answer.text == "quick brown"
+    finally:
+        await hub.stop()

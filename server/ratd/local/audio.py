@@ -136,6 +136,17 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
     return out.astype(np.float32)
 
 
+def to_model_rate(samples: np.ndarray, rate: int) -> np.ndarray:
+    """``samples`` at 16 kHz, resampled 30 s at a time: the spectrum of one window at a
+    time bounds the memory whatever the length, and the windows the model sees are
+    exactly these (each is transcribed on its own, so their seams cost nothing)."""
+    if rate == SAMPLE_RATE:
+        return samples.astype(np.float32, copy=False)
+    step = WINDOW_SECS * rate
+    pieces = [resample(samples[i : i + step], rate) for i in range(0, samples.size, step)]
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
 def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
     freq = np.asarray(freq, dtype=np.float64)

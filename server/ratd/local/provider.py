@@ -344,7 +344,7 @@ class LocalProvider(Provider):
                 provider=self.name,
             )
         samples, rate = audio.decode_wav(data)
-        return audio.resample(samples, rate)
+        return audio.to_model_rate(samples, rate)
 
     # -- tokens --------------------------------------------------------------------------------
     # Tokenizing megabytes takes seconds: it runs in the tokenize pool with encode_batch,
