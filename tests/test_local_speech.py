@@ -301,3 +301,38 @@ hub_repo = "acme/whisper-tiny"
             assert answer.text == "quick brown"
     finally:
         await hub.stop()
+
+
+@pytest.mark.parametrize(("batch_tokens", "batches"), [(2048, 1), (48, 2)])
+async def test_windows_are_batched_within_the_token_budget(
+    model_root: Path, tmp_path: Path, batch_tokens: int, batches: int
+) -> None:
+    """A window counts as the decoder's window (24 tokens in the test model): 65 s are
+    three windows, one batch under the default budget, two (2 + 1) under 48 tokens."""
+    text = config_text(model_root, tmp_path, f"max_batch_tokens = {batch_tokens}")
+    async with daemon_and_client(text) as (daemon, client):
+        answer = await client.transcribe(wav(tone(300, 65.0, amplitude=0.2)), "tiny-whisper")
+        assert answer.text == "hello world hello world hello world"
+        batcher = manager_of(daemon).entries["tiny-whisper"].batcher
+        assert batcher is not None
+        assert (batcher.items, batcher.batches) == (3, batches)
+
+
+def test_timestamp_tokens_placed_by_the_vocabulary_size() -> None:
+    """openai/whisper-* tokenizer.json files list no <|0.00|>...: the timestamps then start
+    right after <|notimestamps|>, when the model's vocabulary reaches past it."""
+    from tokenizers import AddedToken, Tokenizer
+    from tokenizers import models as tokenizer_models
+
+    from ratd.local.speech import WhisperTokens
+    from tests.fakes.whisper_models import CONTROL, WORDS
+
+    tokenizer = Tokenizer(
+        tokenizer_models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]")
+    )
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in CONTROL])
+    tokens = WhisperTokens.read(tokenizer, {}, "bare", vocab_size=len(VOCAB))
+    assert tokens.no_timestamps == VOCAB["<|notimestamps|>"]
+    assert tokens.timestamp_begin == VOCAB["<|0.00|>"] == tokens.no_timestamps + 1
+    assert tokens.languages == {"en": VOCAB["<|en|>"], "de": VOCAB["<|de|>"]}
+    assert WhisperTokens.read(tokenizer, {}, "bare").timestamp_begin is None

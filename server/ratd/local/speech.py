@@ -83,7 +83,13 @@ class WhisperTokens:
     begin_suppress: tuple[int, ...]
 
     @classmethod
-    def read(cls, tokenizer: Tokenizer, generation: dict[str, Any], name: str) -> WhisperTokens:
+    def read(
+        cls, tokenizer: Tokenizer, generation: dict[str, Any], name: str, vocab_size: int = 0
+    ) -> WhisperTokens:
+        """``vocab_size``: the model's (config.json), which places the timestamp tokens
+        right after <|notimestamps|> when the tokenizer does not list them (the
+        tokenizer.json of openai/whisper-* repositories does not)."""
+
         def token(key: str, text: str) -> int | None:
             value = generation.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -106,6 +112,8 @@ class WhisperTokens:
         )
         no_timestamps = token("no_timestamps_token_id", "<|notimestamps|>")
         first_stamp = tokenizer.token_to_id("<|0.00|>")
+        if first_stamp is None and no_timestamps is not None and vocab_size > no_timestamps + 1:
+            first_stamp = no_timestamps + 1
         return cls(
             start=start,
             end=end,
@@ -158,8 +166,9 @@ class SpeechModel(LocalModel):
         self.config = read_json(files, "config.json")
         generation = read_json(files, "generation_config.json")
         self.tokenizer = self._tokenizer(files.require("tokenizer.json"))
-        self.tokens = WhisperTokens.read(self.tokenizer, generation, spec.name)
-        self.multilingual = bool(generation.get("is_multilingual", len(self.tokens.languages) > 1))
+        vocab_size = _positive(self.config.get("vocab_size")) or 0
+        self.tokens = WhisperTokens.read(self.tokenizer, generation, spec.name, vocab_size)
+        self.multilingual = self._multilingual(generation, vocab_size)
         self.max_tokens = _positive(self.config.get("max_target_positions")) or 448
         self.encoder, self.device = self._session(files.onnx)
         self.decoder, _ = self._session(files.require(decoder_file(files.onnx_file)))
@@ -218,6 +227,17 @@ class SpeechModel(LocalModel):
                 f"{', '.join(sorted(extra))} (use optimum's decoder_model.onnx)",
                 model=self.spec.name,
             )
+
+    def _multilingual(self, generation: dict[str, Any], vocab_size: int) -> bool:
+        """generation_config's is_multilingual; else Whisper's own rule (English-only
+        vocabularies have 51864 tokens, multilingual ones more; both tokenizers list the
+        language tokens); else whether the tokenizer has languages."""
+        stated = generation.get("is_multilingual")
+        if isinstance(stated, bool):
+            return stated
+        if vocab_size:
+            return vocab_size >= 51865
+        return len(self.tokens.languages) > 1
 
     def _n_mels(self, preprocessor: dict[str, Any]) -> int:
         shape = self.encoder.get_inputs()[0].shape
