@@ -46,6 +46,10 @@ path = "{root / "tiny-whisper"}"
 kind = "speech_to_text"
 path = "{root / "tiny-whisper-bare"}"
 
+[providers.local.models.tiny-whisper-en]
+kind = "speech_to_text"
+path = "{root / "tiny-whisper-en"}"
+
 [providers.local.models.tiny-embed]
 kind = "embedding"
 path = "{root / "tiny-embed"}"
@@ -57,6 +61,7 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("speech-models")
     write_whisper(root / "tiny-whisper")
     write_whisper(root / "tiny-whisper-bare", generation=False)
+    write_whisper(root / "tiny-whisper-en", multilingual=False)
     write_model(root / "tiny-embed", "embedding")
     return root
 
@@ -119,6 +124,20 @@ async def test_language_is_detected_when_not_given(client: ServiceClient) -> Non
     with pytest.raises(InvalidInput) as caught:
         await client.transcribe(SPEECH, "tiny-whisper", language="fr")
     assert "fr" in caught.value.message
+
+
+async def test_english_only_model(client: ServiceClient, weights: TinyWhisper) -> None:
+    """No language or task token: <|startoftranscript|> <|notimestamps|>, then the path."""
+    prefix = [VOCAB["<|startoftranscript|>"], VOCAB["<|notimestamps|>"]]
+    expected = weights.expected_tokens(
+        features(tone(440, 2.0)), prefix, [VOCAB["um"]], VOCAB["<|0.00|>"]
+    )
+    assert expected == HELLO_WORLD
+    answer = await client.transcribe(SPEECH, "tiny-whisper-en")
+    assert (answer.text, answer.language) == ("hello world", "en")
+    with pytest.raises(InvalidInput) as caught:
+        await client.transcribe(SPEECH, "tiny-whisper-en", language="de")
+    assert "English-only" in caught.value.message
 
 
 async def test_timestamp_tokens_make_segments(client: ServiceClient) -> None:

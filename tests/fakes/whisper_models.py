@@ -186,13 +186,13 @@ def build_graphs(seed: int = 0) -> tuple[onnx.ModelProto, onnx.ModelProto, TinyW
     return built[0], built[1], weights
 
 
-def generation_config() -> dict[str, object]:
+def generation_config(multilingual: bool = True) -> dict[str, object]:
     vocab = vocabulary()
     return {
         "decoder_start_token_id": vocab["<|startoftranscript|>"],
         "eos_token_id": vocab["<|endoftext|>"],
         "no_timestamps_token_id": vocab["<|notimestamps|>"],
-        "is_multilingual": True,
+        "is_multilingual": multilingual,
         "lang_to_id": {"<|en|>": vocab["<|en|>"], "<|de|>": vocab["<|de|>"]},
         "task_to_id": {"transcribe": vocab["<|transcribe|>"], "translate": vocab["<|translate|>"]},
         "suppress_tokens": [vocab["um"]],
@@ -201,10 +201,13 @@ def generation_config() -> dict[str, object]:
     }
 
 
-def write_whisper(directory: Path, *, generation: bool = True, seed: int = 0) -> TinyWhisper:
+def write_whisper(
+    directory: Path, *, generation: bool = True, multilingual: bool = True, seed: int = 0
+) -> TinyWhisper:
     """The model directory as onnx-community's whisper repositories lay it out.
     ``generation=False`` leaves out generation_config.json: the special tokens are then
-    found in the tokenizer by name, and nothing is suppressed."""
+    found in the tokenizer by name, and nothing is suppressed. ``multilingual=False``:
+    an English-only model (``whisper-*.en``: no language or task token in the prefix)."""
     encoder, decoder, weights = build_graphs(seed)
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
     onnx.save(encoder, str(directory / "onnx" / "encoder_model.onnx"))
@@ -216,7 +219,9 @@ def write_whisper(directory: Path, *, generation: bool = True, seed: int = 0) ->
         json.dumps({"feature_size": N_MELS, "sampling_rate": 16000, "hop_length": 160})
     )
     if generation:
-        (directory / "generation_config.json").write_text(json.dumps(generation_config()))
+        (directory / "generation_config.json").write_text(
+            json.dumps(generation_config(multilingual))
+        )
     return weights
 
 

@@ -253,11 +253,17 @@ class SpeechModel(LocalModel):
 
     def language_token(self, code: str) -> int | None:
         """The token of ``code`` ("en", "de-AT" -> "de"); None: detect or English-only."""
+        base = code.split("-", maxsplit=1)[0].lower()
         if not self.multilingual:
+            if base not in ("", "en"):
+                raise errors.InvalidInput(
+                    f"language: {self.spec.name} is an English-only model; got {code!r}",
+                    field="language",
+                    model=self.spec.name,
+                )
             return None
         if not code:
             return None
-        base = code.split("-", maxsplit=1)[0].lower()
         found = self.tokens.languages.get(base)
         if found is None:
             raise errors.InvalidInput(
@@ -446,7 +452,7 @@ class SpeechModel(LocalModel):
         tokens = sum(len(d.tokens) for _, _, d in pieces)
         answer = media_pb2.TranscribeResponse(
             text=" ".join(s.text for s in segments),
-            language=language or self._language_name(pieces),
+            language=language or self._language_name(pieces) or ("" if self.multilingual else "en"),
             duration_secs=duration,
             usage=chat_pb2.Usage(completion_tokens=tokens, total_tokens=tokens),
         )
