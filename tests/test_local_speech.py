@@ -355,3 +355,36 @@ def test_timestamp_tokens_placed_by_the_vocabulary_size() -> None:
     assert tokens.timestamp_begin == VOCAB["<|0.00|>"] == tokens.no_timestamps + 1
     assert tokens.languages == {"en": VOCAB["<|en|>"], "de": VOCAB["<|de|>"]}
     assert WhisperTokens.read(tokenizer, {}, "bare").timestamp_begin is None
+
+
+async def test_openai_door_transcribes_with_the_local_model(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """/v1/audio/transcriptions through the official SDK reaches the same local model."""
+    import openai
+
+    from tests.support.daemon import running_daemon
+
+    text = '[http]\naddress = "127.0.0.1:0"\n' + config_text(model_root, tmp_path)
+    async with running_daemon(make_config(text)) as daemon:
+        client = openai.AsyncOpenAI(
+            base_url=f"http://{daemon.http_address}/v1", api_key="unused", max_retries=0
+        )
+        plain = await client.audio.transcriptions.create(
+            model="tiny-whisper", file=("a.wav", SPEECH, "audio/wav"), language="en"
+        )
+        verbose = await client.audio.transcriptions.create(
+            model="tiny-whisper",
+            file=("a.wav", SPEECH, "audio/wav"),
+            response_format="verbose_json",
+            timestamp_granularities=["segment"],
+            language="en",
+        )
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.audio.transcriptions.create(
+                model="tiny-whisper", file=("a.mp3", b"ID3" + bytes(300), "audio/mpeg")
+            )
+        await client.close()
+    assert plain.text == "hello world"
+    assert [(s.start, s.end, s.text) for s in verbose.segments or ()] == [(0.0, 1.0, "quick brown")]
+    assert "WAV" in str(refused.value)
