@@ -135,3 +135,27 @@ def test_long_audio_is_resampled_window_by_window() -> None:
     for start, _, window in audio.windows(out):
         length = min(audio.WINDOW_SAMPLES, out.size - int(start * 16000))
         assert dominant_frequency(window[:length], 16000) == pytest.approx(440.0, abs=2)
+
+
+# Computed once with transformers 5.25.0's WhisperFeatureExtractor(feature_size=80) (its
+# numpy path) on CHIRP below, not a test dependency: per-bin means over the 5 s of sound
+# (every 4th bin) and the frame at 2.5 s (every 4th bin). ratd matched the whole
+# [80, 3000] array to 1.4e-6 (and the 128-bin one to 3e-6) when this was recorded.
+REFERENCE_MEANS = [
+    -0.557233, -0.517475, -0.497176, 0.951152, -0.48915, -0.488533, -0.488973, -0.490582,
+    -0.490127, -0.484845, -0.484871, -0.48224, -0.4801, -0.475962, -0.469014, -0.462387,
+    -0.455101, -0.443937, -0.431989, -0.449158,
+]  # fmt: skip
+REFERENCE_FRAME_250 = [
+    -0.591858, -0.591858, -0.591858, 0.944038, -0.591858, -0.591858, -0.591858, -0.591858,
+    -0.591858, -0.591858, -0.591858, -0.591858, -0.591858, -0.591858, -0.591858, 1.141549,
+    -0.591858, -0.591858, -0.591858, -0.591858,
+]  # fmt: skip
+
+
+def test_features_match_the_transformers_feature_extractor() -> None:
+    t = np.arange(16000 * 5) / 16000
+    chirp = 0.4 * np.sin(2 * np.pi * (100 * t + 700 * t * t)) + 0.1 * np.sin(2 * np.pi * 440 * t)
+    mel = audio.log_mel(audio.windows(chirp.astype(np.float32))[0][2])
+    np.testing.assert_allclose(mel[:, :500].mean(axis=1)[::4], REFERENCE_MEANS, atol=2e-5)
+    np.testing.assert_allclose(mel[::4, 250], REFERENCE_FRAME_250, atol=2e-5)
