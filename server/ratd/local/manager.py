@@ -88,7 +88,12 @@ class Entry:
 def weights_size(files: sources.ModelFiles) -> int:
     """Bytes of the graph (and a speech model's decoder) and external weights on disk."""
     size = 0
-    for graph in dict.fromkeys((files.onnx_file, sources.decoder_file(files.onnx_file))):
+    graphs = (
+        files.onnx_file,
+        sources.decoder_file(files.onnx_file),
+        sources.decoder_with_past_file(files.onnx_file),
+    )
+    for graph in dict.fromkeys(graphs):
         for name in (graph, f"{graph}_data", f"{graph}.data"):
             found = files.find(name)
             size += found.stat().st_size if found is not None else 0

@@ -98,6 +98,13 @@ def decoder_file(encoder_file: str) -> str:
     return f"{folder}/{decoder}" if folder else decoder
 
 
+def decoder_with_past_file(encoder_file: str) -> str:
+    """The with-past decoder beside an encoder (optional: decoding is faster with it)."""
+    folder, _, name = encoder_file.rpartition("/")
+    decoder = name.replace("encoder", "decoder_with_past", 1)
+    return f"{folder}/{decoder}" if folder else decoder
+
+
 def model_files(spec: ModelSpec, onnx_file: str) -> tuple[str, ...]:
     """The ONNX files a model runs: one graph, or an encoder and its decoder."""
     if spec.kind == SPEECH_TO_TEXT:
@@ -321,7 +328,8 @@ def _wanted(spec: ModelSpec, siblings: Mapping[str, Any], where: str) -> tuple[s
     ]
     wanted = [*graphs, "tokenizer.json", *OPTIONAL_FILES]
     if spec.kind == SPEECH_TO_TEXT:
-        wanted += SPEECH_FILES
+        past = decoder_with_past_file(onnx)
+        wanted += [past, f"{past}_data", f"{past}.data", *SPEECH_FILES]
     if spec.kind != EMBEDDING:
         embedding_only = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
         wanted = [w for w in wanted if w not in embedding_only]

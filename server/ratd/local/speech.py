@@ -34,9 +34,10 @@ from ratatoskr.v1 import chat_pb2, media_pb2
 from ratd import errors
 from ratd.local import audio
 from ratd.local.catalog import SPEECH_TO_TEXT, ModelSpec
+from ratd.local.decoding import Cache, Decoder, select
 from ratd.local.onnx_model import LocalModel, read_json
 from ratd.local.sessions import SessionSettings, create_session
-from ratd.local.sources import ModelFiles, decoder_file
+from ratd.local.sources import ModelFiles, decoder_file, decoder_with_past_file
 
 # Whisper's timestamp tokens step by 20 ms.
 TIMESTAMP_STEP = 0.02
@@ -171,15 +172,13 @@ class SpeechModel(LocalModel):
         self.multilingual = self._multilingual(generation, vocab_size)
         self.max_tokens = _positive(self.config.get("max_target_positions")) or 448
         self.encoder, self.device = self._session(files.onnx)
-        self.decoder, _ = self._session(files.require(decoder_file(files.onnx_file)))
-        self._check_graphs()
+        self._check_encoder()
+        decoder, _ = self._session(files.require(decoder_file(files.onnx_file)))
+        past_file = files.find(decoder_with_past_file(files.onnx_file))
+        with_past = self._session(past_file)[0] if past_file is not None else None
+        self.decoder = Decoder(spec.name, decoder, with_past)
         self.n_mels = self._n_mels(read_json(files, "preprocessor_config.json"))
         self.features_type = _numpy_type(self.encoder.get_inputs()[0].type)
-        self.ids_type = next(
-            np.int32 if i.type == "tensor(int32)" else np.int64
-            for i in self.decoder.get_inputs()
-            if i.name == "input_ids"
-        )
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -202,29 +201,12 @@ class SpeechModel(LocalModel):
                 metadata={"file": str(path)},
             ) from None
 
-    def _check_graphs(self) -> None:
-        encoder_inputs = [i.name for i in self.encoder.get_inputs()]
-        decoder_inputs = {i.name for i in self.decoder.get_inputs()}
-        decoder_outputs = {o.name for o in self.decoder.get_outputs()}
-        wanted = {"input_ids", "encoder_hidden_states"}
-        if (
-            len(encoder_inputs) != 1
-            or not wanted <= decoder_inputs
-            or "logits" not in decoder_outputs
-        ):
+    def _check_encoder(self) -> None:
+        inputs = [i.name for i in self.encoder.get_inputs()]
+        if len(inputs) != 1 or len(self.encoder.get_inputs()[0].shape) != 3:
             raise errors.ModelNotAvailable(
-                f"{self.spec.name}: not an encoder/decoder speech model ratd can run: the "
-                "encoder must take one input (input_features) and the decoder input_ids and "
-                "encoder_hidden_states and give logits (optimum's decoder_model.onnx, not "
-                f"the merged or with-past one); found encoder inputs {encoder_inputs}, decoder "
-                f"inputs {sorted(decoder_inputs)}",
-                model=self.spec.name,
-            )
-        extra = decoder_inputs - wanted
-        if extra:
-            raise errors.ModelNotAvailable(
-                f"{self.spec.name}: the decoder wants inputs ratd cannot provide: "
-                f"{', '.join(sorted(extra))} (use optimum's decoder_model.onnx)",
+                f"{self.spec.name}: the encoder must take one input, the log-mel features "
+                f"[batch, n_mels, frames] (optimum's encoder_model.onnx); it takes {inputs}",
                 model=self.spec.name,
             )
 
@@ -332,17 +314,10 @@ class SpeechModel(LocalModel):
                 results[row] = tokens
         return [Decoded(lang, tokens) for lang, tokens in zip(languages, results, strict=True)]
 
-    def _logits(self, ids: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-        (logits,) = self.decoder.run(
-            ["logits"],
-            {"input_ids": ids.astype(self.ids_type), "encoder_hidden_states": hidden},
-        )
-        return np.asarray(logits[:, -1, :], dtype=np.float32)
-
     def _detect(self, hidden: np.ndarray) -> list[int]:
         """The most likely language token of each row, from the step after <|startoftranscript|>."""
         ids = np.full((hidden.shape[0], 1), self.tokens.start, dtype=np.int64)
-        logits = self._logits(ids, hidden)
+        logits, _ = self.decoder.step(ids, hidden, None)
         candidates = np.asarray(sorted(self.tokens.languages.values()))
         candidates = candidates[candidates < logits.shape[1]]
         best = logits[:, candidates].argmax(axis=1)
@@ -370,8 +345,9 @@ class SpeechModel(LocalModel):
         out: list[list[int]] = [[] for _ in range(prefixes.shape[0])]
         active = list(range(prefixes.shape[0]))
         ids = prefixes.astype(np.int64)
+        cache: Cache | None = None
         for step in range(self.max_tokens - prefixes.shape[1]):
-            logits = self._logits(ids, hidden)
+            logits, cache = self.decoder.step(ids, hidden, cache)
             self._mask(logits, step == 0, [timestamps[r] for r in active])
             chosen = logits.argmax(axis=1)
             keep: list[int] = []
@@ -386,16 +362,18 @@ class SpeechModel(LocalModel):
             active = [active[p] for p in keep]
             ids = np.concatenate([ids[keep], chosen[keep, None].astype(np.int64)], axis=1)
             hidden = hidden[keep]
+            cache = select(cache, keep)
         return [tuple(tokens) for tokens in out]
 
     def warm_up(self, max_batch_tokens: int, max_batch_size: int) -> None:
-        """The encoder at the largest batch the batcher forms, and two decoder steps."""
+        """The encoder at the largest batch the batcher forms, and two decoder steps (the
+        second through the cache, when there is one)."""
         rows = max(1, min(max_batch_size, max_batch_tokens // self.max_tokens))
         features = np.zeros((rows, self.n_mels, audio.WINDOW_FRAMES), dtype=self.features_type)
         (hidden,) = self.encoder.run(None, {self.encoder.get_inputs()[0].name: features})
         ids = np.full((rows, 2), self.tokens.start, dtype=np.int64)
-        self._logits(ids[:, :1], hidden)
-        self._logits(ids, hidden)
+        _, cache = self.decoder.step(ids[:, :1], hidden, None)
+        self.decoder.step(ids, hidden, cache)
 
     def close(self) -> None:
         for name in ("encoder", "decoder", "tokenizer"):
