@@ -16,6 +16,7 @@ import pytest
 
 from ratatoskr import InvalidInput, ServiceClient, models_pb2
 from ratd.local import audio
+from ratd.local.speech import SpeechModel
 from tests.fakes.hub_models import write_model
 from tests.fakes.whisper_models import TinyWhisper, tone, vocabulary, wav, write_whisper
 from tests.support.daemon import daemon_client, make_config, spawn_ratd
@@ -50,6 +51,14 @@ path = "{root / "tiny-whisper-bare"}"
 kind = "speech_to_text"
 path = "{root / "tiny-whisper-en"}"
 
+[providers.local.models.tiny-whisper-cached]
+kind = "speech_to_text"
+path = "{root / "tiny-whisper-cached"}"
+
+[providers.local.models.tiny-whisper-past-rat]
+kind = "speech_to_text"
+path = "{root / "tiny-whisper-past-rat"}"
+
 [providers.local.models.tiny-embed]
 kind = "embedding"
 path = "{root / "tiny-embed"}"
@@ -62,6 +71,8 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_whisper(root / "tiny-whisper")
     write_whisper(root / "tiny-whisper-bare", generation=False)
     write_whisper(root / "tiny-whisper-en", multilingual=False)
+    write_whisper(root / "tiny-whisper-cached", with_past="same")
+    write_whisper(root / "tiny-whisper-past-rat", with_past="rat")
     write_model(root / "tiny-embed", "embedding")
     return root
 
@@ -286,7 +297,7 @@ async def test_from_the_hub_then_the_cache(tmp_path: Path) -> None:
     the JSON configs are downloaded on first use; the cache alone serves afterwards."""
     from tests.fakes.hub import FakeHub
 
-    write_whisper(tmp_path / "repo")
+    write_whisper(tmp_path / "repo", with_past="same")
     hub = await FakeHub().start()
     try:
         hub.add("acme/whisper-tiny", tmp_path / "repo")
@@ -310,6 +321,7 @@ hub_repo = "acme/whisper-tiny"
         assert {
             "onnx/encoder_model.onnx",
             "onnx/decoder_model.onnx",
+            "onnx/decoder_with_past_model.onnx",
             "tokenizer.json",
             "config.json",
             "generation_config.json",
@@ -388,3 +400,26 @@ async def test_openai_door_transcribes_with_the_local_model(
     assert plain.text == "hello world"
     assert [(s.start, s.end, s.text) for s in verbose.segments or ()] == [(0.0, 1.0, "quick brown")]
     assert "WAV" in str(refused.value)
+
+
+async def test_decoder_with_past_cache(model_root: Path, tmp_path: Path) -> None:
+    """With decoder_with_past_model.onnx the first step runs decoder_model on the prefix and
+    every later one the with-past graph on one token and the cache: the same text as
+    without a cache (the audio's bias reaches later steps only through the cached
+    cross-attention values), and a with-past graph that differs shows in the text."""
+    async with daemon_and_client(config_text(model_root, tmp_path)) as (daemon, client):
+        for timestamps, text in ((False, "hello world"), (True, "quick brown")):
+            answer = await client.transcribe(
+                SPEECH, "tiny-whisper-cached", language="en", timestamps=timestamps
+            )
+            assert answer.text == text
+        long = await client.transcribe(wav(tone(300, 65.0, amplitude=0.2)), "tiny-whisper-cached")
+        assert long.text == "hello world hello world hello world"
+        rat_answer = await client.transcribe(SPEECH, "tiny-whisper-past-rat", language="en")
+        assert rat_answer.text == "hello rat"
+        for name, cached in (("tiny-whisper-cached", True), ("tiny-whisper-past-rat", True)):
+            model = manager_of(daemon).entries[name].model
+            assert isinstance(model, SpeechModel) and model.decoder.cached is cached
+        await client.transcribe(SPEECH, "tiny-whisper", language="en")
+        plain = manager_of(daemon).entries["tiny-whisper"].model
+        assert isinstance(plain, SpeechModel) and not plain.decoder.cached

@@ -59,6 +59,9 @@ def vocabulary() -> dict[str, int]:
     return {token: i for i, token in enumerate([*WORDS, *CONTROL, *STAMPS])}
 
 
+VOCABULARY = vocabulary()
+
+
 def make_tokenizer() -> Tokenizer:
     vocab = vocabulary()
     words = {w: vocab[w] for w in WORDS}
@@ -131,7 +134,87 @@ def _table(vocab: dict[str, int]) -> np.ndarray:
     return table
 
 
-def build_graphs(seed: int = 0) -> tuple[onnx.ModelProto, onnx.ModelProto, TinyWhisper]:
+def _value(name: str, dims: list[str | int], kind: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, kind, dims)
+
+
+def _cached_decoder(size: int) -> tuple[list[onnx.NodeProto], list[onnx.ValueInfoProto]]:
+    """The ``present.0.*`` outputs a cache-giving decoder_model adds: its per-token rows
+    (self-attention, [batch, 1, tokens, vocab]) and the audio bias (cross-attention,
+    [batch, 1, 1, vocab]), keys and values alike."""
+    nodes = [
+        helper.make_node("Unsqueeze", ["transitions", "axis_1"], ["present.0.decoder.key"]),
+        helper.make_node("Identity", ["present.0.decoder.key"], ["present.0.decoder.value"]),
+        helper.make_node("Unsqueeze", ["bias", "axis_1"], ["present.0.encoder.key"]),
+        helper.make_node("Identity", ["present.0.encoder.key"], ["present.0.encoder.value"]),
+    ]
+    outputs = [
+        _value(f"present.0.{part}.{kind}", ["batch", 1, "tokens" if part == "decoder" else 1, size])
+        for part in ("decoder", "encoder")
+        for kind in ("key", "value")
+    ]
+    return nodes, outputs
+
+
+def _with_past(table: np.ndarray) -> onnx.ModelProto:
+    """decoder_with_past_model: one token and the cache in; logits from the token's row
+    and the cached audio bias (it never sees the encoder's output), the self-attention
+    cache grown by one token."""
+    size = table.shape[0]
+    nodes = [
+        helper.make_node("Gather", ["T", "input_ids"], ["row"], axis=0),
+        helper.make_node("Squeeze", ["past_key_values.0.encoder.key", "axis_1"], ["bias"]),
+        helper.make_node("Add", ["row", "bias"], ["logits"]),
+        helper.make_node("Unsqueeze", ["row", "axis_1"], ["new_row"]),
+        helper.make_node(
+            "Concat",
+            ["past_key_values.0.decoder.key", "new_row"],
+            ["present.0.decoder.key"],
+            axis=2,
+        ),
+        helper.make_node(
+            "Concat",
+            ["past_key_values.0.decoder.value", "new_row"],
+            ["present.0.decoder.value"],
+            axis=2,
+        ),
+    ]
+    inputs = [_value("input_ids", ["batch", 1], TensorProto.INT64)] + [
+        _value(
+            f"past_key_values.0.{part}.{kind}",
+            ["batch", 1, "past" if part == "decoder" else 1, size],
+        )
+        for part in ("decoder", "encoder")
+        for kind in ("key", "value")
+    ]
+    outputs = [
+        _value("logits", ["batch", 1, size]),
+        _value("present.0.decoder.key", ["batch", 1, "tokens", size]),
+        _value("present.0.decoder.value", ["batch", 1, "tokens", size]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny-whisper-decoder-with-past",
+        inputs,
+        outputs,
+        [
+            numpy_helper.from_array(table, "T"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1"),
+        ],
+    )
+    return _model(graph)
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_graphs(
+    seed: int = 0, *, cache: bool = False
+) -> tuple[onnx.ModelProto, onnx.ModelProto, TinyWhisper]:
     rng = np.random.default_rng(seed)
     vocab = vocabulary()
     size = len(vocab)
@@ -158,15 +241,15 @@ def build_graphs(seed: int = 0) -> tuple[onnx.ModelProto, onnx.ModelProto, TinyW
         ],
         [numpy_helper.from_array(weights.encoder, "W")],
     )
+    nodes = [
+        helper.make_node("Gather", ["T", "input_ids"], ["transitions"], axis=0),
+        helper.make_node("ReduceMean", ["encoder_hidden_states"], ["pooled"], axes=[1], keepdims=1),
+        helper.make_node("MatMul", ["pooled", "P"], ["bias"]),
+        helper.make_node("Add", ["transitions", "bias"], ["logits"]),
+    ]
+    present_nodes, present_outputs = _cached_decoder(size) if cache else ([], [])
     decoder = helper.make_graph(
-        [
-            helper.make_node("Gather", ["T", "input_ids"], ["transitions"], axis=0),
-            helper.make_node(
-                "ReduceMean", ["encoder_hidden_states"], ["pooled"], axes=[1], keepdims=1
-            ),
-            helper.make_node("MatMul", ["pooled", "P"], ["bias"]),
-            helper.make_node("Add", ["transitions", "bias"], ["logits"]),
-        ],
+        nodes + present_nodes,
         "tiny-whisper-decoder",
         [
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
@@ -174,16 +257,17 @@ def build_graphs(seed: int = 0) -> tuple[onnx.ModelProto, onnx.ModelProto, TinyW
                 "encoder_hidden_states", TensorProto.FLOAT, ["batch", "frames", DIM]
             ),
         ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "tokens", size])],
-        [numpy_helper.from_array(weights.table, "T"), numpy_helper.from_array(weights.noise, "P")],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "tokens", size]),
+            *present_outputs,
+        ],
+        [
+            numpy_helper.from_array(weights.table, "T"),
+            numpy_helper.from_array(weights.noise, "P"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1"),
+        ],
     )
-    built = []
-    for graph in (encoder, decoder):
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        built.append(model)
-    return built[0], built[1], weights
+    return _model(encoder), _model(decoder), weights
 
 
 def generation_config(multilingual: bool = True) -> dict[str, object]:
@@ -202,16 +286,29 @@ def generation_config(multilingual: bool = True) -> dict[str, object]:
 
 
 def write_whisper(
-    directory: Path, *, generation: bool = True, multilingual: bool = True, seed: int = 0
+    directory: Path,
+    *,
+    generation: bool = True,
+    multilingual: bool = True,
+    seed: int = 0,
+    with_past: str = "",
 ) -> TinyWhisper:
     """The model directory as onnx-community's whisper repositories lay it out.
     ``generation=False`` leaves out generation_config.json: the special tokens are then
     found in the tokenizer by name, and nothing is suppressed. ``multilingual=False``:
-    an English-only model (``whisper-*.en``: no language or task token in the prefix)."""
-    encoder, decoder, weights = build_graphs(seed)
+    an English-only model (``whisper-*.en``: no language or task token in the prefix).
+    ``with_past``: "same" adds decoder_with_past_model.onnx with the same transitions (its
+    cache must give the same text), "rat" one where "hello" is followed by "rat" (a text
+    that only the with-past graph makes, to show it runs every step after the first)."""
+    encoder, decoder, weights = build_graphs(seed, cache=bool(with_past))
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
     onnx.save(encoder, str(directory / "onnx" / "encoder_model.onnx"))
     onnx.save(decoder, str(directory / "onnx" / "decoder_model.onnx"))
+    if with_past:
+        table = weights.table.copy()
+        if with_past == "rat":
+            table[VOCABULARY["hello"], VOCABULARY["rat"]] = 9.0
+        onnx.save(_with_past(table), str(directory / "onnx" / "decoder_with_past_model.onnx"))
     make_tokenizer().save(str(directory / "tokenizer.json"))
     config = {"model_type": "whisper", "max_target_positions": MAX_TARGET, "num_mel_bins": N_MELS}
     (directory / "config.json").write_text(json.dumps(config))

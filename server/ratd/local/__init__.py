@@ -6,8 +6,9 @@ token counting and speech to text, with a model manager that keeps memory within
     batcher.py      dynamic batching per model
     sessions.py     ONNX Runtime session options and device selection
     onnx_model.py   a loaded model and its tokenizer; embeddings.py, nli.py, zero_shot.py
-    speech.py       Whisper-class speech to text (encoder + greedy decoder); audio.py
-                    WAV decoding, resampling and log-mel features in numpy
+    speech.py       Whisper-class speech to text (encoder + greedy decoder; decoding.py
+                    the decoder steps and key/value cache; audio.py WAV decoding,
+                    resampling and log-mel features in numpy)
     sources.py      model files from a directory, a package or the Hub
     catalog.py      built-in and configured models
     tokenizers.py   the tokenizer registry (tiktoken_convert.py for OpenAI encodings)

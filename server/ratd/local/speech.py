@@ -5,8 +5,8 @@
     decoder_model.onnx   input_ids [batch, tokens], encoder_hidden_states -> logits
     tokenizer.json, config.json, generation_config.json, preprocessor_config.json
 
-Decoding is greedy and without a key/value cache (``decoder_model.onnx`` recomputes the
-whole prefix each step; the ``_with_past`` variants are not used), bounded by the model's
+Decoding is greedy (ratd.local.decoding: with ``decoder_with_past_model.onnx`` as a
+key/value cache when the export has it, else recomputing the prefix), bounded by the model's
 ``max_target_positions`` (448 for Whisper) and stopped at ``<|endoftext|>``. The special
 tokens come from ``generation_config.json`` where it names them, else from the tokenizer
 by their Whisper names; no id is hard-coded. A multilingual model given no language
