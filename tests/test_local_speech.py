@@ -128,6 +128,13 @@ async def test_transcribe_follows_the_greedy_path(
     assert not answer.segments  # not asked for
 
 
+async def test_a_prompt_precedes_the_prefix_and_stays_out_of_the_text(
+    client: ServiceClient,
+) -> None:
+    answer = await client.transcribe(SPEECH, "tiny-whisper", language="en", prompt="the rat")
+    assert answer.text == "hello world"
+
+
 async def test_language_is_detected_when_not_given(client: ServiceClient) -> None:
     answer = await client.transcribe(SPEECH, "tiny-whisper")
     # The decoder's first step after <|startoftranscript|> ranks <|de|> over <|en|>.
@@ -423,3 +430,36 @@ async def test_decoder_with_past_cache(model_root: Path, tmp_path: Path) -> None
         await client.transcribe(SPEECH, "tiny-whisper", language="en")
         plain = manager_of(daemon).entries["tiny-whisper"].model
         assert isinstance(plain, SpeechModel) and not plain.decoder.cached
+
+
+async def test_a_broken_export_fails_clearly(tmp_path: Path) -> None:
+    """A decoder_model.onnx that is not a decoder: the load fails with UNAVAILABLE naming
+    what the decoder must take; a missing decoder is named too."""
+    import shutil
+
+    from ratatoskr import ModelNotAvailable
+
+    broken = tmp_path / "broken"
+    write_whisper(broken)
+    shutil.copy(broken / "onnx" / "encoder_model.onnx", broken / "onnx" / "decoder_model.onnx")
+    missing = tmp_path / "missing"
+    write_whisper(missing)
+    (missing / "onnx" / "decoder_model.onnx").unlink()
+    text = f"""
+[providers.local]
+models_dir = "{tmp_path / "models"}"
+hub_downloads = false
+[providers.local.models.broken]
+kind = "speech_to_text"
+path = "{broken}"
+[providers.local.models.missing]
+kind = "speech_to_text"
+path = "{missing}"
+"""
+    async with daemon_client(make_config(text)) as client:
+        with pytest.raises(ModelNotAvailable) as caught:
+            await client.transcribe(SPEECH, "broken")
+        assert "input_ids and encoder_hidden_states" in caught.value.message
+        with pytest.raises(ModelNotAvailable) as caught:
+            await client.transcribe(SPEECH, "missing")
+        assert "decoder_model.onnx" in caught.value.message

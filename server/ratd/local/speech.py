@@ -41,7 +41,7 @@ from ratd.local.sources import ModelFiles, decoder_file, decoder_with_past_file
 
 # Whisper's timestamp tokens step by 20 ms.
 TIMESTAMP_STEP = 0.02
-# The prompt (previous text) keeps at most half the decoder's window, as Whisper does.
+# <|en|>, <|haw|>...: the language tokens.
 _LANGUAGE_TOKEN = re.compile(r"<\|([a-z]{2,3})\|>")
 
 
@@ -262,6 +262,7 @@ class SpeechModel(LocalModel):
         language = self.language_token(request.language)
         prompt: tuple[int, ...] = ()
         if request.prompt and self.tokens.previous is not None:
+            # The prompt keeps at most half the decoder's window, as Whisper does.
             ids = self.tokenizer.encode(" " + request.prompt.strip(), add_special_tokens=False).ids
             prompt = tuple(ids[-(self.max_tokens // 2 - 1) :])
         stamps = request.timestamps and self.tokens.timestamp_begin is not None
