@@ -189,6 +189,10 @@ class LocalConfig:
     # Largest model download, in MB: checked against the sizes the Hub reports before
     # downloading, and against the bytes received while downloading (0: no limit).
     max_download_mb: int = 2048
+    # Speech to text: most seconds of audio one Transcribe may hold for a local model
+    # (each 30 s window is one encoder run and up to 448 decoder steps). The bytes are
+    # bounded by [media] max_audio_bytes before this.
+    max_audio_secs: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -670,7 +674,7 @@ def _protect_headers(headers: dict[str, str]) -> None:
             Secret(value)
 
 
-LOCAL_KINDS = ("embedding", "nli")
+LOCAL_KINDS = ("embedding", "nli", "speech_to_text")
 # A Hub tag or branch that cannot rewrite a URL path (ratd.local.revisions checks callers').
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")

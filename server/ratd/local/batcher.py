@@ -27,22 +27,30 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Any, Protocol
 
 from ratd import errors
-from ratd.local.onnx_model import Encoded
 from ratd.metrics import BATCH_FAILURES, BATCH_QUEUE, BATCH_SIZE, BATCH_TOKENS, child
 
 log = logging.getLogger(__name__)
 
-RunBatch = Callable[[list[Encoded]], np.ndarray]
+
+class Input(Protocol):
+    """A batch item: a tokenized text (``Encoded``) or a window of audio
+    (``speech.Window``), with the tokens it counts for against ``max_batch_tokens``."""
+
+    @property
+    def length(self) -> int: ...
+
+
+# One result per input, in order (rows of an array, or decoded windows).
+RunBatch = Callable[[list[Any]], Sequence[Any]]
 
 
 @dataclass(slots=True)
 class _Item:
-    encoded: Encoded
-    future: asyncio.Future[np.ndarray]
+    encoded: Input
+    future: asyncio.Future[Any]
     order: int = field(default=0)
 
 
@@ -110,7 +118,7 @@ class Batcher:
             self._loop(), name=f"batcher:{self.name}"
         )
 
-    async def submit(self, encoded: Sequence[Encoded]) -> list[np.ndarray]:
+    async def submit(self, encoded: Sequence[Input]) -> list[Any]:
         """One result row per input, in order, once the batches holding them have run."""
         if self._closed:
             raise errors.ModelNotAvailable(f"{self.name} is unloading; retry", model=self.name)

@@ -19,6 +19,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 EMBEDDING = "embedding"
 NLI = "nli"
+# Whisper-class encoder/decoder models (ratd.local.speech).
+SPEECH_TO_TEXT = "speech_to_text"
 
 
 @dataclass(frozen=True)

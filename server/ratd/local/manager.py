@@ -38,11 +38,12 @@ from ratd import errors
 from ratd.config import LocalConfig
 from ratd.local import memory, sources
 from ratd.local.batcher import Batcher, BatchLimits
-from ratd.local.catalog import EMBEDDING, Catalog, ModelSpec
+from ratd.local.catalog import EMBEDDING, SPEECH_TO_TEXT, Catalog, ModelSpec
 from ratd.local.embeddings import EmbeddingModel
 from ratd.local.nli import NliModel
-from ratd.local.onnx_model import OnnxModel
+from ratd.local.onnx_model import LocalModel
 from ratd.local.sessions import SessionSettings
+from ratd.local.speech import SpeechModel
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Entry:
 
     spec: ModelSpec
     state: State = State.AVAILABLE
-    model: OnnxModel | None = None
+    model: LocalModel | None = None
     batcher: Batcher | None = None
     bytes: int = 0
     device: str = ""
@@ -85,15 +86,27 @@ class Entry:
 
 
 def weights_size(files: sources.ModelFiles) -> int:
-    """Bytes of the graph and its external weights on disk."""
-    size = files.onnx.stat().st_size
-    data = files.find(f"{files.onnx_file}_data")
-    return size + (data.stat().st_size if data is not None else 0)
+    """Bytes of the graph (and a speech model's decoder) and external weights on disk."""
+    size = 0
+    graphs = (
+        files.onnx_file,
+        sources.decoder_file(files.onnx_file),
+        sources.decoder_with_past_file(files.onnx_file),
+    )
+    for graph in dict.fromkeys(graphs):
+        for name in (graph, f"{graph}_data", f"{graph}.data"):
+            found = files.find(name)
+            size += found.stat().st_size if found is not None else 0
+    return size
 
 
-def build_model(spec: ModelSpec, files: sources.ModelFiles, settings: SessionSettings) -> OnnxModel:
+def build_model(
+    spec: ModelSpec, files: sources.ModelFiles, settings: SessionSettings
+) -> LocalModel:
     if spec.kind == EMBEDDING:
         return EmbeddingModel(spec, files, settings)
+    if spec.kind == SPEECH_TO_TEXT:
+        return SpeechModel(spec, files, settings)
     return NliModel(spec, files, settings)
 
 
@@ -142,7 +155,7 @@ class RssMeter:
         return max(after - before, weights_size(files))
 
 
-ModelBuilder = Callable[[ModelSpec, sources.ModelFiles, SessionSettings], OnnxModel]
+ModelBuilder = Callable[[ModelSpec, sources.ModelFiles, SessionSettings], LocalModel]
 SourceResolver = Callable[[ModelSpec, Path, sources.HubSettings], sources.ModelFiles]
 
 

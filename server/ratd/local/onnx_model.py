@@ -62,10 +62,30 @@ def _positive(value: object) -> int | None:
     return None
 
 
-class OnnxModel:
-    """Session, tokenizer and input layout of one model. Subclasses turn outputs into results."""
+class LocalModel:
+    """What the manager and the batcher need of any loaded model: its spec, the device it
+    runs on, a batch entry point (called in a worker thread), a warm-up at the largest
+    batch, and a way to drop its sessions. Text models are ``OnnxModel``; speech to text
+    (two sessions, audio in) is ``ratd.local.speech.SpeechModel``."""
 
     kind = ""
+    spec: ModelSpec
+    device: str
+
+    def run(self, batch: Sequence[Any]) -> Any:
+        """One result per input, in order (an array's rows, or a list): subclasses define
+        what an input and a result are."""
+        raise NotImplementedError
+
+    def warm_up(self, max_batch_tokens: int, max_batch_size: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class OnnxModel(LocalModel):
+    """Session, tokenizer and input layout of one model. Subclasses turn outputs into results."""
 
     def __init__(self, spec: ModelSpec, files: ModelFiles, settings: SessionSettings) -> None:
         self.spec = spec
@@ -174,10 +194,6 @@ class OnnxModel:
                 )
             feeds[name] = available[name].astype(dtype, copy=False)
         return feeds, mask
-
-    def run(self, batch: Sequence[Encoded]) -> np.ndarray:
-        """One result row per input, in order. Subclasses define what a row is."""
-        raise NotImplementedError
 
     def warm_up(self, max_batch_tokens: int, max_batch_size: int) -> None:
         """Run the largest batch the batcher can form, so that the arena reaches its peak

@@ -20,14 +20,16 @@ from typing import TypeVar
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from ratatoskr.v1 import admin_pb2, inference_pb2, models_pb2
+from ratatoskr.v1 import admin_pb2, inference_pb2, media_pb2, models_pb2
 from ratd import errors
 from ratd.config import Config, LocalConfig, ProviderConfig
-from ratd.local import sources
-from ratd.local.catalog import EMBEDDING, NLI, Catalog, ModelSpec
+from ratd.local import audio, sources
+from ratd.local.catalog import EMBEDDING, NLI, SPEECH_TO_TEXT, Catalog, ModelSpec
 from ratd.local.manager import Entry, Loaders, ModelManager, State
 from ratd.local.nli import NliModel
+from ratd.local.onnx_model import OnnxModel
 from ratd.local.revisions import check_revision
+from ratd.local.speech import SpeechModel
 from ratd.local.tokenizers import TokenizerRegistry, encode_one, tokenize_response
 from ratd.local.zero_shot import (
     DEFAULT_TEMPLATE,
@@ -51,7 +53,13 @@ _STATUS = {
     State.READY: models_pb2.MODEL_STATUS_READY,
     State.UNLOADING: models_pb2.MODEL_STATUS_UNLOADING,
 }
-_KIND_NAMES = {EMBEDDING: "embedding", NLI: "nli"}
+_KIND_NAMES = {EMBEDDING: "embedding", NLI: "nli", SPEECH_TO_TEXT: "speech_to_text"}
+# How an operation names the kind of model it needs, for refusals.
+_KIND_PHRASES = {
+    EMBEDDING: "an embedding model",
+    NLI: "an NLI (cross-encoder) model",
+    SPEECH_TO_TEXT: "a speech-to-text model",
+}
 # Least time between two progress messages of one download.
 _PROGRESS_INTERVAL = 0.1
 
@@ -69,6 +77,7 @@ _CAPABILITIES = {
         models_pb2.MODEL_CAPABILITY_CLASSIFY,
         models_pb2.MODEL_CAPABILITY_STANCE,
     ),
+    SPEECH_TO_TEXT: (models_pb2.MODEL_CAPABILITY_SPEECH_TO_TEXT,),
 }
 _COMMON = (models_pb2.MODEL_CAPABILITY_TOKEN_COUNTING, models_pb2.MODEL_CAPABILITY_LOCAL_INFERENCE)
 
@@ -113,6 +122,9 @@ class LocalProvider(Provider):
         self.models_dir = Path(self.local.models_dir).expanduser()
         self.hub = hub_settings(self.local, self.models_dir)
         self.catalog = Catalog(self.local)
+        if not any(spec.kind == SPEECH_TO_TEXT for spec in self.catalog):
+            # No built-in model transcribes: offered only when one is configured.
+            self.capabilities = self.capabilities - {"transcribe"}
         # With auth on, AdminService callers are admins (the interceptor requires it).
         self.callers_are_admins = config.auth.mode != "none"
         # Inference: one batch in flight per model; a few models may compute at once.
@@ -171,10 +183,9 @@ class LocalProvider(Provider):
     def _spec(self, model: str, kind: str, operation: str) -> ModelSpec:
         spec = self.manager.spec(model)
         if spec.kind != kind:
-            wanted = "an NLI (cross-encoder) model" if kind == NLI else "an embedding model"
             raise errors.InvalidInput(
-                f"model: {model} is {'an NLI' if spec.kind == NLI else 'an embedding'} model; "
-                f"{operation} needs {wanted}",
+                f"model: {model} is {_KIND_PHRASES.get(spec.kind, spec.kind)}; "
+                f"{operation} needs {_KIND_PHRASES[kind]}",
                 field="model",
                 provider=self.name,
                 model=model,
@@ -184,7 +195,7 @@ class LocalProvider(Provider):
     async def _run_pairs(self, entry: Entry, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         model = entry.model
         batcher = entry.batcher
-        assert model is not None and batcher is not None
+        assert isinstance(model, OnnxModel) and batcher is not None
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(self.tokenize_pool, model.encode_pairs, pairs)
         rows = await batcher.submit(encoded)
@@ -195,7 +206,7 @@ class LocalProvider(Provider):
         max_classify_tokens, and the encoding stopped if the caller goes away."""
         model = entry.model
         batcher = entry.batcher
-        assert model is not None and batcher is not None
+        assert isinstance(model, OnnxModel) and batcher is not None
         cancelled = threading.Event()
         budget = self.local.max_classify_tokens
         try:
@@ -222,7 +233,7 @@ class LocalProvider(Provider):
                 "[providers.local.models] table)",
             )
         async with self.manager.use(model) as entry:
-            assert entry.model is not None and entry.batcher is not None
+            assert isinstance(entry.model, OnnxModel) and entry.batcher is not None
             loop = asyncio.get_running_loop()
             encoded = await loop.run_in_executor(
                 self.tokenize_pool, entry.model.encode_texts, list(texts)
@@ -291,6 +302,49 @@ class LocalProvider(Provider):
             nli = entry.model
         assert isinstance(nli, NliModel)
         return stance_response(request.target, label_scores(logits, nli.labels, multi_label=False))
+
+    # -- speech to text -------------------------------------------------------------------------
+
+    async def transcribe(
+        self, request: media_pb2.TranscribeRequest, model: str
+    ) -> media_pb2.TranscribeResponse:
+        """Decoding and resampling (before the model loads, so bad audio costs no load) and
+        the log-mel features run in the tokenize pool; the windows go through the model's
+        batcher like any other input."""
+        self._spec(model, SPEECH_TO_TEXT, "transcription")
+        if request.mime_type not in ("", "audio/wav", "audio/x-wav", "audio/wave"):
+            raise errors.InvalidInput(
+                f"audio: {request.mime_type} is not decoded by local models; they take "
+                f"{audio.ACCEPTED}",
+                field="audio",
+                provider=self.name,
+                model=model,
+            )
+        samples = await self._in_pool(lambda: self._decoded(request.audio))
+        seconds = samples.size / audio.SAMPLE_RATE
+        async with self.manager.use(model) as entry:
+            speech, batcher = entry.model, entry.batcher
+            assert isinstance(speech, SpeechModel) and batcher is not None
+            windows = await self._in_pool(lambda: speech.windows(samples, request))
+            decoded = await batcher.submit([w for _, _, w in windows])
+        pieces = [(start, end, d) for (start, end, _), d in zip(windows, decoded, strict=True)]
+        answer = speech.response(pieces, seconds, request.timestamps, request.language)
+        answer.model, answer.provider = model, self.name
+        return answer
+
+    def _decoded(self, data: bytes) -> np.ndarray:
+        """16 kHz mono samples, once the header shows the audio within max_audio_secs."""
+        limit = self.local.max_audio_secs
+        seconds = audio.duration(data)
+        if limit and seconds > limit:
+            raise errors.InvalidInput(
+                f"audio: {seconds:.1f} s of audio, over the {limit:g} s local models take "
+                "(providers.local.max_audio_secs)",
+                field="audio",
+                provider=self.name,
+            )
+        samples, rate = audio.decode_wav(data)
+        return audio.to_model_rate(samples, rate)
 
     # -- tokens --------------------------------------------------------------------------------
     # Tokenizing megabytes takes seconds: it runs in the tokenize pool with encode_batch,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ratd import errors
-from ratd.local.catalog import EMBEDDING, ModelSpec
+from ratd.local.catalog import EMBEDDING, SPEECH_TO_TEXT, ModelSpec
 from ratd.local.revisions import DownloadTooLarge, too_large
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int, bool], None]
 
 ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
+# Speech to text: optimum's encoder/decoder export; the decoder sits beside the encoder.
+SPEECH_CANDIDATES = ("encoder_model.onnx", "onnx/encoder_model.onnx")
+SPEECH_FILES = ("generation_config.json", "preprocessor_config.json")
 OPTIONAL_FILES = (
     "config.json",
     "tokenizer_config.json",
@@ -87,6 +90,34 @@ class ModelFiles:
             check_sha256(self.require(relative), expected)
 
 
+def decoder_file(encoder_file: str) -> str:
+    """The decoder beside an encoder (``onnx/encoder_model_int8.onnx`` ->
+    ``onnx/decoder_model_int8.onnx``)."""
+    folder, _, name = encoder_file.rpartition("/")
+    decoder = name.replace("encoder", "decoder", 1)
+    return f"{folder}/{decoder}" if folder else decoder
+
+
+def decoder_with_past_file(encoder_file: str) -> str:
+    """The with-past decoder beside an encoder (optional: decoding is faster with it)."""
+    folder, _, name = encoder_file.rpartition("/")
+    decoder = name.replace("encoder", "decoder_with_past", 1)
+    return f"{folder}/{decoder}" if folder else decoder
+
+
+def model_files(spec: ModelSpec, onnx_file: str) -> tuple[str, ...]:
+    """The ONNX files a model runs: one graph, or an encoder and its decoder."""
+    if spec.kind == SPEECH_TO_TEXT:
+        return (onnx_file, decoder_file(onnx_file))
+    return (onnx_file,)
+
+
+def onnx_candidates(spec: ModelSpec) -> tuple[str, ...]:
+    if spec.onnx_file:
+        return (spec.onnx_file,)
+    return SPEECH_CANDIDATES if spec.kind == SPEECH_TO_TEXT else ONNX_CANDIDATES
+
+
 # -- checksums -----------------------------------------------------------------------------
 
 _digests: dict[tuple[str, int, int], str] = {}
@@ -123,17 +154,18 @@ def check_sha256(path: Path, expected: str) -> None:
 # -- directories and packages -----------------------------------------------------------------
 
 
-def _onnx_in(layers: Iterable[Path], wanted: str) -> str | None:
-    candidates = (wanted,) if wanted else ONNX_CANDIDATES
-    for relative in candidates:
-        if any((layer / relative).is_file() for layer in layers):
+def _onnx_in(layers: Iterable[Path], spec: ModelSpec) -> str | None:
+    layers = tuple(layers)
+    for relative in onnx_candidates(spec):
+        needed = model_files(spec, relative)
+        if all(any((layer / f).is_file() for layer in layers) for f in needed):
             return relative
     return None
 
 
 def _directory(spec: ModelSpec, directory: Path, label: str) -> ModelFiles | None:
     layers = (directory,)
-    onnx = _onnx_in(layers, spec.onnx_file)
+    onnx = _onnx_in(layers, spec)
     if onnx is None or not (directory / "tokenizer.json").is_file():
         return None
     return ModelFiles(layers, onnx, f"{label} {directory}", dict(spec.sha256))
@@ -156,7 +188,7 @@ def _package(spec: ModelSpec) -> ModelFiles | None:
         return None
     base = root / spec.package_subdir if spec.package_subdir else root
     layers = (base, Path(spec.companion)) if spec.companion else (base,)
-    onnx = _onnx_in(layers, spec.onnx_file)
+    onnx = _onnx_in(layers, spec)
     if onnx is None or not any((layer / "tokenizer.json").is_file() for layer in layers):
         return None
     sums = {**spec.package_sha256, **spec.sha256}
@@ -167,7 +199,7 @@ def _package(spec: ModelSpec) -> ModelFiles | None:
 
 
 def _hub_onnx(spec: ModelSpec) -> tuple[str, ...]:
-    return (spec.onnx_file,) if spec.onnx_file else ("onnx/model.onnx", "model.onnx")
+    return tuple(reversed(onnx_candidates(spec)))  # the Hub's exports live under onnx/
 
 
 def _cached(spec: ModelSpec, hub: HubSettings, revision: str) -> ModelFiles | None:
@@ -183,7 +215,7 @@ def _cached(spec: ModelSpec, hub: HubSettings, revision: str) -> ModelFiles | No
     if tokenizer is None:
         return None
     for onnx in _hub_onnx(spec):
-        if lookup(onnx) is not None:
+        if all(lookup(f) is not None for f in model_files(spec, onnx)):
             snapshot = tokenizer.parent
             return ModelFiles(
                 (snapshot,),
@@ -279,14 +311,25 @@ def _hub_info(spec: ModelSpec, hub: HubSettings, revision: str) -> Any:
 
 def _wanted(spec: ModelSpec, siblings: Mapping[str, Any], where: str) -> tuple[str, list[str]]:
     """The ONNX file to run, and every file of the repository ratd needs beside it."""
-    onnx = next((name for name in _hub_onnx(spec) if name in siblings), None)
+    onnx = next(
+        (name for name in _hub_onnx(spec) if all(f in siblings for f in model_files(spec, name))),
+        None,
+    )
     if onnx is None or "tokenizer.json" not in siblings:
         raise errors.ModelNotAvailable(
             f"{where} has no {' or '.join(_hub_onnx(spec))} and tokenizer.json: "
             "not an ONNX model ratd can run",
             model=spec.name,
         )
-    wanted = [onnx, f"{onnx}_data", f"{onnx}.data", "tokenizer.json", *OPTIONAL_FILES]
+    graphs = [
+        name
+        for graph in model_files(spec, onnx)
+        for name in (graph, f"{graph}_data", f"{graph}.data")
+    ]
+    wanted = [*graphs, "tokenizer.json", *OPTIONAL_FILES]
+    if spec.kind == SPEECH_TO_TEXT:
+        past = decoder_with_past_file(onnx)
+        wanted += [past, f"{past}_data", f"{past}.data", *SPEECH_FILES]
     if spec.kind != EMBEDDING:
         embedding_only = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
         wanted = [w for w in wanted if w not in embedding_only]
@@ -396,7 +439,8 @@ def resolve(spec: ModelSpec, models_dir: Path, hub: HubSettings) -> ModelFiles:
         if found is None:
             raise errors.ModelNotAvailable(
                 f"{spec.name}: {directory} does not hold an ONNX model "
-                f"({spec.onnx_file or ' or '.join(ONNX_CANDIDATES)}) and tokenizer.json",
+                f"({' or '.join(' + '.join(model_files(spec, c)) for c in onnx_candidates(spec))}) "
+                "and tokenizer.json",
                 model=spec.name,
             )
         return found

@@ -214,7 +214,7 @@ SPECS: tuple[ProviderSpec, ...] = (
     ProviderSpec(
         "local",
         "",
-        capabilities=frozenset({"embed", "nli", "classify", "stance", "tokens"}),
+        capabilities=frozenset({"embed", "nli", "classify", "stance", "tokens", "transcribe"}),
         default_chains=frozenset({"embed", "nli", "classify", "stance", "tokens"}),
     ),
 )
