@@ -59,6 +59,14 @@ path = "{root / "tiny-whisper-cached"}"
 kind = "speech_to_text"
 path = "{root / "tiny-whisper-past-rat"}"
 
+[providers.local.models.tiny-whisper-loud]
+kind = "speech_to_text"
+path = "{root / "tiny-whisper-loud"}"
+
+[providers.local.models.tiny-whisper-loud-cached]
+kind = "speech_to_text"
+path = "{root / "tiny-whisper-loud-cached"}"
+
 [providers.local.models.tiny-embed]
 kind = "embedding"
 path = "{root / "tiny-embed"}"
@@ -73,6 +81,8 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_whisper(root / "tiny-whisper-en", multilingual=False)
     write_whisper(root / "tiny-whisper-cached", with_past="same")
     write_whisper(root / "tiny-whisper-past-rat", with_past="rat")
+    write_whisper(root / "tiny-whisper-loud", loudness=True)
+    write_whisper(root / "tiny-whisper-loud-cached", loudness=True, with_past="same")
     write_model(root / "tiny-embed", "embedding")
     return root
 
@@ -463,3 +473,30 @@ path = "{missing}"
         with pytest.raises(ModelNotAvailable) as caught:
             await client.transcribe(SPEECH, "missing")
         assert "decoder_model.onnx" in caught.value.message
+
+
+@pytest.mark.parametrize("model", ["tiny-whisper-loud", "tiny-whisper-loud-cached"])
+async def test_rows_of_one_batch_finish_at_different_steps(
+    model_root: Path, tmp_path: Path, model: str
+) -> None:
+    """30 s of tone then 35 s of silence: three windows in one batch; the sounding one
+    decodes a token more than the silent ones, so rows (and their cache) leave the batch
+    while another goes on. Each window's tokens are its own greedy path, recomputed."""
+    from tests.fakes.whisper_models import build_graphs
+
+    weights = build_graphs(loudness=True)[2]
+    samples = np.concatenate([tone(440, 30.0), np.zeros(16000 * 35)])
+    prefix = [VOCAB[t] for t in ("<|startoftranscript|>", "<|en|>", "<|transcribe|>")]
+    prefix.append(VOCAB["<|notimestamps|>"])
+    expected = [
+        weights.expected_tokens(audio.log_mel(piece), prefix, [VOCAB["um"]], VOCAB["<|0.00|>"])
+        for _, _, piece in audio.windows(samples.astype(np.float32))
+    ]
+    rat = VOCAB["rat"]
+    assert expected == [[*HELLO_WORLD, rat], HELLO_WORLD, HELLO_WORLD]
+    async with daemon_and_client(config_text(model_root, tmp_path)) as (daemon, client):
+        answer = await client.transcribe(wav(samples), model, language="en")
+        batcher = manager_of(daemon).entries[model].batcher
+        assert batcher is not None and (batcher.items, batcher.batches) == (3, 1)
+    assert answer.text == "hello world rat hello world hello world"
+    assert answer.usage.completion_tokens == 7

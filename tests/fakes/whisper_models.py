@@ -212,8 +212,20 @@ def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
     return model
 
 
+def _hear_loudness(weights: TinyWhisper) -> None:
+    """Make "world" go on to "rat" in a window with sound and end in a silent one: the
+    first hidden unit is the mean log-mel level of each frame (digital silence is -1.5,
+    a loud tone about -0.5 over a 30 s window), and "rat" gets twice its mean over the
+    frames as bias, so rows of one batch finish at different steps."""
+    vocab = vocabulary()
+    weights.encoder[:, 0] = 1.0 / N_MELS
+    weights.noise[0, vocab["rat"]] = 2.0
+    weights.table[vocab["world"], vocab["rat"]] = 6.5  # + about -1 (sound) or -3 (silence)
+    weights.table[vocab["rat"], vocab["<|endoftext|>"]] = 5.0
+
+
 def build_graphs(
-    seed: int = 0, *, cache: bool = False
+    seed: int = 0, *, cache: bool = False, loudness: bool = False
 ) -> tuple[onnx.ModelProto, onnx.ModelProto, TinyWhisper]:
     rng = np.random.default_rng(seed)
     vocab = vocabulary()
@@ -223,6 +235,8 @@ def build_graphs(
         table=_table(vocab),
         noise=rng.normal(0, 0.01, (DIM, size)).astype(np.float32),
     )
+    if loudness:
+        _hear_loudness(weights)
     encoder = helper.make_graph(
         [
             helper.make_node("Transpose", ["input_features"], ["frames"], perm=[0, 2, 1]),
@@ -292,6 +306,7 @@ def write_whisper(
     multilingual: bool = True,
     seed: int = 0,
     with_past: str = "",
+    loudness: bool = False,
 ) -> TinyWhisper:
     """The model directory as onnx-community's whisper repositories lay it out.
     ``generation=False`` leaves out generation_config.json: the special tokens are then
@@ -299,8 +314,9 @@ def write_whisper(
     an English-only model (``whisper-*.en``: no language or task token in the prefix).
     ``with_past``: "same" adds decoder_with_past_model.onnx with the same transitions (its
     cache must give the same text), "rat" one where "hello" is followed by "rat" (a text
-    that only the with-past graph makes, to show it runs every step after the first)."""
-    encoder, decoder, weights = build_graphs(seed, cache=bool(with_past))
+    that only the with-past graph makes, to show it runs every step after the first).
+    ``loudness``: "world" is followed by "rat" where the window has sound (``_hear_loudness``)."""
+    encoder, decoder, weights = build_graphs(seed, cache=bool(with_past), loudness=loudness)
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
     onnx.save(encoder, str(directory / "onnx" / "encoder_model.onnx"))
     onnx.save(decoder, str(directory / "onnx" / "decoder_model.onnx"))
