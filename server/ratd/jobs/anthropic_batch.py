@@ -31,6 +31,7 @@ from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
 from ratd.jobs.polling import (
+    batch_provider,
     check_models,
     json_lines,
     poll_until_done,
@@ -67,13 +68,7 @@ class AnthropicBatches:
         self.holder = holder
 
     def provider(self, name: str) -> AnthropicProvider:
-        found = self.holder.current.providers.get(name)
-        if not isinstance(found, AnthropicProvider):
-            raise errors.InvalidInput(
-                f"provider {name!r} is not a configured provider of kind anthropic",
-                field="provider",
-            )
-        return found
+        return batch_provider(self.holder.current.providers, name, AnthropicProvider, "anthropic")
 
     def check(self, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None) -> None:
         provider = self.provider(request.provider)

@@ -52,6 +52,7 @@ from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
 from ratd.jobs.polling import (
+    batch_provider,
     check_models,
     json_lines,
     poll_until_done,
@@ -95,13 +96,7 @@ class GeminiBatches:
         self.holder = holder
 
     def provider(self, name: str) -> GeminiProvider:
-        found = self.holder.current.providers.get(name)
-        if not isinstance(found, GeminiProvider):
-            raise errors.InvalidInput(
-                f"provider {name!r} is not a configured provider of kind google",
-                field="provider",
-            )
-        return found
+        return batch_provider(self.holder.current.providers, name, GeminiProvider, "google")
 
     def check(self, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None) -> None:
         """Refuse, before anything is sent, what one Gemini batch cannot run."""

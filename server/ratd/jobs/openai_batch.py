@@ -38,6 +38,7 @@ from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
 from ratd.jobs.polling import (
+    batch_provider,
     check_models,
     json_lines,
     poll_until_done,
@@ -63,14 +64,7 @@ class OpenAIBatches:
         self.holder = holder
 
     def provider(self, name: str) -> OpenAIProvider:
-        found = self.holder.current.providers.get(name)
-        if not isinstance(found, OpenAIProvider) or found.kind != "openai":
-            raise errors.InvalidInput(
-                f"provider {name!r} is not a configured provider of kind openai "
-                "(batch APIs: kinds openai, anthropic and google)",
-                field="provider",
-            )
-        return found
+        return batch_provider(self.holder.current.providers, name, OpenAIProvider, "openai")
 
     def check(self, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None) -> None:
         """Refuse, before any upload, what the provider's batch cannot run."""

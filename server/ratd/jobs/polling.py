@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -22,6 +22,21 @@ POLL_FAILURES = 3
 # Anthropic's Message Batches and the Gemini API's batch mode alike (their pricing
 # pages and the Gemini Batch API guide, read 2026-12-04).
 BATCH_PRICE = 0.5
+
+P = TypeVar("P", bound=HttpProvider)
+
+
+def batch_provider(providers: Mapping[str, object], name: str, cls: type[P], kind: str) -> P:
+    """The configured provider ``name``, if it is of the class (and ``kind``) whose batch
+    API a runner speaks; else INVALID_ARGUMENT naming the kinds that have one."""
+    found = providers.get(name)
+    if not isinstance(found, cls) or found.kind != kind:
+        raise errors.InvalidInput(
+            f"provider {name!r} is not a configured provider of kind {kind} "
+            "(batch APIs: kinds openai, anthropic and google)",
+            field="provider",
+        )
+    return found
 
 
 async def poll_until_done(
