@@ -53,6 +53,8 @@ Item = TypeVar("Item")
 Result = TypeVar("Result", bound=ProtoMessage)
 Cached = TypeVar("Cached", bound=ProtoMessage)
 Answer = TypeVar("Answer", chat_pb2.ChatResponse, chat_pb2.GenerateResponse)
+# A media answer that carries usage (priced by _costed).
+Costed = TypeVar("Costed", media_pb2.GenerateImageResponse, media_pb2.TranscribeResponse)
 Event = TypeVar("Event", chat_pb2.ChatStreamResponse, chat_pb2.GenerateStreamResponse)
 
 # Most items one batch request may carry.
@@ -888,30 +890,32 @@ class Gateway:
     ) -> media_pb2.GenerateImageResponse:
         model = self._media_model(request.model)
         media.check_image_request(request, self.config.media)
-        info = current()
-
-        async def call(provider: Provider, name: str) -> media_pb2.GenerateImageResponse:
-            answer = await provider.generate_image(request, name)
-            if answer.HasField("usage"):
-                self._account(provider, name, answer.usage, info)
-            return answer
-
-        return await self._first_success("image", model, call, info)
+        return await self._costed(
+            "image", model, lambda provider, name: provider.generate_image(request, name)
+        )
 
     async def transcribe(
         self, request: media_pb2.TranscribeRequest
     ) -> media_pb2.TranscribeResponse:
         model = self._media_model(request.model)
         media.check_transcribe(request, self.config.media)
+        return await self._costed(
+            "transcribe", model, lambda provider, name: provider.transcribe(request, name)
+        )
+
+    def _costed(
+        self, capability: str, model: str, send: Callable[[Provider, str], Awaitable[Costed]]
+    ) -> Awaitable[Costed]:
+        """The fallback chain over ``send``, each answer's usage priced and counted."""
         info = current()
 
-        async def call(provider: Provider, name: str) -> media_pb2.TranscribeResponse:
-            answer = await provider.transcribe(request, name)
+        async def call(provider: Provider, name: str) -> Costed:
+            answer = await send(provider, name)
             if answer.HasField("usage"):
                 self._account(provider, name, answer.usage, info)
             return answer
 
-        return await self._first_success("transcribe", model, call, info)
+        return self._first_success(capability, model, call, info)
 
     async def synthesize(
         self, request: media_pb2.SynthesizeRequest

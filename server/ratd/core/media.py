@@ -8,6 +8,7 @@ Every refusal is INVALID_ARGUMENT naming the field.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ratatoskr.v1 import chat_pb2, media_parts_pb2, media_pb2
 from ratd import errors
@@ -102,23 +103,31 @@ def check_document(field: str, part: media_parts_pb2.DocumentPart, media: MediaC
 
 
 def check_audio(field: str, part: media_parts_pb2.AudioPart, media: MediaConfig) -> None:
-    if part.WhichOneof("source") is None:
-        raise _fail(field, "needs a url or data")
-    if part.WhichOneof("source") == "url":
-        _url(f"{field}.url", part.url)
-        return
-    _bytes(f"{field}.data", part.data, media.max_audio_part_bytes, "max_audio_part_bytes")
-    part.mime_type = _sniffed(f"{field}.data", part.mime_type, sniff_audio(part.data), AUDIO_TYPES)
+    _sourced_part(field, part, media.max_audio_part_bytes, "max_audio_part_bytes", sniff_audio)
 
 
 def check_video(field: str, part: media_parts_pb2.VideoPart, media: MediaConfig) -> None:
-    if part.WhichOneof("source") is None:
+    _sourced_part(field, part, media.max_video_bytes, "max_video_bytes", sniff_video)
+
+
+def _sourced_part(
+    field: str,
+    part: media_parts_pb2.AudioPart | media_parts_pb2.VideoPart,
+    limit: int,
+    limit_name: str,
+    sniff: Callable[[bytes], str | None],
+) -> None:
+    """An audio or video part: a URL passed on as it is, or bytes within ``limit`` whose
+    MIME type is sniffed (and must be one of the kind's types)."""
+    source = part.WhichOneof("source")
+    if source is None:
         raise _fail(field, "needs a url or data")
-    if part.WhichOneof("source") == "url":
+    if source == "url":
         _url(f"{field}.url", part.url)
         return
-    _bytes(f"{field}.data", part.data, media.max_video_bytes, "max_video_bytes")
-    part.mime_type = _sniffed(f"{field}.data", part.mime_type, sniff_video(part.data), VIDEO_TYPES)
+    types = AUDIO_TYPES if isinstance(part, media_parts_pb2.AudioPart) else VIDEO_TYPES
+    _bytes(f"{field}.data", part.data, limit, limit_name)
+    part.mime_type = _sniffed(f"{field}.data", part.mime_type, sniff(part.data), types)
 
 
 def check_parts(

@@ -110,6 +110,19 @@ class CallPath:
             return tenant, self._refused(request, method, invalid, tenant)
         return tenant, parsed
 
+    async def _parsed(
+        self, request: web.Request, method: str, parse: Callable[[dict[str, Any]], T]
+    ) -> tuple[Tenant | None, T] | web.Response:
+        """The caller and what ``parse`` makes of the JSON body (it raises InvalidInput
+        for a body it refuses); or the response that refuses them."""
+        tenant, body = await self._begin(request, method, "inference")
+        if isinstance(body, web.Response):
+            return body
+        try:
+            return tenant, parse(body)
+        except errors.InvalidInput as err:
+            return self._refused(request, method, err, tenant)
+
     def _refused(
         self,
         request: web.Request,

@@ -93,13 +93,10 @@ class OpenAIDoor(CallPath):
     # -- endpoints ------------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        tenant, body = await self._begin(request, "http.Chat", "inference")
-        if isinstance(body, web.Response):
-            return body
-        try:
-            message, stream, usage = chat.chat_request(body)
-        except errors.InvalidInput as err:
-            return self._refused(request, "http.Chat", err, tenant)
+        found = await self._parsed(request, "http.Chat", chat.chat_request)
+        if isinstance(found, web.Response):
+            return found
+        tenant, (message, stream, usage) = found
         model = message.options.model
         if stream:
             return await self._stream(
@@ -119,13 +116,12 @@ class OpenAIDoor(CallPath):
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         """The Responses API, as Chat / ChatStream (``responses_request``, ``responses``)."""
-        tenant, body = await self._begin(request, "http.Responses", "inference")
-        if isinstance(body, web.Response):
-            return body
-        try:
-            message, stream = responses_request(body)
-        except errors.InvalidInput as err:
-            return self._refused(request, "http.Responses", err, tenant)
+        found = await self._parsed(
+            request, "http.Responses", lambda body: (*responses_request(body), body)
+        )
+        if isinstance(found, web.Response):
+            return found
+        tenant, (message, stream, body) = found
         echo = responses.Echo(body)
         if stream:
             return await self._stream(
@@ -144,13 +140,10 @@ class OpenAIDoor(CallPath):
         )
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
-        tenant, body = await self._begin(request, "http.Generate", "inference")
-        if isinstance(body, web.Response):
-            return body
-        try:
-            message, stream, usage = completions.generate_request(body)
-        except errors.InvalidInput as err:
-            return self._refused(request, "http.Generate", err, tenant)
+        found = await self._parsed(request, "http.Generate", completions.generate_request)
+        if isinstance(found, web.Response):
+            return found
+        tenant, (message, stream, usage) = found
         model = message.options.model
         if stream:
             return await self._stream(
@@ -169,13 +162,10 @@ class OpenAIDoor(CallPath):
         )
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        tenant, body = await self._begin(request, "http.Embeddings", "inference")
-        if isinstance(body, web.Response):
-            return body
-        try:
-            message, as_base64 = embeddings.embed_request(body)
-        except errors.InvalidInput as err:
-            return self._refused(request, "http.Embeddings", err, tenant)
+        found = await self._parsed(request, "http.Embeddings", embeddings.embed_request)
+        if isinstance(found, web.Response):
+            return found
+        tenant, (message, as_base64) = found
         return await self._unary(
             request,
             "http.Embeddings",
@@ -185,13 +175,10 @@ class OpenAIDoor(CallPath):
         )
 
     async def _images(self, request: web.Request) -> web.StreamResponse:
-        tenant, body = await self._begin(request, "http.GenerateImage", "inference")
-        if isinstance(body, web.Response):
-            return body
-        try:
-            message = media.image_request(body)
-        except errors.InvalidInput as err:
-            return self._refused(request, "http.GenerateImage", err, tenant)
+        found = await self._parsed(request, "http.GenerateImage", media.image_request)
+        if isinstance(found, web.Response):
+            return found
+        tenant, message = found
         return await self._unary(
             request,
             "http.GenerateImage",
@@ -242,13 +229,10 @@ class OpenAIDoor(CallPath):
         return texts, files
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        tenant, body = await self._begin(request, "http.Synthesize", "inference")
-        if isinstance(body, web.Response):
-            return body
-        try:
-            message = media.speech_request(body)
-        except errors.InvalidInput as err:
-            return self._refused(request, "http.Synthesize", err, tenant)
+        found = await self._parsed(request, "http.Synthesize", media.speech_request)
+        if isinstance(found, web.Response):
+            return found
+        tenant, message = found
         return await self._audio(
             request, "http.Synthesize", tenant, lambda gw: gw.synthesize(message)
         )
