@@ -67,7 +67,9 @@ class AlarmClock:
     def _add(self, alarm: Alarm) -> None:
         if self._handle is None and not self._slots:  # idle until now: catch up
             self._seen = max(self._seen, _slot_of(self._loop.time()) - 1)
-        slot = max(_slot_of(alarm.when), self._seen + 1)
+        slot = math.ceil(alarm.when / RESOLUTION)  # _slot_of, inline: on every call
+        if slot <= self._seen:
+            slot = self._seen + 1
         alarm._slot = slot
         alarms = self._slots.get(slot)
         if alarms is None:
@@ -114,9 +116,10 @@ def _slot_of(when: float) -> int:
 _CLOCKS: dict[asyncio.AbstractEventLoop, AlarmClock] = {}
 
 
-def clock() -> AlarmClock:
-    """The running loop's alarm clock."""
-    loop = asyncio.get_running_loop()
+def clock(loop: asyncio.AbstractEventLoop | None = None) -> AlarmClock:
+    """The alarm clock of ``loop`` (default: the running loop)."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     found = _CLOCKS.get(loop)
     if found is None:
         if len(_CLOCKS) > 8:  # loops of finished tests

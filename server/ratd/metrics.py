@@ -61,10 +61,10 @@ class _Lean(Collector):
         raise NotImplementedError
 
     def labels(self, *values: str) -> Any:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected")
         found = self._children.get(values)
         if found is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected")
             found = self._children[values] = self._child()
         return found
 

@@ -26,6 +26,9 @@ class _State:
 
 
 _state = _State()
+# Read where a call's path asks whether tracing is on without a function call:
+# ``tracing.state.tracer is not None``.
+state = _state
 
 # GenAI semantic conventions: gen_ai.operation.name by routing capability.
 _OPERATIONS = {

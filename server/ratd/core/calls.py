@@ -51,7 +51,8 @@ class CallInfo:
             self.tried.append(provider)
 
 
-_CURRENT: ContextVar[CallInfo | None] = ContextVar("ratd_call", default=None)
+# The call being served by this task (``begin`` sets it; the gRPC guard sets it itself).
+CURRENT: ContextVar[CallInfo | None] = ContextVar("ratd_call", default=None)
 
 
 # Longest ``x-ratatoskr-user`` value kept; the rest is cut (it is a label, not data).
@@ -69,8 +70,8 @@ def caller_user(metadata: Iterable[tuple[str, object]] | None) -> str:
 
 def current() -> CallInfo | None:
     """The call being served by this task, if any (None in tests that call the core)."""
-    return _CURRENT.get()
+    return CURRENT.get()
 
 
 def begin(info: CallInfo) -> None:
-    _CURRENT.set(info)
+    CURRENT.set(info)

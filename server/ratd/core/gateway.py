@@ -41,7 +41,7 @@ from ratd.core.validation import (
 )
 from ratd.metrics import FALLBACKS, SPEND, TOKENS, child
 from ratd.providers.base import ChatLike, GenerateLike, Provider
-from ratd.registry import Presets, Registry
+from ratd.registry import Presets, Registry, cost_of
 from ratd.state import StateBackend, build_state
 
 log = logging.getLogger(__name__)
@@ -448,17 +448,18 @@ class Gateway:
     ) -> None:
         """Fill in the cost of ``usage`` (unless the provider reported it) and count the
         tokens and the spend."""
-        child(TOKENS, provider.name, "prompt").inc(usage.prompt_tokens)
-        child(TOKENS, provider.name, "completion").inc(usage.completion_tokens)
+        name = provider.name
+        child(TOKENS, name, "prompt").inc(usage.prompt_tokens)
+        child(TOKENS, name, "completion").inc(usage.completion_tokens)
         if info is not None:
             info.usage = usage
+        found = self.registry.get(name, model)
         if not usage.HasField("cost_usd"):
-            cost = self.registry.cost(provider.name, model, usage)
+            cost = cost_of(found, usage)
             if cost is None:
                 return
             usage.cost_usd = cost
-        label = model if self.registry.get(provider.name, model) is not None else "other"
-        child(SPEND, provider.name, label).inc(usage.cost_usd)
+        child(SPEND, name, model if found is not None else "other").inc(usage.cost_usd)
 
     async def _prepared(
         self,
@@ -467,36 +468,28 @@ class Gateway:
         request: R,
         send: Callable[[R], Awaitable[T]],
         info: CallInfo | None,
+        *,
+        priced: bool = False,
     ) -> T:
         """``send`` of ``request`` with its parameters fitted to the model; a refused
         parameter learned (and, under ``warn``, the request sent once more without it);
-        the wait on the upstream timed. ``send`` is the whole unary call, or the opening
-        of a stream up to its first event (a refusal can only come before it)."""
+        the wait on the upstream timed. ``send`` is the whole unary call (``priced``: its
+        answer's cost added), or the opening of a stream up to its first event (a refusal
+        can only come before it)."""
         prepared = self.parameters.apply(request, provider, model)
         started = time.perf_counter()
         try:
             try:
-                return await send(prepared)
+                answer = await send(prepared)
             except errors.UpstreamInvalidRequest as err:
                 if not self.parameters.learn(err, prepared, provider, model):
                     raise
-                return await send(self.parameters.apply(request, provider, model))
+                answer = await send(self.parameters.apply(request, provider, model))
         finally:
             if info is not None:
                 info.upstream += time.perf_counter() - started
-
-    async def _send(
-        self,
-        provider: Provider,
-        model: str,
-        request: R,
-        send: Callable[[R], Awaitable[Answer]],
-        info: CallInfo | None,
-    ) -> Answer:
-        """One provider's unary answer (``_prepared``), its cost added."""
-        answer = await self._prepared(provider, model, request, send, info)
-        if answer.HasField("usage"):
-            self._account(provider, model, answer.usage, info)
+        if priced and answer.HasField("usage"):  # type: ignore[attr-defined]
+            self._account(provider, model, answer.usage, info)  # type: ignore[attr-defined]
         return answer
 
     # -- governance (core.governance) --------------------------------------------------------
@@ -561,7 +554,9 @@ class Gateway:
         def call(provider: Provider, model: str) -> Awaitable[chat_pb2.ChatResponse]:
             if kinds:
                 media.check_readable(request, kinds, provider, model)
-            return self._send(provider, model, request, lambda r: provider.chat(r, model), info)
+            return self._prepared(
+                provider, model, request, lambda r: provider.chat(r, model), info, priced=True
+            )
 
         options = request.options
 
@@ -613,7 +608,9 @@ class Gateway:
         info = current()
 
         def call(provider: Provider, model: str) -> Awaitable[chat_pb2.GenerateResponse]:
-            return self._send(provider, model, request, lambda r: provider.generate(r, model), info)
+            return self._prepared(
+                provider, model, request, lambda r: provider.generate(r, model), info, priced=True
+            )
 
         options = request.options
         if info is None or info.tenant is None:

@@ -278,9 +278,9 @@ def _tools(tools: Sequence[chat_pb2.ToolDefinition], limits: Limits) -> set[str]
 
 def _chat_options(options: chat_pb2.ChatOptions, tool_names: set[str], limits: Limits) -> None:
     _model("options.model", options.model)
-    present = _set_fields(options)
-    if len(present) == 1:  # the model alone, as most requests
+    if len(options.ListFields()) == 1:  # the model alone, as most requests
         return
+    present = _set_fields(options)
     _sampling("options", options, limits, present)
     if "stop" in present:
         _stops("options.stop", options.stop, limits)

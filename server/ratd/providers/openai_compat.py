@@ -365,6 +365,18 @@ class ChatCompletions:
         }
         if request.tools:
             _add_tools(request, body)
+        # Most requests set the model alone: then no option needs looking at.
+        tuned = len(options.ListFields()) > 1
+        if tuned:
+            self._options_to_wire(options, body)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if tuned and options.HasField("raw_provider_options"):
+            body.update(orjson.loads(options.raw_provider_options))
+        return body
+
+    def _options_to_wire(self, options: chat_pb2.ChatOptions, body: dict[str, Any]) -> None:
         for name in _SAMPLING:
             if options.HasField(name):
                 value = getattr(options, name)
@@ -379,12 +391,6 @@ class ChatCompletions:
                 body["response_format"] = fmt
         if options.HasField("reasoning"):
             self.reasoning_to_wire(options.reasoning, body)
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        if options.HasField("raw_provider_options"):
-            body.update(orjson.loads(options.raw_provider_options))
-        return body
 
     def chat_call(
         self, request: ChatLike, model: str, *, stream: bool

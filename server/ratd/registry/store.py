@@ -190,18 +190,7 @@ class Registry:
 
     def cost(self, provider: str, model: str, usage: chat_pb2.Usage) -> float | None:
         """US dollars for ``usage`` at the model's prices; None when they are unknown."""
-        found = self.get(provider, model)
-        if found is None or not found.HasField("pricing"):
-            return None
-        pricing = found.pricing
-        if not pricing.HasField("prompt_cost_per_mtok") and not pricing.HasField(
-            "completion_cost_per_mtok"
-        ):
-            return None
-        return (
-            usage.prompt_tokens * pricing.prompt_cost_per_mtok
-            + usage.completion_tokens * pricing.completion_cost_per_mtok
-        ) / 1_000_000
+        return cost_of(self.get(provider, model), usage)
 
     def price(self, provider: str, model: str) -> float | None:
         """Input plus output price per million tokens, for ordering by cost."""
@@ -331,3 +320,19 @@ class Registry:
                 self._fetched_at[name] = float(entry.get("fetched_at", 0.0))
         except (OSError, ValueError, json_format.ParseError) as err:
             log.warning("registry: ignoring the unreadable cache %s: %s", self.cache_path, err)
+
+
+def cost_of(found: models_pb2.ModelMetadata | None, usage: chat_pb2.Usage) -> float | None:
+    """US dollars for ``usage`` at the prices of registry entry ``found``; None when they
+    are unknown."""
+    if found is None or not found.HasField("pricing"):
+        return None
+    pricing = found.pricing
+    if not pricing.HasField("prompt_cost_per_mtok") and not pricing.HasField(
+        "completion_cost_per_mtok"
+    ):
+        return None
+    return (
+        usage.prompt_tokens * pricing.prompt_cost_per_mtok
+        + usage.completion_tokens * pricing.completion_cost_per_mtok
+    ) / 1_000_000

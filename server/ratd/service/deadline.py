@@ -21,12 +21,15 @@ class Deadline:
     the block as ``TimeoutError`` (as with ``asyncio.timeout_at``; a cancellation from
     elsewhere stays a cancellation)."""
 
-    __slots__ = ("_alarm", "_cancelling", "_expired", "_task", "_when")
+    __slots__ = ("_alarm", "_cancelling", "_expired", "_loop", "_task", "_when")
 
-    def __init__(self, when: float) -> None:
+    def __init__(self, when: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the running loop, when the caller has it at hand (each lookup of the
+        running loop costs a ``getpid`` system call on CPython 3.11)."""
         self._when = when
         self._expired = False
         self._alarm: alarms.Alarm | None = None
+        self._loop = loop
 
     def when(self) -> float:
         return self._when
@@ -38,12 +41,13 @@ class Deadline:
             self._alarm.move(when)
 
     def __enter__(self) -> Deadline:
-        task = asyncio.current_task()
+        loop = self._loop or asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Deadline must be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        self._alarm = alarms.clock().start(self._when, self._fire)
+        self._alarm = alarms.clock(loop).start(self._when, self._fire)
         return self
 
     def _fire(self) -> None:

@@ -70,8 +70,7 @@ def wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         return handler
 
     async def request(arg: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(arg, Undecodable):
-            await _refuse(context, method, arg)
+        await _refuse(context, method, arg)
         return arg
 
     async def requests(arg: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -82,7 +81,12 @@ def wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         request=request,
         requests=requests,
         deserializer=safe_deserializer(handler.request_deserializer),
+        needs=_undecodable,
     )
+
+
+def _undecodable(request: Any) -> bool:
+    return type(request) is Undecodable
 
 
 class DecodingServer:

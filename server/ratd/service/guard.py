@@ -23,7 +23,7 @@ import grpc
 
 from ratd import errors, tracing
 from ratd.core.access import CALLER, Tenant
-from ratd.core.calls import CallInfo, begin, caller_user
+from ratd.core.calls import CURRENT, CallInfo, caller_user
 from ratd.core.gateway import Gateway
 from ratd.metrics import IN_FLIGHT
 from ratd.secrets import redact
@@ -111,9 +111,7 @@ class CallGuard:
         as errors.Timeout; other errors leave as they are, for the transport to turn into
         its own answer.
         ``action``: an admin action's arguments, for the audit log."""
-        admission = Admission(self, method, budget, tenant, metadata, system)
-        admission.action = action
-        return admission
+        return Admission(self, method, budget, tenant, metadata, system, action)
 
     def failure(self, method: str, exc: Exception) -> errors.GatewayError | str:
         """Log a failed call. Returns the error to answer with, or for a bug (anything
@@ -143,12 +141,14 @@ class CallGuard:
         method: str,
         action: dict[str, object] | None = None,
     ) -> Admission:
-        return self.admission(
+        return Admission(
+            self,
             method,
             self._budget(context),
             CALLER.get(),
             context.invocation_metadata,
-            action=action,
+            "grpc",
+            action,
         )
 
     async def unary(
@@ -161,15 +161,18 @@ class CallGuard:
     ) -> T:
         """Run one unary call on the current gateway: admitted, bounded by the time limit,
         errors as statuses. ``action``: an admin action's arguments (audit log)."""
-        with self.holder.use() as gateway:
-            try:
-                with self._admitted(context, method, action) as (_, info):
-                    answer = await call(gateway)
-                    if info.served_by:
-                        context.set_trailing_metadata(((SERVED_BY, info.served_by),))
-                    return answer
-            except Exception as exc:
-                await self._abort(context, method, exc)
+        holder = self.holder
+        gateway = holder.hold()
+        try:
+            with self._admitted(context, method, action) as (_, info):
+                answer = await call(gateway)
+                if info.served_by:
+                    context.set_trailing_metadata(((SERVED_BY, info.served_by),))
+                return answer
+        except Exception as exc:
+            await self._abort(context, method, exc)
+        finally:
+            holder.release(gateway)
         raise AssertionError("unreachable: _abort aborts on every error")
 
     async def stream(
@@ -217,7 +220,7 @@ class Admission:
         "timeout",
     )
 
-    def __init__(  # noqa: PLR0917 (built in one place, CallGuard.admission)
+    def __init__(  # noqa: PLR0917 (built in two places, both in CallGuard)
         self,
         guard: CallGuard,
         method: str,
@@ -225,19 +228,21 @@ class Admission:
         tenant: Tenant | None,
         metadata: Metadata,
         system: str,
+        action: dict[str, object] | None,
     ) -> None:
         self.guard, self.method, self.budget = guard, method, budget
         self.tenant, self.metadata, self.system = tenant, metadata, system
-        self.action: dict[str, object] | None = None
+        self.action = action
 
     def __enter__(self) -> tuple[Deadline, CallInfo]:
         guard = self.guard
-        deadline = asyncio.get_running_loop().time() + self.budget
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.budget
         self.info = info = CallInfo(self.method, new_request_id(), deadline=deadline)
         info.tenant = self.tenant
         info.action = self.action
         info.user = caller_user(self.metadata())
-        begin(info)
+        CURRENT.set(info)
         if guard.active >= guard.max_concurrent:
             report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests, audit=guard.audit)
             raise errors.Overloaded(
@@ -246,9 +251,11 @@ class Admission:
             )
         guard.active += 1
         self.status = "OK"
-        self.span = tracing.rpc_span(self.method, self.metadata, info, self.system)
-        self.span.__enter__()
-        self.timeout = Deadline(deadline)
+        self.span = None
+        if tracing.state.tracer is not None:
+            self.span = tracing.rpc_span(self.method, self.metadata, info, self.system)
+            self.span.__enter__()
+        self.timeout = Deadline(deadline, loop)
         return self.timeout.__enter__(), info
 
     def __exit__(
@@ -259,7 +266,8 @@ class Admission:
             try:
                 self.timeout.__exit__(kind, exc, tb)
             finally:
-                self.span.__exit__(kind, exc, tb)
+                if self.span is not None:
+                    self.span.__exit__(kind, exc, tb)
         except TimeoutError as timeout:
             exc = timeout
         try:

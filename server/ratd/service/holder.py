@@ -23,13 +23,15 @@ class GatewayHolder:
         """The current gateway, held for the length of one call (``with holder.use()``)."""
         return _Use(self)
 
-    def _acquire(self) -> Gateway:
+    def hold(self) -> Gateway:
+        """The current gateway, held until ``release`` (what ``use`` does, without its
+        object: the gRPC unary path holds it this way)."""
         gateway = self.current
         key = id(gateway)
         self._users[key] = self._users.get(key, 0) + 1
         return gateway
 
-    def _release(self, gateway: Gateway) -> None:
+    def release(self, gateway: Gateway) -> None:
         key = id(gateway)
         self._users[key] -= 1
         if not self._users[key]:
@@ -68,8 +70,8 @@ class _Use:
         self._holder = holder
 
     def __enter__(self) -> Gateway:
-        self._gateway = self._holder._acquire()
+        self._gateway = self._holder.hold()
         return self._gateway
 
     def __exit__(self, *_: object) -> None:
-        self._holder._release(self._gateway)
+        self._holder.release(self._gateway)
