@@ -22,13 +22,21 @@ RESOLUTION = 0.05
 
 
 class Alarm:
-    """``fire()`` once the loop's clock passes ``when`` (unless cancelled first)."""
+    """``fire()`` once the loop's clock passes ``when`` (unless cancelled first): the
+    callback given, or a subclass's own ``fire`` (``AlarmClock.add``; one object per
+    alarm rather than two)."""
 
-    __slots__ = ("_clock", "_fire", "_slot", "when")
+    __slots__ = ("_callback", "_clock", "_slot", "when")
 
-    def __init__(self, clock: AlarmClock, when: float, fire: Callable[[], object]) -> None:
-        self._clock, self.when, self._fire = clock, when, fire
+    def __init__(
+        self, clock: AlarmClock, when: float, fire: Callable[[], object] | None = None
+    ) -> None:
+        self._clock, self.when, self._callback = clock, when, fire
         self._slot = -1
+
+    def fire(self) -> None:
+        if self._callback is not None:
+            self._callback()
 
     def move(self, when: float) -> None:
         """Fire at ``when`` instead: a later time is picked up when the alarm's slot comes
@@ -63,6 +71,10 @@ class AlarmClock:
         alarm = Alarm(self, when, fire)
         self._add(alarm)
         return alarm
+
+    def add(self, alarm: Alarm) -> None:
+        """Set ``alarm`` (made for this clock) for its ``when``."""
+        self._add(alarm)
 
     def _add(self, alarm: Alarm) -> None:
         if self._handle is None and not self._slots:  # idle until now: catch up
@@ -101,7 +113,7 @@ class AlarmClock:
             for alarm in self._slots.pop(slot):
                 alarm._slot = -1
                 if alarm.when <= now:
-                    alarm._fire()
+                    alarm.fire()
                 else:  # moved later meanwhile
                     self._add(alarm)
         if self._slots:  # (an alarm added above may have armed it for a later slot)

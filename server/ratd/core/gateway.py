@@ -29,7 +29,7 @@ from ratd.core.llm_judge import LlmJudge
 from ratd.core.parameters import ParameterPolicy
 from ratd.core.retirement import retired_presets, today_of
 from ratd.core.retry import Retrier
-from ratd.core.routing import Router
+from ratd.core.routing import PRESET_PREFIX, Router
 from ratd.core.validation import (
     embed_dimensions,
     validate_chat,
@@ -104,6 +104,10 @@ def _close_span(scope: AbstractContextManager[Any], span: Any, info: CallInfo | 
     scope.__exit__(None, None, None)
 
 
+# How many (model, capability) routes a gateway remembers.
+_MAX_ROUTES = 4096
+
+
 class Gateway:
     def __init__(
         self,
@@ -132,6 +136,10 @@ class Gateway:
             log.warning("preset %s names a model past its shutdown date", stale)
         claimed = {m: p.name for p in self.providers.values() for m in p.model_names()}
         self.router = Router(config, claimed)
+        # _candidates' answers for callers without an allow-list (bounded), unless the
+        # order depends on the request (the cheapest strategy).
+        self._routes: dict[tuple[str, str], list[tuple[Provider, str]]] = {}
+        self._cheapest = config.routing.strategy == "cheapest"
         self.parameters = ParameterPolicy(config.validation.parameter_policy, self.registry)
         self.catalog = Catalog(self.registry, self.presets, self.router, self.providers, today)
         self.retry = Retrier(config.retry)
@@ -201,6 +209,10 @@ class Gateway:
         tenant = info.tenant if info is not None else None
         if tenant is not None and tenant.models is None:
             tenant = None  # no allow-list: every model
+        if tenant is None and not self._cheapest:
+            found = self._routes.get((model, capability))
+            if found is not None:  # routing is fixed for the gateway's life: remembered
+                return found
         try:
             routed = self.router.resolve(model, capability)
         except errors.NoProvider:
@@ -215,8 +227,12 @@ class Gateway:
             if not allowed and (found or not tenant.may_use(model)):
                 raise access.refusal(tenant, model, (f"{p.name}:{m}" for p, m in found))
             found = allowed
-        if self.config.routing.strategy == "cheapest":
-            found = self._cheapest_first(found, options)
+        if self._cheapest:
+            return self._cheapest_first(found, options)
+        if tenant is None:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            self._routes[model, capability] = found
         return found
 
     def _cheapest_first(
@@ -434,6 +450,8 @@ class Gateway:
     def _with_preset(self, request: R) -> R:
         """The request with a preset model name replaced and its parameters filled in."""
         options = request.options  # type: ignore[attr-defined]
+        if not options.model.startswith(PRESET_PREFIX):  # most names: no lookup
+            return request
         preset = self.presets.resolve(options.model)
         if preset is None:
             return request

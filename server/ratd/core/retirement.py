@@ -91,6 +91,9 @@ class Retirement:
         self.today = today
         self._warned: set[tuple[str, str]] = set()
         self._dates: dict[tuple[str, str], tuple[models_pb2.ModelMetadata, Dates]] = {}
+        # Models that passed today, with the registry entry they passed on: the same
+        # entry on the same day passes again without a look at its dates.
+        self._cleared: dict[tuple[str, str], tuple[models_pb2.ModelMetadata, dt.date]] = {}
 
     def check(self, provider: str, model: str) -> None:
         """Raise ``ModelRetired`` when ``provider``'s ``model`` is past its shutdown date;
@@ -99,16 +102,20 @@ class Retirement:
         if found is None:
             return
         key = (provider, model)
+        today = self.today()
+        cleared = self._cleared.get(key)
+        if cleared is not None and cleared[0] is found and cleared[1] == today:
+            return  # checked today against this very entry, and nothing to say
         cached = self._dates.get(key)
         if cached is None or cached[0] is not found:  # parsed once per registry entry
             cached = self._dates[key] = (found, Dates.of(found.info))
         dates = cached[1]
-        today = self.today()
         if dates.retired(today):
             raise self._retired(provider, model, dates)
-        if dates.deprecated(today) and (provider, model) not in self._warned:
-            self._warned.add((provider, model))
+        if dates.deprecated(today) and key not in self._warned:
+            self._warned.add(key)
             log.warning("%s", self._deprecation_notice(provider, model, dates))
+        self._cleared[key] = (found, today)
 
     @staticmethod
     def _retired(provider: str, model: str, dates: Dates) -> errors.ModelRetired:

@@ -191,14 +191,15 @@ def response_format_to_wire(fmt: chat_pb2.ResponseFormat) -> dict[str, Any] | No
     return None
 
 
-def usage_from_wire(usage: Mapping[str, Any]) -> chat_pb2.Usage:
+def usage_from_wire(usage: Mapping[str, Any], into: chat_pb2.Usage | None = None) -> chat_pb2.Usage:
+    """``usage`` as a Usage: a new one, or filled into ``into`` (a response's own, which
+    then needs no copy)."""
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
-    result = chat_pb2.Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=int(usage.get("total_tokens") or prompt + completion),
-    )
+    result = chat_pb2.Usage() if into is None else into
+    result.prompt_tokens = prompt
+    result.completion_tokens = completion
+    result.total_tokens = int(usage.get("total_tokens") or prompt + completion)
     details = usage.get("completion_tokens_details") or {}
     if details.get("reasoning_tokens") is not None:
         result.reasoning_tokens = int(details["reasoning_tokens"])
@@ -485,8 +486,8 @@ class ChatCompletions:
             response.tool_calls.add(
                 id=call_item.get("id") or "", name=function.get("name") or "", arguments=arguments
             )
-        if data.get("usage"):
-            response.usage.CopyFrom(usage_from_wire(data["usage"]))
+        if usage := data.get("usage"):
+            usage_from_wire(usage, response.usage)
         return response
 
     def chat_assembler(self, call: UpstreamCall[chat_pb2.ChatStreamResponse]) -> StreamAssembler:

@@ -15,30 +15,25 @@ from types import TracebackType
 from ratd import alarms
 
 
-class Deadline:
+class Deadline(alarms.Alarm):
     """``async with Deadline(when)`` (or ``with``: entering and leaving never wait): the
     task is cancelled once the loop's clock passes ``when``, and the cancellation leaves
     the block as ``TimeoutError`` (as with ``asyncio.timeout_at``; a cancellation from
-    elsewhere stays a cancellation)."""
+    elsewhere stays a cancellation). It is its own alarm: one object per call."""
 
-    __slots__ = ("_alarm", "_cancelling", "_expired", "_loop", "_task", "_when")
+    __slots__ = ("_cancelling", "_expired", "_loop", "_task")
 
     def __init__(self, when: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """``loop``: the running loop, when the caller has it at hand (each lookup of the
         running loop costs a ``getpid`` system call on CPython 3.11)."""
-        self._when = when
+        self.when = when
+        self._slot = -1
         self._expired = False
-        self._alarm: alarms.Alarm | None = None
         self._loop = loop
-
-    def when(self) -> float:
-        return self._when
 
     def reschedule(self, when: float) -> None:
         """Move the deadline (later: only noted; earlier: the alarm moves now)."""
-        self._when = when
-        if self._alarm is not None:
-            self._alarm.move(when)
+        self.move(when)
 
     def __enter__(self) -> Deadline:
         loop = self._loop or asyncio.get_running_loop()
@@ -47,20 +42,19 @@ class Deadline:
             raise RuntimeError("Deadline must be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        self._alarm = alarms.clock(loop).start(self._when, self._fire)
+        self._clock = clock = alarms.clock(loop)
+        clock.add(self)
         return self
 
-    def _fire(self) -> None:
-        self._alarm = None
+    def fire(self) -> None:
         self._expired = True
         self._task.cancel()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._alarm is not None:
-            self._alarm.cancel()
-            self._alarm = None
+        if self._slot >= 0:
+            self._clock._remove(self)
         # As asyncio.Timeout: the cancellation this deadline asked for is taken back
         # whatever ended the block; it becomes TimeoutError if it is what ended it.
         if (
