@@ -85,6 +85,8 @@ class _NoSpan(AbstractContextManager[None]):
 
 
 _NO_SPAN = _NoSpan()
+# What ``provider_span`` gives when tracing is off (callers may skip closing it).
+NO_SPAN = _NO_SPAN
 
 
 def rpc_span(

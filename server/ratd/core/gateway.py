@@ -97,8 +97,21 @@ class _Opened:
     span: Any
 
 
+def _open_span(
+    capability: str, provider: Provider, model: str, options: ProtoMessage | None
+) -> tuple[AbstractContextManager[Any], Any]:
+    """A provider's span, entered: its context manager and the span (``NO_SPAN`` and
+    None while tracing is off, without a call more)."""
+    if tracing.state.tracer is None:
+        return tracing.NO_SPAN, None
+    scope = tracing.provider_span(capability, provider.name, provider.kind, model, options)
+    return scope, scope.__enter__()
+
+
 def _close_span(scope: AbstractContextManager[Any], span: Any, info: CallInfo | None) -> None:
     """Close a provider's span once its answer is delivered, with the usage on it."""
+    if scope is tracing.NO_SPAN:
+        return
     if span is not None and info is not None and info.usage is not None:
         tracing.record_usage(span, info.usage)
     scope.__exit__(None, None, None)
@@ -310,10 +323,7 @@ class Gateway:
             if info is not None:
                 info.model = info.model or model
                 info.attempt(provider.name)
-            scope = tracing.provider_span(
-                capability, provider.name, provider.kind, provider_model, options
-            )
-            span = scope.__enter__()
+            scope, span = _open_span(capability, provider, provider_model, options)
             try:
                 result = await self._measured(provider, provider_model, unit, info)
             except errors.GatewayError as err:

@@ -313,7 +313,10 @@ def validate_chat(request: ChatLike, max_bytes: int) -> frozenset[str]:
     media: set[str] = set()
     for i, message in enumerate(messages):
         _message(i, message, limits, call_ids, media)
-    return frozenset(media)
+    return frozenset(media) if media else _NO_MEDIA
+
+
+_NO_MEDIA: frozenset[str] = frozenset()
 
 
 def validate_generate(request: GenerateLike, max_bytes: int) -> None:

@@ -168,7 +168,7 @@ class HttpClient:
         their Content-Type in ``headers``.
         """
         data = body if body is not None else orjson.dumps(payload) if payload is not None else None
-        return _Exchange(self, method, self.url(path), data, headers=headers, model=model)
+        return _Exchange(self, method, self.base_url + path, data, headers=headers, model=model)
 
     def send(
         self,
