@@ -28,7 +28,6 @@ class Deadline(alarms.Alarm):
         running loop costs a ``getpid`` system call on CPython 3.11)."""
         self.when = when
         self._slot = -1
-        self._expired = False
         self._loop = loop
 
     def reschedule(self, when: float) -> None:
@@ -36,7 +35,14 @@ class Deadline(alarms.Alarm):
         self.move(when)
 
     def __enter__(self) -> Deadline:
-        loop = self._loop or asyncio.get_running_loop()
+        self.arm(self.when, self._loop or asyncio.get_running_loop())
+        return self
+
+    def arm(self, when: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Start counting, to ``when`` on ``loop``'s clock (what entering does; for a
+        subclass that enters otherwise, as the call guard's admission)."""
+        self.when = when
+        self._expired = False
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Deadline must be used inside a task")
@@ -44,7 +50,6 @@ class Deadline(alarms.Alarm):
         self._cancelling = task.cancelling()
         self._clock = clock = alarms.clock(loop)
         clock.add(self)
-        return self
 
     def fire(self) -> None:
         self._expired = True
@@ -53,6 +58,11 @@ class Deadline(alarms.Alarm):
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.disarm(kind, exc)
+
+    def disarm(self, kind: type[BaseException] | None, exc: BaseException | None) -> None:
+        """Stop counting (what leaving does); raises TimeoutError when the deadline's own
+        cancellation is what ended the block."""
         if self._slot >= 0:
             self._clock._remove(self)
         # As asyncio.Timeout: the cancellation this deadline asked for is taken back

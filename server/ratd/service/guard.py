@@ -201,10 +201,11 @@ class CallGuard:
                 await self._abort(context, method, exc)
 
 
-class Admission:
+class Admission(Deadline):
     """One call's way through the guard: admitted under the concurrency limit, bounded in
-    time, reported at the end. (A class rather than a generator-based context manager: it
-    runs on every call.)"""
+    time (it is the call's ``Deadline`` itself: one object less per call), reported at
+    the end. (A class rather than a generator-based context manager: it runs on every
+    call.)"""
 
     __slots__ = (
         "action",
@@ -217,7 +218,6 @@ class Admission:
         "status",
         "system",
         "tenant",
-        "timeout",
     )
 
     def __init__(  # noqa: PLR0917 (built in two places, both in CallGuard)
@@ -233,8 +233,10 @@ class Admission:
         self.guard, self.method, self.budget = guard, method, budget
         self.tenant, self.metadata, self.system = tenant, metadata, system
         self.action = action
+        self._slot = -1  # no alarm until entered
 
-    def __enter__(self) -> tuple[Deadline, CallInfo]:
+    # Entered as a guard (the deadline and the call's info), not as a bare Deadline.
+    def __enter__(self) -> tuple[Deadline, CallInfo]:  # type: ignore[override]
         guard = self.guard
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.budget
@@ -255,8 +257,8 @@ class Admission:
         if tracing.state.tracer is not None:
             self.span = tracing.rpc_span(self.method, self.metadata, info, self.system)
             self.span.__enter__()
-        self.timeout = Deadline(deadline, loop)
-        return self.timeout.__enter__(), info
+        self.arm(deadline, loop)
+        return self, info
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -264,7 +266,7 @@ class Admission:
         guard = self.guard
         try:
             try:
-                self.timeout.__exit__(kind, exc, tb)
+                self.disarm(kind, exc)
             finally:
                 if self.span is not None:
                     self.span.__exit__(kind, exc, tb)
@@ -289,7 +291,7 @@ class Admission:
 
     # Entering and leaving never wait: ``with`` on the unary path (no coroutine objects),
     # ``async with`` where it sits beside an asynchronous context manager.
-    async def __aenter__(self) -> tuple[Deadline, CallInfo]:
+    async def __aenter__(self) -> tuple[Deadline, CallInfo]:  # type: ignore[override]
         return self.__enter__()
 
     async def __aexit__(
