@@ -374,6 +374,20 @@ async def test_faults_after_the_first_event_end_the_stream_without_retry(
     assert not upstream.requests_to("openrouter"), "no fallback once the stream has begun"
 
 
+async def test_an_unstreamed_answer_is_bounded_in_all_by_the_first_byte_timeout(
+    faults: tuple[Daemon, ServiceClient], upstream: FakeOpenAIUpstream
+) -> None:
+    """A whole JSON answer has one time limit for all of it, first_byte_timeout_secs (it
+    arrives at once when it comes), and the error says so."""
+    _, client = faults
+    upstream.openai.scenario = "hang"
+    upstream.openrouter.scenario = "hang"
+    err = await failing(lambda: client.chat("hi", model="gpt-4o-mini"))
+    assert err.code == grpc.StatusCode.UNAVAILABLE and err.reason == "PROVIDER_UNAVAILABLE"
+    assert "did not answer within 0.5s" in err.message, err.message
+    assert len(upstream.requests_to("openai")) == 3, "each attempt bounded, then retried"
+
+
 def test_the_retry_budget_counts_in_constant_space() -> None:
     """Requests that never fail must not accumulate (a leak once, seen in the soak): they
     are counted per second of the window, and a tenth of them may be retried."""

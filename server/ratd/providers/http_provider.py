@@ -146,7 +146,9 @@ class HttpProvider(Provider):
         raised as the dialect classifies it; anything but a JSON object (unless
         ``object_only`` is off) is the upstream's protocol fault."""
         dialect = errors_from or self.dialect
-        request = self.http.request(method, path, payload, model=model, headers=headers, body=body)
+        request = self.http.request(
+            method, path, payload, model=model, headers=headers, body=body, whole=True
+        )
         async with request as response:
             raw = await self.http.read(response)
             if response.status != 200:
