@@ -78,6 +78,12 @@ class CallGuard:
         self.holder = holder
         # Calls admitted and not yet ended (ratatoskr_in_flight_requests reads it).
         self.active: int = 0
+        # The loop the guard serves on, when it is built on one (the daemon's): every
+        # lookup of the running loop costs a getpid system call on CPython 3.11.
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
         _GUARDS.add(self)
         # The audit log ([audit] path), set by the daemon; None: no audit.
         self.audit: AuditLog | None = None
@@ -238,7 +244,7 @@ class Admission(Deadline):
     # Entered as a guard (the deadline and the call's info), not as a bare Deadline.
     def __enter__(self) -> tuple[Deadline, CallInfo]:  # type: ignore[override]
         guard = self.guard
-        loop = asyncio.get_running_loop()
+        loop = guard.loop or asyncio.get_running_loop()
         deadline = loop.time() + self.budget
         self.info = info = CallInfo(self.method, new_request_id(), deadline=deadline)
         info.tenant = self.tenant
