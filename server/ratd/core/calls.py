@@ -1,7 +1,7 @@
 """What one RPC did, gathered as it happens: the model, the providers tried, retries,
 time spent waiting on upstreams, the usage; and its deadline, which retries must not
-pass. The service layer starts it (``begin``) and reports it (metrics, the request log
-line, the trace); the core fills it in.
+pass. The service layer starts it (sets ``CURRENT``) and reports it (metrics, the request
+log line, the trace); the core fills it in.
 
 It reaches the core in a context variable, read once at the gateway's entry points
 (``current``); below them it is passed as an argument, so that what decides (the retry
@@ -51,7 +51,7 @@ class CallInfo:
             self.tried.append(provider)
 
 
-# The call being served by this task (``begin`` sets it; the gRPC guard sets it itself).
+# The call being served by this task (the service layer's admission sets it).
 CURRENT: ContextVar[CallInfo | None] = ContextVar("ratd_call", default=None)
 
 
@@ -71,7 +71,3 @@ def caller_user(metadata: Iterable[tuple[str, object]] | None) -> str:
 def current() -> CallInfo | None:
     """The call being served by this task, if any (None in tests that call the core)."""
     return CURRENT.get()
-
-
-def begin(info: CallInfo) -> None:
-    CURRENT.set(info)

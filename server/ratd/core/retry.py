@@ -131,8 +131,8 @@ class Retrier:
     ) -> T:
         """``call()``, again while its failures are worth another attempt, within the
         deadline of ``info`` (the call being served) and ``provider``'s budget."""
-        budget = self._budgets.get(provider) or self.budget(provider)
-        budget._requests.add(time.monotonic())  # budget.request(), one call less
+        budget = self.budget(provider)
+        budget.request()
         attempt = 1
         while True:
             try:

@@ -317,19 +317,14 @@ class _Exchange:
     async def __aenter__(self) -> aiohttp.ClientResponse:
         client = self.client
         session = client._get_session()
-        if self.timeout is None:
-            self._context = session.request(
-                self.method, self.url, data=self.data, headers=self.headers, allow_redirects=False
-            )
-        else:
-            self._context = session.request(
-                self.method,
-                self.url,
-                data=self.data,
-                headers=self.headers,
-                allow_redirects=False,
-                timeout=self.timeout,
-            )
+        self._context = session.request(
+            self.method,
+            self.url,
+            data=self.data,
+            headers=self.headers,
+            allow_redirects=False,
+            timeout=self.timeout or session.timeout,
+        )
         try:
             response = await self._context.__aenter__()
         except Exception as err:
