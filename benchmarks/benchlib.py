@@ -246,19 +246,43 @@ def start_upstream(
     return process, words[1]
 
 
-def ratd_env() -> dict[str, str]:
+def ratd_env(repo: Path | None = None) -> dict[str, str]:
+    """The environment of a ratd run from ``repo`` (default: this checkout)."""
+    repo = repo or REPO
     return {
         **os.environ,
-        "PYTHONPATH": f"{REPO / 'server'}:{REPO / 'client'}",
+        "PYTHONPATH": f"{repo / 'server'}:{repo / 'client'}",
         "OPENAI_API_KEY": "sk-bench-not-a-real-key",
     }
 
 
+@contextlib.contextmanager
+def checkout(rev: str, where: Path) -> Iterator[Path]:
+    """This repository at ``rev``, as a detached git worktree at ``where`` (removed after):
+    an older ratd to run beside this one in the same benchmark run."""
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(where), rev],
+        check=True,
+    )
+    try:
+        yield where
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)], check=False
+        )
+
+
 def start_ratd(
-    config_body: str, workdir: Path, cores: frozenset[int] | None, timeout: float = 60
+    config_body: str,
+    workdir: Path,
+    cores: frozenset[int] | None,
+    timeout: float = 60,
+    *,
+    repo: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A ratd on ``config_body`` (TOML; the [server] table is prepended); returns its
-    gRPC address. The metrics port is an ephemeral one so that runs never collide."""
+    gRPC address. The metrics port is an ephemeral one so that runs never collide.
+    ``repo``: the checkout to run it from (default: this one)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "ratd.toml"
     config.write_text(
@@ -271,7 +295,7 @@ def start_ratd(
     process = spawn(
         [sys.executable, "-m", "ratd", "--config", str(config), "--ready-file", str(ready)],
         cores=cores,
-        env=ratd_env(),
+        env=ratd_env(repo),
         log_path=log_path,
     )
     try:

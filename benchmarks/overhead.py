@@ -14,11 +14,14 @@ measured in the same run:
   ratd-http  this process -> HTTP (OpenAI API, ratd's [http] door) -> ratd -> HTTP -> upstream
   litellm    this process -> HTTP -> LiteLLM proxy (one worker) -> HTTP -> upstream
   floor      this process -> gRPC -> floor gateway -> HTTP -> upstream
+  ratd_base  the same as ratd, from an older commit (--base REV: a temporary git worktree)
 
 The floor (benchmarks/floor_gateway.py) is the least a gateway on ratd's own stack can do
 (grpc.aio under uvloop, one pooled aiohttp session; no routing, validation, metrics,
 logs or retries), on the same pinned core as ratd: ratd / floor is what ratd's features
-cost, in calls/s and in the gateway's CPU per call.
+cost, in calls/s and in the gateway's CPU per call. ``--base REV`` adds ratd at revision
+REV to the same run: ratd / ratd_base says whether a change made ratd faster or slower,
+free of the drift between two runs.
 
 ``--paths`` takes path names or a set: ``grpc`` (direct, ratd, litellm: the default),
 ``http`` (direct, ratd-http, litellm: both gateways take the same OpenAI request), ``gov``
@@ -45,6 +48,7 @@ stacks and a summary.
     python benchmarks/overhead.py --quick               # 1 round, 1 s turns, concurrency 1,64
     python benchmarks/overhead.py --paths direct,ratd --modes unary --concurrency 1,64
     python benchmarks/overhead.py --paths http --quick   # the OpenAI HTTP door vs LiteLLM
+    python benchmarks/overhead.py --paths ratd,floor --base HEAD~3 --modes unary --concurrency 64
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ PATHS = (
     "ratd-http",
     "litellm",
     "floor",
+    "ratd_base",
 )
 PATH_SETS = {
     "grpc": ["direct", "ratd", "litellm"],
@@ -95,7 +100,16 @@ PATH_SETS = {
     "all": list(PATHS),
 }
 MODES = ("unary", "stream")
-GATEWAYS = ("ratd", "ratd_auth", "ratd_gov", "ratd_gov_redis", "ratd-http", "litellm", "floor")
+GATEWAYS = (
+    "ratd",
+    "ratd_auth",
+    "ratd_gov",
+    "ratd_gov_redis",
+    "ratd-http",
+    "litellm",
+    "floor",
+    "ratd_base",
+)
 # Paths whose client sends CALLER_KEY.
 KEYED = ("ratd_auth", "ratd_gov", "ratd_gov_redis")
 RATDS = ("ratd", "ratd-http")
@@ -316,6 +330,10 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
 
     if cpu("ratd") and cpu("floor"):
         ratios["ratd_over_floor_cpu_per_call"] = cpu("ratd") / cpu("floor")
+    if rps("ratd") and rps("ratd_base"):  # this checkout against --base, in one run
+        ratios["ratd_over_ratd_base_rps"] = rps("ratd") / rps("ratd_base")
+    if cpu("ratd") and cpu("ratd_base"):
+        ratios["ratd_over_ratd_base_cpu_per_call"] = cpu("ratd") / cpu("ratd_base")
     if cpu("ratd") and cpu("ratd_auth"):
         ratios["ratd_auth_over_ratd_cpu"] = cpu("ratd_auth") / cpu("ratd")
         result["auth_cpu_us_per_call"] = cpu("ratd_auth") - cpu("ratd")
@@ -584,7 +602,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results", type=Path, default=None, help="results file (default results/<date>.json)"
     )
     parser.add_argument("--no-results", action="store_true", help="print only")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="also run ratd at git revision REV (a temporary worktree) as the path ratd_base",
+    )
     args = parser.parse_args(argv)
+    if args.base and "ratd_base" not in args.paths:
+        args.paths.append("ratd_base")
+    if "ratd_base" in args.paths and not args.base:
+        parser.error("the path ratd_base needs --base REV")
     if args.quick:
         args.rounds, args.seconds, args.warmup = 1, 1.0, 0.3
         if args.concurrency == [1, 16, 64, 256]:
@@ -618,7 +645,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "model": MODEL,
     }
-    with benchlib.temporary_directory("ratatoskr-overhead-") as tmp:
+    with (
+        benchlib.temporary_directory("ratatoskr-overhead-") as tmp,
+        contextlib.ExitStack() as checkouts,
+    ):
         try:
             upstream, upstream_url = benchlib.start_upstream(
                 plan.upstream if plan.pinned else None, args.chunks, args.chunk_interval_ms
@@ -636,7 +666,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 processes.append(redis)
             state_redis = f'[state]\nbackend = "redis"\nredis_url = "{redis_url}"\n'
+            repos: dict[str, Path] = {}
+            if args.base:  # the older ratd, from a worktree removed after the run
+                repos["ratd_base"] = checkouts.enter_context(
+                    benchlib.checkout(args.base, tmp / "base")
+                )
             for path, auth in (
+                ("ratd_base", ""),
                 ("ratd", ""),
                 ("ratd_auth", AUTH_TOML),
                 ("ratd_gov", AUTH_TOML + GOV_TOML),
@@ -655,6 +691,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f'[registry]\ncache_path = "{tmp / path / "registry.json"}"\n' + auth + door,
                     tmp / path,
                     gateway_cores,
+                    repo=repos.get(path),
                 )
                 processes.append(ratd)
                 for name in (path, "ratd-http" if serves_http else ""):
@@ -693,7 +730,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     path: await stack.enter_async_context(
                         grpc.aio.insecure_channel(addresses[path])
                     )
-                    for path in KEYED
+                    for path in (*KEYED, "ratd_base")
                     if path in addresses
                 }
                 calls: dict[str, dict[str, Call]] = {}
@@ -707,6 +744,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         unary, stream = grpc_calls(stub)
                     elif path == "ratd-http":
                         unary, stream = http_calls(session, f"http://{ratd_http}/v1", "unused")
+                    elif path == "ratd_base":
+                        unary, stream = grpc_calls(ratatoskr_pb2_grpc.RatatoskrStub(keyed[path]))
                     elif path in KEYED:
                         unary, stream = grpc_calls(
                             ratatoskr_pb2_grpc.RatatoskrStub(keyed[path]),
