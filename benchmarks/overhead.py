@@ -97,19 +97,10 @@ PATH_SETS = {
     "grpc": ["direct", "ratd", "litellm"],
     "http": ["direct", "ratd-http", "litellm"],
     "gov": ["direct", "ratd_auth", "ratd_gov", "ratd_gov_redis"],
-    "all": list(PATHS),
+    "all": [p for p in PATHS if p != "ratd_base"],  # that one needs --base
 }
 MODES = ("unary", "stream")
-GATEWAYS = (
-    "ratd",
-    "ratd_auth",
-    "ratd_gov",
-    "ratd_gov_redis",
-    "ratd-http",
-    "litellm",
-    "floor",
-    "ratd_base",
-)
+GATEWAYS = PATHS[1:]  # all but direct
 # Paths whose client sends CALLER_KEY.
 KEYED = ("ratd_auth", "ratd_gov", "ratd_gov_redis")
 RATDS = ("ratd", "ratd-http")
