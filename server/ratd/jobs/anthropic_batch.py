@@ -31,7 +31,7 @@ from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
 from ratd.jobs.polling import (
-    batch_provider,
+    ProviderBatches,
     check_models,
     json_lines,
     poll_until_done,
@@ -42,7 +42,6 @@ from ratd.jobs.polling import (
 from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.anthropic import AnthropicProvider
-from ratd.service.holder import GatewayHolder
 
 PATH = "/v1/messages/batches"
 # The HTTP status of each of the API's documented error types (an errored item carries
@@ -61,14 +60,11 @@ _STATUS = {
 POLL_FIRST, POLL_MAX = 1.0, 60.0
 
 
-class AnthropicBatches:
+class AnthropicBatches(ProviderBatches[AnthropicProvider]):
     """Submits, polls, reads and cancels Message Batches."""
 
-    def __init__(self, holder: GatewayHolder) -> None:
-        self.holder = holder
-
-    def provider(self, name: str) -> AnthropicProvider:
-        return batch_provider(self.holder.current.providers, name, AnthropicProvider, "anthropic")
+    provider_class = AnthropicProvider
+    kind = "anthropic"
 
     def check(self, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None) -> None:
         provider = self.provider(request.provider)

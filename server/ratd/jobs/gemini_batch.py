@@ -52,9 +52,10 @@ from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
 from ratd.jobs.polling import (
-    batch_provider,
+    ProviderBatches,
     check_models,
     json_lines,
+    one_kind,
     poll_until_done,
     priced,
     report_counts,
@@ -73,7 +74,6 @@ from ratd.providers.gemini import (
 from ratd.providers.gemini_interactions import rpc_status_error
 from ratd.providers.http import parse_body
 from ratd.providers.http_provider import ErrorDialect
-from ratd.service.holder import GatewayHolder
 
 GENERATE, EMBED = "batchGenerateContent", "asyncBatchEmbedContent"
 SUCCEEDED = "BATCH_STATE_SUCCEEDED"
@@ -89,23 +89,16 @@ _BATCH = re.compile(r"^batches/[A-Za-z0-9_-]+$")
 _FILE = re.compile(r"^files/[A-Za-z0-9_-]+$")
 
 
-class GeminiBatches:
+class GeminiBatches(ProviderBatches[GeminiProvider]):
     """Submits, polls, reads and cancels batches at the Gemini API's batch mode."""
 
-    def __init__(self, holder: GatewayHolder) -> None:
-        self.holder = holder
-
-    def provider(self, name: str) -> GeminiProvider:
-        return batch_provider(self.holder.current.providers, name, GeminiProvider, "google")
+    provider_class = GeminiProvider
+    kind = "google"
 
     def check(self, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None) -> None:
         """Refuse, before anything is sent, what one Gemini batch cannot run."""
         provider = self.provider(request.provider)
-        if len({item.WhichOneof("request") for item in request.items}) > 1:
-            raise errors.InvalidInput(
-                "a Gemini batch goes to one method: all items chat, or all embed",
-                field="items",
-            )
+        one_kind(request.items, "a Gemini batch goes to one method: all items chat, or all embed")
         check_models(request.items, provider.name, tenant)
         model = upstream_model(request.items[0])
         for i, item in enumerate(request.items):

@@ -38,9 +38,10 @@ from ratd import errors
 from ratd.core.access import Tenant
 from ratd.jobs.manager import RunningJob
 from ratd.jobs.polling import (
-    batch_provider,
+    ProviderBatches,
     check_models,
     json_lines,
+    one_kind,
     poll_until_done,
     priced,
     report_counts,
@@ -50,31 +51,24 @@ from ratd.jobs.results import failed_result
 from ratd.jobs.store import JobRecord
 from ratd.providers.http import parse_body
 from ratd.providers.openai_compat import OpenAIProvider, embeddings_from_wire
-from ratd.service.holder import GatewayHolder
 
 CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
 DONE = frozenset({"completed", "failed", "expired", "cancelled"})
 POLL_FIRST, POLL_MAX = 1.0, 60.0
 
 
-class OpenAIBatches:
+class OpenAIBatches(ProviderBatches[OpenAIProvider]):
     """Submits, polls, reads and cancels batches at OpenAI's Batch API."""
 
-    def __init__(self, holder: GatewayHolder) -> None:
-        self.holder = holder
-
-    def provider(self, name: str) -> OpenAIProvider:
-        return batch_provider(self.holder.current.providers, name, OpenAIProvider, "openai")
+    provider_class = OpenAIProvider
+    kind = "openai"
 
     def check(self, request: jobs_pb2.SubmitBatchRequest, tenant: Tenant | None) -> None:
         """Refuse, before any upload, what the provider's batch cannot run."""
         provider = self.provider(request.provider)
-        kinds = {item.WhichOneof("request") for item in request.items}
-        if len(kinds) > 1:
-            raise errors.InvalidInput(
-                "a provider batch goes to one endpoint: all items chat, or all embed",
-                field="items",
-            )
+        one_kind(
+            request.items, "a provider batch goes to one endpoint: all items chat, or all embed"
+        )
         check_models(request.items, provider.name, tenant)
 
     async def run(self, job: RunningJob) -> jobs_pb2.BatchResult:

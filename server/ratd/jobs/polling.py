@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -15,6 +15,7 @@ from ratd.jobs.manager import RunningJob
 from ratd.providers.http import parse_body
 from ratd.providers.http_provider import HttpProvider
 from ratd.registry import Registry
+from ratd.service.holder import GatewayHolder
 
 # Polls in a row that may fail for a passing reason before the job is given up.
 POLL_FAILURES = 3
@@ -26,17 +27,27 @@ BATCH_PRICE = 0.5
 P = TypeVar("P", bound=HttpProvider)
 
 
-def batch_provider(providers: Mapping[str, object], name: str, cls: type[P], kind: str) -> P:
-    """The configured provider ``name``, if it is of the class (and ``kind``) whose batch
-    API a runner speaks; else INVALID_ARGUMENT naming the kinds that have one."""
-    found = providers.get(name)
-    if not isinstance(found, cls) or found.kind != kind:
-        raise errors.InvalidInput(
-            f"provider {name!r} is not a configured provider of kind {kind} "
-            "(batch APIs: kinds openai, anthropic and google)",
-            field="provider",
-        )
-    return found
+class ProviderBatches(Generic[P]):
+    """What the runners of the providers' batch APIs share: the gateway in service, and
+    the configured provider a batch names, if it is of the class (and ``kind``) whose
+    batch API the runner speaks."""
+
+    provider_class: type[P]
+    kind: str
+
+    def __init__(self, holder: GatewayHolder) -> None:
+        self.holder = holder
+
+    def provider(self, name: str) -> P:
+        """Provider ``name``; else INVALID_ARGUMENT naming the kinds that have a batch API."""
+        found = self.holder.current.providers.get(name)
+        if not isinstance(found, self.provider_class) or found.kind != self.kind:
+            raise errors.InvalidInput(
+                f"provider {name!r} is not a configured provider of kind {self.kind} "
+                "(batch APIs: kinds openai, anthropic and google)",
+                field="provider",
+            )
+        return found
 
 
 async def poll_until_done(
@@ -121,6 +132,13 @@ def upstream_model(item: jobs_pb2.BatchItem) -> str:
     """The model an item names, without a ``provider:`` prefix (the batch goes to one)."""
     name = item.chat.options.model if item.HasField("chat") else item.embed.model
     return name.partition(":")[2] if ":" in name else name
+
+
+def one_kind(items: Sequence[jobs_pb2.BatchItem], refusal: str) -> None:
+    """All ``items`` chat, or all embed (a provider batch goes to one endpoint); else
+    INVALID_ARGUMENT saying ``refusal``."""
+    if len({item.WhichOneof("request") for item in items}) > 1:
+        raise errors.InvalidInput(refusal, field="items")
 
 
 def check_models(items: Sequence[jobs_pb2.BatchItem], provider: str, tenant: Tenant | None) -> None:

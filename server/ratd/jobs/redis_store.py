@@ -32,13 +32,12 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ratd import errors
 from ratd.jobs.store import JobRecord, LeaseLost, Page, Renewal
+from ratd.state.redis_state import connect
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +178,9 @@ class RedisJobStore:
         self.timeout = timeout
         self.lease_ms = int(lease * 1000)
         self.me = replica_id()
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=timeout,
-            password=password,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+        self.redis: Redis = connect(
+            url, password=password, timeout=timeout, connections=MAX_CONNECTIONS
         )
-        self.redis: Redis = Redis(connection_pool=pool)
         # register_script: EVALSHA, loading the script again after a Redis restart.
         self._put = self.redis.register_script(PUT)
         self._delete = self.redis.register_script(DELETE)

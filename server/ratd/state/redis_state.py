@@ -102,6 +102,22 @@ MAX_CONNECTIONS = 32
 RS = "\x1e"
 
 
+def connect(url: str, *, password: str | None, timeout: float, connections: int) -> Redis:
+    """A client for ``url`` over a bounded pool (a command waits at most ``timeout`` for a
+    free connection), with no retries of its own: the callers bound and retry. No
+    socket_timeout: every command is bounded as a whole by its caller, and a second timer
+    per read would cost CPU on every call."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=timeout,
+        password=password,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis(connection_pool=pool)
+
+
 def _sha(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
@@ -112,17 +128,10 @@ class RedisState(StateBackend):
     def __init__(self, url: str, *, password: str | None, timeout: float) -> None:
         self.timeout = timeout
         self.url = url
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=timeout,
-            password=password,
-            # No socket_timeout: every command is bounded as a whole (_bounded), and a
-            # second timer per read would cost CPU on every call.
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+        # Every command is bounded as a whole (_bounded).
+        self.redis: Redis = connect(
+            url, password=password, timeout=timeout, connections=MAX_CONNECTIONS
         )
-        self.redis: Redis = Redis(connection_pool=pool)
         self._batch: list[Settlement] = []
         self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
