@@ -1,4 +1,4 @@
-"""The call time limit (ratd.service.deadline): asyncio.timeout's semantics on coarse
+"""The call time limit (ratd.deadline): asyncio.timeout's semantics on coarse
 alarms (ratd.alarms: many alarms, one loop timer)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from ratd import alarms
-from ratd.service.deadline import Deadline
+from ratd.deadline import Deadline
 
 
 def _in(seconds: float) -> float:

@@ -374,14 +374,16 @@ async def test_faults_after_the_first_event_end_the_stream_without_retry(
     assert not upstream.requests_to("openrouter"), "no fallback once the stream has begun"
 
 
+@pytest.mark.parametrize("scenario", ["hang", "stall"], ids=["before-headers", "mid-body"])
 async def test_an_unstreamed_answer_is_bounded_in_all_by_the_first_byte_timeout(
-    faults: tuple[Daemon, ServiceClient], upstream: FakeOpenAIUpstream
+    faults: tuple[Daemon, ServiceClient], upstream: FakeOpenAIUpstream, scenario: str
 ) -> None:
     """A whole JSON answer has one time limit for all of it, first_byte_timeout_secs (it
-    arrives at once when it comes), and the error says so."""
+    arrives at once when it comes), whether the upstream says nothing or stops halfway
+    through the body, and the error says so."""
     _, client = faults
-    upstream.openai.scenario = "hang"
-    upstream.openrouter.scenario = "hang"
+    upstream.openai.scenario = scenario
+    upstream.openrouter.scenario = scenario
     err = await failing(lambda: client.chat("hi", model="gpt-4o-mini"))
     assert err.code == grpc.StatusCode.UNAVAILABLE and err.reason == "PROVIDER_UNAVAILABLE"
     assert "did not answer within 0.5s" in err.message, err.message

@@ -25,7 +25,8 @@ project's own. What the fake reproduces:
   cut without ``[DONE]``, malformed and non-object chunks, and a 200 non-stream body that
   is an error object;
 * refusals (``refusal`` instead of content), and a request held open until the client
-  goes away (``hang``; ``fake.disconnected`` is set when it does);
+  goes away (``hang``; ``fake.disconnected`` is set when it does), or, unstreamed, its
+  answer begun and half sent before that silence (``stall``);
 * OpenAI's strictness: an unknown request argument, ``tool_choice`` without ``tools`` or
   ``stream_options`` without ``stream`` is a 400, as the real API answers.
 
@@ -368,7 +369,8 @@ class Script:
     steps: tuple[Step, ...]
     # How a stream ends: "done" (data: [DONE]), "eof" (clean end without [DONE] or a
     # finish), "cut" (the connection drops in the middle of the chunked body), "hang"
-    # (nothing more until the client disconnects).
+    # (nothing more until the client disconnects), "stall" (unstreamed: the headers and
+    # half the body, then nothing more until the client disconnects; streamed: "hang").
     ending: str = "done"
 
 
@@ -532,6 +534,11 @@ def _flood(ctx: Context) -> Script:
 def _hang(ctx: Context) -> Script:
     """The first words, then silence until the client gives up (no reply at all unstreamed)."""
     return Script(tuple(Content(p) for p in TEXT_PIECES[:2]), ending="hang")
+
+
+def _stall(ctx: Context) -> Script:
+    """An answer begun and half sent, then silence until the client gives up."""
+    return Script(tuple(Content(p) for p in TEXT_PIECES[:2]), ending="stall")
 
 
 def _truncated(ctx: Context) -> Script:
@@ -824,6 +831,7 @@ SCENARIOS: dict[str, Callable[[Context], Script | HttpReply]] = {
     "mid-stream-provider-error": _mid_stream_provider_error,
     "truncated": _truncated,
     "hang": _hang,
+    "stall": _stall,
     "flood": _flood,
     "ended-early": _ended_early,
     "malformed": _malformed,
@@ -1514,8 +1522,9 @@ class FakeOpenAIUpstream:
             elif answer.ending == "hang" and not ctx.stream:
                 await self._wait_for_disconnect(request)
                 return web.Response(status=504)
-            elif answer.ending == "cut" and not ctx.stream:
-                return await self._cut_completion(request, _Renderer(ctx).completion(answer))
+            elif answer.ending in ("cut", "stall") and not ctx.stream:
+                body = _Renderer(ctx).completion(answer)
+                return await self._half_completion(request, body, answer.ending)
             elif not ctx.stream and any(isinstance(s, RawEvent) for s in answer.steps):
                 raw = next(s for s in answer.steps if isinstance(s, RawEvent))
                 reply = HttpReply(200, raw.data, "application/json")
@@ -1548,18 +1557,24 @@ class FakeOpenAIUpstream:
             assert request.transport is not None
             request.transport.close()
             return response
-        if script.ending == "hang":
+        if script.ending in ("hang", "stall"):
             await self._wait_for_disconnect(request)
             return response
         await response.write_eof()
         return response
 
-    async def _cut_completion(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        """Announce the whole body, send half of it, drop the connection."""
+    async def _half_completion(
+        self, request: web.Request, body: bytes, ending: str
+    ) -> web.StreamResponse:
+        """Announce the whole body and send half of it; then drop the connection ("cut")
+        or say nothing more until the client goes away ("stall")."""
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         response.content_length = len(body)
         await response.prepare(request)
         await response.write(body[: len(body) // 2])
+        if ending == "stall":
+            await self._wait_for_disconnect(request)
+            return response
         assert request.transport is not None
         request.transport.close()
         return response

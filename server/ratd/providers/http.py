@@ -22,6 +22,7 @@ import orjson
 
 from ratd import errors
 from ratd.config import ProviderConfig
+from ratd.deadline import Deadline
 from ratd.providers.streams import Oversized, chunks, iter_lines, iter_sse_data
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -44,12 +45,13 @@ class HttpClient:
         self._headers = {"Content-Type": "application/json", **headers}
         self._session: aiohttp.ClientSession | None = None
         self._ws_session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         # A whole JSON answer (``request(whole=True)``) arrives at once when it comes: one
-        # limit for all of it, the first byte's, rather than aiohttp's read timer, which
-        # is re-armed on every chunk (measured: ~10 us of CPU per call, overhead.py).
-        self._whole = aiohttp.ClientTimeout(
-            total=config.first_byte_timeout_secs, sock_connect=config.connect_timeout_secs
-        )
+        # limit for all of it, the first byte's, counted on ratd's coarse alarms
+        # (``ratd.deadline``) rather than by aiohttp, whose total timeout is a loop timer
+        # and a timer context per request and whose read timer is re-armed on every chunk
+        # (measured: ~40 us of CPU per call at c=64, benchmarks/overhead.py).
+        self._whole = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_secs)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -75,6 +77,7 @@ class HttpClient:
                 # Provider APIs set no cookies worth keeping; the jar only costs time.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+            self._loop = asyncio.get_running_loop()
         return self._session
 
     async def close(self) -> None:
@@ -178,13 +181,7 @@ class HttpClient:
         """
         data = body if body is not None else orjson.dumps(payload) if payload is not None else None
         return _Exchange(
-            self,
-            method,
-            self.base_url + path,
-            data,
-            headers=headers,
-            model=model,
-            timeout=self._whole if whole else None,
+            self, method, self.base_url + path, data, headers=headers, model=model, whole=whole
         )
 
     def send(
@@ -289,13 +286,14 @@ class _Exchange:
     __slots__ = (
         "_begun",
         "_context",
+        "_deadline",
         "client",
         "data",
         "headers",
         "method",
         "model",
-        "timeout",
         "url",
+        "whole",
     )
 
     def __init__(
@@ -307,49 +305,73 @@ class _Exchange:
         *,
         headers: Mapping[str, str] | None,
         model: str,
-        timeout: aiohttp.ClientTimeout | None = None,
+        whole: bool = False,
     ) -> None:
-        """``timeout``: one limit for the whole exchange, in place of the session's."""
+        """``whole``: one limit for the whole exchange, ``first_byte_timeout_secs``."""
         self.client, self.method, self.url, self.data = client, method, url, data
-        self.headers, self.model, self.timeout = headers, model, timeout
+        self.headers, self.model, self.whole = headers, model, whole
         self._begun = False
+        self._deadline: Deadline | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         client = self.client
         session = client._get_session()
+        timeout = session.timeout
+        if self.whole:
+            timeout = client._whole
+            loop = client._loop
+            assert loop is not None  # set with the session
+            self._deadline = Deadline(loop.time() + client._config.first_byte_timeout_secs, loop)
+            self._deadline.__enter__()
         self._context = session.request(
             self.method,
             self.url,
             data=self.data,
             headers=self.headers,
             allow_redirects=False,
-            timeout=self.timeout or session.timeout,
+            timeout=timeout,
         )
         try:
             response = await self._context.__aenter__()
-        except Exception as err:
-            error = client.failure(err, self.model, begun=False, whole=self.timeout is not None)
+        except BaseException as exc:
+            found = self._disarmed(exc) or exc
+            error = client.failure(found, self.model, begun=False, whole=self.whole)
             if error is None:
                 raise
             raise error from None
         self._begun = True
         try:
-            client._begun(response, self.model, switch=self.timeout is None)
-        except BaseException:
-            await self._context.__aexit__(None, None, None)
+            client._begun(response, self.model, switch=not self.whole)
+        except BaseException as exc:
+            try:
+                await self._context.__aexit__(None, None, None)
+            finally:
+                self._disarmed(exc)
             raise
         return response
 
     async def __aexit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._context.__aexit__(kind, err, tb)
-        if err is not None and isinstance(err, Exception):
-            error = self.client.failure(
-                err, self.model, begun=self._begun, whole=self.timeout is not None
-            )
+        try:
+            await self._context.__aexit__(kind, err, tb)
+        finally:
+            found = self._disarmed(err)
+        if found is not None and isinstance(found, Exception):
+            error = self.client.failure(found, self.model, begun=self._begun, whole=self.whole)
             if error is not None:
                 raise error from None
+
+    def _disarmed(self, err: BaseException | None) -> BaseException | None:
+        """Stop the whole exchange's clock, if it runs: what ended the exchange, with the
+        cancellation the clock itself asked for as the TimeoutError it means."""
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            try:
+                deadline.disarm(type(err) if err is not None else None, err)
+            except TimeoutError as timeout:
+                return timeout
+        return err
 
 
 class _Redirected(Exception):

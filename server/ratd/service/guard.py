@@ -25,10 +25,10 @@ from ratd import errors, tracing
 from ratd.core.access import CALLER, Tenant
 from ratd.core.calls import CURRENT, CallInfo, caller_user
 from ratd.core.gateway import Gateway
+from ratd.deadline import Deadline
 from ratd.metrics import IN_FLIGHT
 from ratd.secrets import redact
 from ratd.service.audit import AuditLog
-from ratd.service.deadline import Deadline
 from ratd.service.holder import GatewayHolder
 from ratd.service.report import new_request_id, report
 from ratd.service.status import internal_status, status_code, to_grpc_status
