@@ -10,7 +10,7 @@ deadline) and what is recorded is visible in the signatures."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -40,11 +40,24 @@ class CallInfo:
     # The authenticated caller (None: auth mode "none"); the gateway keeps, of the
     # providers that could serve a model, those this caller may use (core.access).
     tenant: Tenant | None = None
-    # Its ``x-ratatoskr-user`` metadata (read only for an authenticated caller): the
-    # per-user rate limit and the usage by user.
-    user: str = ""
+    # The call's metadata (gRPC) or headers (HTTP), where its ``user`` is read from.
+    metadata: Callable[[], Iterable[tuple[str, object]] | None] | None = None
     # An admin action's arguments (never a secret), for the audit log.
     action: dict[str, object] | None = None
+    _user: str | None = None
+
+    @property
+    def user(self) -> str:
+        """The caller's ``x-ratatoskr-user`` (the per-user rate limit, the usage by user,
+        the log line): read from the metadata when first asked, as most calls never ask
+        (a gRPC call's metadata is built for Python on each read)."""
+        if self._user is None:
+            self._user = caller_user(self.metadata() if self.metadata is not None else None)
+        return self._user
+
+    @user.setter
+    def user(self, value: str) -> None:
+        self._user = value
 
     def attempt(self, provider: str) -> None:
         if not self.tried or self.tried[-1] != provider:

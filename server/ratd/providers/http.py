@@ -279,14 +279,14 @@ class HttpClient:
             return response.status, response.headers, parse_body(body)
 
 
-class _Exchange:
+class _Exchange(Deadline):
     """One request and its response, as an async context manager. (A class rather than a
-    generator-based context manager: every upstream call takes this path.)"""
+    generator-based context manager: every upstream call takes this path.) For a whole
+    answer it is also that answer's ``Deadline``: one object per exchange, not two."""
 
     __slots__ = (
         "_begun",
         "_context",
-        "_deadline",
         "client",
         "data",
         "headers",
@@ -311,18 +311,18 @@ class _Exchange:
         self.client, self.method, self.url, self.data = client, method, url, data
         self.headers, self.model, self.whole = headers, model, whole
         self._begun = False
-        self._deadline: Deadline | None = None
+        self._slot = -1  # no alarm until entered
 
-    async def __aenter__(self) -> aiohttp.ClientResponse:
+    async def __aenter__(self) -> aiohttp.ClientResponse:  # type: ignore[override]
         client = self.client
         session = client._get_session()
-        timeout = session.timeout
         if self.whole:
-            timeout = client._whole
             loop = client._loop
             assert loop is not None  # set with the session
-            self._deadline = Deadline(loop.time() + client._config.first_byte_timeout_secs, loop)
-            self._deadline.__enter__()
+            self.arm(loop.time() + client._config.first_byte_timeout_secs, loop)
+            timeout = client._whole
+        else:
+            timeout = session.timeout
         self._context = session.request(
             self.method,
             self.url,
@@ -363,12 +363,12 @@ class _Exchange:
                 raise error from None
 
     def _disarmed(self, err: BaseException | None) -> BaseException | None:
-        """Stop the whole exchange's clock, if it runs: what ended the exchange, with the
-        cancellation the clock itself asked for as the TimeoutError it means."""
-        deadline, self._deadline = self._deadline, None
-        if deadline is not None:
+        """Stop a whole answer's clock (once: every way out of the exchange calls this
+        once): what ended the exchange, with the cancellation the clock itself asked for
+        as the TimeoutError it means."""
+        if self.whole:
             try:
-                deadline.disarm(type(err) if err is not None else None, err)
+                self.disarm(type(err) if err is not None else None, err)
             except TimeoutError as timeout:
                 return timeout
         return err

@@ -105,7 +105,7 @@ def _image_url(image: chat_pb2.ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": body}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every call, and a frozen one costs 3x
 class PartContext:
     """Who sends a message's document and audio parts (for their refusals), and whether
     the API takes a document by URL (OpenRouter's file_data does)."""

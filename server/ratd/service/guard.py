@@ -23,7 +23,7 @@ import grpc
 
 from ratd import errors, tracing
 from ratd.core.access import CALLER, Tenant
-from ratd.core.calls import CURRENT, CallInfo, caller_user
+from ratd.core.calls import CURRENT, CallInfo
 from ratd.core.gateway import Gateway
 from ratd.deadline import Deadline
 from ratd.metrics import IN_FLIGHT
@@ -249,7 +249,7 @@ class Admission(Deadline):
         self.info = info = CallInfo(self.method, new_request_id(), deadline=deadline)
         info.tenant = self.tenant
         info.action = self.action
-        info.user = caller_user(self.metadata())
+        info.metadata = self.metadata
         CURRENT.set(info)
         if guard.active >= guard.max_concurrent:
             report(info, "RESOURCE_EXHAUSTED", log_requests=guard.log_requests, audit=guard.audit)
