@@ -61,7 +61,10 @@ class ParameterPolicy:
     def unsupported(self, options: ProtoMessage, provider: Provider, model: str) -> list[str]:
         """The options set on ``options`` that ``model`` at ``provider`` does not take;
         raises InvalidInput for a value outside the model's range."""
-        present = {field.name for field, _ in options.ListFields()}
+        fields = options.ListFields()
+        if len(fields) == 1 and fields[0][0].name == "model":  # most requests: nothing set
+            return []
+        present = {field.name for field, _ in fields}
         present.discard("model")  # what every request sets, and no parameter
         if not present:
             return []
