@@ -134,6 +134,9 @@ class Tally:
     # CPU seconds each process of the path used during the turns, by role: "client" (this
     # process), "gateway" (ratd or LiteLLM; absent for the direct path), "upstream".
     cpu: dict[str, float] = field(default_factory=dict)
+    # Calls/s of each turn, in order: a ratio of two paths taken round by round, between
+    # turns moments apart, is free of the machine's drift over the run.
+    turns: list[float] = field(default_factory=list)
 
     def add_error(self, err: BaseException) -> None:
         self.errors += 1
@@ -185,9 +188,12 @@ async def run_load(
 
     pids = pids or {}
     cpu_before = {role: _cpu(role, pid) for role, pid in pids.items()}
+    before = len(tally.latencies)
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    tally.wall += time.perf_counter() - began
+    wall = time.perf_counter() - began
+    tally.wall += wall
+    tally.turns.append((len(tally.latencies) - before) / wall if wall else 0.0)
     for role, pid in pids.items():
         used = _cpu(role, pid) - cpu_before[role]
         tally.cpu[role] = tally.cpu.get(role, 0.0) + used
@@ -270,6 +276,7 @@ def summarise(tally: Tally) -> dict[str, Any]:
             "p99_ms": 1000 * percentile(tally.latencies, 0.99),
             "mean_ms": 1000 * statistics.fmean(tally.latencies),
             "rps": len(tally.latencies) / tally.wall if tally.wall else 0.0,
+            "rps_turns": tally.turns,
         }
         if tally.cpu:
             calls = len(tally.latencies) + tally.errors
@@ -315,6 +322,7 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
         ratios["litellm_over_direct_rps"] = rps("litellm") / rps("direct")
     if rps("ratd") and rps("floor"):
         ratios["ratd_over_floor_rps"] = rps("ratd") / rps("floor")
+        ratios["ratd_over_floor_rps_by_round"] = by_round(rows, "ratd", "floor")
 
     def cpu(path: str) -> float:
         return float(rows.get(path, {}).get("cpu_us_per_call", {}).get("gateway", 0.0))
@@ -323,6 +331,7 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
         ratios["ratd_over_floor_cpu_per_call"] = cpu("ratd") / cpu("floor")
     if rps("ratd") and rps("ratd_base"):  # this checkout against --base, in one run
         ratios["ratd_over_ratd_base_rps"] = rps("ratd") / rps("ratd_base")
+        ratios["ratd_over_ratd_base_rps_by_round"] = by_round(rows, "ratd", "ratd_base")
     if cpu("ratd") and cpu("ratd_base"):
         ratios["ratd_over_ratd_base_cpu_per_call"] = cpu("ratd") / cpu("ratd_base")
     if cpu("ratd") and cpu("ratd_auth"):
@@ -334,6 +343,12 @@ def compare(mode: str, concurrency: int, rows: dict[str, dict[str, Any]]) -> dic
             result[f"{gov}_cpu_us_per_call"] = cpu(gov) - cpu("ratd_auth")
     result["ratios"] = ratios
     return result
+
+
+def by_round(rows: dict[str, dict[str, Any]], path: str, other: str) -> float:
+    """The median over rounds of ``path``'s calls/s over ``other``'s in the same round."""
+    pairs = zip(rows[path]["rps_turns"], rows[other]["rps_turns"], strict=True)
+    return statistics.median(a / b for a, b in pairs if b)
 
 
 def path_pids(path: str, pids: Mapping[str, int]) -> dict[str, int]:
@@ -475,6 +490,7 @@ def _ratio_label(key: str) -> str:
     """``ratd_over_floor_rps`` -> ``ratd/floor calls/s``."""
     label = key.replace("_over_", "/")
     label = label.replace("_cpu_per_call", " CPU us/call")
+    label = label.replace("_rps_by_round", " calls/s by round (median)")
     return label.replace("_rps", " calls/s")
 
 
