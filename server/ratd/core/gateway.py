@@ -41,7 +41,7 @@ from ratd.core.validation import (
 )
 from ratd.metrics import FALLBACKS, SPEND, TOKENS, child
 from ratd.providers.base import ChatLike, GenerateLike, Provider
-from ratd.registry import Presets, Registry, cost_of
+from ratd.registry import Presets, Registry
 from ratd.state import StateBackend, build_state
 
 log = logging.getLogger(__name__)
@@ -477,17 +477,19 @@ class Gateway:
         """Fill in the cost of ``usage`` (unless the provider reported it) and count the
         tokens and the spend."""
         name = provider.name
-        child(TOKENS, name, "prompt").inc(usage.prompt_tokens)
-        child(TOKENS, name, "completion").inc(usage.completion_tokens)
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        child(TOKENS, name, "prompt").inc(prompt)
+        child(TOKENS, name, "completion").inc(completion)
         if info is not None:
             info.usage = usage
-        found = self.registry.get(name, model)
-        if not usage.HasField("cost_usd"):
-            cost = cost_of(found, usage)
-            if cost is None:
-                return
-            usage.cost_usd = cost
-        child(SPEND, name, model if found is not None else "other").inc(usage.cost_usd)
+        known, rates = self.registry.priced(name, model)
+        if usage.HasField("cost_usd"):
+            cost = usage.cost_usd
+        elif rates is None:
+            return
+        else:
+            cost = usage.cost_usd = (prompt * rates[0] + completion * rates[1]) / 1_000_000
+        child(SPEND, name, model if known else "other").inc(cost)
 
     async def _prepared(
         self,

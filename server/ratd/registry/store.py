@@ -142,6 +142,8 @@ class Registry:
         self._merged: dict[Key, models_pb2.ModelMetadata] = dict(self._base)
         # parameters() by (provider, model), rebuilt when live data changes.
         self._surfaces: dict[Key, dict[str, models_pb2.ParameterAvailability]] = {}
+        # priced() by (provider, model), for models the registry knows; rebuilt likewise.
+        self._priced: dict[Key, tuple[bool, Rates | None]] = {}
         # Providers whose last live refresh failed, with that failure's message.
         self._failing: dict[str, str] = {}
         # Ids of models with a retirement date, rebuilt lazily when live data changes.
@@ -192,15 +194,22 @@ class Registry:
         """US dollars for ``usage`` at the model's prices; None when they are unknown."""
         return cost_of(self.get(provider, model), usage)
 
+    def priced(self, provider: str, model: str) -> tuple[bool, Rates | None]:
+        """Whether the registry knows the model, and its prices in US dollars per million
+        prompt and completion tokens, if it lists them (read once per entry: every
+        answer is priced)."""
+        found = self._priced.get((provider, model))
+        if found is None:
+            entry = self.get(provider, model)
+            if entry is None:
+                return _UNKNOWN  # not remembered: the names are the callers'
+            found = self._priced[provider, model] = (True, rates_of(entry))
+        return found
+
     def price(self, provider: str, model: str) -> float | None:
         """Input plus output price per million tokens, for ordering by cost."""
-        found = self.get(provider, model)
-        if found is None or not found.HasField("pricing"):
-            return None
-        p = found.pricing
-        if not (p.HasField("prompt_cost_per_mtok") or p.HasField("completion_cost_per_mtok")):
-            return None
-        return p.prompt_cost_per_mtok + p.completion_cost_per_mtok
+        rates = self.priced(provider, model)[1]
+        return None if rates is None else rates[0] + rates[1]
 
     # -- the live layer ----------------------------------------------------------------------
 
@@ -217,6 +226,7 @@ class Registry:
 
     def _rebuild(self, provider: str) -> None:
         self._surfaces.clear()
+        self._priced.clear()
         for key in [k for k in self._merged if k[0] == provider]:
             del self._merged[key]
         for key, md in self._base.items():
@@ -322,17 +332,27 @@ class Registry:
             log.warning("registry: ignoring the unreadable cache %s: %s", self.cache_path, err)
 
 
-def cost_of(found: models_pb2.ModelMetadata | None, usage: chat_pb2.Usage) -> float | None:
-    """US dollars for ``usage`` at the prices of registry entry ``found``; None when they
-    are unknown."""
-    if found is None or not found.HasField("pricing"):
+# US dollars per million prompt and completion tokens.
+Rates = tuple[float, float]
+_UNKNOWN: tuple[bool, Rates | None] = (False, None)
+
+
+def rates_of(found: models_pb2.ModelMetadata) -> Rates | None:
+    """The prices registry entry ``found`` lists; None when it lists neither."""
+    if not found.HasField("pricing"):
         return None
     pricing = found.pricing
     if not pricing.HasField("prompt_cost_per_mtok") and not pricing.HasField(
         "completion_cost_per_mtok"
     ):
         return None
-    return (
-        usage.prompt_tokens * pricing.prompt_cost_per_mtok
-        + usage.completion_tokens * pricing.completion_cost_per_mtok
-    ) / 1_000_000
+    return pricing.prompt_cost_per_mtok, pricing.completion_cost_per_mtok
+
+
+def cost_of(found: models_pb2.ModelMetadata | None, usage: chat_pb2.Usage) -> float | None:
+    """US dollars for ``usage`` at the prices of registry entry ``found``; None when they
+    are unknown."""
+    rates = rates_of(found) if found is not None else None
+    if rates is None:
+        return None
+    return (usage.prompt_tokens * rates[0] + usage.completion_tokens * rates[1]) / 1_000_000
