@@ -334,8 +334,7 @@ class _Exchange(Deadline):
         try:
             response = await self._context.__aenter__()
         except BaseException as exc:
-            found = self._disarmed(exc) or exc
-            error = client.failure(found, self.model, begun=False, whole=self.whole)
+            error = self._ended(exc, begun=False)
             if error is None:
                 raise
             raise error from None
@@ -346,7 +345,7 @@ class _Exchange(Deadline):
             try:
                 await self._context.__aexit__(None, None, None)
             finally:
-                self._disarmed(exc)
+                self._ended(exc, begun=True)
             raise
         return response
 
@@ -355,23 +354,28 @@ class _Exchange(Deadline):
     ) -> None:
         try:
             await self._context.__aexit__(kind, err, tb)
-        finally:
-            found = self._disarmed(err)
-        if found is not None and isinstance(found, Exception):
-            error = self.client.failure(found, self.model, begun=self._begun, whole=self.whole)
-            if error is not None:
-                raise error from None
+        except BaseException as exc:  # closing failed, or was cut short (by the limit, say)
+            error = self._ended(exc, begun=True)
+            if error is None:
+                raise
+            raise error from None
+        error = self._ended(err, begun=self._begun)
+        if error is not None:
+            raise error from None
 
-    def _disarmed(self, err: BaseException | None) -> BaseException | None:
-        """Stop a whole answer's clock (once: every way out of the exchange calls this
-        once): what ended the exchange, with the cancellation the clock itself asked for
-        as the TimeoutError it means."""
+    def _ended(self, err: BaseException | None, *, begun: bool) -> errors.GatewayError | None:
+        """Stop a whole answer's clock (every way out of the exchange calls this once),
+        and say which ratd error ``err``, what ended the exchange, means: None for no
+        error or one not of the transport's making. The cancellation the clock itself
+        asked for means the answer took too long."""
         if self.whole:
             try:
                 self.disarm(type(err) if err is not None else None, err)
             except TimeoutError as timeout:
-                return timeout
-        return err
+                err = timeout
+        if err is None or not isinstance(err, Exception):
+            return None
+        return self.client.failure(err, self.model, begun=begun, whole=self.whole)
 
 
 class _Redirected(Exception):
