@@ -200,7 +200,7 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, decoding)
         add_operations(OperationsService(self.guard, self.jobs), decoding)
         # Through ``decoding`` as well: one method registered by name on the server costs
-        # every call grpc.aio's wait over its pending requests (~15 us, overhead.py).
+        # every call grpc.aio's wait over its pending requests (~25 us, docs/benchmarks.md).
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             reflection.aio.ReflectionServicer(
                 (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME)

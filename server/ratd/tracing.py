@@ -25,10 +25,9 @@ class _State:
     provider: Any = None
 
 
-_state = _State()
 # Read where a call's path asks whether tracing is on without a function call:
 # ``tracing.state.tracer is not None``.
-state = _state
+state = _State()
 
 # GenAI semantic conventions: gen_ai.operation.name by routing capability.
 _OPERATIONS = {
@@ -44,7 +43,7 @@ _OPERATIONS = {
 
 def setup(config: TracingConfig) -> None:
     """Export spans to the configured OTLP/gRPC collector (once per process)."""
-    if not config.otlp_endpoint or _state.tracer is not None:
+    if not config.otlp_endpoint or state.tracer is not None:
         return
     try:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -63,15 +62,15 @@ def setup(config: TracingConfig) -> None:
     provider.add_span_processor(
         BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=insecure))
     )
-    _state.provider, _state.tracer = provider, provider.get_tracer("ratd")
+    state.provider, state.tracer = provider, provider.get_tracer("ratd")
     log.info("tracing to %s", endpoint)
 
 
 def shutdown() -> None:
     """Flush and stop the exporter."""
-    if _state.provider is not None:
-        _state.provider.shutdown()
-    _state.provider = _state.tracer = None
+    if state.provider is not None:
+        state.provider.shutdown()
+    state.provider = state.tracer = None
 
 
 class _NoSpan(AbstractContextManager[None]):
@@ -84,9 +83,8 @@ class _NoSpan(AbstractContextManager[None]):
         return None
 
 
-_NO_SPAN = _NoSpan()
 # What ``provider_span`` gives when tracing is off (callers may skip closing it).
-NO_SPAN = _NO_SPAN
+NO_SPAN = _NoSpan()
 
 
 def rpc_span(
@@ -97,8 +95,8 @@ def rpc_span(
 ) -> AbstractContextManager[None]:
     """A server span around one call; ``metadata`` (gRPC metadata or HTTP headers, read
     only when tracing is on) may carry the caller's trace context."""
-    if _state.tracer is None:
-        return _NO_SPAN
+    if state.tracer is None:
+        return NO_SPAN
     return _rpc_span(method, metadata, info, system)
 
 
@@ -107,8 +105,8 @@ def provider_span(
 ) -> AbstractContextManager[Any]:
     """A client span around one provider call; the caller adds the usage with
     ``record_usage`` when it knows it."""
-    if _state.tracer is None:
-        return _NO_SPAN
+    if state.tracer is None:
+        return NO_SPAN
     return _provider_span(capability, provider, kind, model, options)
 
 
@@ -128,7 +126,7 @@ def _rpc_span(
         "rpc.service": "ratatoskr.v1.Ratatoskr",
         "rpc.method": method,
     }
-    with _state.tracer.start_as_current_span(
+    with state.tracer.start_as_current_span(
         f"ratatoskr.v1.Ratatoskr/{method}",
         context=extract(carrier),
         kind=SpanKind.SERVER,
@@ -165,7 +163,7 @@ def _provider_span(
             and options.HasField(name)
         ):
             attributes[f"gen_ai.request.{name}"] = getattr(options, name)
-    with _state.tracer.start_as_current_span(
+    with state.tracer.start_as_current_span(
         f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
     ) as span:
         yield span

@@ -41,7 +41,7 @@ from ratd.core.validation import (
 )
 from ratd.metrics import FALLBACKS, SPEND, TOKENS, child
 from ratd.providers.base import ChatLike, GenerateLike, Provider
-from ratd.registry import Presets, Registry
+from ratd.registry import Presets, Registry, cost_at
 from ratd.state import StateBackend, build_state
 
 log = logging.getLogger(__name__)
@@ -488,7 +488,7 @@ class Gateway:
         elif rates is None:
             return
         else:
-            cost = usage.cost_usd = (prompt * rates[0] + completion * rates[1]) / 1_000_000
+            cost = usage.cost_usd = cost_at(rates, prompt, completion)
         child(SPEND, name, model if known else "other").inc(cost)
 
     async def _prepared(

@@ -50,7 +50,7 @@ class HttpClient:
         # limit for all of it, the first byte's, counted on ratd's coarse alarms
         # (``ratd.deadline``) rather than by aiohttp, whose total timeout is a loop timer
         # and a timer context per request and whose read timer is re-armed on every chunk
-        # (measured: ~40 us of CPU per call at c=64, benchmarks/overhead.py).
+        # (docs/benchmarks.md, "Stop 15").
         self._whole = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_secs)
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -181,7 +181,7 @@ class HttpClient:
         """
         data = body if body is not None else orjson.dumps(payload) if payload is not None else None
         return _Exchange(
-            self, method, self.base_url + path, data, headers=headers, model=model, whole=whole
+            self, method, self.url(path), data, headers=headers, model=model, whole=whole
         )
 
     def send(
@@ -195,7 +195,7 @@ class HttpClient:
     ) -> _Exchange:
         """As ``request``, with a body already encoded (a multipart upload); ``headers``
         name its Content-Type."""
-        return _Exchange(self, method, self.url(path), body, headers=headers, model=model)
+        return self.request(method, path, model=model, headers=headers, body=body)
 
     def failure(
         self, err: BaseException, model: str, *, begun: bool, whole: bool = False

@@ -192,7 +192,10 @@ class Registry:
 
     def cost(self, provider: str, model: str, usage: chat_pb2.Usage) -> float | None:
         """US dollars for ``usage`` at the model's prices; None when they are unknown."""
-        return cost_of(self.get(provider, model), usage)
+        rates = self.priced(provider, model)[1]
+        if rates is None:
+            return None
+        return cost_at(rates, usage.prompt_tokens, usage.completion_tokens)
 
     def priced(self, provider: str, model: str) -> tuple[bool, Rates | None]:
         """Whether the registry knows the model, and its prices in US dollars per million
@@ -349,10 +352,6 @@ def rates_of(found: models_pb2.ModelMetadata) -> Rates | None:
     return pricing.prompt_cost_per_mtok, pricing.completion_cost_per_mtok
 
 
-def cost_of(found: models_pb2.ModelMetadata | None, usage: chat_pb2.Usage) -> float | None:
-    """US dollars for ``usage`` at the prices of registry entry ``found``; None when they
-    are unknown."""
-    rates = rates_of(found) if found is not None else None
-    if rates is None:
-        return None
-    return (usage.prompt_tokens * rates[0] + usage.completion_tokens * rates[1]) / 1_000_000
+def cost_at(rates: Rates, prompt_tokens: int, completion_tokens: int) -> float:
+    """US dollars for these tokens at ``rates``."""
+    return (prompt_tokens * rates[0] + completion_tokens * rates[1]) / 1_000_000
